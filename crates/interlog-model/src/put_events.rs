@@ -1,0 +1,410 @@
+//! PutEvents (`POST /events`): parse the rest-json body and enforce every constraint of the model.
+//!
+//! The rules are those of `personalize-events-2018-03-22` (§3.1 of the spec) plus the documented
+//! service limits (10 KB per event, properties rules). Decisions on what the spec leaves open are
+//! recorded in `docs/api.md`.
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::event::Interaction;
+use crate::validation::{Checker, ValidationError, Violation};
+
+/// The documented maximum size of one event: 10 KB, measured as the event's JSON as sent.
+pub const MAX_EVENT_BYTES: usize = 10 * 1024;
+/// `sentAt` above this is almost certainly milliseconds (it would be the year 5138).
+pub const MAX_SENT_AT_SECONDS: f64 = 1e11;
+/// Keys that are set from request members and so may not appear in `properties`
+/// (normalised: lower case, no underscores).
+const FORBIDDEN_PROPERTY_KEYS: [&str; 6] =
+    ["userid", "sessionid", "eventtype", "timestamp", "recommendationid", "impression"];
+const FORBIDDEN_PROPERTY_KEYS_DOC: &str = "userId, sessionId, eventType, timestamp, recommendationId, impression";
+
+/// A validated PutEvents request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PutEvents {
+    pub tracking_id: String,
+    pub events: Vec<Interaction>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRequest<'a> {
+    tracking_id: Option<String>,
+    user_id: Option<String>,
+    session_id: Option<String>,
+    #[serde(borrow)]
+    event_list: Option<Vec<&'a RawValue>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireEvent {
+    event_id: Option<String>,
+    event_type: Option<String>,
+    #[serde(default, deserialize_with = "float_or_special")]
+    event_value: Option<f64>,
+    item_id: Option<String>,
+    properties: Option<String>,
+    #[serde(default, deserialize_with = "epoch_seconds")]
+    sent_at: Option<f64>,
+    recommendation_id: Option<String>,
+    impression: Option<Vec<String>>,
+    metric_attribution: Option<WireMetricAttribution>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireMetricAttribution {
+    event_attribution_source: Option<String>,
+}
+
+/// Smithy lets clients send non-finite floats as the strings "NaN", "Infinity", "-Infinity".
+/// They are parsed here so validation can reject them with a clear message.
+fn float_or_special<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum F {
+        Num(f64),
+        Str(String),
+    }
+    match Option::<F>::deserialize(d)? {
+        None => Ok(None),
+        Some(F::Num(n)) => Ok(Some(n)),
+        Some(F::Str(s)) => match s.as_str() {
+            "NaN" => Ok(Some(f64::NAN)),
+            "Infinity" => Ok(Some(f64::INFINITY)),
+            "-Infinity" => Ok(Some(f64::NEG_INFINITY)),
+            _ => Err(de::Error::custom(format!("expected a number, got the string {s:?}"))),
+        },
+    }
+}
+
+/// Timestamps are JSON numbers of epoch seconds (Smithy's default); strings are refused because
+/// no SDK sends them and accepting them would hide a client bug.
+fn epoch_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            n.as_f64().map(Some).ok_or_else(|| de::Error::custom("expected epoch seconds as a JSON number"))
+        }
+        Some(other) => Err(de::Error::custom(format!(
+            "expected epoch seconds as a JSON number (for example 1700000000.5), got {}",
+            json_kind(&other)
+        ))),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Parses and validates a PutEvents body. Events without an eventId get a generated UUID.
+pub fn parse_put_events(body: &[u8]) -> Result<PutEvents, ValidationError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let wire: WireRequest<'_> = serde_path_to_error::deserialize(de).map_err(|e| body_error("", &e))?;
+
+    let mut check = Checker::default();
+    check.required_length("trackingId", wire.tracking_id.as_deref(), 1, 256, false);
+    if let Some(user_id) = &wire.user_id {
+        check.length("userId", user_id, 1, 256, true);
+    }
+    check.required_length("sessionId", wire.session_id.as_deref(), 1, 256, false);
+
+    let raw_events = match &wire.event_list {
+        None => {
+            check.push(Violation::missing("eventList"));
+            &[][..]
+        }
+        Some(list) => {
+            if list.is_empty() {
+                check.push(Violation::new("eventList", None, "Member must have length greater than or equal to 1"));
+            } else if list.len() > 10 {
+                check.push(Violation::new("eventList", None, "Member must have length less than or equal to 10"));
+            }
+            &list[..]
+        }
+    };
+
+    let mut events = Vec::with_capacity(raw_events.len());
+    for (i, raw) in raw_events.iter().enumerate() {
+        let prefix = format!("eventList.{}.member", i + 1);
+        if raw.get().len() > MAX_EVENT_BYTES {
+            check.push(Violation::new(
+                prefix.clone(),
+                None,
+                format!("Member must be at most {MAX_EVENT_BYTES} bytes of JSON (10 KB); it is {} bytes", raw.get().len()),
+            ));
+            continue;
+        }
+        let de = &mut serde_json::Deserializer::from_str(raw.get());
+        let event: WireEvent = match serde_path_to_error::deserialize(de) {
+            Ok(e) => e,
+            Err(e) => return Err(body_error(&format!("eventList[{i}]"), &e)),
+        };
+        if let Some(interaction) = validate_event(&mut check, &prefix, event, &wire) {
+            events.push(interaction);
+        }
+    }
+    check.finish()?;
+    Ok(PutEvents { tracking_id: wire.tracking_id.unwrap_or_default(), events })
+}
+
+/// Turns a serde failure into a message that names the member, in the client's own notation.
+fn body_error<E: std::fmt::Display>(prefix: &str, e: &serde_path_to_error::Error<E>) -> ValidationError {
+    let path = e.path().to_string();
+    let member = match (prefix.is_empty(), path.as_str()) {
+        (true, ".") => String::new(),
+        (true, p) => p.to_owned(),
+        (false, ".") => prefix.to_owned(),
+        (false, p) => format!("{prefix}.{p}"),
+    };
+    let inner = e.inner().to_string();
+    if member.is_empty() {
+        ValidationError::Body(format!("The request body is not a valid PutEvents JSON document: {inner}"))
+    } else {
+        ValidationError::Body(format!("Invalid value for '{member}': {inner}"))
+    }
+}
+
+fn validate_event(check: &mut Checker, prefix: &str, e: WireEvent, req: &WireRequest<'_>) -> Option<Interaction> {
+    let start = check.violations.len();
+    let p = |member: &str| format!("{prefix}.{member}");
+
+    if let Some(id) = &e.event_id {
+        check.length(&p("eventId"), id, 1, 256, false);
+    }
+    check.required_length(&p("eventType"), e.event_type.as_deref(), 1, 256, false);
+    if let Some(v) = e.event_value {
+        if !v.is_finite() {
+            check.push(Violation::new(p("eventValue"), Some(&v.to_string()), "Member must be a finite number"));
+        }
+    }
+    if let Some(item) = &e.item_id {
+        check.length(&p("itemId"), item, 1, 256, true);
+    }
+    match e.sent_at {
+        None => check.push(Violation::missing(p("sentAt"))),
+        Some(t) if t.abs() > MAX_SENT_AT_SECONDS => check.push(Violation::new(
+            p("sentAt"),
+            Some(&t.to_string()),
+            "Member must be epoch seconds (this looks like milliseconds: divide by 1000)",
+        )),
+        Some(_) => {}
+    }
+    if let Some(rid) = &e.recommendation_id {
+        check.length(&p("recommendationId"), rid, 1, 40, false);
+    }
+    if let Some(list) = &e.impression {
+        if list.is_empty() {
+            check.push(Violation::new(p("impression"), None, "Member must have length greater than or equal to 1"));
+        } else if list.len() > 25 {
+            check.push(Violation::new(p("impression"), None, "Member must have length less than or equal to 25"));
+        }
+        for (j, item) in list.iter().enumerate() {
+            check.length(&format!("{prefix}.impression.{}.member", j + 1), item, 1, 256, true);
+        }
+        let joined = list.iter().map(|s| s.chars().count()).sum::<usize>() + list.len().saturating_sub(1);
+        if joined > 1000 {
+            check.push(Violation::new(
+                p("impression"),
+                None,
+                format!("Member must have at most 1000 characters when joined with '|' (it has {joined})"),
+            ));
+        }
+    }
+    if let Some(ma) = &e.metric_attribution {
+        let path = p("metricAttribution.eventAttributionSource");
+        match &ma.event_attribution_source {
+            None => check.push(Violation::missing(path)),
+            Some(src) => {
+                check.length(&path, src, 0, 1024, false);
+                let printable = src.chars().all(|c| (' '..='~').contains(&c));
+                let visible = src.chars().any(|c| ('!'..='~').contains(&c));
+                if !(printable && visible) {
+                    check.push(Violation::new(
+                        path,
+                        Some(src),
+                        "Member must satisfy regular expression pattern: ^[\\x20-\\x7E]*[\\x21-\\x7E]+[\\x20-\\x7E]*$ \
+                         (printable ASCII with at least one non-space character)",
+                    ));
+                }
+            }
+        }
+    }
+
+    let mut item_id = e.item_id;
+    let mut event_value = e.event_value;
+    if let Some(props) = &e.properties {
+        let path = p("properties");
+        check.length(&path, props, 1, 1024, true);
+        match serde_json::from_str::<Value>(props) {
+            Ok(Value::Object(map)) => {
+                legacy_members(check, &path, &map, &mut item_id, &mut event_value);
+            }
+            Ok(other) => check.push(Violation::new(
+                path,
+                None,
+                format!(
+                    "Error parsing properties json: it must be a JSON object such as {{\"numberOfRatings\": \"12\"}}, \
+                     not {}",
+                    json_kind(&other)
+                ),
+            )),
+            Err(err) => check.push(Violation::new(path, None, format!("Error parsing properties json: {err}"))),
+        }
+    }
+
+    if check.violations.len() > start {
+        return None;
+    }
+    Some(Interaction {
+        event_id: e.event_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        session_id: req.session_id.clone().unwrap_or_default(),
+        user_id: req.user_id.clone(),
+        item_id,
+        event_type: e.event_type.unwrap_or_default(),
+        event_value,
+        sent_at: e.sent_at.unwrap_or_default(),
+        properties: e.properties,
+        recommendation_id: e.recommendation_id,
+        impression: e.impression,
+        event_attribution_source: e.metric_attribution.and_then(|m| m.event_attribution_source),
+    })
+}
+
+/// Property keys compare like schema fields: case-insensitive, underscores ignored (§7.5).
+pub fn normalize_key(key: &str) -> String {
+    key.chars().filter(|c| *c != '_').flat_map(char::to_lowercase).collect()
+}
+
+/// Rejects forbidden keys and takes the legacy `itemId` / `eventValue` from properties when the
+/// top-level member is absent (clients written against the pre-2020 model still send them).
+fn legacy_members(
+    check: &mut Checker,
+    path: &str,
+    map: &Map<String, Value>,
+    item_id: &mut Option<String>,
+    event_value: &mut Option<f64>,
+) {
+    for (key, value) in map {
+        let norm = normalize_key(key);
+        if FORBIDDEN_PROPERTY_KEYS.contains(&norm.as_str()) {
+            check.push(Violation::new(
+                path,
+                None,
+                format!(
+                    "properties must not contain the key '{key}': it is set from a request member \
+                     (forbidden keys, case-insensitive: {FORBIDDEN_PROPERTY_KEYS_DOC})"
+                ),
+            ));
+        } else if norm == "itemid" && item_id.is_none() {
+            let id = match value {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            };
+            match id {
+                Some(id) if (1..=256).contains(&id.chars().count()) => *item_id = Some(id),
+                Some(_) => check.push(Violation::new(
+                    path,
+                    None,
+                    format!("properties.{key} (the legacy itemId) must have length between 1 and 256"),
+                )),
+                None => check.push(Violation::new(
+                    path,
+                    None,
+                    format!("properties.{key} (the legacy itemId) must be a string, not {}", json_kind(value)),
+                )),
+            }
+        } else if norm == "eventvalue" && event_value.is_none() {
+            let v = match value {
+                Value::Number(n) => n.as_f64(),
+                Value::String(s) => s.trim().parse::<f64>().ok(),
+                _ => None,
+            };
+            match v {
+                Some(v) if v.is_finite() => *event_value = Some(v),
+                _ => check.push(Violation::new(
+                    path,
+                    None,
+                    format!("properties.{key} (the legacy eventValue) must be a finite number or numeric string"),
+                )),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(body: &str) -> PutEvents {
+        parse_put_events(body.as_bytes()).expect("valid")
+    }
+
+    fn err(body: &str) -> String {
+        parse_put_events(body.as_bytes()).expect_err("invalid").to_string()
+    }
+
+    #[test]
+    fn minimal_event_gets_a_generated_id() {
+        let p = ok(r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"click","sentAt":1700000000}]}"#);
+        assert_eq!(p.tracking_id, "t");
+        assert_eq!(p.events.len(), 1);
+        assert_eq!(p.events[0].event_id.len(), 36);
+        assert_eq!(p.events[0].sent_at, 1_700_000_000.0);
+    }
+
+    #[test]
+    fn all_fields_are_kept() {
+        let p = ok(r#"{"trackingId":"t","userId":"u","sessionId":"s","eventList":[{"eventId":"e1","eventType":"click",
+            "eventValue":4.5,"itemId":"i1","properties":"{\"numberOfRatings\":\"12\"}","sentAt":1700000000.123456,
+            "recommendationId":"RID-1","impression":["i1","i2"],"metricAttribution":{"eventAttributionSource":"src"}}]}"#);
+        let e = &p.events[0];
+        assert_eq!(e.event_id, "e1");
+        assert_eq!(e.user_id.as_deref(), Some("u"));
+        assert_eq!(e.event_value, Some(4.5));
+        assert_eq!(e.sent_at, 1_700_000_000.123456);
+        assert_eq!(e.timestamp(), 1_700_000_000);
+        assert_eq!(e.impression_joined().as_deref(), Some("i1|i2"));
+        assert_eq!(e.event_attribution_source.as_deref(), Some("src"));
+    }
+
+    #[test]
+    fn legacy_members_come_from_properties() {
+        let p = ok(r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"rate","sentAt":1,
+            "properties":"{\"itemId\":\"choc\",\"eventValue\":\"4\",\"numRatings\":0}"}]}"#);
+        assert_eq!(p.events[0].item_id.as_deref(), Some("choc"));
+        assert_eq!(p.events[0].event_value, Some(4.0));
+        let p = ok(r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"rate","sentAt":1,"itemId":"top",
+            "eventValue":1,"properties":"{\"itemId\":\"choc\",\"eventValue\":4}"}]}"#);
+        assert_eq!(p.events[0].item_id.as_deref(), Some("top"));
+        assert_eq!(p.events[0].event_value, Some(1.0));
+    }
+
+    #[test]
+    fn messages_name_the_member_and_rule() {
+        let m = err(r#"{"trackingId":"t","sessionId":"s","eventList":[{"sentAt":1}]}"#);
+        assert!(m.contains("Value null at 'eventList.1.member.eventType'"), "{m}");
+        let m = err(r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":1,"eventValue":"NaN"}]}"#);
+        assert!(m.contains("eventList.1.member.eventValue") && m.contains("finite"), "{m}");
+        let m = err(r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":"1"}]}"#);
+        assert!(m.contains("eventList[0].sentAt") && m.contains("JSON number"), "{m}");
+        let m = err(r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":1,"properties":"{\"TimeStamp\":1}"}]}"#);
+        assert!(m.contains("'TimeStamp'") && m.contains("forbidden"), "{m}");
+        let m = err(r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":1,"properties":"[1]"}]}"#);
+        assert!(m.contains("Error parsing properties json"), "{m}");
+        let m = err("[]");
+        assert!(m.contains("not a valid PutEvents JSON document"), "{m}");
+    }
+}

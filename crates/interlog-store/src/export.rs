@@ -1,0 +1,208 @@
+//! Writing a dataset out: Personalize's dataset CSV (§8 of the spec) or JSON lines.
+//!
+//! Both `interlog export` and the server's export endpoint use this one writer, so the files
+//! they produce are identical.
+
+use std::io::{self, Write};
+
+use interlog_model::put_events::normalize_key;
+use interlog_model::Interaction;
+use serde_json::{Map, Value};
+
+use crate::StoredEvent;
+
+/// What a scan read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanStats {
+    /// Events written out: each eventId once.
+    pub events: u64,
+    /// Later copies of an eventId that were skipped.
+    pub duplicates: u64,
+}
+
+/// The output formats of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Header = the schema's field names; `|`-joined impressions; empty cells for missing values.
+    Csv,
+    /// One JSON object per event with every stored member, including eventId and sessionId.
+    Jsonl,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "csv" => Ok(Format::Csv),
+            "jsonl" => Ok(Format::Jsonl),
+            other => Err(format!("unknown export format '{other}' (expected csv or jsonl)")),
+        }
+    }
+}
+
+/// Formats stored events onto any writer.
+pub struct ExportWriter<W: Write> {
+    format: Format,
+    columns: Vec<String>,
+    csv: Option<csv::Writer<W>>,
+    raw: Option<W>,
+}
+
+impl<W: Write> ExportWriter<W> {
+    /// `columns` are the dataset schema's field names, in order (used by CSV only).
+    pub fn new(format: Format, columns: Vec<String>, out: W) -> io::Result<Self> {
+        match format {
+            Format::Csv => {
+                let mut csv = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(out);
+                csv.write_record(&columns)?;
+                Ok(ExportWriter { format, columns, csv: Some(csv), raw: None })
+            }
+            Format::Jsonl => Ok(ExportWriter { format, columns, csv: None, raw: Some(out) }),
+        }
+    }
+
+    pub fn write(&mut self, event: &StoredEvent) -> io::Result<()> {
+        match self.format {
+            Format::Csv => {
+                let props = properties_map(&event.interaction);
+                let row: Vec<String> =
+                    self.columns.iter().map(|c| csv_cell(c, &event.interaction, props.as_ref())).collect();
+                self.csv.as_mut().expect("csv writer").write_record(&row)?;
+            }
+            Format::Jsonl => {
+                let out = self.raw.as_mut().expect("raw writer");
+                serde_json::to_writer(&mut *out, &jsonl_object(event))?;
+                out.write_all(b"\n")?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> io::Result<W> {
+        match (self.csv, self.raw) {
+            (Some(csv), _) => csv.into_inner().map_err(|e| io::Error::other(e.to_string())),
+            (None, Some(raw)) => Ok(raw),
+            (None, None) => unreachable!("an ExportWriter always has a sink"),
+        }
+    }
+}
+
+fn properties_map(i: &Interaction) -> Option<Map<String, Value>> {
+    match serde_json::from_str(i.properties.as_deref()?) {
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
+    }
+}
+
+fn number(v: f64) -> String {
+    // Rust prints the shortest representation that round-trips: 4.5, 4, 0.1.
+    format!("{v}")
+}
+
+/// The value of one dataset column for one event. Reserved columns come from request members;
+/// any other column comes from the `properties` key that maps to it (camelCase ↔ UPPER_SNAKE).
+fn csv_cell(column: &str, i: &Interaction, props: Option<&Map<String, Value>>) -> String {
+    match column {
+        "USER_ID" => i.user_id.clone().unwrap_or_default(),
+        "ITEM_ID" => i.item_id.clone().unwrap_or_default(),
+        "TIMESTAMP" => i.timestamp().to_string(),
+        "EVENT_TYPE" => i.event_type.clone(),
+        "EVENT_VALUE" => i.event_value.map(number).unwrap_or_default(),
+        "IMPRESSION" => i.impression_joined().unwrap_or_default(),
+        "RECOMMENDATION_ID" => i.recommendation_id.clone().unwrap_or_default(),
+        "EVENT_ATTRIBUTION_SOURCE" => i.event_attribution_source.clone().unwrap_or_default(),
+        other => {
+            let wanted = normalize_key(other);
+            let value = props.and_then(|m| m.iter().find(|(k, _)| normalize_key(k) == wanted).map(|(_, v)| v));
+            match value {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(v) => v.to_string(),
+            }
+        }
+    }
+}
+
+fn jsonl_object(e: &StoredEvent) -> Value {
+    let i = &e.interaction;
+    let mut m = Map::new();
+    m.insert("eventId".into(), i.event_id.clone().into());
+    m.insert("sessionId".into(), i.session_id.clone().into());
+    if let Some(v) = &i.user_id {
+        m.insert("userId".into(), v.clone().into());
+    }
+    m.insert("eventType".into(), i.event_type.clone().into());
+    if let Some(v) = i.event_value {
+        m.insert("eventValue".into(), v.into());
+    }
+    if let Some(v) = &i.item_id {
+        m.insert("itemId".into(), v.clone().into());
+    }
+    if let Some(v) = &i.properties {
+        m.insert("properties".into(), v.clone().into());
+    }
+    m.insert("sentAt".into(), i.sent_at.into());
+    if let Some(v) = &i.recommendation_id {
+        m.insert("recommendationId".into(), v.clone().into());
+    }
+    if let Some(v) = &i.impression {
+        m.insert("impression".into(), v.clone().into());
+    }
+    if let Some(v) = &i.event_attribution_source {
+        let mut ma = Map::new();
+        ma.insert("eventAttributionSource".into(), v.clone().into());
+        m.insert("metricAttribution".into(), Value::Object(ma));
+    }
+    m.insert("receivedAt".into(), e.received_at.into());
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> StoredEvent {
+        StoredEvent {
+            seq: 1,
+            received_at: 1.5,
+            interaction: Interaction {
+                event_id: "e1".into(),
+                session_id: "s".into(),
+                user_id: Some("u".into()),
+                item_id: Some("i, \"quoted\"".into()),
+                event_type: "click".into(),
+                event_value: Some(4.0),
+                sent_at: 1_700_000_000.9,
+                properties: Some(r#"{"numberOfRatings": 12, "genre": "a|b"}"#.into()),
+                recommendation_id: None,
+                impression: Some(vec!["a".into(), "b".into()]),
+                event_attribution_source: None,
+            },
+        }
+    }
+
+    #[test]
+    fn csv_follows_the_schema_columns() {
+        let cols = ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_VALUE", "IMPRESSION", "RECOMMENDATION_ID", "NUMBER_OF_RATINGS", "GENRE"];
+        let mut w = ExportWriter::new(Format::Csv, cols.iter().map(|s| s.to_string()).collect(), Vec::new()).unwrap();
+        w.write(&event()).unwrap();
+        let out = String::from_utf8(w.finish().unwrap()).unwrap();
+        assert_eq!(
+            out,
+            "USER_ID,ITEM_ID,TIMESTAMP,EVENT_VALUE,IMPRESSION,RECOMMENDATION_ID,NUMBER_OF_RATINGS,GENRE\r\n\
+             u,\"i, \"\"quoted\"\"\",1700000000,4,a|b,,12,a|b\r\n"
+        );
+    }
+
+    #[test]
+    fn jsonl_keeps_every_member() {
+        let mut w = ExportWriter::new(Format::Jsonl, vec![], Vec::new()).unwrap();
+        w.write(&event()).unwrap();
+        let out = String::from_utf8(w.finish().unwrap()).unwrap();
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["eventId"], "e1");
+        assert_eq!(v["sentAt"], 1_700_000_000.9);
+        assert_eq!(v["impression"][1], "b");
+    }
+}
