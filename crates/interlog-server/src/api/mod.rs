@@ -1,0 +1,107 @@
+//! HTTP routing: AWS operations by path or `X-Amz-Target` (§1.4 of the spec), ours under
+//! `/_interlog/`, and the plumbing every handler shares.
+
+pub mod error;
+mod export;
+mod put_events;
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use interlog_store::EventStore;
+
+use error::{ApiError, Plane};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn EventStore>,
+    /// Account used when requests are not authenticated.
+    pub account: String,
+    pub max_body_bytes: usize,
+}
+
+/// The whole HTTP surface. A plain function so tests can drive it without a socket.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/_interlog/health", get(health))
+        .route("/_interlog/export", get(export::export))
+        .fallback(dispatch)
+        .layer(axum::middleware::map_response(request_id))
+        .with_state(state)
+}
+
+async fn health() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#)
+}
+
+/// Every response carries a request ID, which all SDKs surface (botocore: `ResponseMetadata`).
+async fn request_id(mut response: Response) -> Response {
+    let id = uuid::Uuid::new_v4().to_string();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    response
+}
+
+/// Routes AWS traffic: `X-Amz-Target` means the control plane whatever the path; otherwise the
+/// last path segment names the data-plane operation, so `--endpoint-url http://host/prefix` works.
+async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+    if let Some(target) = request.headers().get("x-amz-target") {
+        let target = String::from_utf8_lossy(target.as_bytes()).into_owned();
+        let op = target.strip_prefix("AmazonPersonalize.").unwrap_or(&target);
+        return ApiError::UnknownOperation(format!("Operation {op} is not supported by interlog"))
+            .on(Plane::Control)
+            .into_response();
+    }
+    let path = request.uri().path().trim_end_matches('/');
+    let operation = path.rsplit('/').next().unwrap_or_default();
+    if request.method() == Method::POST {
+        match operation {
+            "events" => return put_events::put_events(state, request).await.into_response(),
+            "items" | "users" | "actions" | "action-interactions" => {
+                return ApiError::UnknownOperation(format!(
+                    "POST {path}: this Personalize Events operation is not implemented by interlog yet"
+                ))
+                .on(Plane::Data)
+                .into_response();
+            }
+            _ => {}
+        }
+    }
+    ApiError::UnknownOperation(format!(
+        "No operation matches {} {path}: Personalize Events operations are POST /events, /items, /users, \
+         /actions and /action-interactions; control-plane calls carry an X-Amz-Target header",
+        request.method()
+    ))
+    .on(Plane::Data)
+    .into_response()
+}
+
+/// Reads a request body, refusing one larger than `limit` before reading it whole.
+async fn read_body(body: Body, declared: Option<&HeaderValue>, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::RequestEntityTooLarge(format!("Request body is larger than the {limit} bytes this server accepts"))
+    };
+    if let Some(len) = declared.and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+        if len > limit as u64 {
+            return Err(too_large());
+        }
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        use std::error::Error;
+        let mut source: Option<&(dyn Error + 'static)> = Some(&e);
+        while let Some(s) = source {
+            if s.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            source = s.source();
+        }
+        ApiError::InvalidInput(format!("Could not read the request body: {e}"))
+    })
+}

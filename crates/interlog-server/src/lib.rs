@@ -1,0 +1,12 @@
+//! `interlog serve`: one port that speaks Personalize Events (rest-json) and, by `X-Amz-Target`,
+//! the Personalize control plane (JSON 1.1), in front of an [`interlog_store::EventStore`].
+//!
+//! This is the only crate that knows HTTP status codes: [`api::error`] maps every failure of the
+//! layers below to the AWS error shape.
+
+pub mod api;
+pub mod config;
+pub mod startup;
+
+pub use config::Config;
+pub use startup::Application;
