@@ -142,7 +142,10 @@ pub fn parse_put_events(body: &[u8]) -> Result<PutEvents, ValidationError> {
             check.push(Violation::new(
                 prefix.clone(),
                 None,
-                format!("Member must be at most {MAX_EVENT_BYTES} bytes of JSON (10 KB); it is {} bytes", raw.get().len()),
+                format!(
+                    "Member must be at most {MAX_EVENT_BYTES} bytes of JSON (10 KB); it is {} bytes",
+                    raw.get().len()
+                ),
             ));
             continue;
         }
@@ -396,13 +399,17 @@ mod tests {
     fn messages_name_the_member_and_rule() {
         let m = err(r#"{"trackingId":"t","sessionId":"s","eventList":[{"sentAt":1}]}"#);
         assert!(m.contains("Value null at 'eventList.1.member.eventType'"), "{m}");
-        let m = err(r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":1,"eventValue":"NaN"}]}"#);
+        let m =
+            err(r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":1,"eventValue":"NaN"}]}"#);
         assert!(m.contains("eventList.1.member.eventValue") && m.contains("finite"), "{m}");
         let m = err(r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":"1"}]}"#);
         assert!(m.contains("eventList[0].sentAt") && m.contains("JSON number"), "{m}");
-        let m = err(r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":1,"properties":"{\"TimeStamp\":1}"}]}"#);
+        let m = err(
+            r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":1,"properties":"{\"TimeStamp\":1}"}]}"#,
+        );
         assert!(m.contains("'TimeStamp'") && m.contains("forbidden"), "{m}");
-        let m = err(r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":1,"properties":"[1]"}]}"#);
+        let m =
+            err(r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":1,"properties":"[1]"}]}"#);
         assert!(m.contains("Error parsing properties json"), "{m}");
         let m = err("[]");
         assert!(m.contains("not a valid PutEvents JSON document"), "{m}");

@@ -101,14 +101,7 @@ impl Checker {
         }
     }
 
-    pub(crate) fn required_length(
-        &mut self,
-        path: &str,
-        value: Option<&str>,
-        min: usize,
-        max: usize,
-        sensitive: bool,
-    ) {
+    pub(crate) fn required_length(&mut self, path: &str, value: Option<&str>, min: usize, max: usize, sensitive: bool) {
         match value {
             None => self.push(Violation::missing(path)),
             Some(v) => self.length(path, v, min, max, sensitive),

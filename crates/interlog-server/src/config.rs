@@ -12,11 +12,27 @@ pub struct Config {
     pub default_tracking_id: Option<String>,
     /// Region used in ARNs of resources created without a signed request (the bootstrap).
     pub region: String,
-    /// Account that owns the bootstrap resources.
+    /// When true (`--region` given), every ARN uses `region`; otherwise a request's ARNs use the
+    /// region of its credential scope.
+    pub region_pinned: bool,
+    /// Account that owns the bootstrap resources (the root key's account).
     pub account: String,
     /// Largest request body accepted, in bytes; bigger ones get `RequestEntityTooLargeException`.
     pub max_body_bytes: usize,
     pub store: interlog_store::StoreOptions,
+    pub auth: AuthConfig,
+}
+
+/// How requests are authenticated.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// False only with `--no-auth`: every request is then accepted as the root account's.
+    pub enabled: bool,
+    /// `INTERLOG_ACCESS_KEY_ID` / `INTERLOG_SECRET_ACCESS_KEY`; generated when both are unset.
+    pub root_access_key_id: Option<String>,
+    pub root_secret_access_key: Option<String>,
+    /// `--credentials-file`: more keys, each bound to an account.
+    pub credentials_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -27,9 +43,11 @@ impl Config {
             data_dir,
             default_tracking_id: None,
             region: "us-east-1".into(),
-            account: "000000000000".into(),
+            region_pinned: false,
+            account: interlog_auth::DEFAULT_ACCOUNT_ID.into(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             store: Default::default(),
+            auth: AuthConfig { enabled: true, ..Default::default() },
         }
     }
 }

@@ -5,6 +5,7 @@
 //! layers below to the AWS error shape.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod startup;
 

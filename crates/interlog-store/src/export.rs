@@ -184,7 +184,16 @@ mod tests {
 
     #[test]
     fn csv_follows_the_schema_columns() {
-        let cols = ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_VALUE", "IMPRESSION", "RECOMMENDATION_ID", "NUMBER_OF_RATINGS", "GENRE"];
+        let cols = [
+            "USER_ID",
+            "ITEM_ID",
+            "TIMESTAMP",
+            "EVENT_VALUE",
+            "IMPRESSION",
+            "RECOMMENDATION_ID",
+            "NUMBER_OF_RATINGS",
+            "GENRE",
+        ];
         let mut w = ExportWriter::new(Format::Csv, cols.iter().map(|s| s.to_string()).collect(), Vec::new()).unwrap();
         w.write(&event()).unwrap();
         let out = String::from_utf8(w.finish().unwrap()).unwrap();

@@ -68,7 +68,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir` and starts its writer thread.
     pub fn open(data_dir: &Path, options: StoreOptions) -> Result<Arc<Self>, StoreError> {
         std::fs::create_dir_all(data_dir)?;
-        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(data_dir.join(LOCK_FILE))?;
+        let lock =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(data_dir.join(LOCK_FILE))?;
         if lock.try_lock().is_err() {
             return Err(StoreError::Foreign {
                 path: data_dir.to_owned(),
@@ -86,7 +87,13 @@ impl SqliteStore {
         w.warm_window()?;
         std::thread::Builder::new().name("interlog-writer".into()).spawn(move || w.run(rx))?;
 
-        Ok(Arc::new(SqliteStore { path, jobs, control: Mutex::new(control), trackers: RwLock::new(trackers), _lock: lock }))
+        Ok(Arc::new(SqliteStore {
+            path,
+            jobs,
+            control: Mutex::new(control),
+            trackers: RwLock::new(trackers),
+            _lock: lock,
+        }))
     }
 
     /// Opens a store read-only, for `interlog export --data-dir` (no writer, no lock needed:
@@ -143,8 +150,7 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
     conn.busy_timeout(Duration::from_secs(10))?;
     if !read_only {
         // WAL + FULL: every commit fsyncs the log before it returns; readers never block it.
-        let mode: String =
-            conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(|e| foreign(path, e))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(|e| foreign(path, e))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Foreign { path: path.to_owned(), reason: format!("cannot use WAL mode ({mode})") });
         }
@@ -240,7 +246,10 @@ fn load_trackers(conn: &Connection) -> Result<HashMap<String, TrackerTarget>, St
          WHERE t.status = 'ACTIVE'",
     )?;
     let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, String>(0)?, TrackerTarget { account: r.get(1)?, dataset_group_arn: r.get(2)?, dataset_id: r.get(3)? }))
+        Ok((
+            r.get::<_, String>(0)?,
+            TrackerTarget { account: r.get(1)?, dataset_group_arn: r.get(2)?, dataset_id: r.get(3)? },
+        ))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -413,7 +422,9 @@ impl Writer {
     fn warm_window(&mut self) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare("SELECT seq, dataset_id, event_id FROM events ORDER BY seq DESC LIMIT ?1")?;
         let mut recent = stmt
-            .query_map([self.options.window_events as i64], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get::<_, String>(2)?)))?
+            .query_map([self.options.window_events as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get::<_, String>(2)?))
+            })?
             .collect::<Result<Vec<(i64, i64, String)>, _>>()?;
         drop(stmt);
         recent.reverse();
@@ -480,8 +491,7 @@ impl Writer {
                 for e in &job.events {
                     let key = self.window.key(job.dataset_id, &e.event_id);
                     if let Some(seq) = pending.get(&key).copied().or_else(|| self.window.get(key)) {
-                        let (ds, id): (i64, String) =
-                            stored_id.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                        let (ds, id): (i64, String) = stored_id.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
                         if ds == job.dataset_id && id == e.event_id {
                             outcome.duplicates += 1;
                             continue;

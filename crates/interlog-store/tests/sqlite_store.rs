@@ -61,7 +61,8 @@ async fn first_copy_wins_within_window_across_window_and_across_reopen() {
     let o = store.append(dataset, vec![event("c", "again")]).await.unwrap();
     assert_eq!((o.stored, o.duplicates), (0, 1));
     let events = all(&*store, dataset);
-    let ids: Vec<_> = events.iter().map(|e| (e.interaction.event_id.as_str(), e.interaction.item_id.as_deref().unwrap())).collect();
+    let ids: Vec<_> =
+        events.iter().map(|e| (e.interaction.event_id.as_str(), e.interaction.item_id.as_deref().unwrap())).collect();
     assert_eq!(ids, [("a", "first"), ("b", "x"), ("c", "x")]);
     assert_eq!(store.integrity_check().unwrap(), "ok");
 }
@@ -73,7 +74,8 @@ async fn a_second_server_cannot_open_the_same_dir_and_foreign_files_are_refused(
     assert!(matches!(SqliteStore::open(dir.path(), StoreOptions::default()), Err(StoreError::Foreign { .. })));
 
     let other = tempfile::tempdir().unwrap();
-    std::fs::write(other.path().join("interlog.db"), b"this is not a database, just some text that is long enough").unwrap();
+    std::fs::write(other.path().join("interlog.db"), b"this is not a database, just some text that is long enough")
+        .unwrap();
     let err = SqliteStore::open(other.path(), StoreOptions::default()).err().expect("refused");
     assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
 }

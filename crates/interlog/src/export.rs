@@ -45,12 +45,16 @@ fn open_output(path: &PathBuf) -> anyhow::Result<Box<dyn Write>> {
     Ok(Box::new(BufWriter::with_capacity(1 << 16, file)))
 }
 
-fn from_data_dir(dir: &std::path::Path, group: Option<&str>, format: Format, out: Box<dyn Write>) -> anyhow::Result<()> {
+fn from_data_dir(
+    dir: &std::path::Path,
+    group: Option<&str>,
+    format: Format,
+    out: Box<dyn Write>,
+) -> anyhow::Result<()> {
     let store = SqliteStore::open_read_only(dir)?;
     let group = store.dataset_group(None, group)?;
-    let (dataset_id, schema) = group
-        .interactions
-        .with_context(|| format!("dataset group {} has no Interactions dataset", group.name))?;
+    let (dataset_id, schema) =
+        group.interactions.with_context(|| format!("dataset group {} has no Interactions dataset", group.name))?;
     let columns = field_names(&schema).map_err(anyhow::Error::msg)?;
     let mut writer = ExportWriter::new(format, columns, out)?;
     store.scan(dataset_id, &mut |event| writer.write(&event))?;

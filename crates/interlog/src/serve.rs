@@ -19,9 +19,21 @@ pub(crate) struct ServeArgs {
     /// Tracking ID of the default event tracker created on first start (random otherwise).
     #[arg(long, env = "INTERLOG_DEFAULT_TRACKING_ID")]
     default_tracking_id: Option<String>,
-    /// Region used in the ARNs of the resources created at first start.
-    #[arg(long, env = "INTERLOG_REGION", default_value = "us-east-1")]
-    region: String,
+    /// Pin the region of every ARN (otherwise: the region of each request's credential scope,
+    /// and us-east-1 for the resources created at first start).
+    #[arg(long, env = "INTERLOG_REGION")]
+    region: Option<String>,
+    /// Accept requests without verifying signatures (local development only). Also INTERLOG_AUTH=off.
+    #[arg(long)]
+    no_auth: bool,
+    /// A TOML file of more access keys, each bound to a 12-digit account ID (see docs/auth.md).
+    #[arg(long, env = "INTERLOG_CREDENTIALS_FILE")]
+    credentials_file: Option<PathBuf>,
+    /// The root access key ID (with INTERLOG_SECRET_ACCESS_KEY); generated on first start if unset.
+    #[arg(long = "root-access-key-id", env = "INTERLOG_ACCESS_KEY_ID", hide = true)]
+    root_access_key_id: Option<String>,
+    #[arg(long = "root-secret-access-key", env = "INTERLOG_SECRET_ACCESS_KEY", hide = true, hide_env_values = true)]
+    root_secret_access_key: Option<String>,
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -33,9 +45,21 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             "--default-tracking-id must be 1 to 256 characters without spaces"
         );
     }
+    let auth_off = match std::env::var("INTERLOG_AUTH").as_deref() {
+        Ok("off" | "false" | "0") => true,
+        Ok("on" | "true" | "1" | "") | Err(_) => false,
+        Ok(other) => anyhow::bail!("INTERLOG_AUTH must be on or off, not {other:?}"),
+    };
     let mut config = Config::new(args.listen, args.data_dir.clone());
     config.default_tracking_id = args.default_tracking_id;
-    config.region = args.region;
+    if let Some(region) = args.region {
+        config.region = region;
+        config.region_pinned = true;
+    }
+    config.auth.enabled = !(args.no_auth || auth_off);
+    config.auth.credentials_file = args.credentials_file;
+    config.auth.root_access_key_id = args.root_access_key_id;
+    config.auth.root_secret_access_key = args.root_secret_access_key;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -55,11 +79,9 @@ fn init_logging() {
 
 /// What a new user needs to send a first event, printed on every start.
 fn print_banner(app: &Application, data_dir: &std::path::Path) {
-    let host = if app.addr.ip().is_unspecified() {
-        format!("127.0.0.1:{}", app.addr.port())
-    } else {
-        app.addr.to_string()
-    };
+    use interlog_server::startup::RootKeySource;
+    let host =
+        if app.addr.ip().is_unspecified() { format!("127.0.0.1:{}", app.addr.port()) } else { app.addr.to_string() };
     let endpoint = format!("http://{host}");
     let b = &app.bootstrap;
     let what = if b.created { "created" } else { "reusing" };
@@ -67,14 +89,51 @@ fn print_banner(app: &Application, data_dir: &std::path::Path) {
     println!("data dir:      {}", data_dir.display());
     println!("dataset group: {} ({what})", b.dataset_group.arn);
     println!("tracking ID:   {}", b.tracker.tracking_id);
+    let client_flags = match &app.root_key {
+        None => {
+            eprintln!("WARNING: authentication is OFF (--no-auth / INTERLOG_AUTH=off): anyone who can reach");
+            eprintln!("WARNING: {endpoint} can record events and read them back. Use it for local development only.");
+            println!("auth:          OFF: requests are not verified (aws --no-sign-request works)");
+            " --no-sign-request"
+        }
+        Some(root) => {
+            let key = &root.credential;
+            match &root.source {
+                RootKeySource::Environment => {
+                    println!("auth:          SigV4, root key {} from INTERLOG_ACCESS_KEY_ID", key.access_key_id());
+                    ""
+                }
+                RootKeySource::LoadedFromDataDir(path) => {
+                    println!("auth:          SigV4, root key {} (in {})", key.access_key_id(), path.display());
+                    " --profile interlog"
+                }
+                RootKeySource::Generated(path) => {
+                    println!("auth:          SigV4, new root key {} saved in {}", key.access_key_id(), path.display());
+                    println!();
+                    println!("Configure the AWS CLI with it:");
+                    println!("  aws configure set aws_access_key_id {} --profile interlog", key.access_key_id());
+                    println!(
+                        "  aws configure set aws_secret_access_key {} --profile interlog",
+                        key.secret_access_key()
+                    );
+                    println!("  aws configure set region us-east-1 --profile interlog");
+                    " --profile interlog"
+                }
+            }
+        }
+    };
+    if app.extra_keys > 0 {
+        println!("               + {} keys from the credentials file", app.extra_keys);
+    }
     println!();
     println!("Record an event:");
     println!(
-        "  aws personalize-events put-events --endpoint-url {endpoint} --tracking-id {} --session-id session-1 \
-         --event-list '[{{\"eventType\":\"click\",\"itemId\":\"item-1\",\"sentAt\":{}}}]'",
+        "  aws personalize-events put-events{client_flags} --endpoint-url {endpoint} --tracking-id {} \
+         --session-id session-1 --event-list '[{{\"eventType\":\"click\",\"itemId\":\"item-1\",\"sentAt\":{}}}]'",
         b.tracker.tracking_id,
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     );
     println!("Read them back:");
-    println!("  interlog export --endpoint-url {endpoint} --output -");
+    let export_flags = if client_flags == " --profile interlog" { " --profile interlog" } else { "" };
+    println!("  interlog export{export_flags} --endpoint-url {endpoint} --output -");
 }

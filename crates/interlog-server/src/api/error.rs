@@ -39,6 +39,9 @@ pub enum ApiError {
     /// The cause is logged, never sent: clients see a generic message.
     #[error("{0}")]
     InternalFailure(String),
+    /// The request's signature or key was refused (MissingAuthenticationToken, ...).
+    #[error("{}", .0.message())]
+    Auth(interlog_auth::AuthError),
 }
 
 impl ApiError {
@@ -53,6 +56,7 @@ impl ApiError {
             ApiError::Throttling(_) => "ThrottlingException",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
             ApiError::InternalFailure(_) => "InternalFailure",
+            ApiError::Auth(e) => e.code(),
         }
     }
 
@@ -64,6 +68,9 @@ impl ApiError {
             (ApiError::RequestEntityTooLarge(_), _) => StatusCode::PAYLOAD_TOO_LARGE,
             (ApiError::ServiceUnavailable(_), _) => StatusCode::SERVICE_UNAVAILABLE,
             (ApiError::InternalFailure(_), _) => StatusCode::INTERNAL_SERVER_ERROR,
+            // A malformed Authorization header is the client's syntax error; the rest are 403.
+            (ApiError::Auth(e), _) if e.code() == "IncompleteSignatureException" => StatusCode::BAD_REQUEST,
+            (ApiError::Auth(_), _) => StatusCode::FORBIDDEN,
             // ThrottlingException is 400 on AWS, which is what makes every SDK retry it.
             _ => StatusCode::BAD_REQUEST,
         }

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use interlog_model::schema::field_names;
@@ -21,15 +21,23 @@ pub(super) struct ExportQuery {
     format: Option<String>,
 }
 
-pub(super) async fn export(State(state): State<AppState>, Query(q): Query<ExportQuery>) -> Result<Response, AwsError> {
-    let format: Format = q.format.as_deref().unwrap_or("csv").parse().map_err(|e| ApiError::InvalidInput(e).on(Plane::Interlog))?;
+pub(super) async fn export(
+    State(state): State<AppState>,
+    Query(q): Query<ExportQuery>,
+    request: Request,
+) -> Result<Response, AwsError> {
+    let (parts, body) = request.into_parts();
+    let caller = super::authenticated(&state, &parts, body).await.map_err(|e| e.on(Plane::Interlog))?.caller;
+    let format: Format =
+        q.format.as_deref().unwrap_or("csv").parse().map_err(|e| ApiError::InvalidInput(e).on(Plane::Interlog))?;
     let group = state
         .store
-        .dataset_group(&state.account, q.dataset_group.as_deref())
+        .dataset_group(&caller.account, q.dataset_group.as_deref())
         .await
         .map_err(|e| ApiError::from(e).on(Plane::Interlog))?;
     let (dataset_id, schema) = group.interactions.clone().ok_or_else(|| {
-        ApiError::ResourceNotFound(format!("Dataset group {} has no Interactions dataset", group.name)).on(Plane::Interlog)
+        ApiError::ResourceNotFound(format!("Dataset group {} has no Interactions dataset", group.name))
+            .on(Plane::Interlog)
     })?;
     let columns = field_names(&schema).map_err(|e| ApiError::InternalFailure(e).on(Plane::Interlog))?;
 
@@ -39,9 +47,7 @@ pub(super) async fn export(State(state): State<AppState>, Query(q): Query<Export
         let sink = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
         let result = (|| -> io::Result<()> {
             let mut writer = ExportWriter::new(format, columns, sink)?;
-            store
-                .scan(dataset_id, &mut |event| writer.write(&event))
-                .map_err(|e| io::Error::other(e.to_string()))?;
+            store.scan(dataset_id, &mut |event| writer.write(&event)).map_err(|e| io::Error::other(e.to_string()))?;
             writer.finish()?.flush()
         })();
         if let Err(e) = result {
@@ -81,8 +87,6 @@ impl Write for ChunkSender {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
     }
 }

@@ -9,20 +9,21 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use interlog_store::EventStore;
 
+use crate::auth::{Authenticator, Caller};
 use error::{ApiError, Plane};
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn EventStore>,
-    /// Account used when requests are not authenticated.
-    pub account: String,
+    pub auth: Authenticator,
     pub max_body_bytes: usize,
 }
 
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Unauthenticated on purpose: load balancers and test harnesses probe it without keys.
 async fn health() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#)
 }
@@ -49,19 +51,31 @@ async fn request_id(mut response: Response) -> Response {
     response
 }
 
+/// An authenticated AWS request, body read.
+pub(crate) struct AwsRequest {
+    pub(crate) caller: Caller,
+    pub(crate) body: Bytes,
+}
+
 /// Routes AWS traffic: `X-Amz-Target` means the control plane whatever the path; otherwise the
 /// last path segment names the data-plane operation, so `--endpoint-url http://host/prefix` works.
 async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
-    if let Some(target) = request.headers().get("x-amz-target") {
+    let plane = if request.headers().contains_key("x-amz-target") { Plane::Control } else { Plane::Data };
+    let (parts, body) = request.into_parts();
+    let request = match authenticated(&state, &parts, body).await {
+        Ok(r) => r,
+        Err(e) => return e.on(plane).into_response(),
+    };
+    if let Some(target) = parts.headers.get("x-amz-target") {
         let target = String::from_utf8_lossy(target.as_bytes()).into_owned();
         let op = target.strip_prefix("AmazonPersonalize.").unwrap_or(&target);
         return ApiError::UnknownOperation(format!("Operation {op} is not supported by interlog"))
             .on(Plane::Control)
             .into_response();
     }
-    let path = request.uri().path().trim_end_matches('/');
+    let path = parts.uri.path().trim_end_matches('/');
     let operation = path.rsplit('/').next().unwrap_or_default();
-    if request.method() == Method::POST {
+    if parts.method == Method::POST {
         match operation {
             "events" => return put_events::put_events(state, request).await.into_response(),
             "items" | "users" | "actions" | "action-interactions" => {
@@ -77,10 +91,17 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     ApiError::UnknownOperation(format!(
         "No operation matches {} {path}: Personalize Events operations are POST /events, /items, /users, \
          /actions and /action-interactions; control-plane calls carry an X-Amz-Target header",
-        request.method()
+        parts.method
     ))
     .on(Plane::Data)
     .into_response()
+}
+
+/// Reads the body (bounded) and verifies the signature over it.
+pub(crate) async fn authenticated(state: &AppState, parts: &Parts, body: Body) -> Result<AwsRequest, ApiError> {
+    let body = read_body(body, parts.headers.get(header::CONTENT_LENGTH), state.max_body_bytes).await?;
+    let caller = state.auth.authenticate(parts, &body)?;
+    Ok(AwsRequest { caller, body })
 }
 
 /// Reads a request body, refusing one larger than `limit` before reading it whole.
