@@ -52,6 +52,7 @@ struct WireEvent {
     sent_at: Option<f64>,
     recommendation_id: Option<String>,
     impression: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "object")]
     metric_attribution: Option<WireMetricAttribution>,
 }
 
@@ -64,22 +65,31 @@ struct WireMetricAttribution {
 /// Smithy lets clients send non-finite floats as the strings "NaN", "Infinity", "-Infinity".
 /// They are parsed here so validation can reject them with a clear message.
 fn float_or_special<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum F {
-        Num(f64),
-        Str(String),
-    }
-    match Option::<F>::deserialize(d)? {
+    match Option::<Value>::deserialize(d)? {
         None => Ok(None),
-        Some(F::Num(n)) => Ok(Some(n)),
-        Some(F::Str(s)) => match s.as_str() {
+        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or_else(|| de::Error::custom("expected a number")),
+        Some(Value::String(s)) => match s.as_str() {
             "NaN" => Ok(Some(f64::NAN)),
             "Infinity" => Ok(Some(f64::INFINITY)),
             "-Infinity" => Ok(Some(f64::NEG_INFINITY)),
             _ => Err(de::Error::custom(format!("expected a number, got the string {s:?}"))),
         },
+        Some(other) => Err(de::Error::custom(format!("expected a number, got {}", json_kind(&other)))),
     }
+}
+
+/// Structures must be JSON objects: serde's derive would also take an array read by position.
+fn object<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None => Ok(None),
+        Some(v @ Value::Object(_)) => serde_json::from_value(v).map(Some).map_err(de::Error::custom),
+        Some(other) => Err(de::Error::custom(format!("expected a JSON object, got {}", json_kind(&other)))),
+    }
+}
+
+/// True when the JSON text is an object (its first non-blank byte is `{`).
+fn is_object(json: &[u8]) -> bool {
+    json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 /// Timestamps are JSON numbers of epoch seconds (Smithy's default); strings are refused because
@@ -110,6 +120,11 @@ fn json_kind(v: &Value) -> &'static str {
 
 /// Parses and validates a PutEvents body. Events without an eventId get a generated UUID.
 pub fn parse_put_events(body: &[u8]) -> Result<PutEvents, ValidationError> {
+    if !is_object(body) {
+        return Err(ValidationError::Body(
+            "The request body must be a JSON object with trackingId, sessionId and eventList".into(),
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     let wire: WireRequest<'_> = serde_path_to_error::deserialize(de).map_err(|e| body_error("", &e))?;
 
@@ -149,10 +164,13 @@ pub fn parse_put_events(body: &[u8]) -> Result<PutEvents, ValidationError> {
             ));
             continue;
         }
+        if !is_object(raw.get().as_bytes()) {
+            return Err(ValidationError::Body(format!("Invalid value for '{prefix}': expected a JSON object")));
+        }
         let de = &mut serde_json::Deserializer::from_str(raw.get());
         let event: WireEvent = match serde_path_to_error::deserialize(de) {
             Ok(e) => e,
-            Err(e) => return Err(body_error(&format!("eventList[{i}]"), &e)),
+            Err(e) => return Err(body_error(&prefix, &e)),
         };
         if let Some(interaction) = validate_event(&mut check, &prefix, event, &wire) {
             events.push(interaction);
@@ -164,7 +182,7 @@ pub fn parse_put_events(body: &[u8]) -> Result<PutEvents, ValidationError> {
 
 /// Turns a serde failure into a message that names the member, in the client's own notation.
 fn body_error<E: std::fmt::Display>(prefix: &str, e: &serde_path_to_error::Error<E>) -> ValidationError {
-    let path = e.path().to_string();
+    let path = coral_path(&e.path().to_string());
     let member = match (prefix.is_empty(), path.as_str()) {
         (true, ".") => String::new(),
         (true, p) => p.to_owned(),
@@ -177,6 +195,24 @@ fn body_error<E: std::fmt::Display>(prefix: &str, e: &serde_path_to_error::Error
     } else {
         ValidationError::Body(format!("Invalid value for '{member}': {inner}"))
     }
+}
+
+/// serde's `impression[3]` becomes Coral's `impression.4.member`, so every message names
+/// members the same way.
+fn coral_path(serde_path: &str) -> String {
+    let mut out = String::with_capacity(serde_path.len() + 8);
+    let mut rest = serde_path;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find(']').map_or(rest.len(), |c| open + c);
+        match rest[open + 1..close].parse::<usize>() {
+            Ok(i) => out.push_str(&format!(".{}.member", i + 1)),
+            Err(_) => out.push_str(&rest[open..=close.min(rest.len() - 1)]),
+        }
+        rest = rest.get(close + 1..).unwrap_or("");
+    }
+    out.push_str(rest);
+    out
 }
 
 fn validate_event(check: &mut Checker, prefix: &str, e: WireEvent, req: &WireRequest<'_>) -> Option<Interaction> {
@@ -403,7 +439,14 @@ mod tests {
             err(r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":1,"eventValue":"NaN"}]}"#);
         assert!(m.contains("eventList.1.member.eventValue") && m.contains("finite"), "{m}");
         let m = err(r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":"1"}]}"#);
-        assert!(m.contains("eventList[0].sentAt") && m.contains("JSON number"), "{m}");
+        assert!(m.contains("eventList.1.member.sentAt") && m.contains("JSON number"), "{m}");
+        let m =
+            err(r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":1,"eventValue":true}]}"#);
+        assert!(m.contains("eventList.1.member.eventValue") && m.contains("got a boolean"), "{m}");
+        let m = err(
+            r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":1,"impression":["a",2]}]}"#,
+        );
+        assert!(m.contains("eventList.1.member.impression.2.member"), "{m}");
         let m = err(
             r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":1,"properties":"{\"TimeStamp\":1}"}]}"#,
         );
@@ -412,6 +455,18 @@ mod tests {
             err(r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":1,"properties":"[1]"}]}"#);
         assert!(m.contains("Error parsing properties json"), "{m}");
         let m = err("[]");
-        assert!(m.contains("not a valid PutEvents JSON document"), "{m}");
+        assert!(m.contains("must be a JSON object"), "{m}");
+    }
+
+    #[test]
+    fn arrays_never_stand_in_for_structures() {
+        for body in [
+            r#"["t","u","s",[{"eventType":"click","sentAt":1700000000}]]"#,
+            r#"{"trackingId":"t","sessionId":"s","eventList":[["e","click",1,"i",null,1700000000]]}"#,
+            r#"{"trackingId":"t","sessionId":"s","eventList":[{"eventType":"c","sentAt":1,"metricAttribution":["src"]}]}"#,
+        ] {
+            let m = err(body);
+            assert!(m.contains("JSON object"), "{body}: {m}");
+        }
     }
 }
