@@ -36,6 +36,7 @@ use std::time::{Duration, SystemTime};
 
 mod args;
 mod config;
+pub mod fetch;
 mod help;
 mod http;
 mod model;

@@ -1,0 +1,106 @@
+//! Signed GETs to an interlog server, with the aws-cli's profile, credential and region
+//! resolution: how `interlog export --endpoint-url` reads through a running server.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use crate::config::{load_files, resolve_credentials, setting, CredentialsError, Env};
+use crate::http::{self, Url};
+use crate::request::amz_date;
+
+/// Where and as whom to fetch.
+#[derive(Debug, Clone, Default)]
+pub struct FetchOptions {
+    /// `http(s)://host:port[/prefix]` of the server.
+    pub endpoint: String,
+    /// `--profile`; otherwise `AWS_PROFILE` / `AWS_DEFAULT_PROFILE` / `default`.
+    pub profile: Option<String>,
+    /// `--region`; otherwise `AWS_DEFAULT_REGION` or the profile's, else `us-east-1`.
+    pub region: Option<String>,
+    /// Send no signature (for servers started with `--no-auth`).
+    pub no_sign: bool,
+}
+
+/// A complete response.
+#[derive(Debug)]
+pub struct Fetched {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// GETs `path_and_query` (starting with `/`) under the endpoint, signed as `personalize`.
+pub fn signed_get(
+    env: HashMap<String, String>,
+    options: &FetchOptions,
+    path_and_query: &str,
+) -> Result<Fetched, String> {
+    let env = Env::new(env);
+    let url = Url::parse(&options.endpoint)
+        .ok_or_else(|| format!("Invalid endpoint: {} (expected http://host:port)", options.endpoint))?;
+    let files = load_files(&env, options.profile.as_deref())
+        .map_err(|e| format!("The config profile ({}) could not be found", e.0))?;
+    let region = options
+        .region
+        .clone()
+        .or_else(|| setting(&env, &files, "AWS_DEFAULT_REGION", "region"))
+        .unwrap_or_else(|| "us-east-1".into());
+    let target = format!("{}{path_and_query}", url.path);
+    let host = url.host_header();
+    let mut head = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: identity\r\n");
+    if !options.no_sign {
+        let creds = resolve_credentials(&env, &files).map_err(|e| match e {
+            CredentialsError::None => {
+                "Unable to locate credentials. You can configure credentials by running \"aws configure\".".to_owned()
+            }
+            CredentialsError::Partial(m) => m,
+        })?;
+        let identity: aws_smithy_runtime_api::client::identity::Identity = aws_credential_types::Credentials::new(
+            &creds.access_key_id,
+            &creds.secret_access_key,
+            creds.session_token.clone(),
+            None,
+            "interlog",
+        )
+        .into();
+        let time = SystemTime::now();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&region)
+            .name("personalize")
+            .time(time)
+            .settings(aws_sigv4::http_request::SigningSettings::default())
+            .build()
+            .map_err(|e| e.to_string())?
+            .into();
+        let url_text = format!("{}{target}", url.origin());
+        let signable = aws_sigv4::http_request::SignableRequest::new(
+            "GET",
+            &url_text,
+            std::iter::empty(),
+            aws_sigv4::http_request::SignableBody::Bytes(&[]),
+        )
+        .map_err(|e| e.to_string())?;
+        let (instructions, _) =
+            aws_sigv4::http_request::sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
+        let mut has_date = false;
+        for (name, value) in instructions.headers() {
+            has_date |= name.eq_ignore_ascii_case("x-amz-date");
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !has_date {
+            head.push_str(&format!("X-Amz-Date: {}\r\n", amz_date(time)));
+        }
+    }
+    head.push_str("Content-Length: 0\r\n");
+    let settings = http::Settings { verify: true, ..Default::default() };
+    let response = http::send(&url, &head, &[], &settings).map_err(|e| match e {
+        http::Failure::Connect => format!("Could not connect to the endpoint URL: \"{}{target}\"", url.origin()),
+        other => format!("Request to {}{target} failed: {other:?}", url.origin()),
+    })?;
+    Ok(Fetched {
+        status: response.status,
+        content_type: response.header("content-type").map(str::to_owned),
+        body: response.body,
+    })
+}
