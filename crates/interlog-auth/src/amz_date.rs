@@ -38,16 +38,12 @@ impl AmzDate {
             return None;
         }
         let days = days_from_civil(year, month, day);
-        Some(Self {
-            secs: days * 86_400 + hour * 3_600 + minute * 60 + second,
-        })
+        Some(Self { secs: days * 86_400 + hour * 3_600 + minute * 60 + second })
     }
 
     /// Parses an HTTP `Date` header (IMF-fixdate and the obsolete forms `httpdate` accepts).
     pub(crate) fn parse_http_date(s: &str) -> Option<Self> {
-        httpdate::parse_http_date(s)
-            .ok()
-            .map(Self::from_system_time)
+        httpdate::parse_http_date(s).ok().map(Self::from_system_time)
     }
 
     /// Truncates a clock reading to whole seconds; times before 1970 clamp to the epoch.
@@ -65,15 +61,11 @@ impl AmzDate {
     }
 
     pub(crate) fn plus_secs(self, secs: u64) -> Self {
-        Self {
-            secs: self.secs.saturating_add(secs),
-        }
+        Self { secs: self.secs.saturating_add(secs) }
     }
 
     pub(crate) fn minus_secs(self, secs: u64) -> Self {
-        Self {
-            secs: self.secs.saturating_sub(secs),
-        }
+        Self { secs: self.secs.saturating_sub(secs) }
     }
 
     /// Formats as `YYYYMMDDTHHMMSSZ` into a stack buffer (the string-to-sign needs it on every
@@ -99,9 +91,7 @@ impl AmzDate {
 }
 
 fn digits(b: &[u8]) -> Option<u64> {
-    b.iter().try_fold(0u64, |acc, &c| {
-        c.is_ascii_digit().then(|| acc * 10 + u64::from(c - b'0'))
-    })
+    b.iter().try_fold(0u64, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + u64::from(c - b'0')))
 }
 
 fn put_digits(out: &mut [u8], mut value: u64) {
@@ -113,7 +103,7 @@ fn put_digits(out: &mut [u8], mut value: u64) {
 }
 
 fn is_leap(year: u64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }
 
 fn days_in_month(year: u64, month: u64) -> u64 {
@@ -157,20 +147,11 @@ mod tests {
 
     #[test]
     fn round_trips_basic_format() {
-        for s in [
-            "19700101T000000Z",
-            "20150830T123600Z",
-            "20240101T000000Z",
-            "20240229T235959Z",
-            "21000301T120000Z",
-        ] {
+        for s in ["19700101T000000Z", "20150830T123600Z", "20240101T000000Z", "20240229T235959Z", "21000301T120000Z"] {
             let d = AmzDate::parse_basic(s).unwrap();
             assert_eq!(d.to_basic_string(), s);
         }
-        assert_eq!(
-            AmzDate::parse_basic("20240101T000000Z").unwrap().secs(),
-            1_704_067_200
-        );
+        assert_eq!(AmzDate::parse_basic("20240101T000000Z").unwrap().secs(), 1_704_067_200);
     }
 
     #[test]

@@ -76,20 +76,13 @@ impl<'a> AuthorizationV4<'a> {
             *slot = Some(value.trim());
         }
 
-        let missing: String = [
-            ("Credential", credential),
-            ("Signature", signature),
-            ("SignedHeaders", signed_headers),
-        ]
-        .iter()
-        .filter(|(_, value)| value.is_none_or(str::is_empty))
-        .map(|(name, _)| format!("Authorization header requires '{name}' parameter. "))
-        .collect();
+        let missing: String = [("Credential", credential), ("Signature", signature), ("SignedHeaders", signed_headers)]
+            .iter()
+            .filter(|(_, value)| value.is_none_or(str::is_empty))
+            .map(|(name, _)| format!("Authorization header requires '{name}' parameter. "))
+            .collect();
         if !missing.is_empty() {
-            return Err(AuthError::incomplete(format!(
-                "{missing}Authorization={}",
-                echo(header)
-            )));
+            return Err(AuthError::incomplete(format!("{missing}Authorization={}", echo(header))));
         }
         // All three are present and non-empty past this point.
         let credential = credential.unwrap_or_default();
@@ -103,31 +96,14 @@ impl<'a> AuthorizationV4<'a> {
             )));
         }
 
-        Self::parse_credential(credential).map(|scope| Self {
-            signed_headers,
-            signature,
-            ..scope
-        })
+        Self::parse_credential(credential).map(|scope| Self { signed_headers, signature, ..scope })
     }
 
     /// Splits `AKID/yyyymmdd/region/service/aws4_request`.
     fn parse_credential(credential: &'a str) -> Result<Self, AuthError> {
         let mut parts = credential.split('/');
-        let (
-            Some(access_key_id),
-            Some(scope_date),
-            Some(region),
-            Some(service),
-            Some(terminator),
-            None,
-        ) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        )
+        let (Some(access_key_id), Some(scope_date), Some(region), Some(service), Some(terminator), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(AuthError::incomplete(format!(
                 "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got '{}'",
@@ -146,14 +122,10 @@ impl<'a> AuthorizationV4<'a> {
             )));
         }
         if region.is_empty() {
-            return Err(AuthError::incomplete(
-                "Credential should be scoped to a valid region, not ''. ",
-            ));
+            return Err(AuthError::incomplete("Credential should be scoped to a valid region, not ''. "));
         }
         if service.is_empty() {
-            return Err(AuthError::incomplete(
-                "Credential should be scoped to a valid service, not ''. ",
-            ));
+            return Err(AuthError::incomplete("Credential should be scoped to a valid service, not ''. "));
         }
         if terminator != "aws4_request" {
             return Err(AuthError::incomplete(format!(
@@ -217,10 +189,7 @@ mod tests {
         assert_eq!(auth.region, "us-east-1");
         assert_eq!(auth.service, "personalize");
         assert_eq!(auth.key_scope, "AKIDEXAMPLE/20240101/us-east-1/personalize");
-        assert_eq!(
-            auth.credential_scope,
-            "20240101/us-east-1/personalize/aws4_request"
-        );
+        assert_eq!(auth.credential_scope, "20240101/us-east-1/personalize/aws4_request");
         assert_eq!(auth.signed_headers, "content-type;host;x-amz-date");
         assert_eq!(auth.signature.len(), 64);
     }
@@ -266,11 +235,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_scope_shapes() {
-        let with = |cred: &str| {
-            message(&format!(
-                "AWS4-HMAC-SHA256 Credential={cred}, SignedHeaders=host, Signature=ab"
-            ))
-        };
+        let with =
+            |cred: &str| message(&format!("AWS4-HMAC-SHA256 Credential={cred}, SignedHeaders=host, Signature=ab"));
         assert!(with("AKID/20240101/us-east-1/personalize").contains("exactly 5"));
         assert!(with("AKID/20240101/us-east-1/personalize/aws4_request/x").contains("exactly 5"));
         assert!(with("/20240101/us-east-1/personalize/aws4_request").contains("access key id"));

@@ -80,12 +80,7 @@ pub(crate) fn has_header(headers: &HeaderMap, authority: Option<&str>, name: &st
     headers.contains_key(name) || (name.eq_ignore_ascii_case("host") && authority.is_some())
 }
 
-fn write_header_values(
-    sink: &mut impl Sink,
-    headers: &HeaderMap,
-    authority: Option<&str>,
-    name: &str,
-) {
+fn write_header_values(sink: &mut impl Sink, headers: &HeaderMap, authority: Option<&str>, name: &str) {
     let mut values = headers.get_all(name).iter().peekable();
     if values.peek().is_none() {
         if name.eq_ignore_ascii_case("host") {
@@ -109,10 +104,7 @@ fn write_header_values(
 /// `' '.join(value.split())` and the SigV4 "Trimall" rule do.
 fn write_trimmed(sink: &mut impl Sink, value: &[u8]) {
     let mut first = true;
-    for word in value
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|w| !w.is_empty())
-    {
+    for word in value.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()) {
         if !first {
             sink.put(b" ");
         }
@@ -298,10 +290,7 @@ mod tests {
     fn double_encodes_the_received_path() {
         use PathEncoding::*;
         let path = "/test/@connections/JBDvjfGEIAMCERw%3D";
-        assert_eq!(
-            uri(path, NormalizedDoubleEncoded),
-            "/test/%40connections/JBDvjfGEIAMCERw%253D"
-        );
+        assert_eq!(uri(path, NormalizedDoubleEncoded), "/test/%40connections/JBDvjfGEIAMCERw%253D");
         assert_eq!(uri(path, NormalizedSingleEncoded), path);
         assert_eq!(uri("//a", Raw), "//a");
     }
@@ -319,10 +308,7 @@ mod tests {
     #[test]
     fn canonical_query_sorts_and_reencodes() {
         assert_eq!(query(""), "");
-        assert_eq!(
-            query("Param2=value2&Param1=value1"),
-            "Param1=value1&Param2=value2"
-        );
+        assert_eq!(query("Param2=value2&Param1=value1"), "Param1=value1&Param2=value2");
         assert_eq!(query("b=2&a=1&a=0"), "a=0&a=1&b=2");
         assert_eq!(query("flag"), "flag=");
         assert_eq!(query("k=a%2fb"), "k=a%2Fb");

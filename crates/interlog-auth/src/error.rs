@@ -71,9 +71,9 @@ impl AuthError {
             Self::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             Self::IncompleteSignature { .. } => "IncompleteSignatureException",
             Self::UnrecognizedClient { .. } => "UnrecognizedClientException",
-            Self::InvalidScope { .. }
-            | Self::SignatureExpired { .. }
-            | Self::SignatureDoesNotMatch { .. } => "InvalidSignatureException",
+            Self::InvalidScope { .. } | Self::SignatureExpired { .. } | Self::SignatureDoesNotMatch { .. } => {
+                "InvalidSignatureException"
+            }
         }
     }
 
@@ -87,11 +87,7 @@ impl AuthError {
     pub fn detail(&self) -> Option<String> {
         match self {
             Self::UnrecognizedClient { reason } => Some((*reason).to_owned()),
-            Self::SignatureDoesNotMatch {
-                canonical_request,
-                string_to_sign,
-                note,
-            } => {
+            Self::SignatureDoesNotMatch { canonical_request, string_to_sign, note } => {
                 let note = note.map(|n| format!("{n}\n\n")).unwrap_or_default();
                 Some(format!(
                     "{note}The Canonical String for this request should have been\n'{canonical_request}'\n\nThe String-to-Sign should have been\n'{string_to_sign}'\n"
@@ -102,9 +98,7 @@ impl AuthError {
     }
 
     pub(crate) fn incomplete(message: impl Into<String>) -> Self {
-        Self::IncompleteSignature {
-            message: message.into(),
-        }
+        Self::IncompleteSignature { message: message.into() }
     }
 }
 

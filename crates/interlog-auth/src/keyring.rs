@@ -66,12 +66,7 @@ impl Credential {
             return Err(CredentialError::EmptySecretAccessKey);
         }
         validate_account_id(&account_id)?;
-        Ok(Self {
-            access_key_id,
-            secret_access_key,
-            account_id,
-            session_token: None,
-        })
+        Ok(Self { access_key_id, secret_access_key, account_id, session_token: None })
     }
 
     /// Binds a session token: requests must then carry it in `X-Amz-Security-Token`.
@@ -79,10 +74,7 @@ impl Credential {
     /// # Errors
     ///
     /// [`CredentialError::EmptySessionToken`] if the token is empty.
-    pub fn with_session_token(
-        mut self,
-        session_token: impl Into<String>,
-    ) -> Result<Self, CredentialError> {
+    pub fn with_session_token(mut self, session_token: impl Into<String>) -> Result<Self, CredentialError> {
         let token = session_token.into();
         if token.is_empty() {
             return Err(CredentialError::EmptySessionToken);
@@ -119,10 +111,7 @@ impl fmt::Debug for Credential {
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"<redacted>")
             .field("account_id", &self.account_id)
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "<redacted>"),
-            )
+            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -133,10 +122,7 @@ fn validate_access_key_id(id: &str) -> Result<(), CredentialError> {
     }
     // `/` would break the credential scope and `,`/`=`/space the Authorization header, so
     // keep to the characters real and test access key IDs use.
-    let valid = id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let valid = id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !valid {
         return Err(CredentialError::InvalidAccessKeyId(id.to_owned()));
     }
@@ -262,13 +248,9 @@ impl Keyring {
     /// A keyring holding only the root key.
     pub fn with_root(root: Credential) -> Self {
         let mut keyring = Self::new();
-        keyring.keys.insert(
-            root.access_key_id.clone(),
-            Entry {
-                credential: root,
-                origin: "the root credentials".to_owned(),
-            },
-        );
+        keyring
+            .keys
+            .insert(root.access_key_id.clone(), Entry { credential: root, origin: "the root credentials".to_owned() });
         keyring
     }
 
@@ -277,11 +259,7 @@ impl Keyring {
     /// # Errors
     ///
     /// [`KeyError::DuplicateAccessKeyId`] if the access key ID is already present.
-    pub fn insert(
-        &mut self,
-        credential: Credential,
-        origin: impl Into<String>,
-    ) -> Result<(), KeyError> {
+    pub fn insert(&mut self, credential: Credential, origin: impl Into<String>) -> Result<(), KeyError> {
         let origin = origin.into();
         if let Some(previous) = self.keys.get(credential.access_key_id()) {
             return Err(KeyError::DuplicateAccessKeyId {
@@ -290,10 +268,7 @@ impl Keyring {
                 previous: previous.origin.clone(),
             });
         }
-        self.keys.insert(
-            credential.access_key_id.clone(),
-            Entry { credential, origin },
-        );
+        self.keys.insert(credential.access_key_id.clone(), Entry { credential, origin });
         Ok(())
     }
 
@@ -331,46 +306,26 @@ impl Keyring {
     ///
     /// As [`Keyring::load_credentials_file`].
     pub fn load_credentials_toml(&mut self, text: &str, path: &Path) -> Result<usize, KeyError> {
-        let file: CredentialsFile = toml::from_str(text).map_err(|err| KeyError::Syntax {
-            path: path.to_owned(),
-            message: describe_toml_error(text, &err),
-        })?;
+        let file: CredentialsFile = toml::from_str(text)
+            .map_err(|err| KeyError::Syntax { path: path.to_owned(), message: describe_toml_error(text, &err) })?;
         if file.key.is_empty() {
-            return Err(KeyError::NoKeys {
-                path: path.to_owned(),
-            });
+            return Err(KeyError::NoKeys { path: path.to_owned() });
         }
         let mut staged: Vec<(Credential, String)> = Vec::with_capacity(file.key.len());
         for (index, table) in file.key.into_iter().enumerate() {
-            let entry = format!(
-                "[[key]] #{} (access_key_id = \"{}\")",
-                index + 1,
-                table.access_key_id
-            );
-            let invalid = |source| KeyError::InvalidEntry {
-                path: path.to_owned(),
-                entry: entry.clone(),
-                source,
-            };
-            let mut credential = Credential::new(
-                table.access_key_id,
-                table.secret_access_key,
-                table.account_id,
-            )
-            .map_err(invalid)?;
+            let entry = format!("[[key]] #{} (access_key_id = \"{}\")", index + 1, table.access_key_id);
+            let invalid = |source| KeyError::InvalidEntry { path: path.to_owned(), entry: entry.clone(), source };
+            let mut credential =
+                Credential::new(table.access_key_id, table.secret_access_key, table.account_id).map_err(invalid)?;
             if let Some(token) = table.session_token {
                 credential = credential.with_session_token(token).map_err(invalid)?;
             }
-            let previous = self
-                .keys
-                .get(credential.access_key_id())
-                .map(|e| e.origin.clone())
-                .or_else(|| {
-                    staged
-                        .iter()
-                        .find(|(c, _)| c.access_key_id == credential.access_key_id)
-                        .map(|(_, origin)| origin.clone())
-                });
+            let previous = self.keys.get(credential.access_key_id()).map(|e| e.origin.clone()).or_else(|| {
+                staged
+                    .iter()
+                    .find(|(c, _)| c.access_key_id == credential.access_key_id)
+                    .map(|(_, origin)| origin.clone())
+            });
             let origin = format!("{} {entry}", path.display());
             if let Some(previous) = previous {
                 return Err(KeyError::DuplicateAccessKeyId {
@@ -383,10 +338,7 @@ impl Keyring {
         }
         let added = staged.len();
         for (credential, origin) in staged {
-            self.keys.insert(
-                credential.access_key_id.clone(),
-                Entry { credential, origin },
-            );
+            self.keys.insert(credential.access_key_id.clone(), Entry { credential, origin });
         }
         Ok(added)
     }
@@ -434,9 +386,7 @@ mod tests {
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
     fn load(text: &str) -> Result<Keyring, KeyError> {
-        let mut keyring = Keyring::with_root(
-            Credential::new("AKIAROOT", "rootsecret", DEFAULT_ACCOUNT_ID).unwrap(),
-        );
+        let mut keyring = Keyring::with_root(Credential::new("AKIAROOT", "rootsecret", DEFAULT_ACCOUNT_ID).unwrap());
         keyring.load_credentials_toml(text, Path::new("creds.toml"))?;
         Ok(keyring)
     }
@@ -480,50 +430,39 @@ mod tests {
             let err = load_err(&format!(
                 "[[key]]\naccess_key_id = \"AKID1\"\nsecret_access_key = \"{SECRET}\"\naccount_id = \"{account}\"\n"
             ));
-            assert!(
-                err.contains("[[key]] #1 (access_key_id = \"AKID1\")"),
-                "{err}"
-            );
+            assert!(err.contains("[[key]] #1 (access_key_id = \"AKID1\")"), "{err}");
             assert!(err.contains("exactly 12 digits"), "{err}");
         }
     }
 
     #[test]
     fn rejects_empty_key_secret_or_token() {
-        let err = load_err(
-            "[[key]]\naccess_key_id = \"\"\nsecret_access_key = \"s\"\naccount_id = \"123456789012\"\n",
-        );
+        let err = load_err("[[key]]\naccess_key_id = \"\"\nsecret_access_key = \"s\"\naccount_id = \"123456789012\"\n");
         assert!(err.contains("access_key_id must not be empty"), "{err}");
-        let err = load_err(
-            "[[key]]\naccess_key_id = \"AKID1\"\nsecret_access_key = \"\"\naccount_id = \"123456789012\"\n",
-        );
+        let err =
+            load_err("[[key]]\naccess_key_id = \"AKID1\"\nsecret_access_key = \"\"\naccount_id = \"123456789012\"\n");
         assert!(err.contains("secret_access_key must not be empty"), "{err}");
         let err = load_err(
             "[[key]]\naccess_key_id = \"AKID1\"\nsecret_access_key = \"s\"\naccount_id = \"123456789012\"\nsession_token = \"\"\n",
         );
         assert!(err.contains("session_token must not be empty"), "{err}");
-        let err = load_err(
-            "[[key]]\naccess_key_id = \"AK/ID\"\nsecret_access_key = \"s\"\naccount_id = \"123456789012\"\n",
-        );
+        let err =
+            load_err("[[key]]\naccess_key_id = \"AK/ID\"\nsecret_access_key = \"s\"\naccount_id = \"123456789012\"\n");
         assert!(err.contains("ASCII letters"), "{err}");
     }
 
     #[test]
     fn rejects_duplicates_in_file_and_with_root() {
         let entry = |id: &str| {
-            format!("[[key]]\naccess_key_id = \"{id}\"\nsecret_access_key = \"{SECRET}\"\naccount_id = \"123456789012\"\n")
+            format!(
+                "[[key]]\naccess_key_id = \"{id}\"\nsecret_access_key = \"{SECRET}\"\naccount_id = \"123456789012\"\n"
+            )
         };
         let err = load_err(&format!("{}{}", entry("AKID1"), entry("AKID1")));
         assert!(err.contains("#2"), "{err}");
-        assert!(
-            err.contains("already defined by creds.toml [[key]] #1"),
-            "{err}"
-        );
+        assert!(err.contains("already defined by creds.toml [[key]] #1"), "{err}");
         let err = load_err(&entry("AKIAROOT"));
-        assert!(
-            err.contains("already defined by the root credentials"),
-            "{err}"
-        );
+        assert!(err.contains("already defined by the root credentials"), "{err}");
     }
 
     #[test]
@@ -532,17 +471,13 @@ mod tests {
         let text = format!(
             "[[key]]\naccess_key_id = \"AKID1\"\nsecret_access_key = \"{SECRET}\"\naccount_id = \"123456789012\"\n[[key]]\naccess_key_id = \"AKID2\"\nsecret_access_key = \"x\"\naccount_id = \"1\"\n"
         );
-        assert!(keyring
-            .load_credentials_toml(&text, Path::new("creds.toml"))
-            .is_err());
+        assert!(keyring.load_credentials_toml(&text, Path::new("creds.toml")).is_err());
         assert!(keyring.is_empty());
     }
 
     #[test]
     fn rejects_syntax_errors_unknown_fields_and_empty_files() {
-        let err = load_err(&format!(
-            "[[key]]\naccess_key_id = \"AKID1\"\nsecret_access_key = {SECRET}\n"
-        ));
+        let err = load_err(&format!("[[key]]\naccess_key_id = \"AKID1\"\nsecret_access_key = {SECRET}\n"));
         assert!(err.contains("line 3"), "{err}");
         let err = load_err(
             "[[key]]\naccess_key_id = \"AKID1\"\nsecret_access_key = \"s\"\naccount_id = \"123456789012\"\nacount = 1\n",
@@ -556,23 +491,15 @@ mod tests {
 
     #[test]
     fn missing_file_is_named() {
-        let err = Keyring::new()
-            .load_credentials_file("/nonexistent/creds.toml")
-            .unwrap_err()
-            .to_string();
+        let err = Keyring::new().load_credentials_file("/nonexistent/creds.toml").unwrap_err().to_string();
         assert!(err.contains("/nonexistent/creds.toml"), "{err}");
     }
 
     #[test]
     fn debug_redacts_secret_and_token() {
-        let credential = Credential::new("AKID1", SECRET, "123456789012")
-            .unwrap()
-            .with_session_token("TOKENVALUE")
-            .unwrap();
-        let debug = format!(
-            "{credential:?} {:?}",
-            Keyring::with_root(credential.clone())
-        );
+        let credential =
+            Credential::new("AKID1", SECRET, "123456789012").unwrap().with_session_token("TOKENVALUE").unwrap();
+        let debug = format!("{credential:?} {:?}", Keyring::with_root(credential.clone()));
         assert!(!debug.contains(SECRET), "{debug}");
         assert!(!debug.contains("TOKENVALUE"), "{debug}");
         assert!(debug.contains("AKID1"), "{debug}");

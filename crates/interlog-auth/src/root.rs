@@ -39,10 +39,7 @@ impl std::fmt::Debug for RootKeyConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RootKeyConfig")
             .field("access_key_id", &self.access_key_id)
-            .field(
-                "secret_access_key",
-                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
-            )
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
             .field("account_id", &self.account_id)
             .field("data_dir", &self.data_dir)
             .finish()
@@ -92,19 +89,10 @@ pub fn load_or_create_root_key(config: &RootKeyConfig) -> Result<RootKey, KeyErr
         (Some(id), Some(secret)) => {
             let account = account_override.unwrap_or_else(|| DEFAULT_ACCOUNT_ID.to_owned());
             let credential = Credential::new(id, secret, account).map_err(KeyError::InvalidRoot)?;
-            Ok(RootKey {
-                credential,
-                source: RootKeySource::Environment,
-            })
+            Ok(RootKey { credential, source: RootKeySource::Environment })
         }
-        (Some(_), None) => Err(KeyError::IncompleteRootKey {
-            set: ENV_ACCESS_KEY_ID,
-            unset: ENV_SECRET_ACCESS_KEY,
-        }),
-        (None, Some(_)) => Err(KeyError::IncompleteRootKey {
-            set: ENV_SECRET_ACCESS_KEY,
-            unset: ENV_ACCESS_KEY_ID,
-        }),
+        (Some(_), None) => Err(KeyError::IncompleteRootKey { set: ENV_ACCESS_KEY_ID, unset: ENV_SECRET_ACCESS_KEY }),
+        (None, Some(_)) => Err(KeyError::IncompleteRootKey { set: ENV_SECRET_ACCESS_KEY, unset: ENV_ACCESS_KEY_ID }),
         (None, None) => {
             if let Some(account) = &account_override {
                 // Fail before touching the disk.
@@ -112,10 +100,7 @@ pub fn load_or_create_root_key(config: &RootKeyConfig) -> Result<RootKey, KeyErr
             }
             let path = config.data_dir.join(ROOT_CREDENTIALS_FILE);
             match read_root_file(&path, account_override.as_deref())? {
-                Some(credential) => Ok(RootKey {
-                    credential,
-                    source: RootKeySource::LoadedFromDataDir(path),
-                }),
+                Some(credential) => Ok(RootKey { credential, source: RootKeySource::LoadedFromDataDir(path) }),
                 None => create_root_file(&config.data_dir, &path, account_override.as_deref()),
             }
         }
@@ -128,42 +113,21 @@ fn read_root_file(path: &Path, account: Option<&str>) -> Result<Option<Credentia
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
-            return Err(KeyError::Io {
-                action: "read root credentials file",
-                path: path.to_owned(),
-                source,
-            })
+            return Err(KeyError::Io { action: "read root credentials file", path: path.to_owned(), source })
         }
     };
-    let file: RootFile = toml::from_str(&text).map_err(|err| KeyError::Syntax {
-        path: path.to_owned(),
-        message: describe_toml_error(&text, &err),
-    })?;
-    let account = account
-        .map(str::to_owned)
-        .or(file.account_id)
-        .unwrap_or_else(|| DEFAULT_ACCOUNT_ID.to_owned());
+    let file: RootFile = toml::from_str(&text)
+        .map_err(|err| KeyError::Syntax { path: path.to_owned(), message: describe_toml_error(&text, &err) })?;
+    let account = account.map(str::to_owned).or(file.account_id).unwrap_or_else(|| DEFAULT_ACCOUNT_ID.to_owned());
     Credential::new(file.access_key_id, file.secret_access_key, account)
         .map(Some)
-        .map_err(|source| KeyError::InvalidEntry {
-            path: path.to_owned(),
-            entry: "root key".to_owned(),
-            source,
-        })
+        .map_err(|source| KeyError::InvalidEntry { path: path.to_owned(), entry: "root key".to_owned(), source })
 }
 
-fn create_root_file(
-    data_dir: &Path,
-    path: &Path,
-    account: Option<&str>,
-) -> Result<RootKey, KeyError> {
+fn create_root_file(data_dir: &Path, path: &Path, account: Option<&str>) -> Result<RootKey, KeyError> {
     let io = |action: &'static str, path: &Path| {
         let path = path.to_owned();
-        move |source| KeyError::Io {
-            action,
-            path,
-            source,
-        }
+        move |source| KeyError::Io { action, path, source }
     };
     fs::create_dir_all(data_dir).map_err(io("create data directory", data_dir))?;
 
@@ -185,26 +149,17 @@ fn create_root_file(
         credential.account_id(),
     );
 
-    let tmp = data_dir.join(format!(
-        ".{ROOT_CREDENTIALS_FILE}.tmp-{}",
-        std::process::id()
-    ));
+    let tmp = data_dir.join(format!(".{ROOT_CREDENTIALS_FILE}.tmp-{}", std::process::id()));
     let result = write_private_file(&tmp, contents.as_bytes())
         .map_err(io("write root credentials file", &tmp))
         .and_then(|()| publish(&tmp, path));
     // The temporary name is only a staging area; it must not outlive this call.
     let _ = fs::remove_file(&tmp);
     match result? {
-        Published::Ours => Ok(RootKey {
-            credential,
-            source: RootKeySource::Generated(path.to_owned()),
-        }),
+        Published::Ours => Ok(RootKey { credential, source: RootKeySource::Generated(path.to_owned()) }),
         // Another process created the file first: use its key so both agree.
         Published::Theirs => match read_root_file(path, account)? {
-            Some(credential) => Ok(RootKey {
-                credential,
-                source: RootKeySource::LoadedFromDataDir(path.to_owned()),
-            }),
+            Some(credential) => Ok(RootKey { credential, source: RootKeySource::LoadedFromDataDir(path.to_owned()) }),
             None => Err(KeyError::Io {
                 action: "read root credentials file",
                 path: path.to_owned(),
@@ -223,9 +178,7 @@ enum Published {
 fn publish(tmp: &Path, path: &Path) -> Result<Published, KeyError> {
     match fs::hard_link(tmp, path) {
         Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Ok(Published::Theirs)
-        }
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => return Ok(Published::Theirs),
         // Some file systems cannot hard-link; a rename is still atomic for readers.
         Err(_) => fs::rename(tmp, path).map_err(|source| KeyError::Io {
             action: "create root credentials file",
@@ -296,10 +249,7 @@ mod tests {
     use super::*;
 
     fn config(dir: &Path) -> RootKeyConfig {
-        RootKeyConfig {
-            data_dir: dir.to_owned(),
-            ..RootKeyConfig::default()
-        }
+        RootKeyConfig { data_dir: dir.to_owned(), ..RootKeyConfig::default() }
     }
 
     #[test]
@@ -310,9 +260,7 @@ mod tests {
         assert_eq!(first.source, RootKeySource::Generated(path.clone()));
         let id = first.credential.access_key_id();
         assert!(id.starts_with("AKIA") && id.len() == 20, "{id}");
-        assert!(id[4..]
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
+        assert!(id[4..].bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
         assert_eq!(first.credential.secret_access_key().len(), 40);
         assert_eq!(first.credential.account_id(), DEFAULT_ACCOUNT_ID);
 
@@ -331,10 +279,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("nested/data");
         load_or_create_root_key(&config(&data_dir)).unwrap();
-        let mode = fs::metadata(data_dir.join(ROOT_CREDENTIALS_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = fs::metadata(data_dir.join(ROOT_CREDENTIALS_FILE)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
@@ -343,10 +288,7 @@ mod tests {
         let a = load_or_create_root_key(&config(tempfile::tempdir().unwrap().path())).unwrap();
         let b = load_or_create_root_key(&config(tempfile::tempdir().unwrap().path())).unwrap();
         assert_ne!(a.credential.access_key_id(), b.credential.access_key_id());
-        assert_ne!(
-            a.credential.secret_access_key(),
-            b.credential.secret_access_key()
-        );
+        assert_ne!(a.credential.secret_access_key(), b.credential.secret_access_key());
     }
 
     #[test]
@@ -363,10 +305,7 @@ mod tests {
         cfg.account_id = Some("444455556666".to_owned());
         let other = load_or_create_root_key(&cfg).unwrap();
         assert_eq!(other.credential.account_id(), "444455556666");
-        assert_eq!(
-            other.credential.access_key_id(),
-            first.credential.access_key_id()
-        );
+        assert_eq!(other.credential.access_key_id(), first.credential.access_key_id());
     }
 
     #[test]
@@ -390,17 +329,11 @@ mod tests {
         let mut cfg = config(dir.path());
         cfg.access_key_id = Some("AKIDEXAMPLE".to_owned());
         let err = load_or_create_root_key(&cfg).unwrap_err().to_string();
-        assert!(
-            err.contains("INTERLOG_ACCESS_KEY_ID is set but INTERLOG_SECRET_ACCESS_KEY is not"),
-            "{err}"
-        );
+        assert!(err.contains("INTERLOG_ACCESS_KEY_ID is set but INTERLOG_SECRET_ACCESS_KEY is not"), "{err}");
         let mut cfg = config(dir.path());
         cfg.secret_access_key = Some("supersecretvalue".to_owned());
         let err = load_or_create_root_key(&cfg).unwrap_err().to_string();
-        assert!(
-            err.contains("INTERLOG_SECRET_ACCESS_KEY is set but INTERLOG_ACCESS_KEY_ID is not"),
-            "{err}"
-        );
+        assert!(err.contains("INTERLOG_SECRET_ACCESS_KEY is set but INTERLOG_ACCESS_KEY_ID is not"), "{err}");
         assert!(!err.contains("supersecretvalue"));
         assert!(!dir.path().join(ROOT_CREDENTIALS_FILE).exists());
     }
@@ -419,14 +352,8 @@ mod tests {
     fn corrupt_file_is_reported_without_its_contents() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(ROOT_CREDENTIALS_FILE);
-        fs::write(
-            &path,
-            "access_key_id = \"AKIA1\"\nsecret_access_key = oops-secret\n",
-        )
-        .unwrap();
-        let err = load_or_create_root_key(&config(dir.path()))
-            .unwrap_err()
-            .to_string();
+        fs::write(&path, "access_key_id = \"AKIA1\"\nsecret_access_key = oops-secret\n").unwrap();
+        let err = load_or_create_root_key(&config(dir.path())).unwrap_err().to_string();
         assert!(err.contains("root-credentials"), "{err}");
         assert!(err.contains("line 2"), "{err}");
         assert!(!err.contains("oops-secret"), "{err}");

@@ -104,12 +104,7 @@ impl Verifier {
     /// # Errors
     ///
     /// See [`Verifier::verify_request`].
-    pub fn verify(
-        &self,
-        parts: &http::request::Parts,
-        body: &[u8],
-        now: SystemTime,
-    ) -> Result<Principal, AuthError> {
+    pub fn verify(&self, parts: &http::request::Parts, body: &[u8], now: SystemTime) -> Result<Principal, AuthError> {
         self.verify_request(&parts.method, &parts.uri, &parts.headers, body, now)
     }
 
@@ -136,22 +131,18 @@ impl Verifier {
         let Some(authorization) = headers.get(AUTHORIZATION) else {
             return Err(AuthError::MissingAuthenticationToken);
         };
-        let authorization = authorization.to_str().map_err(|_| {
-            AuthError::incomplete(
-                "Authorization header must contain only visible ASCII characters.",
-            )
-        })?;
+        let authorization = authorization
+            .to_str()
+            .map_err(|_| AuthError::incomplete("Authorization header must contain only visible ASCII characters."))?;
         let auth = AuthorizationV4::parse(authorization)?;
         let authority = uri.authority().map(http::uri::Authority::as_str);
         let (request_time, amz_date) = request_time(headers, authorization)?;
         check_signed_headers(&auth, headers, authority, authorization)?;
 
-        let credential =
-            self.keyring
-                .get(auth.access_key_id)
-                .ok_or(AuthError::UnrecognizedClient {
-                    reason: "unknown access key id",
-                })?;
+        let credential = self
+            .keyring
+            .get(auth.access_key_id)
+            .ok_or(AuthError::UnrecognizedClient { reason: "unknown access key id" })?;
         check_session_token(credential, headers)?;
         self.check_scope(&auth, request_time, amz_date)?;
         check_clock_skew(request_time, AmzDate::from_system_time(now))?;
@@ -174,18 +165,11 @@ impl Verifier {
         hex_into(&hasher.finalize(), &mut canonical_hash);
 
         let time_bytes = request_time.basic_bytes();
-        let mut string_to_sign = Vec::with_capacity(
-            ALGORITHM.len() + time_bytes.len() + auth.credential_scope.len() + 67,
-        );
-        for part in [
-            ALGORITHM.as_bytes(),
-            b"\n",
-            &time_bytes,
-            b"\n",
-            auth.credential_scope.as_bytes(),
-            b"\n",
-            &canonical_hash,
-        ] {
+        let mut string_to_sign =
+            Vec::with_capacity(ALGORITHM.len() + time_bytes.len() + auth.credential_scope.len() + 67);
+        for part in
+            [ALGORITHM.as_bytes(), b"\n", &time_bytes, b"\n", auth.credential_scope.as_bytes(), b"\n", &canonical_hash]
+        {
             string_to_sign.put(part);
         }
 
@@ -210,18 +194,10 @@ impl Verifier {
         })
     }
 
-    fn check_scope(
-        &self,
-        auth: &AuthorizationV4<'_>,
-        request_time: AmzDate,
-        amz_date: &str,
-    ) -> Result<(), AuthError> {
+    fn check_scope(&self, auth: &AuthorizationV4<'_>, request_time: AmzDate, amz_date: &str) -> Result<(), AuthError> {
         if auth.service != self.service {
             return Err(AuthError::InvalidScope {
-                message: format!(
-                    "Credential should be scoped to correct service: '{}'. ",
-                    self.service
-                ),
+                message: format!("Credential should be scoped to correct service: '{}'. ", self.service),
             });
         }
         let day = request_time.basic_bytes();
@@ -238,18 +214,10 @@ impl Verifier {
     }
 
     /// The derived signing key, from the cache or freshly derived by `aws-sigv4`.
-    fn signing_key(
-        &self,
-        auth: &AuthorizationV4<'_>,
-        credential: &Credential,
-        request_time: AmzDate,
-    ) -> [u8; 32] {
+    fn signing_key(&self, auth: &AuthorizationV4<'_>, credential: &Credential, request_time: AmzDate) -> [u8; 32] {
         // A poisoned lock only means another thread panicked mid-insert; the map is still
         // a valid cache.
-        let mut cache = self
-            .signing_keys
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = self.signing_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(key) = cache.get(auth.key_scope) {
             return *key;
         }
@@ -270,29 +238,22 @@ impl Verifier {
 }
 
 /// The request time from `X-Amz-Date`, or from `Date` when there is no `X-Amz-Date`.
-fn request_time<'h>(
-    headers: &'h HeaderMap,
-    authorization: &str,
-) -> Result<(AmzDate, &'h str), AuthError> {
+fn request_time<'h>(headers: &'h HeaderMap, authorization: &str) -> Result<(AmzDate, &'h str), AuthError> {
     if let Some(value) = headers.get(X_AMZ_DATE) {
         let value = value.to_str().unwrap_or("");
-        return AmzDate::parse_basic(value)
-            .map(|t| (t, value))
-            .ok_or_else(|| {
-                AuthError::incomplete(format!(
-                    "Date must be in ISO-8601 'basic format'. Got '{value}'. See http://en.wikipedia.org/wiki/ISO_8601"
-                ))
-            });
+        return AmzDate::parse_basic(value).map(|t| (t, value)).ok_or_else(|| {
+            AuthError::incomplete(format!(
+                "Date must be in ISO-8601 'basic format'. Got '{value}'. See http://en.wikipedia.org/wiki/ISO_8601"
+            ))
+        });
     }
     if let Some(value) = headers.get(DATE) {
         let value = value.to_str().unwrap_or("");
-        return AmzDate::parse_http_date(value)
-            .map(|t| (t, value))
-            .ok_or_else(|| {
-                AuthError::incomplete(format!(
-                    "Date header must be an HTTP date such as 'Mon, 01 Jan 2024 00:00:00 GMT'. Got '{value}'."
-                ))
-            });
+        return AmzDate::parse_http_date(value).map(|t| (t, value)).ok_or_else(|| {
+            AuthError::incomplete(format!(
+                "Date header must be an HTTP date such as 'Mon, 01 Jan 2024 00:00:00 GMT'. Got '{value}'."
+            ))
+        });
     }
     Err(AuthError::incomplete(format!(
         "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. Authorization={}",
@@ -340,12 +301,11 @@ fn check_session_token(credential: &Credential, headers: &HeaderMap) -> Result<(
     match (credential.session_token(), sent) {
         (None, None) => Ok(()),
         (Some(expected), Some(sent)) if bool::from(expected.as_bytes().ct_eq(sent)) => Ok(()),
-        (Some(_), Some(_)) => Err(AuthError::UnrecognizedClient {
-            reason: "session token does not match the access key's",
-        }),
+        (Some(_), Some(_)) => {
+            Err(AuthError::UnrecognizedClient { reason: "session token does not match the access key's" })
+        }
         (Some(_), None) => Err(AuthError::UnrecognizedClient {
-            reason:
-                "access key requires a session token but the request has no X-Amz-Security-Token",
+            reason: "access key requires a session token but the request has no X-Amz-Security-Token",
         }),
         (None, Some(_)) => Err(AuthError::UnrecognizedClient {
             reason: "request has an X-Amz-Security-Token but the access key has no session token",
@@ -383,11 +343,7 @@ fn check_clock_skew(request_time: AmzDate, now: AmzDate) -> Result<(), AuthError
 /// The payload-hash line: `X-Amz-Content-Sha256` when sent (which must then match the body
 /// unless it is `UNSIGNED-PAYLOAD`), else the body's SHA-256. The second value is set when
 /// the header does not match the body.
-fn payload_hash<'a>(
-    headers: &'a HeaderMap,
-    body: &[u8],
-    buf: &'a mut [u8; 64],
-) -> (&'a [u8], Option<&'static str>) {
+fn payload_hash<'a>(headers: &'a HeaderMap, body: &[u8], buf: &'a mut [u8; 64]) -> (&'a [u8], Option<&'static str>) {
     let declared = headers.get(X_AMZ_CONTENT_SHA256).map(|v| v.as_bytes());
     if declared == Some(UNSIGNED_PAYLOAD.as_bytes()) {
         return (UNSIGNED_PAYLOAD.as_bytes(), None);
@@ -396,10 +352,9 @@ fn payload_hash<'a>(
     match declared {
         None => (&buf[..], None),
         Some(declared) if declared.eq_ignore_ascii_case(&buf[..]) => (declared, None),
-        Some(declared) => (
-            declared,
-            Some("The x-amz-content-sha256 header does not match the SHA-256 of the request body."),
-        ),
+        Some(declared) => {
+            (declared, Some("The x-amz-content-sha256 header does not match the SHA-256 of the request body."))
+        }
     }
 }
 

@@ -40,10 +40,7 @@ impl Req {
     }
 
     fn set(&mut self, name: &'static str, value: &str) -> &mut Self {
-        self.headers.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_str(value).unwrap(),
-        );
+        self.headers.insert(HeaderName::from_static(name), HeaderValue::from_str(value).unwrap());
         self
     }
 
@@ -92,17 +89,12 @@ fn parse_signed_request(text: &str) -> Req {
     };
     let mut lines = head.lines();
     let request_line = lines.next().unwrap();
-    let request_line = request_line
-        .strip_suffix(" HTTP/1.1")
-        .unwrap_or(request_line);
+    let request_line = request_line.strip_suffix(" HTTP/1.1").unwrap_or(request_line);
     let (method, target) = request_line.split_once(' ').unwrap();
     let mut headers = HeaderMap::new();
     for line in lines {
         let (name, value) = line.split_once(':').unwrap();
-        headers.append(
-            HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            HeaderValue::from_str(value).unwrap(),
-        );
+        headers.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
     }
     Req {
         method: Method::from_bytes(method.as_bytes()).unwrap(),
@@ -113,21 +105,13 @@ fn parse_signed_request(text: &str) -> Req {
 }
 
 fn suite_vector(name: &str) -> Req {
-    let path = manifest_dir()
-        .join("tests/vectors")
-        .join(name)
-        .join("header-signed-request.txt");
+    let path = manifest_dir().join("tests/vectors").join(name).join("header-signed-request.txt");
     parse_signed_request(&std::fs::read_to_string(path).unwrap())
 }
 
 fn suite_verifier(service: &str, encoding: PathEncoding) -> Verifier {
-    let keys = [
-        example_key(),
-        Credential::new("ANOTREAL", "notrealrnrELgWzOk3IfjzDKtFBhDby", ACCOUNT).unwrap(),
-    ];
-    Verifier::new(keyring(keys))
-        .with_service(service)
-        .with_path_encoding(encoding)
+    let keys = [example_key(), Credential::new("ANOTREAL", "notrealrnrELgWzOk3IfjzDKtFBhDby", ACCOUNT).unwrap()];
+    Verifier::new(keyring(keys)).with_service(service).with_path_encoding(encoding)
 }
 
 fn assert_vector_verifies(name: &str, service: &str, encoding: PathEncoding, now: u64) {
@@ -168,24 +152,14 @@ fn aws_suite_vectors_with_aws_path_rules() {
         "get-relative-relative-normalized",
         "double-encode-path",
     ] {
-        assert_vector_verifies(
-            name,
-            "service",
-            PathEncoding::NormalizedDoubleEncoded,
-            SUITE_NOW,
-        );
+        assert_vector_verifies(name, "service", PathEncoding::NormalizedDoubleEncoded, SUITE_NOW);
     }
 }
 
 #[test]
 fn aws_suite_double_url_encode_vector() {
     // 20210511T154045Z, lambda in us-east-2.
-    assert_vector_verifies(
-        "double-url-encode",
-        "lambda",
-        PathEncoding::NormalizedDoubleEncoded,
-        1_620_747_645,
-    );
+    assert_vector_verifies("double-url-encode", "lambda", PathEncoding::NormalizedDoubleEncoded, 1_620_747_645);
 }
 
 #[test]
@@ -193,12 +167,7 @@ fn aws_suite_vectors_signed_with_single_encoding() {
     // These vectors sign the path the client meant (`/example space/`), which the wire
     // carries encoded once, so the canonical URI is the received path as is.
     for name in ["get-space-normalized", "get-utf8"] {
-        assert_vector_verifies(
-            name,
-            "service",
-            PathEncoding::NormalizedSingleEncoded,
-            SUITE_NOW,
-        );
+        assert_vector_verifies(name, "service", PathEncoding::NormalizedSingleEncoded, SUITE_NOW);
     }
     for name in [
         "get-space-unnormalized",
@@ -215,18 +184,12 @@ fn aws_suite_vectors_signed_with_single_encoding() {
 
 #[test]
 fn aws_suite_session_token_vectors() {
-    let key = |token: &str| {
-        Credential::new(AKID, SECRET, ACCOUNT)
-            .unwrap()
-            .with_session_token(token)
-            .unwrap()
-    };
+    let key = |token: &str| Credential::new(AKID, SECRET, ACCOUNT).unwrap().with_session_token(token).unwrap();
     for name in ["get-vanilla-with-session-token", "post-sts-header-before"] {
         let req = suite_vector(name);
         let token = req.headers["x-amz-security-token"].to_str().unwrap();
         let verifier = Verifier::new(keyring([key(token)])).with_service("service");
-        req.verify(&verifier, at(SUITE_NOW))
-            .unwrap_or_else(|err| panic!("{name}: {err:?}"));
+        req.verify(&verifier, at(SUITE_NOW)).unwrap_or_else(|err| panic!("{name}: {err:?}"));
     }
     // The token is added after signing, so it is not signed: this server requires it to be.
     let req = suite_vector("post-sts-header-after");
@@ -242,10 +205,7 @@ fn aws_suite_vector_fails_when_service_rules_differ() {
     // A path that needs double encoding does not verify when signed once, and vice versa:
     // the encoding mode really is part of the canonical request.
     let err = suite_vector("get-utf8")
-        .verify(
-            &suite_verifier("service", PathEncoding::NormalizedDoubleEncoded),
-            at(SUITE_NOW),
-        )
+        .verify(&suite_verifier("service", PathEncoding::NormalizedDoubleEncoded), at(SUITE_NOW))
         .unwrap_err();
     assert!(matches!(err, AuthError::SignatureDoesNotMatch { .. }));
 }
@@ -294,17 +254,12 @@ fn awscli_request(case: &serde_json::Value, index: usize) -> Req {
 
 /// The captured PutEvents request (content-type;host;x-amz-date signed).
 fn cli_put_events() -> Req {
-    let text =
-        std::fs::read_to_string(manifest_dir().join("tests/awscli/sig_put_events_unicode.json"))
-            .unwrap();
+    let text = std::fs::read_to_string(manifest_dir().join("tests/awscli/sig_put_events_unicode.json")).unwrap();
     awscli_request(&serde_json::from_str(&text).unwrap(), 0)
 }
 
 fn cli_session_token_request() -> Req {
-    let text = std::fs::read_to_string(
-        manifest_dir().join("tests/awscli/sig_put_events_session_token.json"),
-    )
-    .unwrap();
+    let text = std::fs::read_to_string(manifest_dir().join("tests/awscli/sig_put_events_session_token.json")).unwrap();
     awscli_request(&serde_json::from_str(&text).unwrap(), 0)
 }
 
@@ -324,9 +279,9 @@ fn every_awscli_capture_verifies() {
         let verifier = Verifier::new(keyring([key]));
         for index in 0..case["requests"].as_array().unwrap().len() {
             let req = awscli_request(&case, index);
-            let principal = req.verify(&verifier, at(CLI_NOW)).unwrap_or_else(|err| {
-                panic!("{path}: {err:?}\n{}", err.detail().unwrap_or_default())
-            });
+            let principal = req
+                .verify(&verifier, at(CLI_NOW))
+                .unwrap_or_else(|err| panic!("{path}: {err:?}\n{}", err.detail().unwrap_or_default()));
             assert_eq!(
                 principal,
                 Principal {
@@ -344,16 +299,12 @@ fn every_awscli_capture_verifies() {
 #[test]
 fn http_request_parts_entry_point() {
     let req = cli_put_events();
-    let mut builder = http::Request::builder()
-        .method(req.method.clone())
-        .uri(req.uri.clone());
+    let mut builder = http::Request::builder().method(req.method.clone()).uri(req.uri.clone());
     for (name, value) in &req.headers {
         builder = builder.header(name, value);
     }
     let (parts, ()) = builder.body(()).unwrap().into_parts();
-    cli_verifier()
-        .verify(&parts, &req.body, at(CLI_NOW))
-        .unwrap();
+    cli_verifier().verify(&parts, &req.body, at(CLI_NOW)).unwrap();
 }
 
 #[test]
@@ -375,8 +326,7 @@ fn clock_skew_up_to_fifteen_minutes_is_accepted() {
     let req = cli_put_events();
     req.verify(&verifier, at(CLI_NOW + 15 * 60)).unwrap();
     req.verify(&verifier, at(CLI_NOW - 15 * 60)).unwrap();
-    req.verify(&verifier, at(CLI_NOW + 15 * 60 + 1))
-        .unwrap_err();
+    req.verify(&verifier, at(CLI_NOW + 15 * 60 + 1)).unwrap_err();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -394,12 +344,7 @@ fn expect_err(req: &Req, verifier: &Verifier, now: u64, code: &str) -> AuthError
 fn missing_authorization_header() {
     let mut req = cli_put_events();
     req.headers.remove("authorization");
-    let err = expect_err(
-        &req,
-        &cli_verifier(),
-        CLI_NOW,
-        "MissingAuthenticationTokenException",
-    );
+    let err = expect_err(&req, &cli_verifier(), CLI_NOW, "MissingAuthenticationTokenException");
     assert_eq!(err.message(), "Missing Authentication Token");
 }
 
@@ -407,31 +352,13 @@ fn missing_authorization_header() {
 fn malformed_authorization_headers() {
     let good = cli_put_events().authorization();
     let cases: Vec<(String, &str)> = vec![
-        (
-            good.replace("AWS4-HMAC-SHA256", "AWS4-HMAC-SHA512"),
-            "Unsupported AWS 'algorithm'",
-        ),
+        (good.replace("AWS4-HMAC-SHA256", "AWS4-HMAC-SHA512"), "Unsupported AWS 'algorithm'"),
         ("Bearer abc".to_owned(), "Unsupported AWS 'algorithm'"),
-        (
-            good.replace("Credential=", "Cred="),
-            "Authorization header requires 'Credential' parameter",
-        ),
-        (
-            good.replace("SignedHeaders=", "Signed="),
-            "Authorization header requires 'SignedHeaders' parameter",
-        ),
-        (
-            good.split(", Signature=").next().unwrap().to_owned(),
-            "Authorization header requires 'Signature' parameter",
-        ),
-        (
-            good.replace("/aws4_request", ""),
-            "exactly 5 slash-delimited elements",
-        ),
-        (
-            good.replace("/aws4_request", "/aws5_request"),
-            "valid terminator",
-        ),
+        (good.replace("Credential=", "Cred="), "Authorization header requires 'Credential' parameter"),
+        (good.replace("SignedHeaders=", "Signed="), "Authorization header requires 'SignedHeaders' parameter"),
+        (good.split(", Signature=").next().unwrap().to_owned(), "Authorization header requires 'Signature' parameter"),
+        (good.replace("/aws4_request", ""), "exactly 5 slash-delimited elements"),
+        (good.replace("/aws4_request", "/aws5_request"), "valid terminator"),
         (good.replace("/20240101/", "/2024-01-01/"), "YYYYMMDD"),
         (good.replace("/us-east-1/", "//"), "valid region"),
         (
@@ -439,22 +366,14 @@ fn malformed_authorization_headers() {
             "'Host' or ':authority' must be a 'SignedHeader'",
         ),
         (
-            good.replace(
-                "content-type;host;x-amz-date",
-                "content-type;host;x-amz-date;x-amz-target",
-            ),
+            good.replace("content-type;host;x-amz-date", "content-type;host;x-amz-date;x-amz-target"),
             "Signed header 'x-amz-target' is not present",
         ),
     ];
     for (authorization, expected) in cases {
         let mut req = cli_put_events();
         req.set("authorization", &authorization);
-        let err = expect_err(
-            &req,
-            &cli_verifier(),
-            CLI_NOW,
-            "IncompleteSignatureException",
-        );
+        let err = expect_err(&req, &cli_verifier(), CLI_NOW, "IncompleteSignatureException");
         assert!(err.message().contains(expected), "{authorization}: {err}");
     }
 }
@@ -463,72 +382,44 @@ fn malformed_authorization_headers() {
 fn missing_or_malformed_date() {
     let mut req = cli_put_events();
     req.headers.remove("x-amz-date");
-    let err = expect_err(
-        &req,
-        &cli_verifier(),
-        CLI_NOW,
-        "IncompleteSignatureException",
-    );
-    assert!(
-        err.message().contains("'X-Amz-Date' or a 'Date' header"),
-        "{err}"
-    );
+    let err = expect_err(&req, &cli_verifier(), CLI_NOW, "IncompleteSignatureException");
+    assert!(err.message().contains("'X-Amz-Date' or a 'Date' header"), "{err}");
 
     let mut req = cli_put_events();
     req.set("x-amz-date", "2024-01-01T00:00:00Z");
-    let err = expect_err(
-        &req,
-        &cli_verifier(),
-        CLI_NOW,
-        "IncompleteSignatureException",
-    );
+    let err = expect_err(&req, &cli_verifier(), CLI_NOW, "IncompleteSignatureException");
     assert!(err.message().contains("ISO-8601 'basic format'"), "{err}");
 }
 
 #[test]
 fn unknown_access_key() {
-    let verifier = Verifier::new(keyring([
-        Credential::new("AKIAOTHER", SECRET, ACCOUNT).unwrap()
-    ]));
-    let err = expect_err(
-        &cli_put_events(),
-        &verifier,
-        CLI_NOW,
-        "UnrecognizedClientException",
-    );
-    assert_eq!(
-        err.message(),
-        "The security token included in the request is invalid."
-    );
+    let verifier = Verifier::new(keyring([Credential::new("AKIAOTHER", SECRET, ACCOUNT).unwrap()]));
+    let err = expect_err(&cli_put_events(), &verifier, CLI_NOW, "UnrecognizedClientException");
+    assert_eq!(err.message(), "The security token included in the request is invalid.");
 }
 
 #[test]
 fn wrong_secret() {
-    let verifier = Verifier::new(keyring([
-        Credential::new(AKID, "not-the-secret", ACCOUNT).unwrap()
-    ]));
-    let err = expect_err(
-        &cli_put_events(),
-        &verifier,
-        CLI_NOW,
-        "InvalidSignatureException",
-    );
+    let verifier = Verifier::new(keyring([Credential::new(AKID, "not-the-secret", ACCOUNT).unwrap()]));
+    let err = expect_err(&cli_put_events(), &verifier, CLI_NOW, "InvalidSignatureException");
     assert_eq!(
         err.message(),
         "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
     );
     let detail = err.detail().unwrap();
-    assert!(detail.contains("POST\n/events\n\ncontent-type:application/json\nhost:127.0.0.1:18765\nx-amz-date:20240101T000000Z\n"), "{detail}");
+    assert!(
+        detail.contains(
+            "POST\n/events\n\ncontent-type:application/json\nhost:127.0.0.1:18765\nx-amz-date:20240101T000000Z\n"
+        ),
+        "{detail}"
+    );
     assert!(!detail.contains("not-the-secret"));
 }
 
 #[test]
 fn body_changed_after_signing() {
     let mut req = cli_put_events();
-    req.body = String::from_utf8(req.body)
-        .unwrap()
-        .replace("tid-123", "tid-124")
-        .into_bytes();
+    req.body = String::from_utf8(req.body).unwrap().replace("tid-123", "tid-124").into_bytes();
     let err = expect_err(&req, &cli_verifier(), CLI_NOW, "InvalidSignatureException");
     assert!(matches!(err, AuthError::SignatureDoesNotMatch { .. }));
 }
@@ -546,8 +437,7 @@ fn signed_header_changed_after_signing() {
 #[test]
 fn unsigned_header_may_change() {
     let mut req = cli_put_events();
-    req.set("user-agent", "something else")
-        .set("amz-sdk-request", "attempt=2");
+    req.set("user-agent", "something else").set("amz-sdk-request", "attempt=2");
     req.verify(&cli_verifier(), at(CLI_NOW)).unwrap();
 }
 
@@ -566,12 +456,7 @@ fn path_or_method_changed_after_signing() {
 
 #[test]
 fn request_twenty_minutes_old() {
-    let err = expect_err(
-        &cli_put_events(),
-        &cli_verifier(),
-        CLI_NOW + 20 * 60,
-        "InvalidSignatureException",
-    );
+    let err = expect_err(&cli_put_events(), &cli_verifier(), CLI_NOW + 20 * 60, "InvalidSignatureException");
     assert_eq!(
         err.message(),
         "Signature expired: 20240101T000000Z is now earlier than 20240101T000500Z (20240101T002000Z - 15 min.)"
@@ -580,12 +465,7 @@ fn request_twenty_minutes_old() {
 
 #[test]
 fn request_twenty_minutes_in_the_future() {
-    let err = expect_err(
-        &cli_put_events(),
-        &cli_verifier(),
-        CLI_NOW - 20 * 60,
-        "InvalidSignatureException",
-    );
+    let err = expect_err(&cli_put_events(), &cli_verifier(), CLI_NOW - 20 * 60, "InvalidSignatureException");
     assert_eq!(
         err.message(),
         "Signature not yet current: 20240101T000000Z is still later than 20231231T235500Z (20231231T234000Z + 15 min.)"
@@ -595,15 +475,10 @@ fn request_twenty_minutes_in_the_future() {
 #[test]
 fn wrong_service_in_scope() {
     let mut req = cli_put_events();
-    let auth = req
-        .authorization()
-        .replace("/personalize/", "/personalize-events/");
+    let auth = req.authorization().replace("/personalize/", "/personalize-events/");
     req.set("authorization", &auth);
     let err = expect_err(&req, &cli_verifier(), CLI_NOW, "InvalidSignatureException");
-    assert_eq!(
-        err.message(),
-        "Credential should be scoped to correct service: 'personalize'. "
-    );
+    assert_eq!(err.message(), "Credential should be scoped to correct service: 'personalize'. ");
 }
 
 #[test]
@@ -612,11 +487,7 @@ fn scope_date_not_the_request_date() {
     let auth = req.authorization().replace("/20240101/", "/20231231/");
     req.set("authorization", &auth);
     let err = expect_err(&req, &cli_verifier(), CLI_NOW, "InvalidSignatureException");
-    assert!(
-        err.message()
-            .contains("'20231231' != '20240101', from '20240101T000000Z'"),
-        "{err}"
-    );
+    assert!(err.message().contains("'20231231' != '20240101', from '20240101T000000Z'"), "{err}");
 }
 
 #[test]
@@ -633,43 +504,26 @@ fn region_comes_from_the_scope() {
 #[test]
 fn session_token_matches() {
     let verifier = Verifier::new(keyring([session_key(SESSION_TOKEN)]));
-    cli_session_token_request()
-        .verify(&verifier, at(CLI_NOW))
-        .unwrap();
+    cli_session_token_request().verify(&verifier, at(CLI_NOW)).unwrap();
 }
 
 #[test]
 fn session_token_differs_from_the_keys() {
     let verifier = Verifier::new(keyring([session_key("another-token")]));
-    let err = expect_err(
-        &cli_session_token_request(),
-        &verifier,
-        CLI_NOW,
-        "UnrecognizedClientException",
-    );
+    let err = expect_err(&cli_session_token_request(), &verifier, CLI_NOW, "UnrecognizedClientException");
     assert!(err.detail().unwrap().contains("does not match"));
 }
 
 #[test]
 fn session_token_sent_for_a_key_without_one() {
-    let err = expect_err(
-        &cli_session_token_request(),
-        &cli_verifier(),
-        CLI_NOW,
-        "UnrecognizedClientException",
-    );
+    let err = expect_err(&cli_session_token_request(), &cli_verifier(), CLI_NOW, "UnrecognizedClientException");
     assert!(!format!("{err:?}").contains(SESSION_TOKEN));
 }
 
 #[test]
 fn session_token_missing_for_a_key_that_has_one() {
     let verifier = Verifier::new(keyring([session_key(SESSION_TOKEN)]));
-    expect_err(
-        &cli_put_events(),
-        &verifier,
-        CLI_NOW,
-        "UnrecognizedClientException",
-    );
+    expect_err(&cli_put_events(), &verifier, CLI_NOW, "UnrecognizedClientException");
 }
 
 #[test]
@@ -688,44 +542,22 @@ fn content_sha256_header_must_match_the_body() {
     let mut req = cli_put_events();
     req.set("x-amz-content-sha256", &"0".repeat(64));
     let err = expect_err(&req, &cli_verifier(), CLI_NOW, "InvalidSignatureException");
-    assert!(
-        err.detail().unwrap().contains("x-amz-content-sha256"),
-        "{err:?}"
-    );
+    assert!(err.detail().unwrap().contains("x-amz-content-sha256"), "{err:?}");
 }
 
 #[test]
 fn precedence_follows_aws() {
     // Malformed beats unknown key, unknown key beats wrong scope, scope beats expiry.
-    let verifier = Verifier::new(keyring([
-        Credential::new("AKIAOTHER", SECRET, ACCOUNT).unwrap()
-    ]));
+    let verifier = Verifier::new(keyring([Credential::new("AKIAOTHER", SECRET, ACCOUNT).unwrap()]));
     let mut req = cli_put_events();
-    let auth = req
-        .authorization()
-        .replace("content-type;host;", "content-type;");
+    let auth = req.authorization().replace("content-type;host;", "content-type;");
     req.set("authorization", &auth);
-    expect_err(
-        &req,
-        &verifier,
-        CLI_NOW + 3600,
-        "IncompleteSignatureException",
-    );
-    expect_err(
-        &cli_put_events(),
-        &verifier,
-        CLI_NOW + 3600,
-        "UnrecognizedClientException",
-    );
+    expect_err(&req, &verifier, CLI_NOW + 3600, "IncompleteSignatureException");
+    expect_err(&cli_put_events(), &verifier, CLI_NOW + 3600, "UnrecognizedClientException");
     let mut req = cli_put_events();
     let auth = req.authorization().replace("/personalize/", "/s3/");
     req.set("authorization", &auth);
-    let err = expect_err(
-        &req,
-        &cli_verifier(),
-        CLI_NOW + 3600,
-        "InvalidSignatureException",
-    );
+    let err = expect_err(&req, &cli_verifier(), CLI_NOW + 3600, "InvalidSignatureException");
     assert!(matches!(err, AuthError::InvalidScope { .. }));
 }
 
@@ -748,14 +580,7 @@ fn secret_never_appears_in_errors_or_debug() {
 fn sign_with_aws_sigv4(req: &mut Req, time: SystemTime, token: Option<&str>) {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
     use aws_sigv4::sign::v4::SigningParams;
-    let identity = aws_credential_types::Credentials::new(
-        AKID,
-        SECRET,
-        token.map(str::to_owned),
-        None,
-        "test",
-    )
-    .into();
+    let identity = aws_credential_types::Credentials::new(AKID, SECRET, token.map(str::to_owned), None, "test").into();
     let params = SigningParams::builder()
         .identity(&identity)
         .region("eu-west-1")
@@ -767,11 +592,8 @@ fn sign_with_aws_sigv4(req: &mut Req, time: SystemTime, token: Option<&str>) {
         .into();
     let host = req.headers["host"].to_str().unwrap().to_owned();
     let uri = format!("http://{host}{}", req.uri);
-    let headers: Vec<(String, String)> = req
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
-        .collect();
+    let headers: Vec<(String, String)> =
+        req.headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned())).collect();
     let signable = SignableRequest::new(
         req.method.as_str(),
         &uri,
@@ -781,24 +603,15 @@ fn sign_with_aws_sigv4(req: &mut Req, time: SystemTime, token: Option<&str>) {
     .unwrap();
     let (instructions, _) = sign(signable, &params).unwrap().into_parts();
     for (name, value) in instructions.headers() {
-        req.headers.insert(
-            HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            HeaderValue::from_str(value).unwrap(),
-        );
+        req.headers.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
     }
 }
 
 fn control_plane_request() -> Req {
     let mut headers = HeaderMap::new();
     headers.insert("host", HeaderValue::from_static("localhost:8080"));
-    headers.insert(
-        "content-type",
-        HeaderValue::from_static("application/x-amz-json-1.1"),
-    );
-    headers.insert(
-        "x-amz-target",
-        HeaderValue::from_static("AmazonPersonalize.ListEventTrackers"),
-    );
+    headers.insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
+    headers.insert("x-amz-target", HeaderValue::from_static("AmazonPersonalize.ListEventTrackers"));
     headers.insert("x-custom", HeaderValue::from_static("  a    b  "));
     Req {
         method: Method::POST,
@@ -829,23 +642,16 @@ fn date_header_instead_of_x_amz_date() {
     use sha2::{Digest, Sha256};
     let date = "Mon, 01 Jan 2024 00:00:00 GMT";
     let body = b"{}";
-    let canonical = format!(
-        "POST\n/\n\ndate:{date}\nhost:localhost\n\ndate;host\n{}",
-        hex::encode(Sha256::digest(body))
-    );
+    let canonical =
+        format!("POST\n/\n\ndate:{date}\nhost:localhost\n\ndate;host\n{}", hex::encode(Sha256::digest(body)));
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n20240101T000000Z\n20240101/us-east-1/personalize/aws4_request\n{}",
         hex::encode(Sha256::digest(canonical.as_bytes()))
     );
-    let key =
-        aws_sigv4::sign::v4::generate_signing_key(SECRET, at(CLI_NOW), "us-east-1", "personalize");
+    let key = aws_sigv4::sign::v4::generate_signing_key(SECRET, at(CLI_NOW), "us-east-1", "personalize");
     let signature = aws_sigv4::sign::v4::calculate_signature(key, string_to_sign.as_bytes());
-    let mut req = Req {
-        method: Method::POST,
-        uri: "/".parse().unwrap(),
-        headers: HeaderMap::new(),
-        body: body.to_vec(),
-    };
+    let mut req =
+        Req { method: Method::POST, uri: "/".parse().unwrap(), headers: HeaderMap::new(), body: body.to_vec() };
     req.set("host", "localhost").set("date", date).set(
         "authorization",
         &format!("AWS4-HMAC-SHA256 Credential={AKID}/20240101/us-east-1/personalize/aws4_request, SignedHeaders=date;host, Signature={signature}"),
@@ -885,10 +691,7 @@ fn root_key_and_credentials_file_keys_all_verify() {
     let verifier = Verifier::new(Arc::new(keys));
     let principal = cli_put_events().verify(&verifier, at(CLI_NOW)).unwrap();
     assert_eq!(principal.account_id, ACCOUNT);
-    assert!(verifier
-        .keyring()
-        .get(root.credential.access_key_id())
-        .is_some());
+    assert!(verifier.keyring().get(root.credential.access_key_id()).is_some());
 }
 
 /// Rough timing of the hot path; run with
@@ -918,8 +721,5 @@ fn timing_of_a_3_5_kb_put_events() {
         use sha2::Digest;
         std::hint::black_box(sha2::Sha256::digest(std::hint::black_box(&req.body)));
     }
-    println!(
-        "sha-256 of the body alone: {:?} each",
-        start.elapsed() / iterations
-    );
+    println!("sha-256 of the body alone: {:?} each", start.elapsed() / iterations);
 }

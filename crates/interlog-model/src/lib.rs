@@ -5,7 +5,9 @@
 //! [`ValidationError`] to an AWS error response, the store persists [`Interaction`]s.
 
 pub mod arn;
+pub mod control;
 pub mod event;
+pub mod properties;
 pub mod put_events;
 pub mod schema;
 pub mod validation;

@@ -13,7 +13,7 @@ use interlog_store::{Bootstrap, EventStore, SqliteStore, StoreOptions};
 
 fn event(n: u64, dup_every: u64) -> Interaction {
     // With dup_every = 10, every tenth event repeats the eventId of an earlier (older) event.
-    let id = if dup_every > 0 && n % dup_every == 0 && n > 0 {
+    let id = if dup_every > 0 && n.is_multiple_of(dup_every) && n > 0 {
         uuid::Uuid::from_u128(u128::from(n / 2)).to_string()
     } else {
         uuid::Uuid::from_u128(u128::from(n)).to_string()
@@ -38,7 +38,7 @@ fn main() {
     let total = args.first().copied().unwrap_or(2_000_000);
     let concurrency = args.get(1).copied().unwrap_or(256);
     let dup_percent = args.get(2).copied().unwrap_or(0);
-    let dup_every = if dup_percent == 0 { 0 } else { 100 / dup_percent };
+    let dup_every = 100u64.checked_div(dup_percent).unwrap_or(0);
     let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {

@@ -1,0 +1,530 @@
+//! A record's `properties` checked against its dataset's schema (§7.5, §7.6): keys to columns, values to typed cells.
+//!
+//! `properties` arrives as a JSON object (the Put* parsers decode the double encoding). Each key names a schema
+//! column in camelCase (`numberOfRatings` ↔ `NUMBER_OF_RATINGS`); this module maps keys to columns, coerces the
+//! values to the columns' Avro types and reports every mismatch as a Coral-style [`Violation`] on the
+//! `properties` member. Property values are sensitive in the model, so messages name keys, never values.
+
+use std::num::IntErrorKind;
+
+use serde_json::{Map, Value};
+
+use crate::put_events::normalize_key;
+use crate::schema::{Field, FieldType, Schema};
+use crate::validation::Violation;
+
+/// Categorical values, `|` separators included (§7.4).
+pub const MAX_CATEGORICAL_CHARS: usize = 1000;
+/// Textual (free-text Items) values (§6.2).
+pub const MAX_TEXTUAL_CHARS: usize = 20_000;
+/// Unknown-key messages list at most this many accepted fields, so a 100-field Items schema stays readable.
+const MAX_LISTED_FIELDS: usize = 20;
+
+/// One typed cell of a metadata column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaValue {
+    String(String),
+    /// `int` and `long` columns (an `int` value is range-checked to 32 bits).
+    Int(i64),
+    /// `float` and `double` columns; always finite.
+    Float(f64),
+    Bool(bool),
+    /// A nullable column without a value.
+    Null,
+}
+
+impl MetaValue {
+    /// The cell as an export CSV writes it, before CSV quoting (the writer's job): `true`/`false`, integers as-is,
+    /// floats in their shortest round-trip form (`4.5`, `4`), strings raw, null as an empty cell (§8).
+    pub fn to_csv_cell(&self) -> String {
+        match self {
+            MetaValue::String(s) => s.clone(),
+            MetaValue::Int(i) => i.to_string(),
+            // Rust's float Display is the shortest string that parses back to the same value.
+            MetaValue::Float(f) => f.to_string(),
+            MetaValue::Bool(b) => b.to_string(),
+            MetaValue::Null => String::new(),
+        }
+    }
+}
+
+/// The typed metadata of one record: every `properties`-filled column of the schema, in schema order.
+pub type Metadata = Vec<(String, MetaValue)>;
+
+/// How strict the mapping is where the documentation is silent (§7.5, §7.6, §10.2).
+///
+/// The default is strict on both counts: a misspelt key is far more often a client bug than intent, and silently
+/// dropping it would only surface as worse recommendations much later.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PropertyRules {
+    /// Drop keys that match no column instead of refusing the record.
+    pub ignore_unknown_keys: bool,
+    /// Record a missing non-nullable column as null instead of refusing the record.
+    pub allow_missing_required: bool,
+}
+
+/// Checks `properties` against `schema` with the strict default rules; see [`check_properties_with`].
+pub fn check_properties(schema: &Schema, path: &str, props: &Map<String, Value>) -> Result<Metadata, Vec<Violation>> {
+    check_properties_with(schema, path, props, PropertyRules::default())
+}
+
+/// Maps `properties` onto the schema's metadata columns and coerces each value (§7.5, §7.6).
+///
+/// - Keys match columns case-insensitively with `_` ignored, so `numberOfRatings`, `NUMBER_OF_RATINGS` and
+///   `number_of_ratings` all set `NUMBER_OF_RATINGS`.
+/// - Keys naming columns that request members fill (`userId`, `itemId`, `eventValue`... per dataset type, and
+///   `sessionId`) are skipped: the Put* parsers reject or consume them (forbidden keys, legacy `itemId` /
+///   `eventValue`).
+/// - **Required metadata must be present**: a column whose type is not a union with `null` must be set by every
+///   record, because the dataset cannot represent its absence. Callers pass an empty map when the request has no
+///   `properties`, so such records are refused too. (`rules.allow_missing_required` relaxes this.)
+/// - A key matching no column is a violation naming the accepted fields (`rules.ignore_unknown_keys` relaxes
+///   this).
+///
+/// `path` is the member in Coral notation, e.g. `eventList.1.member.properties`.
+pub fn check_properties_with(
+    schema: &Schema,
+    path: &str,
+    props: &Map<String, Value>,
+    rules: PropertyRules,
+) -> Result<Metadata, Vec<Violation>> {
+    let columns: Vec<&Field> = schema.property_fields().collect();
+    let mut skipped: Vec<String> = schema.dataset_type.member_columns().iter().map(|c| normalize_key(c)).collect();
+    skipped.push("sessionid".to_owned());
+
+    let mut violations = Vec::new();
+    let mut rule = |text: String| violations.push(Violation::new(path, None, text));
+    // Per column, in `columns` order: the key that named it, and its value once coerced. A key whose value was
+    // refused still counts as naming the column, so the column is not reported missing as well.
+    let mut keys: Vec<Option<&str>> = vec![None; columns.len()];
+    let mut cells: Vec<Option<MetaValue>> = vec![None; columns.len()];
+
+    for (key, value) in props {
+        let norm = normalize_key(key);
+        if skipped.contains(&norm) {
+            continue;
+        }
+        let Some(i) = columns.iter().position(|f| normalize_key(&f.name) == norm) else {
+            if !rules.ignore_unknown_keys {
+                rule(unknown_key_message(key, &columns));
+            }
+            continue;
+        };
+        let field = columns[i];
+        if let Some(first) = keys[i] {
+            // Sorted, so the message is the same whether or not serde_json keeps key order.
+            let (a, b) = if first <= key.as_str() { (first, key.as_str()) } else { (key.as_str(), first) };
+            rule(format!("properties keys '{a}' and '{b}' both set field {}; send only one of them", field.name));
+            continue;
+        }
+        keys[i] = Some(key.as_str());
+        match coerce(field, value) {
+            Ok(v) => cells[i] = Some(v),
+            Err(why) => rule(format!("properties key '{key}' (field {}, {}) {why}", field.name, field.type_json())),
+        }
+    }
+
+    let mut metadata = Vec::with_capacity(columns.len());
+    for ((field, key), cell) in columns.iter().zip(keys).zip(cells) {
+        match cell {
+            Some(v) => metadata.push((field.name.clone(), v)),
+            None if key.is_some() => {}
+            None if field.nullable || rules.allow_missing_required => {
+                metadata.push((field.name.clone(), MetaValue::Null))
+            }
+            None => rule(format!(
+                "properties must contain '{}': field {} has type {} (not a union with \"null\"), so every record \
+                 must set it",
+                field.camel_name(),
+                field.name,
+                field.type_json()
+            )),
+        }
+    }
+    if violations.is_empty() {
+        Ok(metadata)
+    } else {
+        Err(violations)
+    }
+}
+
+fn unknown_key_message(key: &str, columns: &[&Field]) -> String {
+    if columns.is_empty() {
+        return format!("properties key '{key}' matches no field of the schema; the schema has no metadata fields");
+    }
+    let mut listed: Vec<String> =
+        columns.iter().take(MAX_LISTED_FIELDS).map(|f| format!("{} ({})", f.name, f.camel_name())).collect();
+    if columns.len() > MAX_LISTED_FIELDS {
+        listed.push(format!("and {} more", columns.len() - MAX_LISTED_FIELDS));
+    }
+    format!("properties key '{key}' matches no field of the schema; its metadata fields are {}", listed.join(", "))
+}
+
+/// Coerces one value to the column's type (§7.6). The error completes "properties key 'k' (field F, type) ...".
+fn coerce(field: &Field, value: &Value) -> Result<MetaValue, String> {
+    if value.is_null() {
+        return if field.nullable {
+            Ok(MetaValue::Null)
+        } else {
+            Err("must not be null: the field is not a union with \"null\"".to_owned())
+        };
+    }
+    match field.ty {
+        FieldType::String => {
+            let s = match value {
+                Value::String(s) => s.clone(),
+                // Clients often send numbers and booleans for string columns (`{"numRatings": 13}`); their JSON
+                // text is the obvious string.
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                other => return Err(format!("must be a string, not {}", json_kind(other))),
+            };
+            let n = s.chars().count();
+            if field.categorical && n > MAX_CATEGORICAL_CHARS {
+                return Err(format!(
+                    "is categorical and has {n} characters; categorical values may have at most \
+                     {MAX_CATEGORICAL_CHARS}, '|' separators included"
+                ));
+            }
+            if field.textual && n > MAX_TEXTUAL_CHARS {
+                return Err(format!(
+                    "is textual and has {n} characters; textual values may have at most {MAX_TEXTUAL_CHARS}"
+                ));
+            }
+            Ok(MetaValue::String(s))
+        }
+        FieldType::Int | FieldType::Long => {
+            let i = integer(value)?;
+            if field.ty == FieldType::Int && i32::try_from(i).is_err() {
+                return Err(format!("is out of range: an int must be between {} and {}", i32::MIN, i32::MAX));
+            }
+            Ok(MetaValue::Int(i))
+        }
+        FieldType::Float | FieldType::Double => {
+            let f = match value {
+                Value::Number(n) => n.as_f64(),
+                Value::String(s) => s.trim().parse::<f64>().ok(),
+                _ => None,
+            };
+            match f {
+                Some(f) if f.is_finite() => {
+                    if field.ty == FieldType::Float && f.abs() > f64::from(f32::MAX) {
+                        return Err(format!("is out of range: a float must be at most {:e} in magnitude", f32::MAX));
+                    }
+                    Ok(MetaValue::Float(f))
+                }
+                _ => {
+                    Err(format!("must be a finite number or a numeric string such as \"4.5\", not {}", describe(value)))
+                }
+            }
+        }
+        FieldType::Boolean => match value {
+            Value::Bool(b) => Ok(MetaValue::Bool(*b)),
+            Value::String(s) if s == "true" => Ok(MetaValue::Bool(true)),
+            Value::String(s) if s == "false" => Ok(MetaValue::Bool(false)),
+            other => Err(format!(
+                "must be true or false (a JSON boolean or the lower-case string \"true\" or \"false\"), not {}",
+                match other {
+                    Value::String(_) => "another string",
+                    other => json_kind(other),
+                }
+            )),
+        },
+    }
+}
+
+/// A JSON integer, an integral JSON number (`12.0`, as Python's json writes floats) or an integral numeric string.
+fn integer(value: &Value) -> Result<i64, String> {
+    // -2^63, exactly representable; 2^63 is its negation (and is itself out of range).
+    const MIN_I64_F64: f64 = i64::MIN as f64;
+    const OUT_OF_RANGE: &str = "is out of range: a long must be between -9223372036854775808 and 9223372036854775807";
+    let from_f64 = |f: f64| -> Result<i64, String> {
+        if !f.is_finite() {
+            Err("must be an integer or an integral numeric string such as \"12\"".to_owned())
+        } else if f.fract() != 0.0 {
+            Err("must be an integer, not a number with a fraction".to_owned())
+        } else if !(MIN_I64_F64..-MIN_I64_F64).contains(&f) {
+            Err(OUT_OF_RANGE.to_owned())
+        } else {
+            // Integral and within range, so the conversion is exact.
+            Ok(f as i64)
+        }
+    };
+    match value {
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Ok(i),
+            (None, Some(_), _) => Err(OUT_OF_RANGE.to_owned()),
+            (None, None, Some(f)) => from_f64(f),
+            (None, None, None) => Err("must be an integer".to_owned()),
+        },
+        Value::String(s) => {
+            let s = s.trim();
+            match s.parse::<i64>() {
+                Ok(i) => Ok(i),
+                Err(e) if matches!(e.kind(), IntErrorKind::PosOverflow | IntErrorKind::NegOverflow) => {
+                    Err(OUT_OF_RANGE.to_owned())
+                }
+                Err(_) => match s.parse::<f64>() {
+                    Ok(f) => from_f64(f),
+                    Err(_) => Err("must be an integer or an integral numeric string such as \"12\", not a \
+                                   non-numeric string"
+                        .to_owned()),
+                },
+            }
+        }
+        other => {
+            Err(format!("must be an integer or an integral numeric string such as \"12\", not {}", json_kind(other)))
+        }
+    }
+}
+
+/// What kind of value was sent, without the value itself (properties are sensitive).
+fn describe(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a non-numeric string",
+        other => json_kind(other),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{parse_schema, DEFAULT_INTERACTIONS_SCHEMA};
+
+    const PATH: &str = "eventList.1.member.properties";
+
+    /// Every column type, all nullable, so each case sets only the column it is about.
+    fn items() -> Schema {
+        parse_schema(
+            r#"{"type":"record","name":"Items","fields":[{"name":"ITEM_ID","type":"string"},
+            {"name":"NUMBER_OF_RATINGS","type":["null","int"]},{"name":"VIEWS","type":["null","long"]},
+            {"name":"PRICE","type":["null","float"]},{"name":"SCORE","type":["null","double"]},
+            {"name":"IS_NEW","type":["null","boolean"]},{"name":"GENRES","type":["null","string"],"categorical":true},
+            {"name":"TITLE","type":["null","string"]},{"name":"DESCRIPTION","type":["null","string"],"textual":true}]}"#,
+        )
+        .unwrap()
+    }
+
+    fn users() -> Schema {
+        parse_schema(
+            r#"{"type":"record","name":"Users","fields":[{"name":"USER_ID","type":"string"},
+            {"name":"AGE","type":"int"},{"name":"GENDER","type":["null","string"],"categorical":true}]}"#,
+        )
+        .unwrap()
+    }
+
+    fn obj(json: &str) -> Map<String, Value> {
+        match serde_json::from_str(json).unwrap() {
+            Value::Object(m) => m,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    fn messages(r: Result<Metadata, Vec<Violation>>) -> Vec<String> {
+        let list = r.expect_err("violations");
+        assert!(list.iter().all(|v| v.path == PATH && v.value.is_none()), "{list:?}");
+        list.into_iter().map(|v| v.rule).collect()
+    }
+
+    /// One value per coercion rule (§7.6): the column it lands in and its typed value.
+    #[test]
+    fn values_coerce_to_their_column_type() {
+        let long_genres = "a|".repeat(500)[..1000].to_owned();
+        let cases: Vec<(String, &str, MetaValue)> = vec![
+            (r#"{"numberOfRatings": 12}"#.into(), "NUMBER_OF_RATINGS", MetaValue::Int(12)),
+            (r#"{"NUMBER_OF_RATINGS": "12"}"#.into(), "NUMBER_OF_RATINGS", MetaValue::Int(12)),
+            (r#"{"number_of_ratings": 12.0}"#.into(), "NUMBER_OF_RATINGS", MetaValue::Int(12)),
+            (r#"{"numberofratings": " -7 "}"#.into(), "NUMBER_OF_RATINGS", MetaValue::Int(-7)),
+            (r#"{"numberOfRatings": 2147483647}"#.into(), "NUMBER_OF_RATINGS", MetaValue::Int(i64::from(i32::MAX))),
+            (r#"{"numberOfRatings": -2147483648}"#.into(), "NUMBER_OF_RATINGS", MetaValue::Int(i64::from(i32::MIN))),
+            (r#"{"numberOfRatings": null}"#.into(), "NUMBER_OF_RATINGS", MetaValue::Null),
+            (r#"{"views": 9223372036854775807}"#.into(), "VIEWS", MetaValue::Int(i64::MAX)),
+            (r#"{"views": "-9223372036854775808"}"#.into(), "VIEWS", MetaValue::Int(i64::MIN)),
+            (r#"{"views": "1e3"}"#.into(), "VIEWS", MetaValue::Int(1000)),
+            (r#"{"price": 4.5}"#.into(), "PRICE", MetaValue::Float(4.5)),
+            (r#"{"price": "4.5"}"#.into(), "PRICE", MetaValue::Float(4.5)),
+            (r#"{"price": 4}"#.into(), "PRICE", MetaValue::Float(4.0)),
+            (r#"{"score": 1e300}"#.into(), "SCORE", MetaValue::Float(1e300)),
+            (r#"{"isNew": true}"#.into(), "IS_NEW", MetaValue::Bool(true)),
+            (r#"{"isNew": "false"}"#.into(), "IS_NEW", MetaValue::Bool(false)),
+            (r#"{"genres": "Horror|Action"}"#.into(), "GENRES", MetaValue::String("Horror|Action".into())),
+            (format!(r#"{{"genres": "{long_genres}"}}"#), "GENRES", MetaValue::String(long_genres.clone())),
+            (r#"{"genres": null}"#.into(), "GENRES", MetaValue::Null),
+            (r#"{"title": "Dune"}"#.into(), "TITLE", MetaValue::String("Dune".into())),
+            (r#"{"title": 13}"#.into(), "TITLE", MetaValue::String("13".into())),
+            (r#"{"title": 4.5}"#.into(), "TITLE", MetaValue::String("4.5".into())),
+            (r#"{"title": true}"#.into(), "TITLE", MetaValue::String("true".into())),
+            (
+                format!(r#"{{"description": "{}"}}"#, "x".repeat(1500)),
+                "DESCRIPTION",
+                MetaValue::String("x".repeat(1500)),
+            ),
+        ];
+        let schema = items();
+        for (json, column, want) in cases {
+            let row = check_properties(&schema, PATH, &obj(&json)).unwrap_or_else(|v| panic!("{json}: {v:?}"));
+            let names: Vec<&str> = row.iter().map(|(c, _)| c.as_str()).collect();
+            assert_eq!(
+                names,
+                ["NUMBER_OF_RATINGS", "VIEWS", "PRICE", "SCORE", "IS_NEW", "GENRES", "TITLE", "DESCRIPTION"],
+                "every property column, in schema order"
+            );
+            for (c, v) in &row {
+                let expected = if c == column { &want } else { &MetaValue::Null };
+                assert_eq!(v, expected, "{json}: column {c}");
+            }
+        }
+    }
+
+    /// One value per refusal: the message names the key, the field and the rule.
+    #[test]
+    fn bad_values_are_refused_naming_the_key() {
+        let cases: Vec<(String, &[&str])> = vec![
+            (r#"{"numberOfRatings": 2147483648}"#.into(), &["properties key 'numberOfRatings' (field NUMBER_OF_RATINGS, [\"null\", \"int\"]) is out of range: an int must be between -2147483648 and 2147483647"]),
+            (r#"{"numberOfRatings": "-2147483649"}"#.into(), &["'numberOfRatings'", "out of range"]),
+            (r#"{"numberOfRatings": 1.5}"#.into(), &["'numberOfRatings'", "must be an integer, not a number with a fraction"]),
+            (r#"{"numberOfRatings": "1.5"}"#.into(), &["'numberOfRatings'", "fraction"]),
+            (r#"{"numberOfRatings": "twelve"}"#.into(), &["'numberOfRatings'", "not a non-numeric string"]),
+            (r#"{"numberOfRatings": true}"#.into(), &["'numberOfRatings'", "not a boolean"]),
+            (r#"{"numberOfRatings": [1]}"#.into(), &["'numberOfRatings'", "not an array"]),
+            (r#"{"views": 9223372036854775808}"#.into(), &["'views' (field VIEWS", "a long must be between"]),
+            (r#"{"views": "99999999999999999999"}"#.into(), &["'views'", "out of range"]),
+            (r#"{"views": 1e19}"#.into(), &["'views'", "out of range"]),
+            (r#"{"price": "cheap"}"#.into(), &["'price' (field PRICE", "finite number", "not a non-numeric string"]),
+            (r#"{"price": "NaN"}"#.into(), &["'price'", "finite number"]),
+            (r#"{"price": "inf"}"#.into(), &["'price'", "finite number"]),
+            (r#"{"price": false}"#.into(), &["'price'", "not a boolean"]),
+            (r#"{"price": 1e39}"#.into(), &["'price'", "a float must be at most"]),
+            (r#"{"isNew": "True"}"#.into(), &["'isNew' (field IS_NEW", "must be true or false", "not another string"]),
+            (r#"{"isNew": 1}"#.into(), &["'isNew'", "not a number"]),
+            (r#"{"title": {"a": 1}}"#.into(), &["'title' (field TITLE", "must be a string, not an object"]),
+            (format!(r#"{{"genres": "{}"}}"#, "g".repeat(1001)), &["'genres' (field GENRES", "categorical and has 1001 characters", "at most 1000, '|' separators included"]),
+            (format!(r#"{{"description": "{}"}}"#, "d".repeat(20_001)), &["'description'", "textual and has 20001 characters"]),
+            (r#"{"numRatingz": 1}"#.into(), &["properties key 'numRatingz' matches no field of the schema; its metadata fields are NUMBER_OF_RATINGS (numberOfRatings), VIEWS (views), PRICE (price), SCORE (score), IS_NEW (isNew), GENRES (genres), TITLE (title), DESCRIPTION (description)"]),
+            (r#"{"numberOfRatings": 1, "NUMBER_OF_RATINGS": 2}"#.into(), &["properties keys 'NUMBER_OF_RATINGS' and 'numberOfRatings' both set field NUMBER_OF_RATINGS"]),
+        ];
+        let schema = items();
+        for (json, wanted) in cases {
+            let got = messages(check_properties(&schema, PATH, &obj(&json)));
+            assert_eq!(got.len(), 1, "{json}: {got:?}");
+            for w in wanted {
+                assert!(got[0].contains(w), "{json}: {:?} lacks {w:?}", got[0]);
+            }
+        }
+    }
+
+    #[test]
+    fn null_and_missing_follow_nullability() {
+        let schema = users();
+        let cases: Vec<(&str, PropertyRules, Result<Metadata, &str>)> = vec![
+            (
+                r#"{"age": 30}"#,
+                PropertyRules::default(),
+                Ok(vec![("AGE".into(), MetaValue::Int(30)), ("GENDER".into(), MetaValue::Null)]),
+            ),
+            (
+                r#"{"AGE": "30", "gender": "f|student"}"#,
+                PropertyRules::default(),
+                Ok(vec![("AGE".into(), MetaValue::Int(30)), ("GENDER".into(), MetaValue::String("f|student".into()))]),
+            ),
+            (
+                r#"{"gender": null}"#,
+                PropertyRules::default(),
+                Err("properties must contain 'age': field AGE has type \"int\" (not a union with \"null\"), so every record must set it"),
+            ),
+            ("{}", PropertyRules::default(), Err("properties must contain 'age'")),
+            (r#"{"age": null}"#, PropertyRules::default(), Err("'age' (field AGE, \"int\") must not be null")),
+            (
+                "{}",
+                PropertyRules { allow_missing_required: true, ..PropertyRules::default() },
+                Ok(vec![("AGE".into(), MetaValue::Null), ("GENDER".into(), MetaValue::Null)]),
+            ),
+        ];
+        for (json, rules, want) in cases {
+            let got = check_properties_with(&schema, PATH, &obj(json), rules);
+            match want {
+                Ok(row) => assert_eq!(got, Ok(row), "{json}"),
+                Err(w) => {
+                    let got = messages(got);
+                    assert!(got.len() == 1 && got[0].contains(w), "{json}: {got:?} lacks {w:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn keys_filled_from_request_members_are_not_metadata() {
+        let default = parse_schema(DEFAULT_INTERACTIONS_SCHEMA).unwrap();
+        let canonical = parse_schema(
+            r#"{"type":"record","name":"Interactions","fields":[{"name":"USER_ID","type":"string"},
+            {"name":"ITEM_ID","type":"string"},{"name":"EVENT_TYPE","type":"string"},
+            {"name":"LOCATION","type":"string","categorical":true},{"name":"DEVICE","type":["string","null"],"categorical":true},
+            {"name":"TIMESTAMP","type":"long"}]}"#,
+        )
+        .unwrap();
+        let items = items();
+        let cases: Vec<(&Schema, &str, PropertyRules, Result<Metadata, &str>)> = vec![
+            // Legacy members and forbidden keys are the PutEvents parser's business, not metadata.
+            (&default, r#"{"itemId": "choc", "eventValue": 4, "EVENT_ATTRIBUTION_SOURCE": "x", "sessionId": "s"}"#, PropertyRules::default(), Ok(vec![])),
+            (&default, r#"{"numberOfRatings": "12"}"#, PropertyRules::default(), Err("properties key 'numberOfRatings' matches no field of the schema; the schema has no metadata fields")),
+            (&default, r#"{"numberOfRatings": "12"}"#, PropertyRules { ignore_unknown_keys: true, ..PropertyRules::default() }, Ok(vec![])),
+            (&canonical, r#"{"location": "Ohio", "itemId": "i"}"#, PropertyRules::default(), Ok(vec![("LOCATION".into(), MetaValue::String("Ohio".into())), ("DEVICE".into(), MetaValue::Null)])),
+            (&canonical, r#"{"location": "Ohio", "numRatingz": 3}"#, PropertyRules::default(), Err("properties key 'numRatingz' matches no field of the schema; its metadata fields are LOCATION (location), DEVICE (device)")),
+            // Member columns are per dataset type: an Items record has no user, so `userId` is unknown there.
+            (&items, r#"{"itemId": "i", "userId": "u"}"#, PropertyRules::default(), Err("properties key 'userId' matches no field")),
+        ];
+        for (schema, json, rules, want) in cases {
+            let got = check_properties_with(schema, PATH, &obj(json), rules);
+            match want {
+                Ok(row) => assert_eq!(got, Ok(row), "{json}"),
+                Err(w) => {
+                    let got = messages(got);
+                    assert!(got.len() == 1 && got[0].contains(w), "{json}: {got:?} lacks {w:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_violation_is_reported_and_reads_like_coral() {
+        let got = check_properties(&users(), PATH, &obj(r#"{"nope": 1, "gender": []}"#)).unwrap_err();
+        assert_eq!(got.len(), 3, "{got:?}");
+        let text = crate::ValidationError::Violations(got).to_string();
+        assert!(
+            text.starts_with(
+                "3 validation errors detected: Value at 'eventList.1.member.properties' failed to satisfy constraint: "
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn cells_render_for_csv() {
+        let cases = [
+            (MetaValue::String("a|b".into()), "a|b"),
+            (MetaValue::Int(-12), "-12"),
+            (MetaValue::Int(i64::MAX), "9223372036854775807"),
+            (MetaValue::Float(4.5), "4.5"),
+            (MetaValue::Float(4.0), "4"),
+            (MetaValue::Float(0.1), "0.1"),
+            (MetaValue::Float(-0.25), "-0.25"),
+            (MetaValue::Bool(true), "true"),
+            (MetaValue::Bool(false), "false"),
+            (MetaValue::Null, ""),
+        ];
+        for (value, cell) in cases {
+            assert_eq!(value.to_csv_cell(), cell, "{value:?}");
+        }
+    }
+}
