@@ -21,6 +21,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub store: interlog_store::StoreOptions,
     pub auth: AuthConfig,
+    /// Accept `properties` keys that match no field of the dataset's schema instead of refusing
+    /// the event (`--allow-unknown-properties`).
+    pub allow_unknown_properties: bool,
 }
 
 /// How requests are authenticated.
@@ -48,6 +51,7 @@ impl Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             store: Default::default(),
             auth: AuthConfig { enabled: true, ..Default::default() },
+            allow_unknown_properties: false,
         }
     }
 }

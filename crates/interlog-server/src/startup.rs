@@ -59,7 +59,12 @@ impl Application {
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let store: Arc<dyn EventStore> = store;
-        let state = AppState { store, auth, max_body_bytes: config.max_body_bytes };
+        let state = AppState {
+            store,
+            auth,
+            max_body_bytes: config.max_body_bytes,
+            allow_unknown_properties: config.allow_unknown_properties,
+        };
         Ok(Application { listener, state, addr, bootstrap, root_key, extra_keys })
     }
 

@@ -15,8 +15,21 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// The resource exists but its state forbids the operation (ResourceInUseException).
     #[error("{0}")]
     Conflict(String),
+    /// A documented quota would be exceeded (LimitExceededException).
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// More tags than a resource may carry (TooManyTagsException).
+    #[error("{0}")]
+    TooManyTags(String),
+    /// The request refers to resources that do not fit together (InvalidInputException).
+    #[error("{0}")]
+    Invalid(String),
+    /// A pagination token this store did not issue (InvalidNextTokenException).
+    #[error("{0}")]
+    InvalidNextToken(String),
     /// The data dir holds something that is not an interlog store, or one we cannot read.
     #[error("{path}: {reason}")]
     Foreign { path: PathBuf, reason: String },

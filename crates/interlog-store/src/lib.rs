@@ -4,6 +4,7 @@
 //! behind it. A call to [`EventStore::append`] resolves only after its events are committed and
 //! synced to disk. Why the store appends and deduplicates when exporting is in `docs/storage.md`.
 
+pub mod catalog;
 pub mod error;
 pub mod export;
 pub mod resources;
@@ -46,6 +47,10 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Creates the default dataset group, schema, dataset and tracker if the store has none.
     async fn bootstrap(&self, spec: Bootstrap) -> Result<Bootstrapped, StoreError>;
+
+    /// Runs a control-plane operation in one transaction, then refreshes what the hot path
+    /// caches (tracking IDs). Blocking: run it off the async runtime.
+    fn catalog(&self, op: &mut dyn FnMut(&catalog::CatalogTx<'_>) -> Result<(), StoreError>) -> Result<(), StoreError>;
 
     /// Finds a dataset group by name (or the default one) in an account.
     async fn dataset_group(&self, account: &str, name: Option<&str>) -> Result<DatasetGroup, StoreError>;

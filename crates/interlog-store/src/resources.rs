@@ -42,12 +42,14 @@ pub struct EventTracker {
 }
 
 /// Where the events of a tracking ID go.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct TrackerTarget {
     pub account: String,
     pub dataset_group_arn: String,
     /// The group's Interactions dataset; `None` when the group has none yet.
     pub dataset_id: Option<i64>,
+    /// That dataset's schema, which every event's properties are checked against.
+    pub schema: Option<std::sync::Arc<interlog_model::schema::Schema>>,
 }
 
 /// Names the bootstrap gives the default resources.

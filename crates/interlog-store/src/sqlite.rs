@@ -79,6 +79,14 @@ impl SqliteStore {
         let path = data_dir.join(DB_FILE);
         let writer = open_connection(&path, false)?;
         init_layout(&writer, &path)?;
+        crate::catalog::migrate(&writer)?;
+        let interrupted = crate::catalog::fail_interrupted_jobs(&writer, now())?;
+        if interrupted > 0 {
+            tracing::warn!(
+                jobs = interrupted,
+                "dataset export jobs interrupted by the last stop were marked CREATE FAILED"
+            );
+        }
         let control = open_connection(&path, false)?;
         let trackers = load_trackers(&control)?;
 
@@ -240,18 +248,31 @@ pub(crate) fn now() -> f64 {
 
 fn load_trackers(conn: &Connection) -> Result<HashMap<String, TrackerTarget>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT t.tracking_id, t.account, g.arn,
-                (SELECT d.id FROM datasets d WHERE d.dataset_group_id = g.id AND d.dataset_type = 'INTERACTIONS')
+        "SELECT t.tracking_id, t.account, g.arn, d.id, s.body
          FROM event_trackers t JOIN dataset_groups g ON g.id = t.dataset_group_id
+         LEFT JOIN datasets d ON d.dataset_group_id = g.id AND d.dataset_type = 'INTERACTIONS'
+         LEFT JOIN schemas s ON s.id = d.schema_id
          WHERE t.status = 'ACTIVE'",
     )?;
     let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            TrackerTarget { account: r.get(1)?, dataset_group_arn: r.get(2)?, dataset_id: r.get(3)? },
-        ))
+        let body: Option<String> = r.get(4)?;
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<i64>>(3)?, body))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut trackers = HashMap::new();
+    for row in rows {
+        let (tracking_id, account, dataset_group_arn, dataset_id, body) = row?;
+        // Stored schemas passed CreateSchema; one that no longer parses checks nothing rather
+        // than locking its tracker out.
+        let schema = body.and_then(|b| match interlog_model::schema::parse_schema(&b) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                tracing::warn!(error = %e, %dataset_group_arn, "stored schema does not parse; properties go unchecked");
+                None
+            }
+        });
+        trackers.insert(tracking_id, TrackerTarget { account, dataset_group_arn, dataset_id, schema });
+    }
+    Ok(trackers)
 }
 
 fn find_group(conn: &Connection, account: Option<&str>, name: Option<&str>) -> Result<DatasetGroup, StoreError> {
@@ -319,33 +340,18 @@ fn bootstrap(conn: &mut Connection, spec: &Bootstrap) -> Result<(Bootstrapped, b
         }
         return Ok((Bootstrapped { created: false, dataset_group: group, tracker }, false));
     }
-    let t = now();
+    // The same operations the control plane runs, so the defaults are ordinary resources.
+    let cat = crate::catalog::CatalogTx { conn: &tx, now: now() };
     let schema_arn = spec.scope.arn("schema", DEFAULT_SCHEMA_NAME);
-    tx.execute(
-        "INSERT INTO schemas(account, name, arn, body, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        params![account, DEFAULT_SCHEMA_NAME, schema_arn, DEFAULT_INTERACTIONS_SCHEMA, t],
-    )?;
-    let schema_id = tx.last_insert_rowid();
+    cat.create_schema(account, &schema_arn, DEFAULT_SCHEMA_NAME, DEFAULT_INTERACTIONS_SCHEMA, None)?;
     let group_arn = spec.scope.arn("dataset-group", DEFAULT_GROUP_NAME);
-    tx.execute(
-        "INSERT INTO dataset_groups(account, name, arn, status, is_default, created, updated)
-         VALUES (?1, ?2, ?3, 'ACTIVE', 1, ?4, ?4)",
-        params![account, DEFAULT_GROUP_NAME, group_arn, t],
-    )?;
-    let group_id = tx.last_insert_rowid();
+    cat.create_dataset_group(account, &group_arn, DEFAULT_GROUP_NAME, None, None, None)?;
+    tx.execute("UPDATE dataset_groups SET is_default = 1 WHERE arn = ?1", [&group_arn])?;
     let dataset_arn = spec.scope.arn("dataset", &format!("{DEFAULT_GROUP_NAME}/INTERACTIONS"));
-    tx.execute(
-        "INSERT INTO datasets(account, dataset_group_id, name, dataset_type, arn, schema_id, status, created, updated)
-         VALUES (?1, ?2, ?3, 'INTERACTIONS', ?4, ?5, 'ACTIVE', ?6, ?6)",
-        params![account, group_id, DEFAULT_DATASET_NAME, dataset_arn, schema_id, t],
-    )?;
+    cat.create_dataset(account, &dataset_arn, DEFAULT_DATASET_NAME, &group_arn, &schema_arn, "INTERACTIONS")?;
     let tracking_id = spec.tracking_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let tracker_arn = spec.scope.arn("event-tracker", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    tx.execute(
-        "INSERT INTO event_trackers(account, dataset_group_id, name, arn, tracking_id, status, created, updated)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'ACTIVE', ?6, ?6)",
-        params![account, group_id, DEFAULT_TRACKER_NAME, tracker_arn, tracking_id, t],
-    )?;
+    cat.create_event_tracker(account, &tracker_arn, DEFAULT_TRACKER_NAME, &group_arn, &tracking_id)?;
     let group = find_group(&tx, Some(account), None)?;
     let tracker = tracker_of_group(&tx, group.id)?;
     tx.commit()?;
@@ -547,6 +553,21 @@ impl EventStore for SqliteStore {
         let trackers = self.control(|conn| load_trackers(conn))?;
         *self.trackers.write().expect("tracker cache poisoned") = trackers;
         Ok(done)
+    }
+
+    fn catalog(
+        &self,
+        op: &mut dyn FnMut(&crate::catalog::CatalogTx<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.control(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            op(&crate::catalog::CatalogTx { conn: &tx, now: now() })?;
+            tx.commit()?;
+            Ok(())
+        })?;
+        let trackers = self.control(|conn| load_trackers(conn))?;
+        *self.trackers.write().expect("tracker cache poisoned") = trackers;
+        Ok(())
     }
 
     async fn dataset_group(&self, account: &str, name: Option<&str>) -> Result<DatasetGroup, StoreError> {

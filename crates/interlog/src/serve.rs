@@ -26,6 +26,10 @@ pub(crate) struct ServeArgs {
     /// Accept requests without verifying signatures (local development only). Also INTERLOG_AUTH=off.
     #[arg(long)]
     no_auth: bool,
+    /// Accept event properties whose keys match no field of the dataset's schema (they are
+    /// stored as sent but not exported) instead of refusing the request.
+    #[arg(long, env = "INTERLOG_ALLOW_UNKNOWN_PROPERTIES")]
+    allow_unknown_properties: bool,
     /// A TOML file of more access keys, each bound to a 12-digit account ID (see docs/auth.md).
     #[arg(long, env = "INTERLOG_CREDENTIALS_FILE")]
     credentials_file: Option<PathBuf>,
@@ -57,6 +61,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.region_pinned = true;
     }
     config.auth.enabled = !(args.no_auth || auth_off);
+    config.allow_unknown_properties = args.allow_unknown_properties;
     config.auth.credentials_file = args.credentials_file;
     config.auth.root_access_key_id = args.root_access_key_id;
     config.auth.root_secret_access_key = args.root_secret_access_key;

@@ -29,6 +29,12 @@ pub enum ApiError {
     #[error("{0}")]
     ResourceInUse(String),
     #[error("{0}")]
+    LimitExceeded(String),
+    #[error("{0}")]
+    InvalidNextToken(String),
+    #[error("{0}")]
+    TooManyTags(String),
+    #[error("{0}")]
     UnknownOperation(String),
     #[error("{0}")]
     RequestEntityTooLarge(String),
@@ -51,6 +57,9 @@ impl ApiError {
             ApiError::ResourceNotFound(_) => "ResourceNotFoundException",
             ApiError::ResourceAlreadyExists(_) => "ResourceAlreadyExistsException",
             ApiError::ResourceInUse(_) => "ResourceInUseException",
+            ApiError::LimitExceeded(_) => "LimitExceededException",
+            ApiError::InvalidNextToken(_) => "InvalidNextTokenException",
+            ApiError::TooManyTags(_) => "TooManyTagsException",
             ApiError::UnknownOperation(_) => "UnknownOperationException",
             ApiError::RequestEntityTooLarge(_) => "RequestEntityTooLargeException",
             ApiError::Throttling(_) => "ThrottlingException",

@@ -1,6 +1,7 @@
 //! HTTP routing: AWS operations by path or `X-Amz-Target` (§1.4 of the spec), ours under
 //! `/_interlog/`, and the plumbing every handler shares.
 
+mod control;
 pub mod error;
 mod export;
 mod put_events;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub auth: Authenticator,
     pub max_body_bytes: usize,
+    /// Accept `properties` keys that match no schema field (they are kept, not exported).
+    pub allow_unknown_properties: bool,
 }
 
 /// The whole HTTP surface. A plain function so tests can drive it without a socket.
@@ -68,10 +71,7 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     };
     if let Some(target) = parts.headers.get("x-amz-target") {
         let target = String::from_utf8_lossy(target.as_bytes()).into_owned();
-        let op = target.strip_prefix("AmazonPersonalize.").unwrap_or(&target);
-        return ApiError::UnknownOperation(format!("Operation {op} is not supported by interlog"))
-            .on(Plane::Control)
-            .into_response();
+        return control::control(state, request, &target).await;
     }
     let path = parts.uri.path().trim_end_matches('/');
     let operation = path.rsplit('/').next().unwrap_or_default();

@@ -2,7 +2,10 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use interlog_model::parse_put_events;
+use interlog_model::properties::{check_properties_with, PropertyRules};
+use interlog_model::schema::Schema;
+use interlog_model::{parse_put_events, Interaction, ValidationError};
+use serde_json::{Map, Value};
 
 use super::error::{ApiError, AwsError, Plane};
 use super::{AppState, AwsRequest};
@@ -29,7 +32,32 @@ async fn handle(state: AppState, request: AwsRequest) -> Result<Response, ApiErr
             target.dataset_group_arn
         ))
     })?;
+    if let Some(schema) = &target.schema {
+        check_properties(schema, &put.events, state.allow_unknown_properties)?;
+    }
     let outcome = state.store.append(dataset_id, put.events).await?;
     tracing::debug!(stored = outcome.stored, duplicates = outcome.duplicates, "PutEvents");
     Ok(StatusCode::OK.into_response())
+}
+
+/// Every event's properties must fit the dataset's schema (§7.5, §7.6): keys map to fields,
+/// values coerce to the field's type; all problems of the request are reported together.
+fn check_properties(schema: &Schema, events: &[Interaction], allow_unknown: bool) -> Result<(), ApiError> {
+    let rules = PropertyRules { ignore_unknown_keys: allow_unknown, ..PropertyRules::default() };
+    let mut violations = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        let map = match event.properties.as_deref().map(serde_json::from_str::<Value>) {
+            Some(Ok(Value::Object(map))) => map,
+            // parse_put_events already refused anything else.
+            _ => Map::new(),
+        };
+        if let Err(v) = check_properties_with(schema, &format!("eventList.{}.member.properties", i + 1), &map, rules) {
+            violations.extend(v);
+        }
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationError::Violations(violations).into())
+    }
 }
