@@ -12,6 +12,9 @@ import re
 
 import pytest
 
+# These servers keep properties keys the default schema does not declare (see lenient.py).
+from lenient import module_server, server, server_factory  # noqa: F401
+
 MISSING = object()
 SESSION = "constraints-session"
 MAX_EVENT_BYTES = 10 * 1024
