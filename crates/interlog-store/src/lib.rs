@@ -26,6 +26,21 @@ pub struct AppendOutcome {
     pub duplicates: usize,
 }
 
+/// Counters of the write path since the store was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Durable commits (each one fsync of the log).
+    pub commits: u64,
+    /// Commits that failed; none of their requests was acknowledged.
+    pub failed_commits: u64,
+    /// Events stored.
+    pub events_stored: u64,
+    /// Events dropped at the door as repeats of a recent eventId.
+    pub duplicates_dropped: u64,
+    /// Requests refused because the write queue was full.
+    pub throttled: u64,
+}
+
 /// One recorded event as read back: its arrival sequence number and the interaction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
@@ -41,6 +56,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// Appends the events of one request to a dataset, all or nothing. Resolves once they are
     /// durable. An event whose eventId is already recorded for the dataset is not stored again.
     async fn append(&self, dataset_id: i64, events: Vec<Interaction>) -> Result<AppendOutcome, StoreError>;
+
+    /// Counters of the write path (commits, events, throttling).
+    fn stats(&self) -> StoreStats;
 
     /// Resolves a tracking ID to where its events go. Hot path: answered from memory.
     fn tracker(&self, tracking_id: &str) -> Option<TrackerTarget>;

@@ -9,6 +9,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,7 +22,17 @@ use tokio::sync::{mpsc, oneshot};
 use crate::export::ScanStats;
 use crate::resources::*;
 use crate::window::Window;
-use crate::{AppendOutcome, EventStore, StoreError, StoredEvent};
+use crate::{AppendOutcome, EventStore, StoreError, StoreStats, StoredEvent};
+
+/// Write-path counters, shared by the writer thread and the store handle.
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    failed_commits: AtomicU64,
+    events_stored: AtomicU64,
+    duplicates_dropped: AtomicU64,
+    throttled: AtomicU64,
+}
 
 /// `PRAGMA application_id` of an interlog database ("ILOG"), to refuse foreign SQLite files.
 const APPLICATION_ID: i64 = 0x494C_4F47;
@@ -60,6 +71,7 @@ pub struct SqliteStore {
     /// Control-plane connection; writes here are rare and short.
     control: Mutex<Connection>,
     trackers: RwLock<HashMap<String, TrackerTarget>>,
+    counters: Arc<Counters>,
     /// Held for the life of the store so a second server cannot open the same data dir.
     _lock: std::fs::File,
 }
@@ -91,7 +103,9 @@ impl SqliteStore {
         let trackers = load_trackers(&control)?;
 
         let (jobs, rx) = mpsc::channel(options.queue_requests.max(1));
-        let mut w = Writer { conn: writer, window: Window::new(options.window_events), options };
+        let counters = Arc::new(Counters::default());
+        let mut w =
+            Writer { conn: writer, window: Window::new(options.window_events), options, counters: counters.clone() };
         w.warm_window()?;
         std::thread::Builder::new().name("interlog-writer".into()).spawn(move || w.run(rx))?;
 
@@ -100,6 +114,7 @@ impl SqliteStore {
             jobs,
             control: Mutex::new(control),
             trackers: RwLock::new(trackers),
+            counters,
             _lock: lock,
         }))
     }
@@ -421,6 +436,7 @@ struct Writer {
     conn: Connection,
     window: Window,
     options: StoreOptions,
+    counters: Arc<Counters>,
 }
 
 impl Writer {
@@ -457,11 +473,18 @@ impl Writer {
             }
             match self.commit(&batch) {
                 Ok(outcomes) => {
+                    let c = &self.counters;
+                    c.commits.fetch_add(1, Ordering::Relaxed);
+                    for o in &outcomes {
+                        c.events_stored.fetch_add(o.stored as u64, Ordering::Relaxed);
+                        c.duplicates_dropped.fetch_add(o.duplicates as u64, Ordering::Relaxed);
+                    }
                     for (job, outcome) in batch.drain(..).zip(outcomes) {
                         let _ = job.reply.send(Ok(outcome));
                     }
                 }
                 Err(e) => {
+                    self.counters.failed_commits.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %e, requests = batch.len(), "commit failed; nothing of this batch was acknowledged");
                     let disk = e.is_disk_fault();
                     let message = e.to_string();
@@ -538,10 +561,24 @@ impl EventStore for SqliteStore {
     async fn append(&self, dataset_id: i64, events: Vec<Interaction>) -> Result<AppendOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs.try_send(AppendJob { dataset_id, events, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+            mpsc::error::TrySendError::Full(_) => {
+                self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                StoreError::Overloaded
+            }
             mpsc::error::TrySendError::Closed(_) => StoreError::Unavailable("the writer has stopped".into()),
         })?;
         answer.await.map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
+    }
+
+    fn stats(&self) -> StoreStats {
+        let c = &self.counters;
+        StoreStats {
+            commits: c.commits.load(Ordering::Relaxed),
+            failed_commits: c.failed_commits.load(Ordering::Relaxed),
+            events_stored: c.events_stored.load(Ordering::Relaxed),
+            duplicates_dropped: c.duplicates_dropped.load(Ordering::Relaxed),
+            throttled: c.throttled.load(Ordering::Relaxed),
+        }
     }
 
     fn tracker(&self, tracking_id: &str) -> Option<TrackerTarget> {

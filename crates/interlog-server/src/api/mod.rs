@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/_interlog/health", get(health))
         .route("/_interlog/export", get(export::export))
+        .route("/_interlog/stats", get(stats))
         .fallback(dispatch)
         .layer(axum::middleware::map_response(request_id))
         .with_state(state)
@@ -43,6 +44,19 @@ pub fn router(state: AppState) -> Router {
 /// Unauthenticated on purpose: load balancers and test harnesses probe it without keys.
 async fn health() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#)
+}
+
+/// Write-path counters for operators and the benchmark. Open like health: counts only.
+async fn stats(State(state): State<AppState>) -> impl IntoResponse {
+    let s = state.store.stats();
+    let body = serde_json::json!({
+        "commits": s.commits,
+        "failedCommits": s.failed_commits,
+        "eventsStored": s.events_stored,
+        "duplicatesDropped": s.duplicates_dropped,
+        "throttled": s.throttled,
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string())
 }
 
 /// Every response carries a request ID, which all SDKs surface (botocore: `ResponseMetadata`).
