@@ -230,8 +230,10 @@ fn init_layout(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             domain TEXT, role_arn TEXT, kms_key_arn TEXT, status TEXT NOT NULL,
             is_default INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, updated REAL NOT NULL,
             UNIQUE(account, name));
+        -- AUTOINCREMENT: a dataset id is never reused, so events of a deleted dataset (or ones a
+        -- racing append wrote after the delete) can never surface in a new dataset.
         CREATE TABLE datasets(
-            id INTEGER PRIMARY KEY, account TEXT NOT NULL,
+            id INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL,
             dataset_group_id INTEGER NOT NULL REFERENCES dataset_groups(id),
             name TEXT NOT NULL, dataset_type TEXT NOT NULL, arn TEXT NOT NULL UNIQUE,
             schema_id INTEGER NOT NULL REFERENCES schemas(id), status TEXT NOT NULL,
