@@ -11,6 +11,8 @@ Everything here talks to a real server process on a free loopback port with its 
 * ``aws``               -- run the pinned aws-cli with a clean environment (no ~/.aws, fixed test key).
 * ``events_client``     -- boto3 ``personalize-events`` client factory pointed at an endpoint.
 * ``signed_post``       -- a raw HTTP POST signed with SigV4 (for bodies the SDKs refuse to send).
+* ``run_cli``           -- run aws-cli, `interlog` or the aws-cli venv's python with a given environment
+                         (``client_env(home, extra)`` builds a clean one).
 
 The server already gets ``INTERLOG_ACCESS_KEY_ID`` / ``INTERLOG_SECRET_ACCESS_KEY`` and every client signs with the
 same key, so the suite keeps working once the server starts requiring SigV4.
@@ -130,7 +132,11 @@ def _server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["INTERLOG_ACCESS_KEY_ID"] = ACCESS_KEY_ID
     env["INTERLOG_SECRET_ACCESS_KEY"] = SECRET_ACCESS_KEY
     env["NO_COLOR"] = "1"
-    env.update(extra or {})
+    for name, value in (extra or {}).items():  # a None value leaves the variable out (e.g. no root key)
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return env
 
 
@@ -285,6 +291,22 @@ class Server:
             return self.log_path.read_text(errors="replace")[-8000:] if self.log_path else ""
         except OSError:
             return ""
+
+    def stderr_text(self) -> str:
+        """Everything the server wrote on stderr (its log) so far, untruncated."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path else ""
+
+    def wait_for_stdout(self, pattern: str, timeout: float = 10.0) -> str:
+        """The first stdout line matching the regex ``pattern``, waiting for it (banner lines after the tracking ID
+        may come a moment after ``start`` returned)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in list(self.stdout_lines):
+                if re.search(pattern, line):
+                    return line
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no stdout line matching {pattern!r}: {self.stdout_lines!r}")
+            time.sleep(0.02)
 
     def health(self) -> HttpResponse:
         return signed_request("GET", f"{self.endpoint}/_interlog/health", timeout=2)
@@ -448,3 +470,53 @@ def signed_post():
         return signed_request("POST", url, bytes(body))
 
     return post
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Command-line clients with a chosen environment (aws-cli, `interlog put-events` / `interlog export`)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def client_env(home: Path, extra: dict[str, str | None] | None = None) -> dict[str, str]:
+    """A clean client environment: PATH, locale, ``HOME`` (a temp dir whose ``.aws`` the test controls) and nothing
+    else of AWS's; ``extra`` adds variables (a None value leaves one out)."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONIOENCODING": "utf-8",
+        "PYTHONUTF8": "1",
+        "NO_COLOR": "1",
+    }
+    for name, value in (extra or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def awscli_python() -> str:
+    """The interpreter of the pinned aws-cli (its script's shebang), to run aws-cli's entry point in a wrapper."""
+    first = AWS_CLI.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
+    assert first.startswith("#!"), f"{AWS_CLI} has no shebang"
+    return first[2:].strip().split()[0]
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """``run_cli(program, *args, env=..., cwd=None, binary=False)`` -> CompletedProcess (text), never checked.
+
+    ``program``: ``"aws"`` (the pinned aws-cli), ``"interlog"`` (the binary under test) or ``"aws-python"`` (the
+    aws-cli venv's interpreter, for wrappers around ``awscli.clidriver.main()``). ``env`` is the whole environment
+    (see ``client_env``)."""
+    programs = {"aws": [str(AWS_CLI)], "interlog": [str(INTERLOG_BIN)], "aws-python": [awscli_python()]}
+
+    def run(program: str, *args, env: dict[str, str], cwd: Path | None = None, timeout: float = 120,
+            binary: bool = False) -> subprocess.CompletedProcess:
+        text = {} if binary else {"text": True, "encoding": "utf-8"}  # binary: stdout/stderr bytes, CRLF kept
+        return subprocess.run([*programs[program], *map(str, args)], stdin=subprocess.DEVNULL, capture_output=True,
+                              env=env, cwd=cwd or env.get("HOME"), timeout=timeout, **text)
+
+    return run

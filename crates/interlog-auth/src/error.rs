@@ -89,6 +89,7 @@ impl AuthError {
             Self::UnrecognizedClient { reason } => Some((*reason).to_owned()),
             Self::SignatureDoesNotMatch { canonical_request, string_to_sign, note } => {
                 let note = note.map(|n| format!("{n}\n\n")).unwrap_or_default();
+                let canonical_request = redact_session_token(canonical_request);
                 Some(format!(
                     "{note}The Canonical String for this request should have been\n'{canonical_request}'\n\nThe String-to-Sign should have been\n'{string_to_sign}'\n"
                 ))
@@ -115,5 +116,32 @@ mod tests {
         };
         assert_eq!(err.message(), SIGNATURE_MISMATCH_MESSAGE);
         assert_eq!(err.code(), "InvalidSignatureException");
+    }
+}
+
+/// A session token is a credential: the debug log shows that one was signed, not its value.
+fn redact_session_token(canonical_request: &str) -> String {
+    canonical_request
+        .lines()
+        .map(|line| {
+            if line.to_ascii_lowercase().starts_with("x-amz-security-token:") {
+                "x-amz-security-token:<redacted>"
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    #[test]
+    fn session_tokens_never_reach_the_debug_log() {
+        let out = super::redact_session_token(
+            "POST\n/\n\nhost:x\nx-amz-security-token:SECRET-TOKEN\n\nhost;x-amz-security-token",
+        );
+        assert!(!out.contains("SECRET-TOKEN"), "{out}");
+        assert!(out.contains("x-amz-security-token:<redacted>"));
     }
 }
