@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use crate::config::{load_files, resolve_credentials, setting, CredentialsError, Env};
 use crate::http::{self, Url};
-use crate::request::amz_date;
+use crate::request::{amz_date, sign_v4};
 
 /// Where and as whom to fetch.
 #[derive(Debug, Clone, Default)]
@@ -55,36 +55,11 @@ pub fn signed_get(
             }
             CredentialsError::Partial(m) => m,
         })?;
-        let identity: aws_smithy_runtime_api::client::identity::Identity = aws_credential_types::Credentials::new(
-            &creds.access_key_id,
-            &creds.secret_access_key,
-            creds.session_token.clone(),
-            None,
-            "interlog",
-        )
-        .into();
         let time = SystemTime::now();
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&region)
-            .name("personalize")
-            .time(time)
-            .settings(aws_sigv4::http_request::SigningSettings::default())
-            .build()
-            .map_err(|e| e.to_string())?
-            .into();
         let url_text = format!("{}{target}", url.origin());
-        let signable = aws_sigv4::http_request::SignableRequest::new(
-            "GET",
-            &url_text,
-            std::iter::empty(),
-            aws_sigv4::http_request::SignableBody::Bytes(&[]),
-        )
-        .map_err(|e| e.to_string())?;
-        let (instructions, _) =
-            aws_sigv4::http_request::sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
+        let (signed, _) = sign_v4("GET", &url_text, &[], &[], &creds, &region, time)?;
         let mut has_date = false;
-        for (name, value) in instructions.headers() {
+        for (name, value) in &signed {
             has_date |= name.eq_ignore_ascii_case("x-amz-date");
             head.push_str(&format!("{name}: {value}\r\n"));
         }

@@ -193,6 +193,48 @@ fn clock_skew(response: &Response) -> i64 {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Signs a request with aws-sigv4 as `personalize` over exactly `headers` and `body`; returns
+/// the headers to add (lower-case names: x-amz-date, authorization, x-amz-security-token) and
+/// the signature.
+pub(crate) fn sign_v4(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    creds: &Credentials,
+    region: &str,
+    time: SystemTime,
+) -> Result<(Vec<(String, String)>, String), String> {
+    let identity: aws_smithy_runtime_api::client::identity::Identity = aws_credential_types::Credentials::new(
+        &creds.access_key_id,
+        &creds.secret_access_key,
+        creds.session_token.clone(),
+        None,
+        "interlog",
+    )
+    .into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("personalize")
+        .time(time)
+        .settings(aws_sigv4::http_request::SigningSettings::default())
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let signable = aws_sigv4::http_request::SignableRequest::new(
+        method,
+        url,
+        headers.iter().copied(),
+        aws_sigv4::http_request::SignableBody::Bytes(body),
+    )
+    .map_err(|e| e.to_string())?;
+    let (instructions, signature) =
+        aws_sigv4::http_request::sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
+    let signed = instructions.headers().map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned())).collect();
+    Ok((signed, signature))
+}
+
 fn build_head(
     plan: &Plan,
     path: &str,
@@ -211,34 +253,8 @@ fn build_head(
     ];
     if let Some(creds) = &plan.credentials {
         let time = now(plan);
-        let identity: aws_smithy_runtime_api::client::identity::Identity = aws_credential_types::Credentials::new(
-            &creds.access_key_id,
-            &creds.secret_access_key,
-            creds.session_token.clone(),
-            None,
-            "interlog",
-        )
-        .into();
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&plan.region)
-            .name("personalize")
-            .time(time)
-            .settings(aws_sigv4::http_request::SigningSettings::default())
-            .build()
-            .map_err(|e| e.to_string())?
-            .into();
-        let signable = aws_sigv4::http_request::SignableRequest::new(
-            "POST",
-            url_text,
-            [("content-type", "application/json")].into_iter(),
-            aws_sigv4::http_request::SignableBody::Bytes(body),
-        )
-        .map_err(|e| e.to_string())?;
-        let (instructions, signature) =
-            aws_sigv4::http_request::sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
-        let signed: Vec<(String, String)> =
-            instructions.headers().map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned())).collect();
+        let (signed, signature) =
+            sign_v4("POST", url_text, &[("content-type", "application/json")], body, creds, &plan.region, time)?;
         let get = |name: &str| signed.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let date = get("x-amz-date").unwrap_or_else(|| amz_date(time));
         headers.push(("X-Amz-Date".into(), date.clone()));

@@ -424,6 +424,8 @@ pub(crate) fn delete_dataset(conn: &Connection, account: &str, arn: &str) -> Res
     if let Some(job) = running {
         return Err(StoreError::Conflict(format!("Dataset {arn} is being exported by {job}; wait until it ends")));
     }
+    // The jobs' tags go with them: a later job of the same name gets the same ARN.
+    conn.execute("DELETE FROM tags WHERE arn IN (SELECT arn FROM export_jobs WHERE dataset_id = ?1)", [dataset.id])?;
     conn.execute("DELETE FROM export_jobs WHERE dataset_id = ?1", [dataset.id])?;
     conn.execute("DELETE FROM events WHERE dataset_id = ?1", [dataset.id])?;
     conn.execute("DELETE FROM datasets WHERE id = ?1", [dataset.id])?;

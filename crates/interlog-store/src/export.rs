@@ -5,7 +5,9 @@
 
 use std::io::{self, Write};
 
+use interlog_model::properties::{check_properties_with, PropertyRules};
 use interlog_model::put_events::normalize_key;
+use interlog_model::schema::Schema;
 use interlog_model::Interaction;
 use serde_json::{Map, Value};
 
@@ -44,6 +46,8 @@ impl std::str::FromStr for Format {
 pub struct ExportWriter<W: Write> {
     format: Format,
     columns: Vec<String>,
+    /// When known, metadata cells are written as the field's type reads them (`"014"` → `14`).
+    schema: Option<Schema>,
     csv: Option<csv::Writer<W>>,
     raw: Option<W>,
 }
@@ -55,18 +59,34 @@ impl<W: Write> ExportWriter<W> {
             Format::Csv => {
                 let mut csv = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(out);
                 csv.write_record(&columns)?;
-                Ok(ExportWriter { format, columns, csv: Some(csv), raw: None })
+                Ok(ExportWriter { format, columns, schema: None, csv: Some(csv), raw: None })
             }
-            Format::Jsonl => Ok(ExportWriter { format, columns, csv: None, raw: Some(out) }),
+            Format::Jsonl => Ok(ExportWriter { format, columns, schema: None, csv: None, raw: Some(out) }),
         }
+    }
+
+    /// Writes metadata columns coerced to the schema's field types, as PutEvents accepted them.
+    pub fn with_schema(mut self, schema: Option<Schema>) -> Self {
+        self.schema = schema;
+        self
     }
 
     pub fn write(&mut self, event: &StoredEvent) -> io::Result<()> {
         match self.format {
             Format::Csv => {
                 let props = properties_map(&event.interaction);
-                let row: Vec<String> =
-                    self.columns.iter().map(|c| csv_cell(c, &event.interaction, props.as_ref())).collect();
+                let typed = match (&self.schema, &props) {
+                    (Some(schema), Some(map)) => check_properties_with(schema, "properties", map, LENIENT).ok(),
+                    _ => None,
+                };
+                let row: Vec<String> = self
+                    .columns
+                    .iter()
+                    .map(|c| match typed.as_ref().and_then(|t| t.iter().find(|(col, _)| col == c)) {
+                        Some((_, value)) => value.to_csv_cell(),
+                        None => csv_cell(c, &event.interaction, props.as_ref()),
+                    })
+                    .collect();
                 self.csv.as_mut().expect("csv writer").write_record(&row)?;
             }
             Format::Jsonl => {
@@ -86,6 +106,9 @@ impl<W: Write> ExportWriter<W> {
         }
     }
 }
+
+/// Stored events already passed the schema check; reading them back must never refuse one.
+const LENIENT: PropertyRules = PropertyRules { ignore_unknown_keys: true, allow_missing_required: true };
 
 fn properties_map(i: &Interaction) -> Option<Map<String, Value>> {
     match serde_json::from_str(i.properties.as_deref()?) {

@@ -113,7 +113,8 @@ fn from_data_dir(
     let (dataset_id, schema) =
         group.interactions.with_context(|| format!("dataset group {} has no Interactions dataset", group.name))?;
     let columns = field_names(&schema).map_err(anyhow::Error::msg)?;
-    let mut writer = ExportWriter::new(format, columns, out)?;
+    let mut writer =
+        ExportWriter::new(format, columns, out)?.with_schema(interlog_model::schema::parse_schema(&schema).ok());
     store.scan(dataset_id, &mut |event| writer.write(&event))?;
     writer.finish()?.flush()?;
     Ok(())

@@ -67,13 +67,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.auth.root_secret_access_key = args.root_secret_access_key;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let app = Application::build(config).await.context("cannot start")?;
         print_banner(&app, &args.data_dir);
         app.run_until_stopped(shutdown_signal()).await.context("server failed")?;
-        tracing::info!("stopped");
         Ok(())
-    })
+    });
+    // Requests in flight were answered by now. A dataset export job still writing is abandoned
+    // after a grace period rather than holding the exit; the next start marks it CREATE FAILED.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    tracing::info!("stopped");
+    result
 }
 
 fn init_logging() {

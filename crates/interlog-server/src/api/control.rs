@@ -756,7 +756,8 @@ fn write_export(store: &dyn EventStore, job: &ExportJobRecord, dataset: &Dataset
     let partial = target.with_extension("csv.partial");
     let file = std::fs::File::create(&partial).map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
     let mut writer = ExportWriter::new(Format::Csv, columns, std::io::BufWriter::new(file))
-        .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+        .map_err(|e| format!("cannot write {}: {e}", partial.display()))?
+        .with_schema(interlog_model::schema::parse_schema(&dataset.schema_body).ok());
     let mut events = 0;
     // interlog records events only through PutEvents: BULK (imported) data is always empty.
     if job.ingestion_mode != "BULK" {

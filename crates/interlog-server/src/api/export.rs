@@ -41,12 +41,13 @@ pub(super) async fn export(
     })?;
     let columns = field_names(&schema).map_err(|e| ApiError::InternalFailure(e).on(Plane::Interlog))?;
 
+    let parsed = interlog_model::schema::parse_schema(&schema).ok();
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
     let store = state.store.clone();
     tokio::task::spawn_blocking(move || {
         let sink = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
         let result = (|| -> io::Result<()> {
-            let mut writer = ExportWriter::new(format, columns, sink)?;
+            let mut writer = ExportWriter::new(format, columns, sink)?.with_schema(parsed);
             store.scan(dataset_id, &mut |event| writer.write(&event)).map_err(|e| io::Error::other(e.to_string()))?;
             writer.finish()?.flush()
         })();
