@@ -1,31 +1,139 @@
-//! Building and running the server: open the store, bootstrap it, bind, serve until told to stop.
+//! Building and running the server: open the store, bootstrap it, bind, then serve with the
+//! limits that keep one slow client or a flood from hurting the others, until told to stop.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 pub use interlog_auth::RootKeySource;
 use interlog_auth::{load_or_create_root_key, Keyring, RootKey, RootKeyConfig, Verifier};
 use interlog_model::arn::Scope;
 use interlog_store::{Bootstrap, Bootstrapped, EventStore, SqliteStore, StoreError};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 
+use crate::api::error::{ApiError, Plane};
 use crate::api::{router, AppState};
 use crate::auth::{Authenticator, Caller};
 use crate::config::Config;
 
-/// Why the server could not start.
+/// Why the server could not start. Each message already includes its cause, so no variant
+/// exposes it as `source()` too: an error chain printed with `{:#}` would say everything twice.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("cannot open the data dir {dir}: {source}")]
-    Store { dir: String, source: StoreError },
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: std::io::Error },
+    #[error("cannot open the data dir {dir}: {reason}")]
+    Store { dir: String, reason: StoreError },
     #[error("{0}")]
     Bootstrap(StoreError),
     #[error("{0}")]
-    Keys(#[from] interlog_auth::KeyError),
+    Keys(interlog_auth::KeyError),
+    #[error("{0}")]
+    Limits(String),
 }
+
+impl From<interlog_auth::KeyError> for StartError {
+    fn from(e: interlog_auth::KeyError) -> Self {
+        StartError::Keys(e)
+    }
+}
+
+/// What the serve loop protects itself with. Every value bounds a resource a client could
+/// otherwise hold without limit; `docs/reliability.md` states the resulting memory bound.
+#[derive(Debug, Clone)]
+pub struct ServeLimits {
+    /// Connections served at once. The next ones are answered `ServiceUnavailable` (503) and
+    /// closed: one file descriptor and a few KB each, so the cap bounds both.
+    pub max_connections: usize,
+    /// A read or write that makes no progress for this long closes the connection: idle
+    /// keep-alive connections, stalled uploads, clients that stop reading their answer.
+    pub idle_timeout: Duration,
+    /// A request must be read and answered within this long of its first byte, so a client
+    /// trickling a byte at a time cannot hold a connection for ever.
+    pub request_timeout: Duration,
+    /// Request body bytes admitted at once (by `Content-Length`; the body limit when unknown).
+    /// Beyond it requests are answered `ThrottlingException` before their body is read.
+    pub inflight_body_bytes: usize,
+    /// After SIGTERM / Ctrl-C, how long requests in flight may take before the server exits
+    /// anyway (what is still unanswered then was never acknowledged).
+    pub shutdown_grace: Duration,
+}
+
+impl ServeLimits {
+    /// The production defaults, with the connection cap kept under the open-files limit
+    /// (SQLite and the log need descriptors too).
+    pub fn new(max_body_bytes: usize) -> Self {
+        let max_connections = match open_files_limit() {
+            Some(n) => (n.saturating_sub(256) as usize).clamp(64, DEFAULT_MAX_CONNECTIONS),
+            None => 1000,
+        };
+        ServeLimits {
+            max_connections,
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(60),
+            inflight_body_bytes: DEFAULT_INFLIGHT_BODY_BYTES.max(max_body_bytes),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+
+    /// The defaults, overridden by `INTERLOG_MAX_CONNECTIONS`, `INTERLOG_IDLE_TIMEOUT_SECS`,
+    /// `INTERLOG_REQUEST_TIMEOUT_SECS`, `INTERLOG_MAX_INFLIGHT_BYTES` and
+    /// `INTERLOG_SHUTDOWN_GRACE_SECS` (seconds may have a fraction).
+    pub fn from_env(max_body_bytes: usize) -> Result<Self, StartError> {
+        fn var<T: std::str::FromStr>(name: &str) -> Result<Option<T>, StartError> {
+            match std::env::var(name) {
+                Ok(v) => v
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| StartError::Limits(format!("{name}={v:?} is not a valid value"))),
+                Err(_) => Ok(None),
+            }
+        }
+        fn secs(name: &str) -> Result<Option<Duration>, StartError> {
+            match var::<f64>(name)? {
+                Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
+                Some(s) => Err(StartError::Limits(format!("{name}={s} must be a positive number of seconds"))),
+                None => Ok(None),
+            }
+        }
+        let mut limits = ServeLimits::new(max_body_bytes);
+        if let Some(n) = var::<usize>("INTERLOG_MAX_CONNECTIONS")? {
+            limits.max_connections = n.max(1);
+        }
+        if let Some(n) = var::<usize>("INTERLOG_MAX_INFLIGHT_BYTES")? {
+            // Below the body limit a maximal request could never be admitted.
+            limits.inflight_body_bytes = n.max(max_body_bytes);
+        }
+        if let Some(d) = secs("INTERLOG_IDLE_TIMEOUT_SECS")? {
+            limits.idle_timeout = d;
+        }
+        if let Some(d) = secs("INTERLOG_REQUEST_TIMEOUT_SECS")? {
+            limits.request_timeout = d;
+        }
+        if let Some(d) = secs("INTERLOG_SHUTDOWN_GRACE_SECS")? {
+            limits.shutdown_grace = d;
+        }
+        Ok(limits)
+    }
+}
+
+/// Enough for any realistic fleet of SDK clients; each idle connection costs a few KB.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// 64 MiB of bodies in flight: 64 maximal (1 MiB) requests, or tens of thousands of typical ones.
+pub const DEFAULT_INFLIGHT_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// A bound, bootstrapped server that has not started serving yet.
 pub struct Application {
@@ -39,16 +147,19 @@ pub struct Application {
     pub root_key: Option<RootKey>,
     /// How many keys `--credentials-file` added.
     pub extra_keys: usize,
+    /// The serve loop's limits (from the environment; see [`ServeLimits::from_env`]).
+    pub limits: ServeLimits,
 }
 
 impl Application {
     pub async fn build(mut config: Config) -> Result<Self, StartError> {
+        let limits = ServeLimits::from_env(config.max_body_bytes)?;
         let (auth, root_key, extra_keys) = authenticator(&config)?;
         if let Some(root) = &root_key {
             config.account = root.credential.account_id().to_owned();
         }
         let store = SqliteStore::open(&config.data_dir, config.store.clone())
-            .map_err(|source| StartError::Store { dir: config.data_dir.display().to_string(), source })?;
+            .map_err(|reason| StartError::Store { dir: config.data_dir.display().to_string(), reason })?;
         let scope = Scope { region: config.region.clone(), account: config.account.clone() };
         let bootstrap = store
             .bootstrap(Bootstrap { scope, tracking_id: config.default_tracking_id.clone() })
@@ -56,8 +167,8 @@ impl Application {
             .map_err(StartError::Bootstrap)?;
         let listener = TcpListener::bind(config.listen)
             .await
-            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+            .map_err(|reason| StartError::Bind { addr: config.listen, reason })?;
+        let addr = listener.local_addr().map_err(|reason| StartError::Bind { addr: config.listen, reason })?;
         let store: Arc<dyn EventStore> = store;
         let state = AppState {
             store,
@@ -65,14 +176,334 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             allow_unknown_properties: config.allow_unknown_properties,
         };
-        Ok(Application { listener, state, addr, bootstrap, root_key, extra_keys })
+        Ok(Application { listener, state, addr, bootstrap, root_key, extra_keys, limits })
+    }
+
+    /// Replaces the serve loop's limits (tests and embedders; the binary uses the environment).
+    pub fn with_limits(mut self, limits: ServeLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Serves until `shutdown` resolves, then stops accepting connections and finishes the
-    /// requests in flight (their events are committed and answered) before returning.
+    /// requests in flight (their events are committed and answered) before returning; after
+    /// [`ServeLimits::shutdown_grace`] it returns anyway, leaving the stragglers unanswered.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(self.listener, router(self.state)).with_graceful_shutdown(shutdown).await
+        let limits = self.limits.clone();
+        let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        };
+        let budget = Arc::new(BodyBudget {
+            permits: Arc::new(Semaphore::new(kib(limits.inflight_body_bytes))),
+            max_body_bytes: self.state.max_body_bytes,
+        });
+        let app = router(self.state).layer(axum::middleware::from_fn_with_state(budget, admit));
+        let listener = GuardedListener {
+            inner: self.listener,
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+            refusing: Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT)),
+            at_capacity: Arc::new(AtomicBool::new(false)),
+            limits: limits.clone(),
+        };
+        let serve = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
+        let grace_over = async move {
+            if stopped.wait_for(|s| *s).await.is_err() {
+                // The signal can no longer fire, so only `serve` ends this select.
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(limits.shutdown_grace).await;
+        };
+        tokio::select! {
+            result = serve => result,
+            () = grace_over => {
+                tracing::warn!(
+                    grace = ?limits.shutdown_grace,
+                    "shutdown grace period over with requests still in flight; exiting without answering them \
+                     (nothing unanswered was acknowledged)"
+                );
+                Ok(())
+            }
+        }
     }
+}
+
+/// Refusals being answered at once; past it an excess connection is closed without a word, so
+/// a connection flood cannot turn the refusals themselves into unbounded work.
+const REFUSALS_IN_FLIGHT: usize = 256;
+
+/// The TCP listener with the connection cap and per-connection timeouts.
+struct GuardedListener {
+    inner: TcpListener,
+    slots: Arc<Semaphore>,
+    refusing: Arc<Semaphore>,
+    at_capacity: Arc<AtomicBool>,
+    limits: ServeLimits,
+}
+
+impl axum::serve::Listener for GuardedListener {
+    type Io = GuardedIo;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (GuardedIo, SocketAddr) {
+        loop {
+            // axum's own accept loop: it retries connection errors and backs off on EMFILE.
+            let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            match self.slots.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    if self.at_capacity.swap(false, Ordering::Relaxed) {
+                        tracing::info!("accepting connections again");
+                    }
+                    // Answers are small and written at once; Nagle would only delay them.
+                    let _ = stream.set_nodelay(true);
+                    return (GuardedIo::new(stream, slot, &self.limits), addr);
+                }
+                Err(_) => {
+                    if !self.at_capacity.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            max_connections = self.limits.max_connections,
+                            "connection limit reached: refusing new connections with 503 until some close"
+                        );
+                    }
+                    if let Ok(permit) = self.refusing.clone().try_acquire_owned() {
+                        tokio::spawn(refuse(stream, permit, self.limits.max_connections));
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// Answers a connection over the cap with `ServiceUnavailable` (which SDKs retry) and closes it.
+async fn refuse(mut stream: TcpStream, _permit: OwnedSemaphorePermit, max: usize) {
+    let response =
+        ApiError::ServiceUnavailable(format!("The server is at its limit of {max} connections; retry later"))
+            .on(Plane::Data)
+            .into_response();
+    let bytes = render_closing(response).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(&bytes).await?;
+        stream.shutdown().await?;
+        // Read what the client sent, so closing does not reset the connection before the
+        // client has read the answer.
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < 64 * 1024 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<_, io::Error>(())
+    })
+    .await;
+}
+
+/// An HTTP/1.1 response as bytes, for connections that never reach hyper.
+async fn render_closing(response: Response) -> Vec<u8> {
+    use http_body_util::BodyExt;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let mut out = format!("HTTP/1.1 {} {}\r\n", parts.status.as_u16(), parts.status.canonical_reason().unwrap_or(""))
+        .into_bytes();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_LENGTH && name != header::CONNECTION {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// A connection with its slot under the cap and its timeouts. The timer is only consulted when
+/// the socket has nothing to give or take, so a busy connection pays one clock read per I/O.
+struct GuardedIo {
+    stream: TcpStream,
+    timer: Pin<Box<Sleep>>,
+    idle_timeout: Duration,
+    request_timeout: Duration,
+    /// When the last byte moved either way.
+    last_progress: Instant,
+    /// First byte of the request being read; cleared when its answer starts.
+    request_started: Option<Instant>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl GuardedIo {
+    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, limits: &ServeLimits) -> Self {
+        let now = Instant::now();
+        GuardedIo {
+            stream,
+            timer: Box::pin(tokio::time::sleep_until(now + limits.idle_timeout)),
+            idle_timeout: limits.idle_timeout,
+            request_timeout: limits.request_timeout,
+            last_progress: now,
+            request_started: None,
+            _slot: slot,
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        let idle = self.last_progress + self.idle_timeout;
+        match self.request_started {
+            Some(started) => idle.min(started + self.request_timeout),
+            None => idle,
+        }
+    }
+
+    /// Called when the socket is not ready: true once the deadline passed; otherwise arms the
+    /// timer so that this task is woken at the deadline even if the client sends nothing.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = self.deadline();
+        if Instant::now() >= deadline {
+            return true;
+        }
+        if self.timer.deadline() != deadline {
+            self.timer.as_mut().reset(deadline);
+        }
+        self.timer.as_mut().poll(cx).is_ready()
+    }
+
+    fn timed_out(&self) -> io::Error {
+        let why = if self.request_started.is_some_and(|s| s + self.request_timeout <= Instant::now()) {
+            format!("request not received and answered within {:?}", self.request_timeout)
+        } else {
+            format!("no progress for {:?}", self.idle_timeout)
+        };
+        tracing::debug!(peer = ?self.stream.peer_addr().ok(), "closing connection: {why}");
+        io::Error::new(io::ErrorKind::TimedOut, why)
+    }
+
+    fn wrote(&mut self, n: usize) {
+        if n > 0 {
+            self.last_progress = Instant::now();
+            self.request_started = None;
+        }
+    }
+}
+
+impl AsyncRead for GuardedIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    let now = Instant::now();
+                    this.last_progress = now;
+                    this.request_started.get_or_insert(now);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if this.expired(cx) => Poll::Ready(Err(this.timed_out())),
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for GuardedIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.stream).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                this.wrote(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending if this.expired(cx) => Poll::Ready(Err(this.timed_out())),
+            other => other,
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.stream).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                this.wrote(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending if this.expired(cx) => Poll::Ready(Err(this.timed_out())),
+            other => other,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// The budget of request body bytes in flight, counted in KiB permits.
+struct BodyBudget {
+    permits: Arc<Semaphore>,
+    max_body_bytes: usize,
+}
+
+fn kib(bytes: usize) -> usize {
+    bytes.div_ceil(1024)
+}
+
+/// Admits a request only if its body fits in the budget; otherwise answers
+/// `ThrottlingException` (HTTP 400, which every SDK retries) without reading the body. The
+/// permit is held until the answer is ready, so bodies, parsed events and queued store jobs
+/// together stay within the budget whatever the load.
+async fn admit(State(budget): State<Arc<BodyBudget>>, request: Request, next: Next) -> Response {
+    let weight = body_weight(request.headers(), budget.max_body_bytes);
+    if weight == 0 {
+        return next.run(request).await;
+    }
+    let permits = u32::try_from(kib(weight)).unwrap_or(u32::MAX);
+    let Ok(permit) = budget.permits.clone().try_acquire_many_owned(permits) else {
+        let plane = if request.headers().contains_key("x-amz-target") { Plane::Control } else { Plane::Data };
+        let mut response = ApiError::Throttling(
+            "Rate exceeded: the server has as many request bodies in flight as it accepts; retry with backoff".into(),
+        )
+        .on(plane)
+        .into_response();
+        if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+            response.headers_mut().insert("x-amzn-RequestId", id);
+        }
+        return response;
+    };
+    let response = next.run(request).await;
+    drop(permit);
+    response
+}
+
+/// Bytes a request may buffer: its declared length (capped at the body limit, beyond which it
+/// is refused unread), the body limit when the length is not declared, 0 without a body.
+fn body_weight(headers: &HeaderMap, max_body_bytes: usize) -> usize {
+    match headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()) {
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX).min(max_body_bytes),
+        None if headers.contains_key(header::TRANSFER_ENCODING) => max_body_bytes,
+        None => 0,
+    }
+}
+
+/// The soft open-files limit, from `/proc` (Linux) so no libc call is needed.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Builds the keyring (root key from the environment or the data dir, plus the credentials
@@ -83,7 +514,7 @@ fn authenticator(config: &Config) -> Result<(Authenticator, Option<RootKey>, usi
         return Ok((Authenticator::Off(caller), None, 0));
     }
     std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| StartError::Store { dir: config.data_dir.display().to_string(), source: e.into() })?;
+        .map_err(|e| StartError::Store { dir: config.data_dir.display().to_string(), reason: e.into() })?;
     let root = load_or_create_root_key(&RootKeyConfig {
         access_key_id: config.auth.root_access_key_id.clone(),
         secret_access_key: config.auth.root_secret_access_key.clone(),

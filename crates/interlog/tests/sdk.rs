@@ -67,7 +67,8 @@ async fn put(client: &Client, server: &Server, id: &str) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn sdk_put_events_round_trips_every_field() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    // The default schema declares no metadata fields; this test round-trips free-form properties.
+    let server = Server::start(dir.path(), &["--allow-unknown-properties"]);
     let full = Event::builder()
         .event_id("e-full")
         .event_type("rate")

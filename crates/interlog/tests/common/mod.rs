@@ -105,3 +105,284 @@ pub fn export(data_dir: &Path, format: &str) -> String {
     assert!(out.status.success(), "export failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reliability harness: fixed ports, captured logs, signals, raw HTTP and the store's own view.
+// ---------------------------------------------------------------------------------------------
+
+/// `interlog serve` on `listen` (so a restarted server keeps its port and clients their
+/// endpoint), its stderr appended to `log` when given.
+pub fn start_on(data_dir: &Path, listen: &str, args: &[&str], env: &[(&str, &str)], log: Option<&Path>) -> Server {
+    match try_start_on(data_dir, listen, args, env, log) {
+        Ok(server) => server,
+        Err(why) => panic!("server did not start: {why}"),
+    }
+}
+
+/// As [`start_on`], but a server that exits before its banner is an `Err` with its exit status.
+pub fn try_start_on(
+    data_dir: &Path,
+    listen: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    log: Option<&Path>,
+) -> Result<Server, String> {
+    let mut cmd = Command::new(bin());
+    cmd.arg("serve").arg("--listen").arg(listen).arg("--data-dir").arg(data_dir).args(args);
+    cmd.env_remove("INTERLOG_ACCESS_KEY_ID").env_remove("INTERLOG_SECRET_ACCESS_KEY").env_remove("INTERLOG_AUTH");
+    cmd.env("INTERLOG_ACCESS_KEY_ID", ROOT_KEY).env("INTERLOG_SECRET_ACCESS_KEY", ROOT_SECRET);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let stderr = match log {
+        Some(path) => {
+            Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open the server log"))
+        }
+        None => Stdio::null(),
+    };
+    let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().expect("spawn interlog");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    let (mut endpoint, mut tracking_id) = (None, None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while endpoint.is_none()
+        || tracking_id.is_none()
+        || banner.last().map(|l: &String| !l.contains("export")).unwrap_or(true)
+    {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                if let Some(rest) = line.split(" listening on ").nth(1) {
+                    endpoint = Some(rest.trim().to_owned());
+                }
+                if let Some(rest) = line.strip_prefix("tracking ID:") {
+                    tracking_id = Some(rest.trim().to_owned());
+                }
+                banner.push(line);
+            }
+            Err(_) => {
+                if let Some(status) = child.try_wait().expect("poll the server") {
+                    return Err(format!("exited with {status} before its banner"));
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err("no banner within 30 s".into());
+                }
+            }
+        }
+    }
+    Ok(Server {
+        child,
+        endpoint: endpoint.unwrap(),
+        tracking_id: tracking_id.unwrap(),
+        data_dir: data_dir.to_owned(),
+        banner,
+    })
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `host:port` of the endpoint, for raw sockets.
+    pub fn addr(&self) -> String {
+        self.endpoint.trim_start_matches("http://").trim_end_matches('/').to_owned()
+    }
+
+    /// Sends a signal by name (`KILL`, `TERM`, `INT`) without waiting.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// SIGKILL: the crash the store must survive.
+    pub fn kill9(mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit, at most `limit`; `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// How many files (sockets included) the server has open, from `/proc/PID/fd`.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map(|d| d.count()).unwrap_or(0)
+    }
+
+    /// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("read /proc status");
+        let line = status.lines().find(|l| l.starts_with(field)).expect("field in /proc status");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What the store holds, as the export reads it: every stored eventId (the count is always 1:
+/// the scan skips later copies) and the scan's figures, where `duplicates` counts the later
+/// copies that were stored and skipped. Read-only, so it works beside a running server.
+pub fn stored_ids(data_dir: &Path) -> (std::collections::HashMap<String, u32>, interlog_store::export::ScanStats) {
+    let store = interlog_store::SqliteStore::open_read_only(data_dir).expect("open the store read-only");
+    let group = store.dataset_group(None, None).expect("default dataset group");
+    let (dataset_id, _) = group.interactions.expect("interactions dataset");
+    let mut ids = std::collections::HashMap::new();
+    let stats = store
+        .scan(dataset_id, &mut |e| {
+            *ids.entry(e.interaction.event_id.clone()).or_insert(0) += 1;
+            Ok(())
+        })
+        .expect("scan the store");
+    (ids, stats)
+}
+
+/// SQLite's `PRAGMA integrity_check` through the store (takes the data dir's lock: server stopped).
+pub fn integrity_check(data_dir: &Path) -> String {
+    let store = interlog_store::SqliteStore::open(data_dir, Default::default()).expect("open the store");
+    store.integrity_check().expect("run the integrity check")
+}
+
+/// A PutEvents body with one click per eventId.
+pub fn put_events_body(tracking_id: &str, ids: &[String]) -> String {
+    let events: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|id| serde_json::json!({"eventId": id, "eventType": "click", "itemId": "item-1", "sentAt": 1_700_000_000}))
+        .collect();
+    serde_json::json!({"trackingId": tracking_id, "sessionId": "s1", "eventList": events}).to_string()
+}
+
+/// A parsed HTTP/1.1 answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// `x-amzn-ErrorType`, empty on success.
+    pub error_type: String,
+    pub body: String,
+}
+
+/// `POST /events` with `body` over a new connection (no auth), waiting at most `limit`.
+pub fn post_events(addr: &str, body: &[u8], limit: Duration) -> std::io::Result<Reply> {
+    let mut request = format!(
+        "POST /events HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    raw_exchange(addr, &request, limit)
+}
+
+/// Writes `request` on a new connection and reads one answer.
+pub fn raw_exchange(addr: &str, request: &[u8], limit: Duration) -> std::io::Result<Reply> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(limit))?;
+    stream.set_write_timeout(Some(limit))?;
+    stream.write_all(request)?;
+    read_reply(&mut stream)
+}
+
+/// Reads one HTTP/1.1 answer (head and `content-length` body), skipping `100 Continue`.
+pub fn read_reply(stream: &mut std::net::TcpStream) -> std::io::Result<Reply> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before an answer"));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        if status == 100 {
+            buf.drain(..end + 4);
+            continue;
+        }
+        let header = |name: &str| {
+            head.lines().skip(1).find_map(|l| {
+                l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned())
+            })
+        };
+        let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mut body = buf[end + 4..].to_vec();
+        while body.len() < length {
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        return Ok(Reply {
+            status,
+            error_type: header("x-amzn-errortype").unwrap_or_default(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+    }
+}
+
+/// True when the peer has closed `stream` (EOF or reset) within `limit`; bytes it sends first
+/// (an error answer) are skipped.
+pub fn closed_within(stream: &mut std::net::TcpStream, limit: Duration) -> bool {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + limit;
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// The soft limit of open files of this process, from `/proc`.
+pub fn open_files_limit() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| l.lines().find(|l| l.starts_with("Max open files"))?.split_whitespace().nth(3)?.parse().ok())
+        .unwrap_or(1024)
+}
