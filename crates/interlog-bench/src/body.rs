@@ -1,0 +1,109 @@
+//! PutEvents bodies: a few templates (users, sessions, items vary), each with fixed-width
+//! eventId slots that are patched in place, so request `r` always carries eventIds
+//! `r * n .. r * n + n` of the run and a unique-id load never repeats an eventId.
+//!
+//! Only members of the default Interactions schema are sent (no `properties`), so the server's
+//! schema checks accept every event.
+
+use std::fmt::Write as _;
+
+/// How many distinct templates (users/sessions/items) requests cycle through.
+const TEMPLATES: usize = 64;
+/// Width of the decimal counter in an eventId.
+const COUNTER_DIGITS: usize = 16;
+
+/// Builds bodies for one run.
+#[derive(Clone)]
+pub struct BodyFactory {
+    events_per_request: usize,
+    templates: Vec<Template>,
+}
+
+#[derive(Clone)]
+struct Template {
+    bytes: Vec<u8>,
+    /// Offsets of the `COUNTER_DIGITS` digits of each event's id.
+    slots: Vec<usize>,
+}
+
+impl BodyFactory {
+    /// `run_tag` (8 hex digits) keeps two runs into the same store from sharing eventIds.
+    pub fn new(tracking_id: &str, events_per_request: usize, run_tag: &str, sent_at: u64) -> Self {
+        let templates = (0..TEMPLATES)
+            .map(|t| {
+                let mut s = String::with_capacity(300 * events_per_request + 200);
+                let mut slots = Vec::with_capacity(events_per_request);
+                write!(
+                    s,
+                    r#"{{"trackingId":"{tracking_id}","sessionId":"session-{t:06}","userId":"user-{t:06}","eventList":["#
+                )
+                .unwrap();
+                for i in 0..events_per_request {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    let item = (t * 7919 + i * 104_729) % 1_000_000;
+                    s.push_str(r#"{"eventId":""#);
+                    s.push_str(run_tag);
+                    s.push('-');
+                    slots.push(s.len());
+                    s.push_str(&"0".repeat(COUNTER_DIGITS));
+                    write!(
+                        s,
+                        r#"","eventType":"click","eventValue":1.5,"sentAt":{},"itemId":"item-{item:06}","recommendationId":"rec-{t:06}-{i:02}","impression":["item-{item:06}","item-{:06}","item-{:06}"]}}"#,
+                        sent_at + i as u64,
+                        (item + 1) % 1_000_000,
+                        (item + 2) % 1_000_000,
+                    )
+                    .unwrap();
+                }
+                s.push_str("]}");
+                Template { bytes: s.into_bytes(), slots }
+            })
+            .collect();
+        BodyFactory { events_per_request, templates }
+    }
+
+    pub fn events_per_request(&self) -> usize {
+        self.events_per_request
+    }
+
+    /// The body of request number `r`.
+    pub fn body(&self, r: u64) -> Vec<u8> {
+        let template = &self.templates[(r % TEMPLATES as u64) as usize];
+        let mut bytes = template.bytes.clone();
+        let first = r * self.events_per_request as u64;
+        for (i, &at) in template.slots.iter().enumerate() {
+            write_counter(&mut bytes[at..at + COUNTER_DIGITS], first + i as u64);
+        }
+        bytes
+    }
+}
+
+fn write_counter(out: &mut [u8], mut n: u64) {
+    for digit in out.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_json_with_distinct_ids() {
+        let f = BodyFactory::new("tid", 10, "abcd0123", 1_700_000_000);
+        let mut ids = std::collections::HashSet::new();
+        for r in [0u64, 1, 63, 64, 12345] {
+            let v: serde_json::Value = serde_json::from_slice(&f.body(r)).unwrap();
+            let list = v["eventList"].as_array().unwrap();
+            assert_eq!(list.len(), 10);
+            for e in list {
+                assert!(ids.insert(e["eventId"].as_str().unwrap().to_owned()));
+            }
+        }
+        let v: serde_json::Value = serde_json::from_slice(&f.body(1)).unwrap();
+        assert_eq!(v["eventList"][0]["eventId"], "abcd0123-0000000000000010");
+    }
+}

@@ -1,0 +1,185 @@
+//! Starting and stopping the servers under test: `interlog serve` from a given binary, and the
+//! no-op baseline (this binary's hidden `noop-server` command: axum 0.8 on hyper 1 on a
+//! multi-thread tokio runtime, as `interlog serve`, reading every body and answering 200).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::sign::Credentials;
+
+/// The benchmark's root key (any well-formed key works: the server is started with it).
+pub fn bench_credentials() -> Credentials {
+    Credentials {
+        access_key_id: "AKIAINTERLOGBENCH000".into(),
+        secret_access_key: "interlog/bench/secret/key/0000000000000000".into(),
+    }
+}
+
+pub const TRACKING_ID: &str = "00000000-0000-4000-8000-0000000be9c4";
+
+/// A running server process.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub pid: u32,
+}
+
+impl Server {
+    /// `interlog serve` on a free port with its data in `data_dir`.
+    pub fn interlog(bin: &Path, data_dir: &Path, log: &Path) -> anyhow::Result<Server> {
+        let creds = bench_credentials();
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(["--default-tracking-id", TRACKING_ID])
+            .env("INTERLOG_ACCESS_KEY_ID", &creds.access_key_id)
+            .env("INTERLOG_SECRET_ACCESS_KEY", &creds.secret_access_key)
+            .env("INTERLOG_LOG", std::env::var("INTERLOG_LOG").unwrap_or_else(|_| "warn".into()))
+            .env_remove("INTERLOG_AUTH")
+            .env_remove("INTERLOG_LISTEN")
+            .env_remove("INTERLOG_DATA_DIR");
+        Server::spawn(cmd, log).with_context(|| format!("starting {} serve", bin.display()))
+    }
+
+    /// The no-op baseline server (this binary, `noop-server`).
+    pub fn noop(log: &Path) -> anyhow::Result<Server> {
+        let exe = std::env::current_exe()?;
+        let mut cmd = Command::new(exe);
+        cmd.args(["noop-server", "--listen", "127.0.0.1:0"]);
+        Server::spawn(cmd, log).context("starting the no-op server")
+    }
+
+    fn spawn(mut cmd: Command, log: &Path) -> anyhow::Result<Server> {
+        let stderr = std::fs::File::create(log)?;
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr).spawn()?;
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads the banner for the address, then drains stdout so the server never blocks on it.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(rest.trim().to_owned());
+                    }
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a.parse::<SocketAddr>().with_context(|| format!("bad address in banner: {a}"))?,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(log).unwrap_or_default();
+                anyhow::bail!("the server printed no address within 30 s; its log:\n{log}");
+            }
+        };
+        let server = Server { child, addr, pid };
+        server.wait_healthy(Duration::from_secs(30))?;
+        Ok(server)
+    }
+
+    fn wait_healthy(&self, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if http_get_status(self.addr, "/_interlog/health").is_ok_and(|s| s == 200) {
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "{} never answered 200 on /_interlog/health", self.addr);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The `Host` header value for requests to it.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// SIGTERM, then SIGKILL after 20 s.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child.kill()?;
+        self.child.wait()?;
+        anyhow::bail!("the server ignored SIGTERM for 20 s and was killed")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A plain blocking GET; the status code.
+pub fn http_get_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
+    http_get(addr, path).map(|(status, _)| status)
+}
+
+/// A plain blocking GET with `Connection: close`; status and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status line"))?;
+    let body = match response.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(at) => response[at + 4..].to_vec(),
+        None => Vec::new(),
+    };
+    Ok((status, body))
+}
+
+/// `noop-server`: binds, prints the same banner line as `interlog serve`, answers every
+/// request 200 with an empty body after reading the body. Runs until killed.
+pub fn run_noop_server(listen: SocketAddr) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        println!("interlog-bench noop listening on http://{addr}");
+        std::io::stdout().flush()?;
+        let app = axum::Router::new().fallback(|body: bytes::Bytes| async move {
+            std::hint::black_box(body.len());
+            axum::http::StatusCode::OK
+        });
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}
+
+/// A scratch directory for one benchmark (data dirs, logs, exports), removed on drop unless
+/// `keep`.
+pub fn work_dir(base: Option<&PathBuf>) -> anyhow::Result<tempfile::TempDir> {
+    let dir = match base {
+        Some(b) => {
+            std::fs::create_dir_all(b)?;
+            tempfile::Builder::new().prefix("interlog-bench-").tempdir_in(b)?
+        }
+        None => tempfile::Builder::new().prefix("interlog-bench-").tempdir()?,
+    };
+    Ok(dir)
+}

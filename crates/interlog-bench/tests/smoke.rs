@@ -1,0 +1,73 @@
+//! The benchmark's smoke run, so it never rots: `interlog-bench suite --smoke` against the
+//! `interlog` binary of the same target dir (or `$INTERLOG_BIN`), then `interlog-bench check`
+//! on the JSON it wrote. Asserts only that it ran and that every field is there; the figures of
+//! a debug build on a shared machine mean nothing.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn interlog_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("INTERLOG_BIN") {
+        return PathBuf::from(bin);
+    }
+    // target/<profile>/interlog-bench → target/<profile>/interlog
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_interlog-bench"));
+    bench.with_file_name(format!("interlog{}", std::env::consts::EXE_SUFFIX))
+}
+
+#[test]
+fn smoke_run_writes_a_complete_report() {
+    let bench = env!("CARGO_BIN_EXE_interlog-bench");
+    let server = interlog_bin();
+    assert!(
+        server.is_file(),
+        "{} is missing: build the server first (cargo build -p interlog), or set INTERLOG_BIN",
+        server.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = Command::new(bench)
+        .args(["suite", "--smoke", "--server-bin"])
+        .arg(&server)
+        .arg("--json")
+        .arg(&json)
+        .arg("--work-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "smoke run failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("== goals"), "no table on stdout:\n{stdout}");
+
+    let check = Command::new(bench).arg("check").arg(&json).output().unwrap();
+    assert!(
+        check.status.success(),
+        "report incomplete:\n{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // An independent look at the top-level shape, in case `check` itself drifts.
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for key in [
+        "schema",
+        "git_revision",
+        "machine",
+        "load_average_start",
+        "settings",
+        "scenarios",
+        "clients",
+        "export",
+        "goals",
+    ] {
+        assert!(report.get(key).is_some(), "{key} missing");
+    }
+    let sat = &report["scenarios"][0];
+    for key in
+        ["requests_per_s", "events_per_s", "latency_us", "server_peak_rss_mib", "server_cpu_s_per_million_events"]
+    {
+        assert!(sat["interlog"].get(key).is_some(), "scenarios[0].interlog.{key} missing");
+    }
+    assert!(sat["ratio_requests_per_s"].as_f64().unwrap() > 0.0);
+}
