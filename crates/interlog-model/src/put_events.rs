@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::event::Interaction;
-use crate::validation::{Checker, ValidationError, Violation};
+use crate::validation::{At, Checker, ValidationError, Violation};
 
 /// The documented maximum size of one event: 10 KB, measured as the event's JSON as sent.
 pub const MAX_EVENT_BYTES: usize = 10 * 1024;
@@ -152,10 +152,10 @@ pub fn parse_put_events(body: &[u8]) -> Result<PutEvents, ValidationError> {
 
     let mut events = Vec::with_capacity(raw_events.len());
     for (i, raw) in raw_events.iter().enumerate() {
-        let prefix = format!("eventList.{}.member", i + 1);
+        let prefix = EventPath(i + 1);
         if raw.get().len() > MAX_EVENT_BYTES {
             check.push(Violation::new(
-                prefix.clone(),
+                prefix.to_string(),
                 None,
                 format!(
                     "Member must be at most {MAX_EVENT_BYTES} bytes of JSON (10 KB); it is {} bytes",
@@ -170,9 +170,9 @@ pub fn parse_put_events(body: &[u8]) -> Result<PutEvents, ValidationError> {
         let de = &mut serde_json::Deserializer::from_str(raw.get());
         let event: WireEvent = match serde_path_to_error::deserialize(de) {
             Ok(e) => e,
-            Err(e) => return Err(body_error(&prefix, &e)),
+            Err(e) => return Err(body_error(&prefix.to_string(), &e)),
         };
-        if let Some(interaction) = validate_event(&mut check, &prefix, event, &wire) {
+        if let Some(interaction) = validate_event(&mut check, prefix, event, &wire) {
             events.push(interaction);
         }
     }
@@ -215,21 +215,31 @@ fn coral_path(serde_path: &str) -> String {
     out
 }
 
-fn validate_event(check: &mut Checker, prefix: &str, e: WireEvent, req: &WireRequest<'_>) -> Option<Interaction> {
+/// `eventList.N.member`, rendered only into messages.
+#[derive(Clone, Copy)]
+struct EventPath(usize);
+
+impl std::fmt::Display for EventPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "eventList.{}.member", self.0)
+    }
+}
+
+fn validate_event(check: &mut Checker, prefix: EventPath, e: WireEvent, req: &WireRequest<'_>) -> Option<Interaction> {
     let start = check.violations.len();
     let p = |member: &str| format!("{prefix}.{member}");
 
     if let Some(id) = &e.event_id {
-        check.length(&p("eventId"), id, 1, 256, false);
+        check.length(At(prefix, "eventId"), id, 1, 256, false);
     }
-    check.required_length(&p("eventType"), e.event_type.as_deref(), 1, 256, false);
+    check.required_length(At(prefix, "eventType"), e.event_type.as_deref(), 1, 256, false);
     if let Some(v) = e.event_value {
         if !v.is_finite() {
             check.push(Violation::new(p("eventValue"), Some(&v.to_string()), "Member must be a finite number"));
         }
     }
     if let Some(item) = &e.item_id {
-        check.length(&p("itemId"), item, 1, 256, true);
+        check.length(At(prefix, "itemId"), item, 1, 256, true);
     }
     match e.sent_at {
         None => check.push(Violation::missing(p("sentAt"))),
@@ -241,7 +251,7 @@ fn validate_event(check: &mut Checker, prefix: &str, e: WireEvent, req: &WireReq
         Some(_) => {}
     }
     if let Some(rid) = &e.recommendation_id {
-        check.length(&p("recommendationId"), rid, 1, 40, false);
+        check.length(At(prefix, "recommendationId"), rid, 1, 40, false);
     }
     if let Some(list) = &e.impression {
         if list.is_empty() {
@@ -250,7 +260,7 @@ fn validate_event(check: &mut Checker, prefix: &str, e: WireEvent, req: &WireReq
             check.push(Violation::new(p("impression"), None, "Member must have length less than or equal to 25"));
         }
         for (j, item) in list.iter().enumerate() {
-            check.length(&format!("{prefix}.impression.{}.member", j + 1), item, 1, 256, true);
+            check.length(format_args!("{prefix}.impression.{}.member", j + 1), item, 1, 256, true);
         }
         let joined = list.iter().map(|s| s.chars().count()).sum::<usize>() + list.len().saturating_sub(1);
         if joined > 1000 {
@@ -262,16 +272,16 @@ fn validate_event(check: &mut Checker, prefix: &str, e: WireEvent, req: &WireReq
         }
     }
     if let Some(ma) = &e.metric_attribution {
-        let path = p("metricAttribution.eventAttributionSource");
+        let path = At(prefix, "metricAttribution.eventAttributionSource");
         match &ma.event_attribution_source {
-            None => check.push(Violation::missing(path)),
+            None => check.push(Violation::missing(path.to_string())),
             Some(src) => {
                 check.length(&path, src, 0, 1024, false);
                 let printable = src.chars().all(|c| (' '..='~').contains(&c));
                 let visible = src.chars().any(|c| ('!'..='~').contains(&c));
                 if !(printable && visible) {
                     check.push(Violation::new(
-                        path,
+                        path.to_string(),
                         Some(src),
                         "Member must satisfy regular expression pattern: ^[\\x20-\\x7E]*[\\x21-\\x7E]+[\\x20-\\x7E]*$ \
                          (printable ASCII with at least one non-space character)",

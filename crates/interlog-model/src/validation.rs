@@ -91,19 +91,47 @@ impl Checker {
     }
 
     /// Length in characters (code points), as AWS counts them.
-    pub(crate) fn length(&mut self, path: &str, value: &str, min: usize, max: usize, sensitive: bool) {
+    /// `path` is only rendered when the rule is broken: valid requests build no message strings.
+    pub(crate) fn length(
+        &mut self,
+        path: impl std::fmt::Display,
+        value: &str,
+        min: usize,
+        max: usize,
+        sensitive: bool,
+    ) {
+        // Byte length bounds the character count from above (and every minimum here is 0 or 1),
+        // so most values skip counting characters.
+        if min <= 1 && value.len() <= max && (min == 0 || !value.is_empty()) {
+            return;
+        }
         let n = value.chars().count();
         let shown = if sensitive { None } else { Some(value) };
         if n < min {
-            self.push(Violation::new(path, shown, format!("Member must have length greater than or equal to {min}")));
+            self.push(Violation::new(
+                path.to_string(),
+                shown,
+                format!("Member must have length greater than or equal to {min}"),
+            ));
         } else if n > max {
-            self.push(Violation::new(path, shown, format!("Member must have length less than or equal to {max}")));
+            self.push(Violation::new(
+                path.to_string(),
+                shown,
+                format!("Member must have length less than or equal to {max}"),
+            ));
         }
     }
 
-    pub(crate) fn required_length(&mut self, path: &str, value: Option<&str>, min: usize, max: usize, sensitive: bool) {
+    pub(crate) fn required_length(
+        &mut self,
+        path: impl std::fmt::Display,
+        value: Option<&str>,
+        min: usize,
+        max: usize,
+        sensitive: bool,
+    ) {
         match value {
-            None => self.push(Violation::missing(path)),
+            None => self.push(Violation::missing(path.to_string())),
             Some(v) => self.length(path, v, min, max, sensitive),
         }
     }
@@ -153,5 +181,14 @@ mod tests {
     fn long_values_are_cut() {
         let v = Violation::new("p", Some(&"a".repeat(300)), "r");
         assert!(v.to_string().len() < 200);
+    }
+}
+
+/// A member path rendered only when needed: `prefix.member` (`eventList.1.member.eventType`).
+pub(crate) struct At<'a, P: fmt::Display>(pub(crate) P, pub(crate) &'a str);
+
+impl<P: fmt::Display> fmt::Display for At<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
     }
 }

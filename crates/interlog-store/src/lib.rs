@@ -61,7 +61,7 @@ pub trait EventStore: Send + Sync + 'static {
     fn stats(&self) -> StoreStats;
 
     /// Resolves a tracking ID to where its events go. Hot path: answered from memory.
-    fn tracker(&self, tracking_id: &str) -> Option<TrackerTarget>;
+    fn tracker(&self, tracking_id: &str) -> Option<std::sync::Arc<TrackerTarget>>;
 
     /// Creates the default dataset group, schema, dataset and tracker if the store has none.
     async fn bootstrap(&self, spec: Bootstrap) -> Result<Bootstrapped, StoreError>;

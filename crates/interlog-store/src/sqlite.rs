@@ -70,7 +70,7 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<AppendJob>,
     /// Control-plane connection; writes here are rare and short.
     control: Mutex<Connection>,
-    trackers: RwLock<HashMap<String, TrackerTarget>>,
+    trackers: RwLock<HashMap<String, Arc<TrackerTarget>>>,
     counters: Arc<Counters>,
     /// Held for the life of the store so a second server cannot open the same data dir.
     _lock: std::fs::File,
@@ -263,7 +263,7 @@ pub(crate) fn now() -> f64 {
     (d.as_millis() as f64) / 1000.0
 }
 
-fn load_trackers(conn: &Connection) -> Result<HashMap<String, TrackerTarget>, StoreError> {
+fn load_trackers(conn: &Connection) -> Result<HashMap<String, Arc<TrackerTarget>>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT t.tracking_id, t.account, g.arn, d.id, s.body
          FROM event_trackers t JOIN dataset_groups g ON g.id = t.dataset_group_id
@@ -287,7 +287,7 @@ fn load_trackers(conn: &Connection) -> Result<HashMap<String, TrackerTarget>, St
                 None
             }
         });
-        trackers.insert(tracking_id, TrackerTarget { account, dataset_group_arn, dataset_id, schema });
+        trackers.insert(tracking_id, Arc::new(TrackerTarget { account, dataset_group_arn, dataset_id, schema }));
     }
     Ok(trackers)
 }
@@ -583,7 +583,7 @@ impl EventStore for SqliteStore {
         }
     }
 
-    fn tracker(&self, tracking_id: &str) -> Option<TrackerTarget> {
+    fn tracker(&self, tracking_id: &str) -> Option<Arc<TrackerTarget>> {
         self.trackers.read().expect("tracker cache poisoned").get(tracking_id).cloned()
     }
 
