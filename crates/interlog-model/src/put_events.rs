@@ -205,9 +205,11 @@ fn coral_path(serde_path: &str) -> String {
     while let Some(open) = rest.find('[') {
         out.push_str(&rest[..open]);
         let close = rest[open..].find(']').map_or(rest.len(), |c| open + c);
-        match rest[open + 1..close].parse::<usize>() {
-            Ok(i) => out.push_str(&format!(".{}.member", i + 1)),
-            Err(_) => out.push_str(&rest[open..=close.min(rest.len() - 1)]),
+        // A map key may hold brackets too (`"a[18446744073709551615]"`): only a number that
+        // can be an index is rewritten, everything else is kept as sent.
+        match rest[open + 1..close].parse::<usize>().ok().and_then(|i| i.checked_add(1)) {
+            Some(n) => out.push_str(&format!(".{n}.member")),
+            None => out.push_str(&rest[open..=close.min(rest.len() - 1)]),
         }
         rest = rest.get(close + 1..).unwrap_or("");
     }
@@ -466,6 +468,14 @@ mod tests {
         assert!(m.contains("Error parsing properties json"), "{m}");
         let m = err("[]");
         assert!(m.contains("must be a JSON object"), "{m}");
+    }
+
+    #[test]
+    fn bracketed_numbers_in_unknown_keys_do_not_overflow() {
+        // Found by the put_events fuzz target: the key's "[18446744073709551615]" was read as an index.
+        let body = br#"{"t:[]o$si:[00000018446744073709551615]":}"#;
+        assert!(parse_put_events(body).is_err());
+        assert_eq!(super::coral_path("a[18446744073709551615].b[0]"), "a[18446744073709551615].b.1.member");
     }
 
     #[test]
