@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::put_events::normalize_key;
 use crate::schema::{Field, FieldType, Schema};
-use crate::validation::Violation;
+use crate::validation::{json_kind, Violation};
 
 /// Categorical values, `|` separators included (§7.4).
 pub const MAX_CATEGORICAL_CHARS: usize = 1000;
@@ -283,17 +283,6 @@ fn describe(v: &Value) -> &'static str {
     match v {
         Value::String(_) => "a non-numeric string",
         other => json_kind(other),
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::event::Interaction;
-use crate::validation::{At, Checker, ValidationError, Violation};
+use crate::validation::{json_kind, At, Checker, ValidationError, Violation};
 
 /// The documented maximum size of one event: 10 KB, measured as the event's JSON as sent.
 pub const MAX_EVENT_BYTES: usize = 10 * 1024;
@@ -104,17 +104,6 @@ fn epoch_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Erro
             "expected epoch seconds as a JSON number (for example 1700000000.5), got {}",
             json_kind(&other)
         ))),
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use serde_json::{Map, Value};
 
 use crate::put_events::normalize_key;
-use crate::validation::ValidationError;
+use crate::validation::{json_kind, ValidationError};
 
 /// The default Interactions schema that interlog creates on first start.
 pub const DEFAULT_INTERACTIONS_SCHEMA: &str = r#"{"type": "record", "name": "Interactions", "namespace": "com.amazonaws.personalize.schema", "fields": [{"name": "USER_ID", "type": "string"}, {"name": "ITEM_ID", "type": "string"}, {"name": "TIMESTAMP", "type": "long"}, {"name": "EVENT_TYPE", "type": "string"}, {"name": "EVENT_VALUE", "type": ["null", "float"]}, {"name": "IMPRESSION", "type": ["null", "string"]}, {"name": "RECOMMENDATION_ID", "type": ["null", "string"]}, {"name": "EVENT_ATTRIBUTION_SOURCE", "type": ["null", "string"]}], "version": "1.0"}"#;
@@ -937,17 +937,6 @@ fn capitalise(s: &str) -> String {
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -79,6 +79,19 @@ impl fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
+/// How a JSON value is named in messages: "a string", "an object", ...
+pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// Collects violations so one response names every problem of a request at once.
 #[derive(Debug, Default)]
 pub(crate) struct Checker {
@@ -145,6 +158,15 @@ impl Checker {
     }
 }
 
+/// A member path rendered only when needed: `prefix.member` (`eventList.1.member.eventType`).
+pub(crate) struct At<'a, P: fmt::Display>(pub(crate) P, pub(crate) &'a str);
+
+impl<P: fmt::Display> fmt::Display for At<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,14 +203,5 @@ mod tests {
     fn long_values_are_cut() {
         let v = Violation::new("p", Some(&"a".repeat(300)), "r");
         assert!(v.to_string().len() < 200);
-    }
-}
-
-/// A member path rendered only when needed: `prefix.member` (`eventList.1.member.eventType`).
-pub(crate) struct At<'a, P: fmt::Display>(pub(crate) P, pub(crate) &'a str);
-
-impl<P: fmt::Display> fmt::Display for At<'_, P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.0, self.1)
     }
 }
