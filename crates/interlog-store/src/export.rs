@@ -1,7 +1,8 @@
 //! Writing a dataset out: Personalize's dataset CSV (§8 of the spec) or JSON lines.
 //!
 //! Both `interlog export` and the server's export endpoint use this one writer, so the files
-//! they produce are identical.
+//! they produce are identical; [`UniqueEvents`] is the one reader that removes repeated eventIds
+//! exactly (first copy wins) over any engine.
 
 use std::io::{self, Write};
 
@@ -11,7 +12,7 @@ use interlog_model::schema::Schema;
 use interlog_model::Interaction;
 use serde_json::{Map, Value};
 
-use crate::StoredEvent;
+use crate::{EventStore, StoreError, StoredEvent};
 
 /// What a scan read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,6 +21,97 @@ pub struct ScanStats {
     pub events: u64,
     /// Later copies of an eventId that were skipped.
     pub duplicates: u64,
+}
+
+/// Events read per page: large enough to amortise a read, small enough to stay short.
+pub const PAGE_EVENTS: usize = 5_000;
+
+/// A dataset's events in arrival order, each eventId once (its first copy), read page by page
+/// through [`EventStore::read`] so no snapshot is held between pages.
+///
+/// Memory: one 128-bit keyed hash per distinct eventId (about 32 bytes with the set's overhead).
+/// Two eventIds are taken for one only if their 128-bit hashes collide, with probability about
+/// n²/2¹²⁹ for n distinct events (10⁻²⁵ for ten million): exact in practice, and the seed is
+/// random per export, so no client can aim for a collision.
+pub struct UniqueEvents<'a> {
+    store: &'a dyn EventStore,
+    dataset_id: i64,
+    after: i64,
+    page: usize,
+    seed: u64,
+    seen: std::collections::HashSet<u128>,
+    stats: ScanStats,
+    done: bool,
+}
+
+impl<'a> UniqueEvents<'a> {
+    pub fn new(store: &'a dyn EventStore, dataset_id: i64) -> Self {
+        UniqueEvents {
+            store,
+            dataset_id,
+            after: 0,
+            page: PAGE_EVENTS,
+            seed: rand_seed(),
+            seen: Default::default(),
+            stats: ScanStats::default(),
+            done: false,
+        }
+    }
+
+    /// Reads `page` events at a time instead of [`PAGE_EVENTS`].
+    pub fn with_page(mut self, page: usize) -> Self {
+        self.page = page.max(1);
+        self
+    }
+
+    /// The next page of first copies, `None` at the end. A page may be empty when every event
+    /// read was a repeat.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<StoredEvent>>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let events = self.store.read(self.dataset_id, self.after, self.page).await?;
+        if events.len() < self.page {
+            self.done = true;
+        }
+        let Some(last) = events.last() else { return Ok(None) };
+        self.after = last.seq;
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let key = xxhash_rust::xxh3::xxh3_128_with_seed(e.interaction.event_id.as_bytes(), self.seed);
+            if self.seen.insert(key) {
+                self.stats.events += 1;
+                out.push(e);
+            } else {
+                self.stats.duplicates += 1;
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Every first copy, handed to `visit` in order.
+    pub async fn for_each(
+        mut self,
+        mut visit: impl FnMut(&StoredEvent) -> io::Result<()>,
+    ) -> Result<ScanStats, StoreError> {
+        while let Some(page) = self.next_page().await? {
+            for e in &page {
+                visit(e)?;
+            }
+        }
+        Ok(self.stats)
+    }
+
+    /// What has been read so far.
+    pub fn stats(&self) -> ScanStats {
+        self.stats
+    }
+}
+
+fn rand_seed() -> u64 {
+    let id = uuid::Uuid::new_v4();
+    let (hi, lo) = id.as_u64_pair();
+    hi ^ lo
 }
 
 /// The output formats of an export.

@@ -1,83 +1,48 @@
-//! Durable storage for interlog: recorded events and the Personalize resources they belong to.
+//! Durable storage for interlog, engine-neutral: recorded events and the Personalize resources
+//! they belong to.
 //!
-//! [`EventStore`] is the boundary the server talks to; [`SqliteStore`] is the embedded engine
-//! behind it. A call to [`EventStore::append`] resolves only after its events are committed and
-//! synced to disk. Why the store appends and deduplicates when exporting is in `docs/storage.md`.
+//! [`Store`] is the boundary the server talks to: [`EventStore`] (the hot path: durable appends,
+//! paged reads of a dataset's log) and [`Catalog`] (control-plane resources as generic rows with
+//! their rules passed as data). Engines live in their own crates (`interlog-store-sqlite`,
+//! `interlog-store-postgres`) and prove themselves against one [`testing`] conformance suite.
+//! What is written once for every engine lives here: the typed resources
+//! ([`catalog::resources`]), the hot path's [`cache`], the first start's [`bootstrap`], the
+//! export writer and exact de-duplication ([`export`]) and the retry [`window`].
 
+pub mod bootstrap;
+pub mod cache;
 pub mod catalog;
 pub mod error;
+pub mod events;
 pub mod export;
-pub mod resources;
-pub mod sqlite;
-mod window;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod window;
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use interlog_model::Interaction;
 
+pub use bootstrap::{bootstrap, Bootstrap, Bootstrapped};
+pub use cache::{CatalogCache, DatasetTarget, TrackerKind, TrackerTarget};
+pub use catalog::Catalog;
 pub use error::StoreError;
-pub use resources::{Bootstrap, Bootstrapped, DatasetGroup, EventTracker, TrackerTarget};
-pub use sqlite::{SqliteStore, StoreOptions};
+pub use events::{AppendOutcome, EventStore, Health, StoreStats, StoredEvent, WriterOptions};
 
-/// What one append did: events new to the dataset, and events dropped as repeats of an eventId
-/// already recorded (the first copy wins).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AppendOutcome {
-    pub stored: usize,
-    pub duplicates: usize,
-}
-
-/// Counters of the write path since the store was opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StoreStats {
-    /// Durable commits (each one fsync of the log).
-    pub commits: u64,
-    /// Commits that failed; none of their requests was acknowledged.
-    pub failed_commits: u64,
-    /// Events stored.
-    pub events_stored: u64,
-    /// Events dropped at the door as repeats of a recent eventId.
-    pub duplicates_dropped: u64,
-    /// Requests refused because the write queue was full.
-    pub throttled: u64,
-}
-
-/// One recorded event as read back: its arrival sequence number and the interaction.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredEvent {
-    pub seq: i64,
-    /// When the server received it, in epoch seconds.
-    pub received_at: f64,
-    pub interaction: Interaction,
-}
-
-/// The storage boundary of the server.
+/// A whole store: events and catalog, one engine.
 #[async_trait]
-pub trait EventStore: Send + Sync + 'static {
-    /// Appends the events of one request to a dataset, all or nothing. Resolves once they are
-    /// durable. An event whose eventId is already recorded for the dataset is not stored again.
-    async fn append(&self, dataset_id: i64, events: Vec<Interaction>) -> Result<AppendOutcome, StoreError>;
+pub trait Store: EventStore + Catalog {
+    /// `sqlite` or `postgres`, for logs and metrics.
+    fn engine(&self) -> &'static str;
 
-    /// Counters of the write path (commits, events, throttling).
-    fn stats(&self) -> StoreStats;
+    /// Stops taking writes, lets the writer finish what it holds and releases the location
+    /// (locks, connections), so the same location can be opened again at once.
+    async fn close(&self);
+}
 
-    /// Resolves a tracking ID to where its events go. Hot path: answered from memory.
-    fn tracker(&self, tracking_id: &str) -> Option<std::sync::Arc<TrackerTarget>>;
-
-    /// Creates the default dataset group, schema, dataset and tracker if the store has none.
-    async fn bootstrap(&self, spec: Bootstrap) -> Result<Bootstrapped, StoreError>;
-
-    /// Runs a control-plane operation in one transaction, then refreshes what the hot path
-    /// caches (tracking IDs). Blocking: run it off the async runtime.
-    fn catalog(&self, op: &mut dyn FnMut(&catalog::CatalogTx<'_>) -> Result<(), StoreError>) -> Result<(), StoreError>;
-
-    /// Finds a dataset group by name (or the default one) in an account.
-    async fn dataset_group(&self, account: &str, name: Option<&str>) -> Result<DatasetGroup, StoreError>;
-
-    /// Calls `visit` with every event of the dataset in arrival order, each eventId once (its
-    /// first copy). Blocking: run it off the async runtime.
-    fn scan(
-        &self,
-        dataset_id: i64,
-        visit: &mut dyn FnMut(StoredEvent) -> std::io::Result<()>,
-    ) -> Result<export::ScanStats, StoreError>;
+/// The store's clock: epoch seconds with milliseconds, like the service's own
+/// `creationDateTime` values (1542392161.837).
+pub fn now() -> f64 {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    (d.as_millis() as f64) / 1000.0
 }

@@ -1,4 +1,5 @@
-//! A bounded window of recently stored eventIds, so client retries are dropped at the door.
+//! A bounded window of recently stored eventIds, so client retries are dropped at the door; every
+//! engine's writer keeps one.
 //!
 //! The window only holds 64-bit hashes and sequence numbers (about 40 bytes an entry); a hit is
 //! confirmed against the stored row before anything is dropped, so a hash collision can never
@@ -7,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 
-pub(crate) struct Window {
+pub struct Window {
     hasher: RandomState,
     capacity: usize,
     seqs: HashMap<u64, i64>,
@@ -15,19 +16,19 @@ pub(crate) struct Window {
 }
 
 impl Window {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         Window { hasher: RandomState::new(), capacity, seqs: HashMap::new(), order: VecDeque::new() }
     }
 
-    pub(crate) fn key(&self, dataset_id: i64, event_id: &str) -> u64 {
+    pub fn key(&self, dataset_id: i64, event_id: &str) -> u64 {
         self.hasher.hash_one((dataset_id, event_id))
     }
 
-    pub(crate) fn get(&self, key: u64) -> Option<i64> {
+    pub fn get(&self, key: u64) -> Option<i64> {
         self.seqs.get(&key).copied()
     }
 
-    pub(crate) fn insert(&mut self, key: u64, seq: i64) {
+    pub fn insert(&mut self, key: u64, seq: i64) {
         if self.capacity == 0 {
             return;
         }
@@ -41,9 +42,12 @@ impl Window {
         }
     }
 
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.seqs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seqs.is_empty()
     }
 }
 

@@ -1,0 +1,877 @@
+//! The conformance suite: the same cases against every engine (Vector's habit of one suite for
+//! every component). An engine's `tests/conformance.rs` implements [`Engine`] and expands
+//! [`conformance_suite!`](crate::conformance_suite), which makes one `#[tokio::test]` per case.
+//!
+//! Cases that need two stores open on one location at once (nodes of one deployment) run only
+//! for engines that say [`Engine::shared`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use interlog_model::arn::Scope;
+use interlog_model::Interaction;
+
+use crate::catalog::resources::{CatalogExt, DatasetSpec, ExportJobSpec, GroupSpec, New, SchemaSpec, TrackerSpec};
+use crate::catalog::{
+    in_use, missing, DeleteRules, InsertRules, KeyRecord, Kind, Quota, Requirement, MAX_TAGS_PER_RESOURCE,
+};
+use crate::export::UniqueEvents;
+use crate::{bootstrap, Bootstrap, CatalogCache, Health, Store, StoreError, StoredEvent, WriterOptions};
+
+/// How a test reaches an engine.
+#[async_trait]
+pub trait Engine: Send + Sync {
+    /// A new, empty location (a temporary directory, a fresh database schema), kept for the
+    /// engine's lifetime and removed after.
+    async fn location(&self) -> String;
+    /// Opens (creating if needed) the store at a location.
+    async fn open(&self, location: &str, options: WriterOptions) -> Arc<dyn Store>;
+    /// Whether several stores may be open on one location at once, as nodes of one deployment.
+    fn shared(&self) -> bool;
+}
+
+/// Expands into one test per conformance case. `$engine` is an expression of type
+/// `Option<impl Engine>`; `None` skips every case with a printed line (an engine whose service
+/// is not configured on this machine).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($engine:expr) => {
+        $crate::conformance_suite!(@cases $engine;
+            append_then_read_in_order, repeats_are_dropped_at_the_door, unique_events_drop_repeats_past_the_window,
+            events_survive_a_reopen_and_the_window_is_warmed, concurrent_appends_land_once_each,
+            datasets_are_separate, read_pages_are_bounded, insert_get_list_update_delete,
+            names_and_arns_are_unique, quota_holds_under_concurrent_inserts, quota_counts_only_given_statuses,
+            requirements_must_hold, delete_rules, claims_with_expected_status, tags, version_grows_and_is_watched,
+            deleting_a_dataset_purges_its_events, root_key_first_one_wins, bootstrap_once, cache_follows_the_catalog,
+            fresh_store_is_writable, nodes_share_events_and_dedup, nodes_see_each_others_catalog,
+            quota_holds_across_nodes, bootstrap_once_across_nodes);
+    };
+    (@cases $engine:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let Some(engine) = $engine else {
+                    eprintln!("SKIPPED {}: the engine is not configured here", stringify!($case));
+                    return;
+                };
+                $crate::testing::$case(&engine).await;
+            }
+        )*
+    };
+}
+
+const ACCOUNT: &str = "000000000000";
+const OTHER: &str = "111111111111";
+
+fn scope(account: &str) -> Scope {
+    Scope { region: "us-east-1".into(), account: account.into() }
+}
+
+/// An event with every member set, so a round trip checks every column.
+pub fn event(id: &str, item: &str) -> Interaction {
+    Interaction {
+        event_id: id.into(),
+        session_id: "session-1".into(),
+        user_id: Some("user-1".into()),
+        item_id: Some(item.into()),
+        event_type: "click".into(),
+        event_value: Some(4.25),
+        sent_at: 1_700_000_000.123_456,
+        properties: Some(r#"{"numberOfRatings": "12", "ünïcode": "✓"}"#.into()),
+        recommendation_id: Some("rec-1".into()),
+        impression: Some(vec![item.into(), "other, \"quoted\"".into()]),
+        event_attribution_source: Some("email".into()),
+    }
+}
+
+/// A bare event (optional members absent).
+pub fn bare(id: &str) -> Interaction {
+    Interaction {
+        event_id: id.into(),
+        session_id: "s".into(),
+        user_id: None,
+        item_id: None,
+        event_type: "view".into(),
+        event_value: None,
+        sent_at: -5.0,
+        properties: None,
+        recommendation_id: None,
+        impression: None,
+        event_attribution_source: None,
+    }
+}
+
+async fn open(engine: &dyn Engine) -> (String, Arc<dyn Store>) {
+    let location = engine.location().await;
+    let store = engine.open(&location, WriterOptions::default()).await;
+    (location, store)
+}
+
+/// The default dataset of a bootstrapped account.
+async fn default_dataset(store: &dyn Store, account: &str) -> i64 {
+    bootstrap(store, &Bootstrap { scope: scope(account), tracking_id: None }).await.expect("bootstrap").dataset.meta.id
+}
+
+async fn all(store: &dyn Store, dataset: i64) -> Vec<StoredEvent> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.read(dataset, after, 1000).await.expect("read");
+        let Some(last) = page.last() else { return out };
+        after = last.seq;
+        out.extend(page);
+    }
+}
+
+async fn unique(store: &dyn Store, dataset: i64) -> Vec<StoredEvent> {
+    let mut out = Vec::new();
+    UniqueEvents::new(store, dataset)
+        .with_page(3)
+        .for_each(|e| {
+            out.push(e.clone());
+            Ok(())
+        })
+        .await
+        .expect("unique events");
+    out
+}
+
+fn ids(events: &[StoredEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.interaction.event_id.as_str()).collect()
+}
+
+fn schema_new(account: &str, name: &str) -> New<SchemaSpec> {
+    New {
+        account: account.into(),
+        arn: scope(account).arn("schema", name),
+        name: name.into(),
+        parent: None,
+        uses: None,
+        status: "ACTIVE".into(),
+        unique_key: Some(name.into()),
+        tags: vec![],
+        spec: SchemaSpec { body: interlog_model::schema::DEFAULT_INTERACTIONS_SCHEMA.into(), domain: None },
+    }
+}
+
+fn group_new(account: &str, name: &str) -> New<GroupSpec> {
+    New {
+        account: account.into(),
+        arn: scope(account).arn("dataset-group", name),
+        name: name.into(),
+        parent: None,
+        uses: None,
+        status: "ACTIVE".into(),
+        unique_key: Some(name.into()),
+        tags: vec![],
+        spec: GroupSpec::default(),
+    }
+}
+
+fn dataset_new(account: &str, group: &str, schema_arn: &str) -> New<DatasetSpec> {
+    New {
+        account: account.into(),
+        arn: scope(account).arn("dataset", &format!("{group}/INTERACTIONS")),
+        name: format!("{group}-interactions"),
+        parent: Some(scope(account).arn("dataset-group", group)),
+        uses: Some(schema_arn.into()),
+        status: "ACTIVE".into(),
+        unique_key: None,
+        tags: vec![],
+        spec: DatasetSpec { dataset_type: "INTERACTIONS".into(), tracking_id: None },
+    }
+}
+
+fn tracker_new(account: &str, group_arn: &str, tracking_id: &str) -> New<TrackerSpec> {
+    New {
+        account: account.into(),
+        arn: scope(account).arn("event-tracker", &tracking_id[..8.min(tracking_id.len())]),
+        name: format!("tracker-{tracking_id}"),
+        parent: Some(group_arn.into()),
+        uses: None,
+        status: "ACTIVE".into(),
+        unique_key: Some(group_arn.into()),
+        tags: vec![],
+        spec: TrackerSpec { tracking_id: tracking_id.into() },
+    }
+}
+
+fn job_new(account: &str, name: &str, dataset_arn: &str, dataset_id: i64) -> New<ExportJobSpec> {
+    New {
+        account: account.into(),
+        arn: scope(account).arn("dataset-export-job", name),
+        name: name.into(),
+        parent: Some(dataset_arn.into()),
+        uses: None,
+        status: "CREATE PENDING".into(),
+        unique_key: Some(name.into()),
+        tags: vec![],
+        spec: ExportJobSpec {
+            dataset_id,
+            ingestion_mode: "PUT".into(),
+            role_arn: "arn:aws:iam::000000000000:role/r".into(),
+            path: "file:///tmp/".into(),
+            kms_key_arn: None,
+            failure_reason: None,
+            lease: None,
+        },
+    }
+}
+
+fn plain(exists: &str) -> InsertRules {
+    InsertRules { exists_message: exists.into(), ..InsertRules::default() }
+}
+
+fn requires(kind: Kind, arn: &str, active: bool) -> Requirement {
+    Requirement { kind, arn: arn.into(), active }
+}
+
+/// A group with a schema and an Interactions dataset; returns (group ARN, dataset ARN, dataset id).
+async fn group_with_dataset(store: &dyn Store, account: &str, name: &str) -> (String, String, i64) {
+    let schema = store.create(schema_new(account, &format!("{name}-schema")), plain("exists")).await.unwrap();
+    let group = store.create(group_new(account, name), plain("exists")).await.unwrap();
+    let dataset = store
+        .create(
+            dataset_new(account, name, &schema.meta.arn),
+            InsertRules {
+                requires: vec![
+                    requires(Kind::DatasetGroup, &group.meta.arn, true),
+                    requires(Kind::Schema, &schema.meta.arn, false),
+                ],
+                exists_message: "exists".into(),
+                ..InsertRules::default()
+            },
+        )
+        .await
+        .unwrap();
+    (group.meta.arn, dataset.meta.arn, dataset.meta.id)
+}
+
+async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---- events ----
+
+pub async fn append_then_read_in_order(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let before = crate::now();
+    let sent = vec![event("e1", "i1"), bare("e2"), event("e3", "i3")];
+    let o = store.append(dataset, sent.clone()).await.unwrap();
+    assert_eq!((o.stored, o.duplicates), (3, 0));
+    let got = all(&*store, dataset).await;
+    assert_eq!(got.iter().map(|e| e.interaction.clone()).collect::<Vec<_>>(), sent, "every member round-trips");
+    assert!(got.windows(2).all(|w| w[0].seq < w[1].seq), "seq grows in arrival order");
+    assert!(got.iter().all(|e| e.received_at >= before - 1.0 && e.received_at <= crate::now() + 1.0));
+    let after_first = store.read(dataset, got[0].seq, 1).await.unwrap();
+    assert_eq!(ids(&after_first), ["e2"]);
+    let stats = store.stats();
+    assert_eq!(stats.events_stored, 3);
+    assert!(stats.commits >= 1);
+}
+
+pub async fn repeats_are_dropped_at_the_door(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let o = store.append(dataset, vec![event("a", "first"), event("a", "second"), event("b", "x")]).await.unwrap();
+    assert_eq!((o.stored, o.duplicates), (2, 1));
+    let o = store.append(dataset, vec![event("a", "third")]).await.unwrap();
+    assert_eq!((o.stored, o.duplicates), (0, 1));
+    let got = all(&*store, dataset).await;
+    assert_eq!(ids(&got), ["a", "b"]);
+    assert_eq!(got[0].interaction.item_id.as_deref(), Some("first"), "the first copy wins");
+    assert_eq!(store.stats().duplicates_dropped, 2);
+}
+
+pub async fn unique_events_drop_repeats_past_the_window(engine: &dyn Engine) {
+    let location = engine.location().await;
+    let store = engine.open(&location, WriterOptions { window_events: 2, ..Default::default() }).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    for (id, item) in [("a", "first"), ("b", "x"), ("c", "x"), ("a", "second"), ("d", "x"), ("b", "again")] {
+        store.append(dataset, vec![event(id, item)]).await.unwrap();
+    }
+    assert_eq!(all(&*store, dataset).await.len(), 6, "past the window, repeats are stored");
+    let got = unique(&*store, dataset).await;
+    assert_eq!(ids(&got), ["a", "b", "c", "d"]);
+    assert_eq!(got[0].interaction.item_id.as_deref(), Some("first"));
+    let mut reader = UniqueEvents::new(&*store, dataset).with_page(4);
+    while reader.next_page().await.unwrap().is_some() {}
+    assert_eq!((reader.stats().events, reader.stats().duplicates), (4, 2));
+}
+
+pub async fn events_survive_a_reopen_and_the_window_is_warmed(engine: &dyn Engine) {
+    let (location, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    store.append(dataset, vec![event("a", "1"), event("b", "2")]).await.unwrap();
+    store.close().await;
+    drop(store);
+    let store = engine.open(&location, WriterOptions::default()).await;
+    assert_eq!(ids(&all(&*store, dataset).await), ["a", "b"]);
+    let o = store.append(dataset, vec![event("b", "retry"), event("c", "3")]).await.unwrap();
+    assert_eq!((o.stored, o.duplicates), (1, 1), "a retry across a restart is dropped at the door");
+    assert_eq!(default_dataset(&*store, ACCOUNT).await, dataset, "bootstrap reuses the stored resources");
+}
+
+pub async fn concurrent_appends_land_once_each(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for r in 0..20 {
+                // Every request also repeats one eventId of another task: stored once overall.
+                let mut events: Vec<_> = (0..4).map(|i| bare(&format!("t{t}-r{r}-{i}"))).collect();
+                events.push(bare(&format!("shared-{r}")));
+                store.append(dataset, events).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let got = unique(&*store, dataset).await;
+    let distinct: HashSet<&str> = ids(&got).into_iter().collect();
+    assert_eq!(got.len(), distinct.len());
+    assert_eq!(got.len(), 16 * 20 * 4 + 20);
+}
+
+pub async fn datasets_are_separate(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let a = default_dataset(&*store, ACCOUNT).await;
+    let (_, _, b) = group_with_dataset(&*store, ACCOUNT, "second").await;
+    assert_ne!(a, b);
+    store.append(a, vec![event("same", "in-a")]).await.unwrap();
+    let o = store.append(b, vec![event("same", "in-b")]).await.unwrap();
+    assert_eq!(o.stored, 1, "the same eventId in another dataset is another event");
+    assert_eq!(all(&*store, a).await[0].interaction.item_id.as_deref(), Some("in-a"));
+    assert_eq!(all(&*store, b).await[0].interaction.item_id.as_deref(), Some("in-b"));
+}
+
+pub async fn read_pages_are_bounded(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    for r in 0..5 {
+        store.append(dataset, (0..10).map(|i| bare(&format!("{r}-{i}"))).collect()).await.unwrap();
+    }
+    let first = store.read(dataset, 0, 7).await.unwrap();
+    assert_eq!(first.len(), 7);
+    let rest = store.read(dataset, first[6].seq, 100).await.unwrap();
+    assert_eq!(rest.len(), 43);
+    assert!(store.read(dataset, rest[42].seq, 100).await.unwrap().is_empty());
+    assert!(store.read(dataset + 1_000_000, 0, 100).await.unwrap().is_empty(), "an unknown dataset reads empty");
+}
+
+// ---- catalog ----
+
+pub async fn insert_get_list_update_delete(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let mut arns = Vec::new();
+    for i in 0..5 {
+        let s = store.create(schema_new(ACCOUNT, &format!("s{i}")), plain("exists")).await.unwrap();
+        assert_eq!(s.meta.kind, Kind::Schema);
+        assert_eq!(s.meta.status, "ACTIVE");
+        assert!(s.meta.created > 1e9 && s.meta.created == s.meta.updated);
+        arns.push(s.meta.arn);
+    }
+    store.create(schema_new(OTHER, "s0"), plain("exists")).await.unwrap();
+    let got = store.describe::<SchemaSpec>(ACCOUNT, &arns[2]).await.unwrap();
+    assert_eq!(got.meta.name, "s2");
+    assert_eq!(got.spec.body, interlog_model::schema::DEFAULT_INTERACTIONS_SCHEMA);
+    // Another account's resource is not found, never forbidden.
+    let err = store.describe::<SchemaSpec>(OTHER, &arns[2]).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(ref m) if m == &format!("Could not find the schema {}", arns[2])),
+        "{err:?}"
+    );
+    assert!(store.find::<GroupSpec>(ACCOUNT, &arns[2]).await.unwrap().is_none(), "kind is part of the key");
+
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.list_page::<SchemaSpec>(Some(ACCOUNT), None, after, 2).await.unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.into_iter().map(|s| s.meta.arn));
+        match page.next {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    assert_eq!(seen, arns, "creation order, every page");
+    assert_eq!(store.list_all::<SchemaSpec>(None, None).await.unwrap().len(), 6, "all accounts");
+
+    let mut spec = got.spec.clone();
+    spec.domain = Some("ECOMMERCE".into());
+    let changed = store.change(ACCOUNT, &arns[2], None, Some("UPDATED"), Some(&spec)).await.unwrap();
+    assert_eq!(changed.meta.status, "UPDATED");
+    assert_eq!(changed.spec.domain.as_deref(), Some("ECOMMERCE"));
+    assert!(changed.meta.updated >= changed.meta.created);
+    assert_eq!(store.describe::<SchemaSpec>(ACCOUNT, &arns[2]).await.unwrap(), changed);
+    let err = store.change::<SchemaSpec>(OTHER, &arns[2], None, Some("X"), None).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+    let deleted = store.remove::<SchemaSpec>(ACCOUNT, &arns[2], DeleteRules::default()).await.unwrap();
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0].arn, arns[2]);
+    assert!(store.find::<SchemaSpec>(ACCOUNT, &arns[2]).await.unwrap().is_none());
+    let err = store.remove::<SchemaSpec>(ACCOUNT, &arns[2], DeleteRules::default()).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    // Ids are never reused.
+    let again = store.create(schema_new(ACCOUNT, "s2"), plain("exists")).await.unwrap();
+    assert!(again.meta.id > got.meta.id);
+}
+
+pub async fn names_and_arns_are_unique(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    store.create(schema_new(ACCOUNT, "s"), plain("first")).await.unwrap();
+    let err = store.create(schema_new(ACCOUNT, "s"), plain("A schema named s already exists")).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists(ref m) if m == "A schema named s already exists"), "{err:?}");
+    // Same unique key, another ARN (another region): still taken.
+    let mut other_region = schema_new(ACCOUNT, "s");
+    other_region.arn = other_region.arn.replace("us-east-1", "eu-west-1");
+    assert!(matches!(store.create(other_region, plain("x")).await, Err(StoreError::AlreadyExists(_))));
+    // Same ARN, no unique key (datasets): taken.
+    let (_, dataset_arn, _) = group_with_dataset(&*store, ACCOUNT, "g").await;
+    let mut twin = dataset_new(ACCOUNT, "g", &scope(ACCOUNT).arn("schema", "g-schema"));
+    twin.name = "another name".into();
+    assert_eq!(twin.arn, dataset_arn);
+    assert!(matches!(store.create(twin, plain("x")).await, Err(StoreError::AlreadyExists(_))));
+    // The unique key is per account and per kind.
+    store.create(schema_new(OTHER, "s"), plain("x")).await.unwrap();
+    store.create(group_new(ACCOUNT, "s"), plain("x")).await.unwrap();
+    // A failed insert left nothing behind.
+    assert_eq!(store.list_all::<SchemaSpec>(Some(ACCOUNT), None).await.unwrap().len(), 2);
+}
+
+fn quota(max: u64) -> Quota {
+    Quota { max, statuses: vec![], message: format!("quota of {max}") }
+}
+
+pub async fn quota_holds_under_concurrent_inserts(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let rules = InsertRules { quota: Some(quota(5)), exists_message: "x".into(), ..Default::default() };
+                store.create(group_new(ACCOUNT, &format!("g{i}")), rules).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::LimitExceeded(m)) => assert_eq!(m, "quota of 5"),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(ok, 5);
+    assert_eq!(store.list_all::<GroupSpec>(Some(ACCOUNT), None).await.unwrap().len(), 5);
+    // Per account.
+    let rules = InsertRules { quota: Some(quota(5)), exists_message: "x".into(), ..Default::default() };
+    store.create(group_new(OTHER, "g"), rules).await.unwrap();
+}
+
+pub async fn quota_counts_only_given_statuses(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let (_, dataset_arn, dataset_id) = group_with_dataset(&*store, ACCOUNT, "g").await;
+    let running = || Quota {
+        max: 2,
+        statuses: vec!["CREATE PENDING".into(), "CREATE IN_PROGRESS".into()],
+        message: "too many running".into(),
+    };
+    let rules = || InsertRules { quota: Some(running()), exists_message: "x".into(), ..Default::default() };
+    store.create(job_new(ACCOUNT, "j1", &dataset_arn, dataset_id), rules()).await.unwrap();
+    store.create(job_new(ACCOUNT, "j2", &dataset_arn, dataset_id), rules()).await.unwrap();
+    let err = store.create(job_new(ACCOUNT, "j3", &dataset_arn, dataset_id), rules()).await.unwrap_err();
+    assert!(matches!(err, StoreError::LimitExceeded(ref m) if m == "too many running"), "{err:?}");
+    let j1 = scope(ACCOUNT).arn("dataset-export-job", "j1");
+    store.change::<ExportJobSpec>(ACCOUNT, &j1, None, Some("ACTIVE"), None).await.unwrap();
+    store.create(job_new(ACCOUNT, "j3", &dataset_arn, dataset_id), rules()).await.unwrap();
+}
+
+pub async fn requirements_must_hold(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let schema = store.create(schema_new(ACCOUNT, "s"), plain("x")).await.unwrap();
+    let group_arn = scope(ACCOUNT).arn("dataset-group", "g");
+    let rules = |active| InsertRules {
+        requires: vec![
+            requires(Kind::DatasetGroup, &group_arn, active),
+            requires(Kind::Schema, &schema.meta.arn, false),
+        ],
+        exists_message: "x".into(),
+        ..Default::default()
+    };
+    let err = store.create(dataset_new(ACCOUNT, "g", &schema.meta.arn), rules(true)).await.unwrap_err();
+    assert_eq!(err.to_string(), missing(Kind::DatasetGroup, &group_arn).to_string());
+    // Another account's group does not count.
+    store.create(group_new(OTHER, "g"), plain("x")).await.ok();
+    let err = store.create(dataset_new(ACCOUNT, "g", &schema.meta.arn), rules(true)).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let mut pending = group_new(ACCOUNT, "g");
+    pending.status = "CREATE PENDING".into();
+    store.create(pending, plain("x")).await.unwrap();
+    let err = store.create(dataset_new(ACCOUNT, "g", &schema.meta.arn), rules(true)).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(ref m) if m == &format!("The dataset group {group_arn} is CREATE PENDING, not ACTIVE")),
+        "{err:?}"
+    );
+    store.create(dataset_new(ACCOUNT, "g", &schema.meta.arn), rules(false)).await.unwrap();
+}
+
+pub async fn delete_rules(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let (group_arn, dataset_arn, dataset_id) = group_with_dataset(&*store, ACCOUNT, "g").await;
+    let schema_arn = scope(ACCOUNT).arn("schema", "g-schema");
+    let schema = store.describe::<SchemaSpec>(ACCOUNT, &schema_arn).await.unwrap();
+    let dataset = store.describe::<DatasetSpec>(ACCOUNT, &dataset_arn).await.unwrap();
+    // A schema in use by a dataset (through `uses`).
+    let err = store.remove::<SchemaSpec>(ACCOUNT, &schema_arn, DeleteRules::default()).await.unwrap_err();
+    assert_eq!(err.to_string(), in_use(&schema.meta, &dataset.meta).to_string());
+    // A group with a dataset (through `parent`).
+    let err = store.remove::<GroupSpec>(ACCOUNT, &group_arn, DeleteRules::default()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    // Jobs cascade with their dataset unless one is running.
+    let mut done = job_new(ACCOUNT, "done", &dataset_arn, dataset_id);
+    done.status = "ACTIVE".into();
+    done.tags = vec![("k".into(), "v".into())];
+    store.create(done, plain("x")).await.unwrap();
+    store.create(job_new(ACCOUNT, "running", &dataset_arn, dataset_id), plain("x")).await.unwrap();
+    let rules = || DeleteRules {
+        cascade: vec![Kind::DatasetExportJob],
+        blocking_statuses: vec!["CREATE PENDING".into(), "CREATE IN_PROGRESS".into()],
+        purge_events: true,
+    };
+    let err = store.remove::<DatasetSpec>(ACCOUNT, &dataset_arn, rules()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(ref m) if m.contains("running")), "{err:?}");
+    let running = scope(ACCOUNT).arn("dataset-export-job", "running");
+    store.change::<ExportJobSpec>(ACCOUNT, &running, None, Some("CREATE FAILED"), None).await.unwrap();
+    let deleted = store.remove::<DatasetSpec>(ACCOUNT, &dataset_arn, rules()).await.unwrap();
+    assert_eq!(deleted[0].arn, dataset_arn);
+    assert_eq!(deleted.len(), 3);
+    let done_arn = scope(ACCOUNT).arn("dataset-export-job", "done");
+    assert!(store.find::<ExportJobSpec>(ACCOUNT, &done_arn).await.unwrap().is_none());
+    assert!(matches!(store.tags(ACCOUNT, &done_arn).await, Err(StoreError::NotFound(_))), "tags went with the job");
+    // Now the schema and the group are free.
+    store.remove::<SchemaSpec>(ACCOUNT, &schema_arn, DeleteRules::default()).await.unwrap();
+    store.remove::<GroupSpec>(ACCOUNT, &group_arn, DeleteRules::default()).await.unwrap();
+}
+
+pub async fn claims_with_expected_status(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let (_, dataset_arn, dataset_id) = group_with_dataset(&*store, ACCOUNT, "g").await;
+    let job = store.create(job_new(ACCOUNT, "j", &dataset_arn, dataset_id), plain("x")).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            let arn = job.meta.arn.clone();
+            let mut spec = job.spec.clone();
+            spec.lease = Some(crate::catalog::resources::Lease { node: format!("node-{i}"), renewed: crate::now() });
+            tokio::spawn(async move {
+                store
+                    .change(ACCOUNT, &arn, Some("CREATE PENDING"), Some("CREATE IN_PROGRESS"), Some(&spec))
+                    .await
+                    .map(|r| r.spec.lease.unwrap().node)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(node) => winners.push(node),
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one claim wins");
+    let stored = store.describe::<ExportJobSpec>(ACCOUNT, &job.meta.arn).await.unwrap();
+    assert_eq!(stored.meta.status, "CREATE IN_PROGRESS");
+    assert_eq!(stored.spec.lease.unwrap().node, winners[0]);
+}
+
+pub async fn tags(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let mut new = schema_new(ACCOUNT, "s");
+    new.tags = vec![("b".into(), "1".into()), ("a".into(), "2".into())];
+    let s = store.create(new, plain("x")).await.unwrap();
+    let arn = s.meta.arn;
+    assert_eq!(store.tags(ACCOUNT, &arn).await.unwrap(), [("a".into(), "2".into()), ("b".into(), "1".into())]);
+    store.tag(ACCOUNT, &arn, &[("a".into(), "replaced".into()), ("c".into(), "3".into())], 50).await.unwrap();
+    let got = store.tags(ACCOUNT, &arn).await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0], ("a".to_string(), "replaced".to_string()));
+    store.untag(ACCOUNT, &arn, &["b".into(), "never-there".into()]).await.unwrap();
+    assert_eq!(store.tags(ACCOUNT, &arn).await.unwrap().len(), 2);
+    let many: Vec<(String, String)> = (0..MAX_TAGS_PER_RESOURCE).map(|i| (format!("k{i}"), "v".into())).collect();
+    let err = store.tag(ACCOUNT, &arn, &many, MAX_TAGS_PER_RESOURCE).await.unwrap_err();
+    assert!(matches!(err, StoreError::TooManyTags(_)), "{err:?}");
+    assert_eq!(store.tags(ACCOUNT, &arn).await.unwrap().len(), 2, "a refused tagging changed nothing");
+    for bad in [store.tags(OTHER, &arn).await.err(), store.tags(ACCOUNT, "arn:aws:personalize:x").await.err()] {
+        assert!(matches!(bad, Some(StoreError::NotFound(_))), "{bad:?}");
+    }
+    assert!(matches!(store.tag(OTHER, &arn, &[("x".into(), "y".into())], 50).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.untag(OTHER, &arn, &["a".into()]).await, Err(StoreError::NotFound(_))));
+    store.remove::<SchemaSpec>(ACCOUNT, &arn, DeleteRules::default()).await.unwrap();
+    store.create(schema_new(ACCOUNT, "s"), plain("x")).await.unwrap();
+    assert!(store.tags(ACCOUNT, &arn).await.unwrap().is_empty(), "tags die with their resource");
+}
+
+pub async fn version_grows_and_is_watched(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let mut watch = store.watch();
+    let v0 = store.version().await.unwrap();
+    let s = store.create(schema_new(ACCOUNT, "s"), plain("x")).await.unwrap();
+    let v1 = store.version().await.unwrap();
+    assert!(v1 > v0);
+    tokio::time::timeout(Duration::from_secs(2), watch.wait_for(|v| *v >= v1)).await.expect("watch").unwrap();
+    store.tag(ACCOUNT, &s.meta.arn, &[("k".into(), "v".into())], 50).await.unwrap();
+    let v2 = store.version().await.unwrap();
+    assert!(v2 > v1);
+    store.change::<SchemaSpec>(ACCOUNT, &s.meta.arn, None, Some("X"), None).await.unwrap();
+    let v3 = store.version().await.unwrap();
+    assert!(v3 > v2);
+    store.remove::<SchemaSpec>(ACCOUNT, &s.meta.arn, DeleteRules::default()).await.unwrap();
+    assert!(store.version().await.unwrap() > v3);
+    // A failed write moves nothing.
+    let v4 = store.version().await.unwrap();
+    let _ = store.remove::<SchemaSpec>(ACCOUNT, &s.meta.arn, DeleteRules::default()).await;
+    assert_eq!(store.version().await.unwrap(), v4);
+}
+
+pub async fn deleting_a_dataset_purges_its_events(engine: &dyn Engine) {
+    let (location, store) = open(engine).await;
+    let keep = default_dataset(&*store, ACCOUNT).await;
+    let (_, dataset_arn, gone) = group_with_dataset(&*store, ACCOUNT, "g").await;
+    for r in 0..30 {
+        store.append(gone, (0..100).map(|i| bare(&format!("{r}-{i}"))).collect()).await.unwrap();
+    }
+    store.append(keep, vec![bare("kept")]).await.unwrap();
+    let rules = DeleteRules { purge_events: true, ..Default::default() };
+    store.remove::<DatasetSpec>(ACCOUNT, &dataset_arn, rules).await.unwrap();
+    // Appends to other datasets go on while the purge runs.
+    store.append(keep, vec![bare("during")]).await.unwrap();
+    eventually("the purge", Duration::from_secs(20), async || store.read(gone, 0, 10).await.unwrap().is_empty()).await;
+    assert_eq!(ids(&all(&*store, keep).await), ["kept", "during"]);
+    // Durably: still gone after a reopen.
+    store.close().await;
+    drop(store);
+    let store = engine.open(&location, WriterOptions::default()).await;
+    eventually("the purge after a reopen", Duration::from_secs(20), async || {
+        store.read(gone, 0, 10).await.unwrap().is_empty()
+    })
+    .await;
+}
+
+pub async fn root_key_first_one_wins(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .root_key(KeyRecord {
+                        access_key_id: format!("AKIDROOT{i:012}"),
+                        secret_access_key: format!("secret-{i}"),
+                        account_id: ACCOUNT.into(),
+                    })
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    let mut keys = HashSet::new();
+    for t in tasks {
+        let (key, made) = t.await.unwrap();
+        created += usize::from(made);
+        keys.insert(key.access_key_id);
+    }
+    assert_eq!(created, 1);
+    assert_eq!(keys.len(), 1, "every caller gets the one stored key");
+    let (again, made) = store
+        .root_key(KeyRecord {
+            access_key_id: "AKIDOTHER".into(),
+            secret_access_key: "s".into(),
+            account_id: ACCOUNT.into(),
+        })
+        .await
+        .unwrap();
+    assert!(!made);
+    assert!(keys.contains(&again.access_key_id));
+}
+
+pub async fn bootstrap_once(engine: &dyn Engine) {
+    let (location, store) = open(engine).await;
+    let spec = Bootstrap { scope: scope(ACCOUNT), tracking_id: Some("team-tracker".into()) };
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            let spec = spec.clone();
+            tokio::spawn(async move { bootstrap(&*store, &spec).await.unwrap() })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        let b = t.await.unwrap();
+        created += usize::from(b.created);
+        assert_eq!(b.tracker.spec.tracking_id, "team-tracker");
+        assert!(b.dataset_group.spec.is_default);
+        assert_eq!(b.dataset.meta.parent.as_deref(), Some(b.dataset_group.meta.arn.as_str()));
+    }
+    assert_eq!(created, 1);
+    assert_eq!(store.list_all::<GroupSpec>(Some(ACCOUNT), None).await.unwrap().len(), 1);
+    assert_eq!(store.list_all::<TrackerSpec>(Some(ACCOUNT), None).await.unwrap().len(), 1);
+    store.close().await;
+    drop(store);
+    let store = engine.open(&location, WriterOptions::default()).await;
+    let b = bootstrap(&*store, &spec).await.unwrap();
+    assert!(!b.created);
+    let err = bootstrap(&*store, &Bootstrap { tracking_id: Some("other".into()), ..spec }).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(ref m) if m.contains("team-tracker")), "{err:?}");
+    // Each account has its own defaults.
+    let other = bootstrap(&*store, &Bootstrap { scope: scope(OTHER), tracking_id: None }).await.unwrap();
+    assert!(other.created);
+}
+
+pub async fn cache_follows_the_catalog(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let b = bootstrap(&*store, &Bootstrap { scope: scope(ACCOUNT), tracking_id: None }).await.unwrap();
+    let cache = CatalogCache::load(&*store).await.unwrap();
+    let target = cache.tracker(&b.tracker.spec.tracking_id).expect("default tracker");
+    assert_eq!(target.account, ACCOUNT);
+    assert_eq!(target.dataset.as_ref().unwrap().id, b.dataset.meta.id);
+    assert!(target.dataset.as_ref().unwrap().schema.is_some());
+    assert_eq!(cache.dataset(&b.dataset.meta.arn).unwrap().id, b.dataset.meta.id);
+    let (group_arn, _, dataset_id) = group_with_dataset(&*store, ACCOUNT, "g").await;
+    let t = store.create(tracker_new(ACCOUNT, &group_arn, "0123456789abcdef"), plain("x")).await.unwrap();
+    cache.refresh(&*store).await.unwrap();
+    assert_eq!(cache.tracker("0123456789abcdef").unwrap().dataset.as_ref().unwrap().id, dataset_id);
+    store.remove::<TrackerSpec>(ACCOUNT, &t.meta.arn, DeleteRules::default()).await.unwrap();
+    cache.refresh(&*store).await.unwrap();
+    assert!(cache.tracker("0123456789abcdef").is_none());
+    // Following: a change is seen without an explicit refresh.
+    let _follower = cache.follow(store.clone());
+    store.create(tracker_new(ACCOUNT, &group_arn, "fedcba9876543210"), plain("x")).await.unwrap();
+    eventually("the follower", Duration::from_secs(2), async || cache.tracker("fedcba9876543210").is_some()).await;
+}
+
+pub async fn fresh_store_is_writable(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    assert_eq!(store.health(), Health::Writable);
+    assert!(!store.engine().is_empty());
+}
+
+// ---- several nodes on one location ----
+
+async fn nodes(engine: &dyn Engine, n: usize) -> Option<Vec<Arc<dyn Store>>> {
+    if !engine.shared() {
+        eprintln!("SKIPPED: this engine keeps one store per location");
+        return None;
+    }
+    let location = engine.location().await;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(engine.open(&location, WriterOptions::default()).await);
+    }
+    Some(out)
+}
+
+pub async fn nodes_share_events_and_dedup(engine: &dyn Engine) {
+    let Some(nodes) = nodes(engine, 2).await else { return };
+    let dataset = default_dataset(&*nodes[0], ACCOUNT).await;
+    assert_eq!(default_dataset(&*nodes[1], ACCOUNT).await, dataset);
+    let mut tasks = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let node = node.clone();
+        tasks.push(tokio::spawn(async move {
+            for r in 0..20 {
+                let events = (0..5).map(|i| event(&format!("shared-{r}-{i}"), &format!("node-{n}"))).collect();
+                node.append(dataset, events).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for node in &nodes {
+        let got = unique(&**node, dataset).await;
+        assert_eq!(got.len(), 100, "each eventId once, whichever node took it");
+        let firsts: HashMap<String, Option<String>> =
+            got.iter().map(|e| (e.interaction.event_id.clone(), e.interaction.item_id.clone())).collect();
+        assert_eq!(firsts.len(), 100);
+    }
+    // Every node reads the same first copies.
+    let a = unique(&*nodes[0], dataset).await;
+    let b = unique(&*nodes[1], dataset).await;
+    assert_eq!(a, b);
+}
+
+pub async fn nodes_see_each_others_catalog(engine: &dyn Engine) {
+    let Some(nodes) = nodes(engine, 2).await else { return };
+    bootstrap(&*nodes[0], &Bootstrap { scope: scope(ACCOUNT), tracking_id: None }).await.unwrap();
+    let cache = CatalogCache::load(&*nodes[1]).await.unwrap();
+    let _follower = cache.follow(nodes[1].clone());
+    let (group_arn, _, _) = group_with_dataset(&*nodes[0], ACCOUNT, "g").await;
+    let t = nodes[0].create(tracker_new(ACCOUNT, &group_arn, "abcdef0123456789"), plain("x")).await.unwrap();
+    eventually("a tracker made on node A, on node B", Duration::from_secs(1), async || {
+        cache.tracker("abcdef0123456789").is_some()
+    })
+    .await;
+    nodes[0].remove::<TrackerSpec>(ACCOUNT, &t.meta.arn, DeleteRules::default()).await.unwrap();
+    eventually("a tracker deleted on node A, gone on node B", Duration::from_secs(1), async || {
+        cache.tracker("abcdef0123456789").is_none()
+    })
+    .await;
+}
+
+pub async fn quota_holds_across_nodes(engine: &dyn Engine) {
+    let Some(nodes) = nodes(engine, 3).await else { return };
+    let tasks: Vec<_> = (0..18)
+        .map(|i| {
+            let node = nodes[i % 3].clone();
+            tokio::spawn(async move {
+                let rules = InsertRules { quota: Some(quota(5)), exists_message: "x".into(), ..Default::default() };
+                node.create(group_new(ACCOUNT, &format!("g{i}")), rules).await.is_ok()
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap());
+    }
+    assert_eq!(ok, 5);
+}
+
+pub async fn bootstrap_once_across_nodes(engine: &dyn Engine) {
+    let Some(nodes) = nodes(engine, 3).await else { return };
+    let tasks: Vec<_> = nodes
+        .iter()
+        .map(|node| {
+            let node = node.clone();
+            tokio::spawn(async move {
+                bootstrap(&*node, &Bootstrap { scope: scope(ACCOUNT), tracking_id: None }).await.unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    let mut trackers = HashSet::new();
+    for t in tasks {
+        let b = t.await.unwrap();
+        created += usize::from(b.created);
+        trackers.insert(b.tracker.spec.tracking_id);
+    }
+    assert_eq!(created, 1);
+    assert_eq!(trackers.len(), 1);
+    assert_eq!(nodes[2].list_all::<GroupSpec>(Some(ACCOUNT), None).await.unwrap().len(), 1);
+}
