@@ -9,6 +9,7 @@ pub mod control;
 pub mod event;
 pub mod properties;
 pub mod put_events;
+pub mod requests;
 pub mod schema;
 pub mod validation;
 

@@ -36,6 +36,10 @@ pub enum Health {
     /// Writes fail (disk full, database unreachable, writer restarting): why, for operators.
     /// The store keeps probing and turns [`Health::Writable`] again by itself.
     Unavailable(String),
+    /// The store cannot be brought back (its writer failed past every restart): why. The server
+    /// exits non-zero on it, so a supervisor or orchestrator restarts the process instead of it
+    /// living on unable to write.
+    Failed(String),
 }
 
 /// One recorded event as read back.

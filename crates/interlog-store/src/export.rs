@@ -108,6 +108,40 @@ impl<'a> UniqueEvents<'a> {
     }
 }
 
+/// Writes a dataset's first copies through `writer`, reading pages on the async runtime and
+/// formatting on a blocking thread, so neither starves the other; returns what was written and
+/// the writer's sink. The one export path of the server, its jobs and `interlog export`.
+pub async fn export_dataset<W: Write + Send + 'static>(
+    store: std::sync::Arc<dyn EventStore>,
+    dataset_id: i64,
+    mut writer: ExportWriter<W>,
+) -> Result<(ScanStats, W), StoreError> {
+    let (pages, mut incoming) = tokio::sync::mpsc::channel::<Vec<StoredEvent>>(2);
+    let format = tokio::task::spawn_blocking(move || -> io::Result<W> {
+        while let Some(page) = incoming.blocking_recv() {
+            for e in &page {
+                writer.write(e)?;
+            }
+        }
+        writer.finish()
+    });
+    let mut reader = UniqueEvents::new(&*store, dataset_id);
+    let read = async {
+        while let Some(page) = reader.next_page().await? {
+            if pages.send(page).await.is_err() {
+                break; // the writer failed: its error is the one to report
+            }
+        }
+        drop(pages);
+        Ok::<_, StoreError>(())
+    };
+    let read = read.await;
+    let out = format.await.map_err(|e| StoreError::internal(format!("the export writer stopped: {e}")))?;
+    read?;
+    let out = out?;
+    Ok((reader.stats(), out))
+}
+
 fn rand_seed() -> u64 {
     let id = uuid::Uuid::new_v4();
     let (hi, lo) = id.as_u64_pair();

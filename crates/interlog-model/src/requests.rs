@@ -1,0 +1,402 @@
+//! The control plane's request shapes (AWS JSON 1.1, §4 of the spec) and their validation into
+//! commands: every member constraint of an operation is checked here, all violations of a
+//! request reported together, so handlers only parse, call and render.
+
+use serde::Deserialize;
+
+use crate::control::{self as check, IngestionMode, PathScheme, Tag};
+use crate::schema::{validate_schema, DatasetType, Domain};
+use crate::validation::{ValidationError, Violation};
+
+fn done(v: Vec<Violation>) -> Result<(), ValidationError> {
+    if v.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationError::Violations(v))
+    }
+}
+
+fn required(value: Option<String>, path: &str, v: &mut Vec<Violation>) -> String {
+    value.unwrap_or_else(|| {
+        v.push(Violation::missing(path));
+        String::new()
+    })
+}
+
+fn arn_member(value: Option<String>, path: &str, v: &mut Vec<Violation>) -> String {
+    let present = value.is_some();
+    let arn = required(value, path, v);
+    if present {
+        v.extend(check::arn(path, &arn));
+    }
+    arn
+}
+
+/// Tags as `(key, value)` pairs, checked.
+fn tag_pairs(tags: Option<Vec<Tag>>, path: &str, v: &mut Vec<Violation>) -> Vec<(String, String)> {
+    let Some(tags) = tags else { return Vec::new() };
+    v.extend(check::tags(path, &tags));
+    tags.into_iter().map(|t| (t.tag_key.unwrap_or_default(), t.tag_value.unwrap_or_default())).collect()
+}
+
+// ---- requests naming one resource ----
+
+/// Describe* and Delete* requests: one ARN member.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArnRequest {
+    schema_arn: Option<String>,
+    dataset_group_arn: Option<String>,
+    dataset_arn: Option<String>,
+    event_tracker_arn: Option<String>,
+    dataset_export_job_arn: Option<String>,
+}
+
+impl ArnRequest {
+    /// The ARN held in `member` (`schemaArn`, `datasetGroupArn`, ...), required and checked.
+    pub fn arn(self, member: &str) -> Result<String, ValidationError> {
+        let value = match member {
+            "schemaArn" => self.schema_arn,
+            "datasetGroupArn" => self.dataset_group_arn,
+            "datasetArn" => self.dataset_arn,
+            "eventTrackerArn" => self.event_tracker_arn,
+            "datasetExportJobArn" => self.dataset_export_job_arn,
+            other => unreachable!("no operation names its resource by {other}"),
+        };
+        let mut v = Vec::new();
+        let arn = arn_member(value, member, &mut v);
+        done(v)?;
+        Ok(arn)
+    }
+}
+
+/// List* requests.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListRequest {
+    next_token: Option<String>,
+    max_results: Option<i64>,
+    dataset_group_arn: Option<String>,
+    dataset_arn: Option<String>,
+}
+
+/// A validated listing: the raw token (the server decodes it), the page size and the filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct List {
+    pub next_token: Option<String>,
+    pub max_results: usize,
+    /// The `datasetGroupArn` or `datasetArn` filter, when the operation has one and it was sent.
+    pub filter: Option<String>,
+}
+
+impl ListRequest {
+    /// Validates the paging members and the filter member `filter` (`datasetGroupArn`,
+    /// `datasetArn`) if the operation has one.
+    pub fn validate(self, filter: Option<&str>) -> Result<List, ValidationError> {
+        let mut v = Vec::new();
+        if let Some(n) = self.max_results {
+            v.extend(check::max_results("maxResults", n));
+        }
+        if let Some(t) = &self.next_token {
+            v.extend(check::next_token("nextToken", t));
+        }
+        let filter = match filter {
+            Some("datasetGroupArn") => self.dataset_group_arn,
+            Some("datasetArn") => self.dataset_arn,
+            Some(other) => unreachable!("no listing filters by {other}"),
+            None => None,
+        }
+        .inspect(|arn| v.extend(check::arn(filter.unwrap_or_default(), arn)));
+        done(v)?;
+        let max_results = self.max_results.unwrap_or(check::MAX_RESULTS) as usize;
+        Ok(List { next_token: self.next_token, max_results, filter })
+    }
+}
+
+// ---- creates ----
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateSchemaRequest {
+    name: Option<String>,
+    schema: Option<String>,
+    domain: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateSchema {
+    pub name: String,
+    /// The Avro JSON, checked to be a valid schema for its dataset type and domain.
+    pub schema: String,
+    pub domain: Option<Domain>,
+}
+
+impl CreateSchemaRequest {
+    pub fn validate(self) -> Result<CreateSchema, ValidationError> {
+        let mut v = Vec::new();
+        let name = required(self.name, "name", &mut v);
+        v.extend(check::resource_name("name", &name));
+        let schema = required(self.schema, "schema", &mut v);
+        let domain = self.domain.and_then(|d| check::domain("domain", &d).map_err(|e| v.extend(e)).ok());
+        done(v)?;
+        validate_schema(&schema, domain).map_err(|e| ValidationError::Body(e.to_string()))?;
+        Ok(CreateSchema { name, schema, domain })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateDatasetGroupRequest {
+    name: Option<String>,
+    role_arn: Option<String>,
+    kms_key_arn: Option<String>,
+    domain: Option<String>,
+    tags: Option<Vec<Tag>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateDatasetGroup {
+    pub name: String,
+    pub role_arn: Option<String>,
+    pub kms_key_arn: Option<String>,
+    pub domain: Option<Domain>,
+    pub tags: Vec<(String, String)>,
+}
+
+impl CreateDatasetGroupRequest {
+    pub fn validate(self) -> Result<CreateDatasetGroup, ValidationError> {
+        let mut v = Vec::new();
+        let name = required(self.name, "name", &mut v);
+        v.extend(check::resource_name("name", &name));
+        if let Some(r) = &self.role_arn {
+            v.extend(check::role_arn("roleArn", r));
+        }
+        if let Some(k) = &self.kms_key_arn {
+            v.extend(check::kms_key_arn("kmsKeyArn", k));
+        }
+        let domain = self.domain.and_then(|d| check::domain("domain", &d).map_err(|e| v.extend(e)).ok());
+        done(v)?;
+        let mut v = Vec::new();
+        let tags = tag_pairs(self.tags, "tags", &mut v);
+        done(v)?;
+        Ok(CreateDatasetGroup { name, role_arn: self.role_arn, kms_key_arn: self.kms_key_arn, domain, tags })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateDatasetRequest {
+    name: Option<String>,
+    schema_arn: Option<String>,
+    dataset_group_arn: Option<String>,
+    dataset_type: Option<String>,
+    tags: Option<Vec<Tag>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateDataset {
+    pub name: String,
+    pub schema_arn: String,
+    pub dataset_group_arn: String,
+    pub dataset_type: DatasetType,
+    pub tags: Vec<(String, String)>,
+}
+
+impl CreateDatasetRequest {
+    pub fn validate(self) -> Result<CreateDataset, ValidationError> {
+        let mut v = Vec::new();
+        let name = required(self.name, "name", &mut v);
+        v.extend(check::resource_name("name", &name));
+        let schema_arn = arn_member(self.schema_arn, "schemaArn", &mut v);
+        let dataset_group_arn = arn_member(self.dataset_group_arn, "datasetGroupArn", &mut v);
+        let dataset_type = match self.dataset_type {
+            None => {
+                v.push(Violation::missing("datasetType"));
+                None
+            }
+            Some(t) => check::dataset_type("datasetType", &t).map_err(|e| v.extend(e)).ok(),
+        };
+        done(v)?;
+        let mut v = Vec::new();
+        let tags = tag_pairs(self.tags, "tags", &mut v);
+        done(v)?;
+        let dataset_type = dataset_type.expect("a missing or invalid type is a violation above");
+        Ok(CreateDataset { name, schema_arn, dataset_group_arn, dataset_type, tags })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateEventTrackerRequest {
+    name: Option<String>,
+    dataset_group_arn: Option<String>,
+    tags: Option<Vec<Tag>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateEventTracker {
+    pub name: String,
+    pub dataset_group_arn: String,
+    pub tags: Vec<(String, String)>,
+}
+
+impl CreateEventTrackerRequest {
+    pub fn validate(self) -> Result<CreateEventTracker, ValidationError> {
+        let mut v = Vec::new();
+        let name = required(self.name, "name", &mut v);
+        v.extend(check::resource_name("name", &name));
+        let dataset_group_arn = arn_member(self.dataset_group_arn, "datasetGroupArn", &mut v);
+        done(v)?;
+        let mut v = Vec::new();
+        let tags = tag_pairs(self.tags, "tags", &mut v);
+        done(v)?;
+        Ok(CreateEventTracker { name, dataset_group_arn, tags })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateDatasetExportJobRequest {
+    job_name: Option<String>,
+    dataset_arn: Option<String>,
+    ingestion_mode: Option<String>,
+    role_arn: Option<String>,
+    job_output: Option<JobOutput>,
+    tags: Option<Vec<Tag>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JobOutput {
+    s3_data_destination: Option<S3DataConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct S3DataConfig {
+    path: Option<String>,
+    kms_key_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateDatasetExportJob {
+    pub job_name: String,
+    pub dataset_arn: String,
+    pub ingestion_mode: IngestionMode,
+    pub role_arn: String,
+    /// `jobOutput.s3DataDestination.path` and its scheme.
+    pub path: String,
+    pub scheme: PathScheme,
+    pub kms_key_arn: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+impl CreateDatasetExportJobRequest {
+    pub fn validate(self) -> Result<CreateDatasetExportJob, ValidationError> {
+        let mut v = Vec::new();
+        let job_name = required(self.job_name, "jobName", &mut v);
+        v.extend(check::resource_name("jobName", &job_name));
+        let dataset_arn = arn_member(self.dataset_arn, "datasetArn", &mut v);
+        let role_arn = required(self.role_arn, "roleArn", &mut v);
+        v.extend(check::role_arn("roleArn", &role_arn));
+        let ingestion_mode = match self.ingestion_mode.as_deref().map(|m| check::ingestion_mode("ingestionMode", m)) {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                v.extend(e);
+                IngestionMode::default()
+            }
+            None => IngestionMode::default(),
+        };
+        let destination = match self.job_output {
+            None => {
+                v.push(Violation::missing("jobOutput"));
+                None
+            }
+            Some(JobOutput { s3_data_destination: None }) => {
+                v.push(Violation::missing("jobOutput.s3DataDestination"));
+                None
+            }
+            Some(JobOutput { s3_data_destination: Some(d) }) => Some(d),
+        };
+        let (mut path, mut scheme, mut kms_key_arn) = (String::new(), None, None);
+        if let Some(d) = destination {
+            const PATH: &str = "jobOutput.s3DataDestination.path";
+            let present = d.path.is_some();
+            path = required(d.path, PATH, &mut v);
+            if present {
+                scheme = check::data_path(PATH, &path).map_err(|e| v.extend(e)).ok();
+            }
+            if let Some(k) = &d.kms_key_arn {
+                v.extend(check::kms_key_arn("jobOutput.s3DataDestination.kmsKeyArn", k));
+            }
+            kms_key_arn = d.kms_key_arn;
+        }
+        done(v)?;
+        let mut v = Vec::new();
+        let tags = tag_pairs(self.tags, "tags", &mut v);
+        done(v)?;
+        let scheme = scheme.expect("a missing or invalid path is a violation above");
+        Ok(CreateDatasetExportJob { job_name, dataset_arn, ingestion_mode, role_arn, path, scheme, kms_key_arn, tags })
+    }
+}
+
+// ---- tags ----
+
+/// TagResource, UntagResource and ListTagsForResource.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TagsRequest {
+    resource_arn: Option<String>,
+    tags: Option<Vec<Tag>>,
+    tag_keys: Option<Vec<String>>,
+}
+
+impl TagsRequest {
+    fn resource(&mut self, v: &mut Vec<Violation>) -> String {
+        arn_member(self.resource_arn.take(), "resourceArn", v)
+    }
+
+    /// ListTagsForResource: the resource.
+    pub fn list(mut self) -> Result<String, ValidationError> {
+        let mut v = Vec::new();
+        let arn = self.resource(&mut v);
+        done(v)?;
+        Ok(arn)
+    }
+
+    /// TagResource: the resource and its (required) tags.
+    pub fn tag(mut self) -> Result<(String, Vec<(String, String)>), ValidationError> {
+        let mut v = Vec::new();
+        let arn = self.resource(&mut v);
+        done(v)?;
+        let Some(tags) = self.tags else { return Err(ValidationError::Violations(vec![Violation::missing("tags")])) };
+        let mut v = Vec::new();
+        let tags = tag_pairs(Some(tags), "tags", &mut v);
+        done(v)?;
+        Ok((arn, tags))
+    }
+
+    /// UntagResource: the resource and the keys to remove.
+    pub fn untag(mut self) -> Result<(String, Vec<String>), ValidationError> {
+        let mut v = Vec::new();
+        let arn = self.resource(&mut v);
+        done(v)?;
+        let keys = self.tag_keys.ok_or_else(|| ValidationError::Violations(vec![Violation::missing("tagKeys")]))?;
+        let mut v = Vec::new();
+        if keys.len() > check::MAX_TAGS {
+            v.push(Violation::new("tagKeys", None, format!("Member must have length less than or equal to {}", check::MAX_TAGS)));
+        }
+        for (i, k) in keys.iter().enumerate() {
+            let n = k.chars().count();
+            if !(1..=check::MAX_TAG_KEY_CHARS).contains(&n) {
+                v.push(Violation::new(
+                    format!("tagKeys.{}.member", i + 1),
+                    None,
+                    format!("Member must have length between 1 and {}", check::MAX_TAG_KEY_CHARS),
+                ));
+            }
+        }
+        done(v)?;
+        Ok((arn, keys))
+    }
+}
