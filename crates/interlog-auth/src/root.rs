@@ -56,6 +56,10 @@ pub enum RootKeySource {
     Generated(PathBuf),
     /// Read from this file, written by an earlier start.
     LoadedFromDataDir(PathBuf),
+    /// Generated during this start and kept in the shared store (this node made it first).
+    GeneratedInStore,
+    /// Read from the shared store, where a node stored it earlier.
+    LoadedFromStore,
 }
 
 /// The resolved root key.
@@ -105,6 +109,12 @@ pub fn load_or_create_root_key(config: &RootKeyConfig) -> Result<RootKey, KeyErr
             }
         }
     }
+}
+
+/// A new random key of `account`: an access key ID like AWS's (`AKIA` + 16) and a 40-character
+/// secret, from the OS CSPRNG. For stores that keep the root key themselves.
+pub fn generate_credential(account: &str) -> Result<Credential, KeyError> {
+    Credential::new(generate_access_key_id()?, generate_secret_access_key()?, account).map_err(KeyError::InvalidRoot)
 }
 
 /// Reads the file if it exists. A configured account ID wins over the stored one.

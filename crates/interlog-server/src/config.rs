@@ -8,6 +8,8 @@ use std::path::PathBuf;
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// `--database-url`: PostgreSQL shared by any number of nodes; `None` for SQLite in `data_dir`.
+    pub database_url: Option<String>,
     /// Tracking ID for the default tracker created on first start; random when `None`.
     pub default_tracking_id: Option<String>,
     /// Region used in ARNs of resources created without a signed request (the bootstrap).
@@ -19,7 +21,7 @@ pub struct Config {
     pub account: String,
     /// Largest request body accepted, in bytes; bigger ones get `RequestEntityTooLargeException`.
     pub max_body_bytes: usize,
-    pub store: interlog_store::StoreOptions,
+    pub store: interlog_store::WriterOptions,
     pub auth: AuthConfig,
     /// Accept `properties` keys that match no field of the dataset's schema instead of refusing
     /// the event (`--allow-unknown-properties`).
@@ -44,6 +46,7 @@ impl Config {
         Config {
             listen,
             data_dir,
+            database_url: None,
             default_tracking_id: None,
             region: "us-east-1".into(),
             region_pinned: false,

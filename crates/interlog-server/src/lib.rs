@@ -7,6 +7,8 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod engine;
+pub mod service;
 pub mod startup;
 
 pub use config::Config;

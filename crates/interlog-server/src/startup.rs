@@ -15,9 +15,9 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 pub use interlog_auth::RootKeySource;
-use interlog_auth::{load_or_create_root_key, Keyring, RootKey, RootKeyConfig, Verifier};
+use interlog_auth::{Keyring, RootKey, Verifier};
 use interlog_model::arn::Scope;
-use interlog_store::{Bootstrap, Bootstrapped, EventStore, SqliteStore, StoreError};
+use interlog_store::{Bootstrap, Bootstrapped, CatalogCache, Health, StoreError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -27,6 +27,8 @@ use crate::api::error::{ApiError, Plane};
 use crate::api::{router, AppState};
 use crate::auth::{Authenticator, Caller};
 use crate::config::Config;
+use crate::service::jobs::{JobSettings, Jobs};
+use crate::service::Service;
 
 /// Why the server could not start. Each message already includes its cause, so no variant
 /// exposes it as `source()` too: an error chain printed with `{:#}` would say everything twice.
@@ -154,24 +156,32 @@ pub struct Application {
 impl Application {
     pub async fn build(mut config: Config) -> Result<Self, StartError> {
         let limits = ServeLimits::from_env(config.max_body_bytes)?;
-        let (auth, root_key, extra_keys) = authenticator(&config)?;
+        let store = crate::engine::open(&config).await?;
+        let (auth, root_key, extra_keys) = authenticator(&config, &*store).await?;
         if let Some(root) = &root_key {
             config.account = root.credential.account_id().to_owned();
         }
-        let store = SqliteStore::open(&config.data_dir, config.store.clone())
-            .map_err(|reason| StartError::Store { dir: config.data_dir.display().to_string(), reason })?;
         let scope = Scope { region: config.region.clone(), account: config.account.clone() };
-        let bootstrap = store
-            .bootstrap(Bootstrap { scope, tracking_id: config.default_tracking_id.clone() })
-            .await
-            .map_err(StartError::Bootstrap)?;
+        let bootstrap = interlog_store::bootstrap(
+            &*store,
+            &Bootstrap { scope, tracking_id: config.default_tracking_id.clone() },
+        )
+        .await
+        .map_err(StartError::Bootstrap)?;
+        let cache = CatalogCache::load(&*store).await.map_err(StartError::Bootstrap)?;
+        cache.follow(store.clone());
+        let jobs = Jobs::new(store.clone(), JobSettings::default());
+        jobs.recover().await.map_err(StartError::Bootstrap)?;
+        jobs.spawn_sweeper();
+        let service = Service::new(store.clone(), cache.clone(), jobs);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|reason| StartError::Bind { addr: config.listen, reason })?;
         let addr = listener.local_addr().map_err(|reason| StartError::Bind { addr: config.listen, reason })?;
-        let store: Arc<dyn EventStore> = store;
         let state = AppState {
             store,
+            cache,
+            service,
             auth,
             max_body_bytes: config.max_body_bytes,
             allow_unknown_properties: config.allow_unknown_properties,
@@ -195,6 +205,7 @@ impl Application {
             shutdown.await;
             let _ = stopping.send(true);
         };
+        let store = self.state.store.clone();
         let budget = Arc::new(BodyBudget {
             permits: Arc::new(Semaphore::new(kib(limits.inflight_body_bytes))),
             max_body_bytes: self.state.max_body_bytes,
@@ -217,6 +228,10 @@ impl Application {
         };
         tokio::select! {
             result = serve => result,
+            reason = failed(store) => {
+                tracing::error!(%reason, "the store cannot be brought back; exiting so a supervisor restarts the server");
+                Err(io::Error::other(format!("the store failed: {reason}")))
+            }
             () = grace_over => {
                 tracing::warn!(
                     grace = ?limits.shutdown_grace,
@@ -226,6 +241,16 @@ impl Application {
                 Ok(())
             }
         }
+    }
+}
+
+/// Resolves when the store reports it cannot be brought back ([`Health::Failed`]).
+async fn failed(store: Arc<dyn interlog_store::Store>) -> String {
+    loop {
+        if let Health::Failed(reason) = store.health() {
+            return reason;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -506,21 +531,17 @@ fn open_files_limit() -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// Builds the keyring (root key from the environment or the data dir, plus the credentials
+/// Builds the keyring (the root key, see [`crate::engine::root_key`], plus the credentials
 /// file) and the verifier every request goes through.
-fn authenticator(config: &Config) -> Result<(Authenticator, Option<RootKey>, usize), StartError> {
+async fn authenticator(
+    config: &Config,
+    store: &dyn interlog_store::Store,
+) -> Result<(Authenticator, Option<RootKey>, usize), StartError> {
     if !config.auth.enabled {
         let caller = Caller { account: config.account.clone(), region: config.region.clone() };
         return Ok((Authenticator::Off(caller), None, 0));
     }
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| StartError::Store { dir: config.data_dir.display().to_string(), reason: e.into() })?;
-    let root = load_or_create_root_key(&RootKeyConfig {
-        access_key_id: config.auth.root_access_key_id.clone(),
-        secret_access_key: config.auth.root_secret_access_key.clone(),
-        account_id: None,
-        data_dir: config.data_dir.clone(),
-    })?;
+    let root = crate::engine::root_key(config, store).await?;
     let mut keyring = Keyring::with_root(root.credential.clone());
     let extra = match &config.auth.credentials_file {
         Some(path) => keyring.load_credentials_file(path)?,

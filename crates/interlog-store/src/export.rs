@@ -12,6 +12,7 @@ use interlog_model::schema::Schema;
 use interlog_model::Interaction;
 use serde_json::{Map, Value};
 
+use crate::catalog::resources::{CatalogExt, DatasetSpec, GroupSpec, Resource, SchemaSpec};
 use crate::{EventStore, StoreError, StoredEvent};
 
 /// What a scan read.
@@ -110,7 +111,7 @@ impl<'a> UniqueEvents<'a> {
 
 /// Writes a dataset's first copies through `writer`, reading pages on the async runtime and
 /// formatting on a blocking thread, so neither starves the other; returns what was written and
-/// the writer's sink. The one export path of the server, its jobs and `interlog export`.
+/// the writer's sink, flushed. The one export path of the server, its jobs and `interlog export`.
 pub async fn export_dataset<W: Write + Send + 'static>(
     store: std::sync::Arc<dyn EventStore>,
     dataset_id: i64,
@@ -123,7 +124,9 @@ pub async fn export_dataset<W: Write + Send + 'static>(
                 writer.write(e)?;
             }
         }
-        writer.finish()
+        let mut out = writer.finish()?;
+        out.flush()?;
+        Ok(out)
     });
     let mut reader = UniqueEvents::new(&*store, dataset_id);
     let read = async {
@@ -140,6 +143,32 @@ pub async fn export_dataset<W: Write + Send + 'static>(
     read?;
     let out = out?;
     Ok((reader.stats(), out))
+}
+
+/// The Interactions dataset of a dataset group, by name or the default group, with its schema:
+/// what `interlog export` and `GET /_interlog/export` read. `account: None` looks in every
+/// account (the offline export of a data dir, which has no caller).
+pub async fn interactions_of_group(
+    catalog: &dyn crate::Catalog,
+    account: Option<&str>,
+    group: Option<&str>,
+) -> Result<(Resource<DatasetSpec>, Resource<SchemaSpec>), StoreError> {
+    let groups = catalog.list_all::<GroupSpec>(account, None).await?;
+    let found = match group {
+        Some(name) => groups.into_iter().find(|g| g.meta.name == name),
+        None => groups.into_iter().find(|g| g.spec.is_default),
+    };
+    let group = found.ok_or_else(|| match group {
+        Some(n) => StoreError::NotFound(format!("No dataset group named '{n}' exists")),
+        None => StoreError::NotFound("No default dataset group exists (has the server been started once?)".into()),
+    })?;
+    let datasets = catalog.list_all::<DatasetSpec>(Some(&group.meta.account), Some(&group.meta.arn)).await?;
+    let dataset = datasets.into_iter().find(|d| d.spec.dataset_type == "INTERACTIONS").ok_or_else(|| {
+        StoreError::NotFound(format!("Dataset group {} has no Interactions dataset", group.meta.name))
+    })?;
+    let schema_arn = dataset.meta.uses.clone().unwrap_or_default();
+    let schema = catalog.describe::<SchemaSpec>(&group.meta.account, &schema_arn).await?;
+    Ok((dataset, schema))
 }
 
 fn rand_seed() -> u64 {

@@ -35,6 +35,11 @@ pub trait Store: EventStore + Catalog {
     /// `sqlite` or `postgres`, for logs and metrics.
     fn engine(&self) -> &'static str;
 
+    /// Whether other processes may serve the same store at once (nodes of one deployment). On a
+    /// store that is not shared, a job found running at start-up was interrupted by this
+    /// process's own stop; on a shared one it may be another node's.
+    fn shared(&self) -> bool;
+
     /// Stops taking writes, lets the writer finish what it holds and releases the location
     /// (locks, connections), so the same location can be opened again at once.
     async fn close(&self);

@@ -1,5 +1,6 @@
 //! `interlog export`: a dataset group's interactions as dataset CSV or JSON lines, read through
-//! a running server (`--endpoint-url`) or straight from a data dir (`--data-dir`).
+//! a running server (`--endpoint-url`), straight from a data dir (`--data-dir`) or from the
+//! PostgreSQL database a deployment shares (`--database-url`).
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -7,12 +8,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use interlog_model::schema::field_names;
-use interlog_store::export::{ExportWriter, Format};
-use interlog_store::SqliteStore;
+use interlog_model::schema::{field_names, parse_schema};
+use interlog_store::export::{export_dataset, interactions_of_group, ExportWriter, Format};
+use interlog_store::Store;
 
 #[derive(Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["data_dir", "endpoint_url"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["data_dir", "endpoint_url", "database_url"])))]
 pub(crate) struct ExportArgs {
     /// Read through a running server, signing with your usual AWS credentials (works for any store).
     #[arg(long)]
@@ -20,6 +21,9 @@ pub(crate) struct ExportArgs {
     /// Read the store in this data dir directly (works beside a running server, too).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Read the PostgreSQL database of a deployment directly (also INTERLOG_DATABASE_URL).
+    #[arg(long, env = "INTERLOG_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// AWS CLI profile for the credentials (with --endpoint-url).
     #[arg(long)]
     profile: Option<String>,
@@ -44,9 +48,19 @@ pub(crate) fn run(args: ExportArgs) -> anyhow::Result<()> {
     if let Some(endpoint) = &args.endpoint_url {
         return from_server(endpoint, &args);
     }
-    let out = open_output(&args.output)?;
-    let dir = args.data_dir.as_deref().expect("clap requires a source");
-    from_data_dir(dir, args.dataset_group.as_deref(), args.format, out)
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let store: std::sync::Arc<dyn Store> = match (&args.data_dir, &args.database_url) {
+            (Some(dir), _) => interlog_store_sqlite::SqliteStore::open_read_only(dir)?,
+            (None, Some(url)) => {
+                interlog_store_postgres::PostgresStore::open(url, Default::default()).await.with_context(|| {
+                    format!("cannot open {}", interlog_server::engine::redact_url(url))
+                })?
+            }
+            (None, None) => unreachable!("clap requires a source"),
+        };
+        from_store(store, args.dataset_group.as_deref(), args.format, &args.output).await
+    })
 }
 
 /// Reads `GET /_interlog/export` from a running server. The output file is created only once
@@ -94,28 +108,26 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-fn open_output(path: &PathBuf) -> anyhow::Result<Box<dyn Write>> {
+fn open_output(path: &PathBuf) -> anyhow::Result<Box<dyn Write + Send>> {
     if path.as_os_str() == "-" {
-        return Ok(Box::new(BufWriter::with_capacity(1 << 16, io::stdout().lock())));
+        return Ok(Box::new(BufWriter::with_capacity(1 << 16, io::stdout())));
     }
     let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     Ok(Box::new(BufWriter::with_capacity(1 << 16, file)))
 }
 
-fn from_data_dir(
-    dir: &std::path::Path,
+/// Writes the default (or named) group's interactions of any account; the output file is
+/// created only once the dataset was found.
+async fn from_store(
+    store: std::sync::Arc<dyn Store>,
     group: Option<&str>,
     format: Format,
-    out: Box<dyn Write>,
+    output: &PathBuf,
 ) -> anyhow::Result<()> {
-    let store = SqliteStore::open_read_only(dir)?;
-    let group = store.dataset_group(None, group)?;
-    let (dataset_id, schema) =
-        group.interactions.with_context(|| format!("dataset group {} has no Interactions dataset", group.name))?;
-    let columns = field_names(&schema).map_err(anyhow::Error::msg)?;
-    let mut writer =
-        ExportWriter::new(format, columns, out)?.with_schema(interlog_model::schema::parse_schema(&schema).ok());
-    store.scan(dataset_id, &mut |event| writer.write(&event))?;
-    writer.finish()?.flush()?;
+    let (dataset, schema) = interactions_of_group(&*store, None, group).await?;
+    let out = open_output(output)?;
+    let columns = field_names(&schema.spec.body).map_err(anyhow::Error::msg)?;
+    let writer = ExportWriter::new(format, columns, out)?.with_schema(parse_schema(&schema.spec.body).ok());
+    export_dataset(store, dataset.meta.id, writer).await?;
     Ok(())
 }

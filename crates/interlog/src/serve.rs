@@ -16,6 +16,10 @@ pub(crate) struct ServeArgs {
     /// Where events and resources are stored (created if missing).
     #[arg(long, env = "INTERLOG_DATA_DIR", default_value = "./interlog-data")]
     data_dir: PathBuf,
+    /// Keep everything in this PostgreSQL database instead of SQLite in --data-dir, so any number
+    /// of nodes can serve one deployment (docs/scale-out.md), e.g. postgres://user@host:5432/db.
+    #[arg(long, env = "INTERLOG_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Tracking ID of the default event tracker created on first start (random otherwise).
     #[arg(long, env = "INTERLOG_DEFAULT_TRACKING_ID")]
     default_tracking_id: Option<String>,
@@ -56,6 +60,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut config = Config::new(args.listen, args.data_dir.clone());
     config.default_tracking_id = args.default_tracking_id;
+    config.database_url = args.database_url.clone();
     if let Some(region) = args.region {
         config.region = region;
         config.region_pinned = true;
@@ -69,7 +74,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async move {
         let app = Application::build(config).await.context("cannot start")?;
-        print_banner(&app, &args.data_dir);
+        print_banner(&app, &args.data_dir, args.database_url.as_deref());
         app.run_until_stopped(shutdown_signal()).await.context("server failed")?;
         Ok(())
     });
@@ -87,7 +92,7 @@ fn init_logging() {
 }
 
 /// What a new user needs to send a first event, printed on every start.
-fn print_banner(app: &Application, data_dir: &std::path::Path) {
+fn print_banner(app: &Application, data_dir: &std::path::Path, database_url: Option<&str>) {
     use interlog_server::startup::RootKeySource;
     let host =
         if app.addr.ip().is_unspecified() { format!("127.0.0.1:{}", app.addr.port()) } else { app.addr.to_string() };
@@ -95,9 +100,12 @@ fn print_banner(app: &Application, data_dir: &std::path::Path) {
     let b = &app.bootstrap;
     let what = if b.created { "created" } else { "reusing" };
     println!("interlog {} listening on {endpoint}", env!("CARGO_PKG_VERSION"));
-    println!("data dir:      {}", data_dir.display());
-    println!("dataset group: {} ({what})", b.dataset_group.arn);
-    println!("tracking ID:   {}", b.tracker.tracking_id);
+    match database_url {
+        Some(url) => println!("database:      {}", interlog_server::engine::redact_url(url)),
+        None => println!("data dir:      {}", data_dir.display()),
+    }
+    println!("dataset group: {} ({what})", b.dataset_group.meta.arn);
+    println!("tracking ID:   {}", b.tracker.spec.tracking_id);
     let client_flags = match &app.root_key {
         None => {
             eprintln!("WARNING: authentication is OFF (--no-auth / INTERLOG_AUTH=off): anyone who can reach");
@@ -116,8 +124,22 @@ fn print_banner(app: &Application, data_dir: &std::path::Path) {
                     println!("auth:          SigV4, root key {} (in {})", key.access_key_id(), path.display());
                     " --profile interlog"
                 }
-                RootKeySource::Generated(path) => {
-                    println!("auth:          SigV4, new root key {} saved in {}", key.access_key_id(), path.display());
+                RootKeySource::LoadedFromStore => {
+                    println!("auth:          SigV4, root key {} (kept in the database)", key.access_key_id());
+                    " --profile interlog"
+                }
+                RootKeySource::Generated(_) | RootKeySource::GeneratedInStore => {
+                    match &root.source {
+                        RootKeySource::Generated(path) => println!(
+                            "auth:          SigV4, new root key {} saved in {}",
+                            key.access_key_id(),
+                            path.display()
+                        ),
+                        _ => println!(
+                            "auth:          SigV4, new root key {} kept in the database (every node uses it)",
+                            key.access_key_id()
+                        ),
+                    }
                     println!();
                     println!("Configure the AWS CLI with it:");
                     println!("  aws configure set aws_access_key_id {} --profile interlog", key.access_key_id());
@@ -139,7 +161,7 @@ fn print_banner(app: &Application, data_dir: &std::path::Path) {
     println!(
         "  aws personalize-events put-events{client_flags} --endpoint-url {endpoint} --tracking-id {} \
          --session-id session-1 --event-list '[{{\"eventType\":\"click\",\"itemId\":\"item-1\",\"sentAt\":{}}}]'",
-        b.tracker.tracking_id,
+        b.tracker.spec.tracking_id,
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     );
     println!("Read them back:");

@@ -6,8 +6,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use interlog_model::schema::field_names;
-use interlog_store::export::{ExportWriter, Format};
+use interlog_model::schema::{field_names, parse_schema};
+use interlog_store::export::{export_dataset, interactions_of_group, ExportWriter, Format};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -30,32 +30,23 @@ pub(super) async fn export(
     let caller = super::authenticated(&state, &parts, body).await.map_err(|e| e.on(Plane::Interlog))?.caller;
     let format: Format =
         q.format.as_deref().unwrap_or("csv").parse().map_err(|e| ApiError::InvalidInput(e).on(Plane::Interlog))?;
-    let group = state
-        .store
-        .dataset_group(&caller.account, q.dataset_group.as_deref())
+    let (dataset, schema) = interactions_of_group(&*state.store, Some(&caller.account), q.dataset_group.as_deref())
         .await
         .map_err(|e| ApiError::from(e).on(Plane::Interlog))?;
-    let (dataset_id, schema) = group.interactions.clone().ok_or_else(|| {
-        ApiError::ResourceNotFound(format!("Dataset group {} has no Interactions dataset", group.name))
-            .on(Plane::Interlog)
-    })?;
-    let columns = field_names(&schema).map_err(|e| ApiError::InternalFailure(e).on(Plane::Interlog))?;
-
-    let parsed = interlog_model::schema::parse_schema(&schema).ok();
+    let columns = field_names(&schema.spec.body).map_err(|e| ApiError::InternalFailure(e).on(Plane::Interlog))?;
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
+    // The header stays in the CSV writer's buffer: nothing is sent from this async task.
+    let sink = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
+    let writer = ExportWriter::new(format, columns, sink)
+        .map_err(|e| ApiError::InternalFailure(e.to_string()).on(Plane::Interlog))?
+        .with_schema(parse_schema(&schema.spec.body).ok());
     let store = state.store.clone();
-    tokio::task::spawn_blocking(move || {
-        let sink = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
-        let result = (|| -> io::Result<()> {
-            let mut writer = ExportWriter::new(format, columns, sink)?.with_schema(parsed);
-            store.scan(dataset_id, &mut |event| writer.write(&event)).map_err(|e| io::Error::other(e.to_string()))?;
-            writer.finish()?.flush()
-        })();
-        if let Err(e) = result {
+    tokio::spawn(async move {
+        if let Err(e) = export_dataset(store, dataset.meta.id, writer).await {
             // An error item aborts the response body, so a client never mistakes a cut file
             // for a whole one.
             tracing::error!(error = %e, "export failed");
-            let _ = tx.blocking_send(Err(e));
+            let _ = tx.send(Err(io::Error::other("the export failed; see the server log"))).await;
         }
     });
     let content_type = match format {
@@ -68,7 +59,8 @@ pub(super) async fn export(
 
 const CHUNK: usize = 64 * 1024;
 
-/// A `Write` that hands 64 KiB chunks to the response body.
+/// A `Write` that hands 64 KiB chunks to the response body (it runs on the export's blocking
+/// thread, so it may block on a slow client).
 struct ChunkSender {
     tx: mpsc::Sender<io::Result<Bytes>>,
     buf: Vec<u8>,

@@ -15,15 +15,20 @@ use axum::http::{header, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use interlog_store::EventStore;
+use interlog_store::{CatalogCache, Health, Store};
 
 use crate::auth::{Authenticator, Caller};
+use crate::service::Service;
 use error::{ApiError, Plane};
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn EventStore>,
+    pub store: Arc<dyn Store>,
+    /// The hot path's view of the catalog (tracking IDs, dataset ARNs).
+    pub cache: Arc<CatalogCache>,
+    /// The control plane.
+    pub service: Service,
     pub auth: Authenticator,
     pub max_body_bytes: usize,
     /// Accept `properties` keys that match no schema field (they are kept, not exported).
@@ -41,9 +46,18 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Unauthenticated on purpose: load balancers and test harnesses probe it without keys.
-async fn health() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#)
+/// Unauthenticated on purpose: load balancers and test harnesses probe it without keys. It
+/// answers 503 with the reason while the store cannot write, so a load balancer sends traffic
+/// elsewhere until the store recovers by itself.
+async fn health(State(state): State<AppState>) -> Response {
+    let (status, body) = match state.store.health() {
+        Health::Writable => (axum::http::StatusCode::OK, serde_json::json!({ "status": "ok" })),
+        Health::Unavailable(reason) | Health::Failed(reason) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "status": "unavailable", "reason": reason }),
+        ),
+    };
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// Write-path counters for operators and the benchmark. Open like health: counts only.

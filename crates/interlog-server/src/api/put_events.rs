@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use interlog_model::properties::{check_properties_with, PropertyRules};
 use interlog_model::schema::Schema;
 use interlog_model::{parse_put_events, Interaction, ValidationError};
+use interlog_store::TrackerKind;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, AwsError, Plane};
@@ -18,24 +19,27 @@ async fn handle(state: AppState, request: AwsRequest) -> Result<Response, ApiErr
     let put = parse_put_events(&request.body)?;
     // PutEvents models only InvalidInputException, so an unknown tracker is reported as one; a
     // tracker of another account is indistinguishable from an unknown one.
-    let target =
-        state.store.tracker(&put.tracking_id).filter(|t| t.account == request.caller.account).ok_or_else(|| {
+    let target = state
+        .cache
+        .tracker(&put.tracking_id)
+        .filter(|t| t.account == request.caller.account && t.kind == TrackerKind::Events)
+        .ok_or_else(|| {
             ApiError::InvalidInput(format!(
                 "The trackingId '{}' does not match any ACTIVE event tracker of account {} \
                  (see `aws personalize list-event-trackers`)",
                 put.tracking_id, request.caller.account
             ))
         })?;
-    let dataset_id = target.dataset_id.ok_or_else(|| {
+    let dataset = target.dataset.as_ref().ok_or_else(|| {
         ApiError::InvalidInput(format!(
             "The dataset group {} of this event tracker has no Interactions dataset to record events into",
             target.dataset_group_arn
         ))
     })?;
-    if let Some(schema) = &target.schema {
+    if let Some(schema) = &dataset.schema {
         check_properties(schema, &put.events, state.allow_unknown_properties)?;
     }
-    let outcome = state.store.append(dataset_id, put.events).await?;
+    let outcome = state.store.append(dataset.id, put.events).await?;
     tracing::debug!(stored = outcome.stored, duplicates = outcome.duplicates, "PutEvents");
     Ok(StatusCode::OK.into_response())
 }

@@ -253,25 +253,30 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// What the store holds, as the export reads it: every stored eventId (the count is always 1:
-/// the scan skips later copies) and the scan's figures, where `duplicates` counts the later
+/// the reader skips later copies) and the read's figures, where `duplicates` counts the later
 /// copies that were stored and skipped. Read-only, so it works beside a running server.
 pub fn stored_ids(data_dir: &Path) -> (std::collections::HashMap<String, u32>, interlog_store::export::ScanStats) {
-    let store = interlog_store::SqliteStore::open_read_only(data_dir).expect("open the store read-only");
-    let group = store.dataset_group(None, None).expect("default dataset group");
-    let (dataset_id, _) = group.interactions.expect("interactions dataset");
-    let mut ids = std::collections::HashMap::new();
-    let stats = store
-        .scan(dataset_id, &mut |e| {
-            *ids.entry(e.interaction.event_id.clone()).or_insert(0) += 1;
-            Ok(())
-        })
-        .expect("scan the store");
-    (ids, stats)
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    runtime.block_on(async {
+        let store = interlog_store_sqlite::SqliteStore::open_read_only(data_dir).expect("open the store read-only");
+        let (dataset, _) = interlog_store::export::interactions_of_group(&*store, None, None)
+            .await
+            .expect("the default group's interactions dataset");
+        let mut ids = std::collections::HashMap::new();
+        let stats = interlog_store::export::UniqueEvents::new(&*store, dataset.meta.id)
+            .for_each(|e| {
+                *ids.entry(e.interaction.event_id.clone()).or_insert(0) += 1;
+                Ok(())
+            })
+            .await
+            .expect("read the store");
+        (ids, stats)
+    })
 }
 
 /// SQLite's `PRAGMA integrity_check` through the store (takes the data dir's lock: server stopped).
 pub fn integrity_check(data_dir: &Path) -> String {
-    let store = interlog_store::SqliteStore::open(data_dir, Default::default()).expect("open the store");
+    let store = interlog_store_sqlite::SqliteStore::open(data_dir, Default::default()).expect("open the store");
     store.integrity_check().expect("run the integrity check")
 }
 

@@ -1,0 +1,168 @@
+//! The supervisor of background jobs (dataset exports today; imports and deletions later): a
+//! bound on how many run at once, a claim on each job so one node runs it, lease renewals while
+//! it runs, and recovery of the jobs a stopped process or node left behind.
+//!
+//! A job's life: CREATE PENDING (created) → CREATE IN_PROGRESS (claimed by one node, its lease
+//! renewed every few seconds) → ACTIVE or CREATE FAILED with a reason. Claims are compare-and-set
+//! on the status, so two nodes never run one job.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use interlog_store::catalog::resources::{CatalogExt, ExportJobSpec, Lease, Resource};
+use interlog_store::{Store, StoreError};
+use tokio::sync::Semaphore;
+
+/// Statuses of a job not yet ended.
+pub const RUNNING: [&str; 2] = ["CREATE PENDING", "CREATE IN_PROGRESS"];
+pub const PENDING: &str = "CREATE PENDING";
+pub const IN_PROGRESS: &str = "CREATE IN_PROGRESS";
+
+/// How jobs run.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    /// Jobs running at once on this node; more wait for a slot.
+    pub max_running: usize,
+    /// How often a running job's lease is renewed.
+    pub renew_every: Duration,
+    /// A lease not renewed for this long means its node stopped (shared stores only).
+    pub stale_after: Duration,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        JobSettings { max_running: 2, renew_every: Duration::from_secs(5), stale_after: Duration::from_secs(30) }
+    }
+}
+
+/// The job supervisor of this node.
+#[derive(Clone)]
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    slots: Arc<Semaphore>,
+    /// This process, as leases name it.
+    node: String,
+    settings: JobSettings,
+}
+
+/// The work of one job: its outcome is the job's end (ACTIVE, or CREATE FAILED with the reason).
+pub type JobWork = std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+impl Jobs {
+    pub fn new(store: Arc<dyn Store>, settings: JobSettings) -> Self {
+        let node = format!("{}-{}", hostname(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let slots = Arc::new(Semaphore::new(settings.max_running.max(1)));
+        Jobs { inner: Arc::new(Inner { store, slots, node, settings }) }
+    }
+
+    /// Fails the export jobs a stop interrupted: on a store of its own, every job not ended (no
+    /// one else can be running it); on a shared store, those whose node stopped renewing.
+    pub async fn recover(&self) -> Result<usize, StoreError> {
+        let store = &self.inner.store;
+        let stale_before = interlog_store::now() - self.inner.settings.stale_after.as_secs_f64();
+        let mut failed = 0;
+        for job in store.list_all::<ExportJobSpec>(None, None).await? {
+            let interrupted = match job.meta.status.as_str() {
+                PENDING => !store.shared() || job.meta.updated < stale_before,
+                IN_PROGRESS => {
+                    !store.shared() || job.spec.lease.as_ref().is_none_or(|l| l.renewed < stale_before)
+                }
+                _ => false,
+            };
+            if !interrupted {
+                continue;
+            }
+            let mut spec = job.spec.clone();
+            spec.failure_reason =
+                Some("The server stopped while the job was running; create the job again".to_owned());
+            spec.lease = None;
+            // Compare-and-set: a job that moved on meanwhile is left alone.
+            match store
+                .change(&job.meta.account, &job.meta.arn, Some(&job.meta.status), Some("CREATE FAILED"), Some(&spec))
+                .await
+            {
+                Ok(_) => failed += 1,
+                Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if failed > 0 {
+            tracing::warn!(jobs = failed, "dataset export jobs interrupted by a stop were marked CREATE FAILED");
+        }
+        Ok(failed)
+    }
+
+    /// On a shared store, keeps failing the jobs of nodes that died, for as long as it runs.
+    pub fn spawn_sweeper(&self) -> Option<tokio::task::JoinHandle<()>> {
+        if !self.inner.store.shared() {
+            return None;
+        }
+        let jobs = self.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(jobs.inner.settings.stale_after / 2).await;
+                if let Err(e) = jobs.recover().await {
+                    tracing::warn!(error = %e, "cannot check for interrupted jobs; retrying");
+                }
+            }
+        }))
+    }
+
+    /// Runs an export job in the background: claims it, renews its lease while `work` runs, then
+    /// records the outcome. A panic in `work` fails the job with a reason instead of leaving it
+    /// running for ever.
+    pub fn run_export(&self, job: Resource<ExportJobSpec>, work: JobWork) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let _slot = inner.slots.clone().acquire_owned().await;
+            let (account, arn) = (job.meta.account.clone(), job.meta.arn.clone());
+            let mut spec = job.spec.clone();
+            spec.lease = Some(Lease { node: inner.node.clone(), renewed: interlog_store::now() });
+            if let Err(e) = inner.store.change(&account, &arn, Some(PENDING), Some(IN_PROGRESS), Some(&spec)).await {
+                tracing::warn!(job = %arn, error = %e, "cannot claim the export job; another node has it or it is gone");
+                return;
+            }
+            let renew = {
+                let (inner, account, arn, mut spec) = (inner.clone(), account.clone(), arn.clone(), spec.clone());
+                async move {
+                    loop {
+                        tokio::time::sleep(inner.settings.renew_every).await;
+                        spec.lease = Some(Lease { node: inner.node.clone(), renewed: interlog_store::now() });
+                        if let Err(e) = inner.store.change(&account, &arn, Some(IN_PROGRESS), None, Some(&spec)).await
+                        {
+                            tracing::warn!(job = %arn, error = %e, "cannot renew the export job's lease");
+                        }
+                    }
+                }
+            };
+            let outcome = tokio::select! {
+                outcome = tokio::spawn(work) => outcome.unwrap_or_else(|e| Err(format!("the job failed unexpectedly ({e})"))),
+                () = renew => unreachable!("renewing never ends"),
+            };
+            spec.lease = None;
+            let status = match outcome {
+                Ok(()) => {
+                    tracing::info!(job = %arn, "dataset export job done");
+                    "ACTIVE"
+                }
+                Err(reason) => {
+                    tracing::warn!(job = %arn, %reason, "dataset export job failed");
+                    spec.failure_reason = Some(reason);
+                    "CREATE FAILED"
+                }
+            };
+            if let Err(e) = inner.store.change(&account, &arn, Some(IN_PROGRESS), Some(status), Some(&spec)).await {
+                tracing::error!(job = %arn, error = %e, "cannot record the export job's outcome");
+            }
+        });
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "node".into())
+}

@@ -1,0 +1,102 @@
+//! The control plane as operations on resources, independent of any wire protocol: the AWS
+//! JSON 1.1 handlers (`api::control`) call it, and so will the web debugger.
+//!
+//! One module per resource holds its create operation and the rules that go with it (quotas,
+//! what must exist first, what a delete takes along); describe, list and delete are written once
+//! here for every kind ([`Managed`]). Inputs arrive validated (`interlog_model::requests`);
+//! failures are [`ApiError`]s, which only `api::error` turns into responses.
+
+pub mod dataset_groups;
+pub mod datasets;
+pub mod event_trackers;
+pub mod export_jobs;
+pub mod jobs;
+pub mod schemas;
+pub mod tags;
+
+use std::sync::Arc;
+
+use interlog_model::arn::Scope;
+use interlog_store::catalog::resources::{CatalogExt, Resource, Spec};
+use interlog_store::catalog::{DeleteRules, Kind, Page};
+use interlog_store::{CatalogCache, Store};
+
+use crate::api::error::ApiError;
+use crate::auth::Caller;
+
+/// What the control plane needs to run.
+#[derive(Clone)]
+pub struct Service {
+    store: Arc<dyn Store>,
+    cache: Arc<CatalogCache>,
+    jobs: jobs::Jobs,
+}
+
+impl Service {
+    pub fn new(store: Arc<dyn Store>, cache: Arc<CatalogCache>, jobs: jobs::Jobs) -> Self {
+        Service { store, cache, jobs }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn cache(&self) -> &Arc<CatalogCache> {
+        &self.cache
+    }
+
+    /// After a write of this node: the hot path must see it on the very next request.
+    async fn changed(&self) {
+        if let Err(e) = self.cache.refresh(&*self.store).await {
+            // The follower task retries; the write itself succeeded.
+            tracing::warn!(error = %e, "cannot refresh the catalog cache after a write");
+        }
+    }
+
+    /// A resource of the caller's account.
+    pub async fn describe<S: Managed>(&self, caller: &Caller, arn: &str) -> Result<Resource<S>, ApiError> {
+        Ok(self.store.describe::<S>(&caller.account, arn).await?)
+    }
+
+    /// A page of the caller's resources of one kind, of one parent when `parent` is given (which
+    /// must then exist: an unknown parent is `ResourceNotFoundException`, not an empty list).
+    pub async fn list<S: Managed>(
+        &self,
+        caller: &Caller,
+        parent: Option<&str>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Page<Resource<S>>, ApiError> {
+        if let (Some(parent), Some(kind)) = (parent, S::PARENT) {
+            if self.store.get(&caller.account, kind, parent).await?.is_none() {
+                return Err(interlog_store::catalog::missing(kind, parent).into());
+            }
+        }
+        Ok(self.store.list_page::<S>(Some(&caller.account), parent, after, limit).await?)
+    }
+
+    /// Deletes a resource of the caller's account by its kind's rules.
+    pub async fn delete<S: Managed>(&self, caller: &Caller, arn: &str) -> Result<(), ApiError> {
+        let deleted = self.store.remove::<S>(&caller.account, arn, S::delete_rules()).await?;
+        tracing::info!(kind = S::KIND.as_str(), %arn, cascaded = deleted.len() - 1, "deleted");
+        self.changed().await;
+        Ok(())
+    }
+}
+
+/// A kind the control plane manages: where it lists from and what deleting it means.
+pub trait Managed: Spec {
+    /// The kind a listing of this one is filtered by (`datasetGroupArn`, `datasetArn`).
+    const PARENT: Option<Kind>;
+
+    /// What a delete takes with it and what stops it. Default: nothing cascades, and any
+    /// resource that belongs to or uses this one blocks the delete.
+    fn delete_rules() -> DeleteRules {
+        DeleteRules::default()
+    }
+}
+
+/// The scope new resources of a caller are named in.
+pub(crate) fn scope(caller: &Caller) -> Scope {
+    Scope { region: caller.region.clone(), account: caller.account.clone() }
+}
