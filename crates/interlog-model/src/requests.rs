@@ -384,7 +384,11 @@ impl TagsRequest {
         let keys = self.tag_keys.ok_or_else(|| ValidationError::Violations(vec![Violation::missing("tagKeys")]))?;
         let mut v = Vec::new();
         if keys.len() > check::MAX_TAGS {
-            v.push(Violation::new("tagKeys", None, format!("Member must have length less than or equal to {}", check::MAX_TAGS)));
+            v.push(Violation::new(
+                "tagKeys",
+                None,
+                format!("Member must have length less than or equal to {}", check::MAX_TAGS),
+            ));
         }
         for (i, k) in keys.iter().enumerate() {
             let n = k.chars().count();

@@ -162,12 +162,10 @@ impl Application {
             config.account = root.credential.account_id().to_owned();
         }
         let scope = Scope { region: config.region.clone(), account: config.account.clone() };
-        let bootstrap = interlog_store::bootstrap(
-            &*store,
-            &Bootstrap { scope, tracking_id: config.default_tracking_id.clone() },
-        )
-        .await
-        .map_err(StartError::Bootstrap)?;
+        let bootstrap =
+            interlog_store::bootstrap(&*store, &Bootstrap { scope, tracking_id: config.default_tracking_id.clone() })
+                .await
+                .map_err(StartError::Bootstrap)?;
         let cache = CatalogCache::load(&*store).await.map_err(StartError::Bootstrap)?;
         cache.follow(store.clone());
         let jobs = Jobs::new(store.clone(), JobSettings::default());

@@ -52,11 +52,9 @@ pub(crate) fn run(args: ExportArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let store: std::sync::Arc<dyn Store> = match (&args.data_dir, &args.database_url) {
             (Some(dir), _) => interlog_store_sqlite::SqliteStore::open_read_only(dir)?,
-            (None, Some(url)) => {
-                interlog_store_postgres::PostgresStore::open(url, Default::default()).await.with_context(|| {
-                    format!("cannot open {}", interlog_server::engine::redact_url(url))
-                })?
-            }
+            (None, Some(url)) => interlog_store_postgres::PostgresStore::open(url, Default::default())
+                .await
+                .with_context(|| format!("cannot open {}", interlog_server::engine::redact_url(url)))?,
             (None, None) => unreachable!("clap requires a source"),
         };
         from_store(store, args.dataset_group.as_deref(), args.format, &args.output).await

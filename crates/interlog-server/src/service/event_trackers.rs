@@ -28,7 +28,9 @@ impl Service {
         let rules = InsertRules {
             quota: None,
             requires: vec![Requirement { kind: GroupSpec::KIND, arn: group.clone(), active: true }],
-            exists_message: format!("Dataset group {group} already has an event tracker; only one is allowed per group"),
+            exists_message: format!(
+                "Dataset group {group} already has an event tracker; only one is allowed per group"
+            ),
         };
         let new = New {
             account: caller.account.clone(),

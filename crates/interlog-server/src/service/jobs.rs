@@ -69,17 +69,14 @@ impl Jobs {
         for job in store.list_all::<ExportJobSpec>(None, None).await? {
             let interrupted = match job.meta.status.as_str() {
                 PENDING => !store.shared() || job.meta.updated < stale_before,
-                IN_PROGRESS => {
-                    !store.shared() || job.spec.lease.as_ref().is_none_or(|l| l.renewed < stale_before)
-                }
+                IN_PROGRESS => !store.shared() || job.spec.lease.as_ref().is_none_or(|l| l.renewed < stale_before),
                 _ => false,
             };
             if !interrupted {
                 continue;
             }
             let mut spec = job.spec.clone();
-            spec.failure_reason =
-                Some("The server stopped while the job was running; create the job again".to_owned());
+            spec.failure_reason = Some("The server stopped while the job was running; create the job again".to_owned());
             spec.lease = None;
             // Compare-and-set: a job that moved on meanwhile is left alone.
             match store
@@ -133,8 +130,7 @@ impl Jobs {
                     loop {
                         tokio::time::sleep(inner.settings.renew_every).await;
                         spec.lease = Some(Lease { node: inner.node.clone(), renewed: interlog_store::now() });
-                        if let Err(e) = inner.store.change(&account, &arn, Some(IN_PROGRESS), None, Some(&spec)).await
-                        {
+                        if let Err(e) = inner.store.change(&account, &arn, Some(IN_PROGRESS), None, Some(&spec)).await {
                             tracing::warn!(job = %arn, error = %e, "cannot renew the export job's lease");
                         }
                     }
