@@ -1,0 +1,406 @@
+//! The database file: how connections are opened, what the tables are, and the versioned
+//! migrations that bring an older file to the current layout.
+//!
+//! `PRAGMA application_id` marks a file as interlog's and `PRAGMA user_version` is its layout.
+//! Every migration step runs in one transaction that also sets the new `user_version`, so a
+//! crash mid-way leaves the file at the old layout, and the next start runs the step again.
+
+use std::collections::HashMap;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use interlog_store::catalog::resources::{DatasetSpec, ExportJobSpec, GroupSpec, SchemaSpec, TrackerSpec};
+use interlog_store::catalog::Kind;
+use interlog_store::StoreError;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+
+use crate::error::{classify, Classify};
+
+/// "ILOG": an interlog database.
+const APPLICATION_ID: i64 = 0x494C_4F47;
+/// The layout this build writes. 1: the first landing (one table per resource kind);
+/// 2: one generic `resources` table, durable purges, the root key, the catalog version.
+pub const LAYOUT: i64 = 2;
+pub const DB_FILE: &str = "interlog.db";
+pub const LOCK_FILE: &str = "interlog.lock";
+
+/// The WAL is cut back to this size after a checkpoint resets it, so one burst does not leave a
+/// large file behind for good.
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+/// Page cache of the writer; readers keep SQLite's default.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(DB_FILE)
+}
+
+pub fn foreign(path: &Path, reason: impl Into<String>) -> StoreError {
+    StoreError::Foreign { location: path.display().to_string(), reason: reason.into() }
+}
+
+/// Errors of opening a file: a damaged or foreign file stops start-up naming it.
+fn opening(path: &Path, e: rusqlite::Error) -> StoreError {
+    match crate::error::fault(&e) {
+        Some(crate::error::Fault::Corrupt) => foreign(path, format!("not a readable interlog store: {e}")),
+        _ => classify(e),
+    }
+}
+
+/// Makes the data dir (0700) and the database file (0600) before SQLite sees them: SQLite gives
+/// the `-wal` and `-shm` files it creates the database file's mode, so none of them is ever
+/// readable by other users, whatever the umask.
+pub fn prepare_files(data_dir: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(data_dir)?;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
+    let db = db_path(data_dir);
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&db)?;
+    for file in [db.clone(), wal_path(&db), shm_path(&db)] {
+        if file.exists() {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn wal_path(db: &Path) -> PathBuf {
+    PathBuf::from(format!("{}-wal", db.display()))
+}
+
+pub fn shm_path(db: &Path) -> PathBuf {
+    PathBuf::from(format!("{}-shm", db.display()))
+}
+
+/// The writer's connection: WAL with `synchronous=FULL`, so every commit syncs the log before
+/// it returns. Never creates the file (a vanished file must not come back empty on a reopen).
+pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| opening(path, e))?;
+    // Only this process writes (the lock file); a short wait covers a reader's WAL recovery.
+    conn.busy_timeout(Duration::from_secs(2)).classified()?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(|e| opening(path, e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(foreign(path, format!("cannot use WAL mode (the file system gave {mode})")));
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT};
+         PRAGMA cache_size=-{WRITER_CACHE_KIB};"
+    ))
+    .classified()?;
+    Ok(conn)
+}
+
+/// A reader's connection: read-only, so nothing it does can take the write lock.
+pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| opening(path, e))?;
+    conn.busy_timeout(Duration::from_secs(5)).classified()?;
+    Ok(conn)
+}
+
+/// The layout of the file, `None` for a new empty file; a foreign or newer file is refused.
+pub fn layout_of(conn: &Connection, path: &Path) -> Result<Option<i64>, StoreError> {
+    let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| opening(path, e))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).classified()?;
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).classified()?;
+    if app == 0 && tables == 0 {
+        return Ok(None);
+    }
+    if app != APPLICATION_ID {
+        return Err(foreign(
+            path,
+            "this SQLite file was not made by interlog; move it away or choose another --data-dir",
+        ));
+    }
+    if version > LAYOUT {
+        return Err(foreign(
+            path,
+            format!("made by a newer interlog (layout {version}; this build reads layouts up to {LAYOUT})"),
+        ));
+    }
+    Ok(Some(version))
+}
+
+/// Brings the file to [`LAYOUT`], one step (one transaction) at a time.
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    loop {
+        let step = match layout_of(conn, path)? {
+            None => create as fn(&Transaction<'_>) -> Result<(), StoreError>,
+            Some(LAYOUT) => return Ok(()),
+            Some(1) => from_1_to_2,
+            Some(other) => return Err(foreign(path, format!("unknown interlog layout {other}"))),
+        };
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).classified()?;
+        let before = layout_of(&tx, path)?;
+        step(&tx)?;
+        let after: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).classified()?;
+        if Some(after) == before || after == 0 {
+            return Err(StoreError::internal(format!("migration from layout {before:?} did not move the layout")));
+        }
+        tx.commit().classified()?;
+        tracing::info!(from = ?before, to = after, file = %path.display(), "migrated the store's layout");
+    }
+}
+
+/// The tables of layout 2, shared by a new file and the migration from layout 1.
+const TABLES_2: &str = "
+    -- Every control-plane resource. AUTOINCREMENT: an id is never reused, and a dataset's id
+    -- names its event log, so a new dataset can never see a deleted one's events.
+    CREATE TABLE resources(
+        id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, account TEXT NOT NULL,
+        arn TEXT NOT NULL UNIQUE, name TEXT NOT NULL, parent TEXT, uses TEXT, status TEXT NOT NULL,
+        unique_key TEXT, doc TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
+        UNIQUE(account, kind, unique_key));
+    CREATE INDEX resources_by_kind ON resources(kind, account, id);
+    CREATE INDEX resources_by_parent ON resources(parent) WHERE parent IS NOT NULL;
+    CREATE INDEX resources_by_uses ON resources(uses) WHERE uses IS NOT NULL;
+    CREATE TABLE resource_tags(
+        resource INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(resource, key)) WITHOUT ROWID;
+    -- `version` grows with every catalog write; `probe` is what the writer rewrites to test the disk.
+    CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+    INSERT INTO meta(key, value) VALUES ('version', 1);
+    CREATE TABLE root_key(
+        id INTEGER PRIMARY KEY CHECK (id = 1), access_key_id TEXT NOT NULL, secret_access_key TEXT NOT NULL,
+        account_id TEXT NOT NULL);
+    -- A deleted dataset's events still to remove: rows with seq in (done_through, last_seq].
+    CREATE TABLE purges(dataset_id INTEGER PRIMARY KEY, done_through INTEGER NOT NULL, last_seq INTEGER NOT NULL);
+";
+
+/// The events table, the same in layouts 1 and 2.
+const EVENTS: &str = "
+    -- Append-only: no secondary index, so a commit touches only the table's last pages.
+    CREATE TABLE events(
+        seq INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL, event_id TEXT NOT NULL,
+        session_id TEXT NOT NULL, user_id TEXT, item_id TEXT, event_type TEXT NOT NULL,
+        event_value REAL, sent_at REAL NOT NULL, properties TEXT, recommendation_id TEXT,
+        impression TEXT, attribution_source TEXT, received_at REAL NOT NULL);
+";
+
+fn create(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch(TABLES_2).classified()?;
+    tx.execute_batch(EVENTS).classified()?;
+    tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 2;")).classified()
+}
+
+/// Layout 1 (the first landing: `schemas`, `dataset_groups`, `datasets`, `event_trackers`,
+/// `export_jobs` when it had been created, `tags` by ARN) into the generic `resources` table.
+///
+/// Dataset ids are kept: the events name them. Other resources get new ids in their old order
+/// (ids only order listings), above every dataset id ever handed out, so no id is reused.
+fn from_1_to_2(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch("ALTER TABLE tags RENAME TO tags_1;").classified()?;
+    tx.execute_batch(TABLES_2).classified()?;
+    let doc = |v: serde_json::Result<String>| v.map_err(StoreError::internal);
+    let mut insert = tx
+        .prepare(
+            "INSERT INTO resources(id, kind, account, arn, name, parent, uses, status, unique_key, doc, created, updated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
+        .classified()?;
+    let mut ids: HashMap<String, i64> = HashMap::new();
+
+    // Datasets first, with their ids.
+    let datasets = {
+        let mut stmt = tx
+            .prepare(
+                "SELECT d.id, d.account, d.arn, d.name, g.arn, s.arn, d.status, d.dataset_type, d.created, d.updated
+                 FROM datasets d LEFT JOIN dataset_groups g ON g.id = d.dataset_group_id
+                 LEFT JOIN schemas s ON s.id = d.schema_id ORDER BY d.id",
+            )
+            .classified()?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, f64>(8)?,
+                    r.get::<_, f64>(9)?,
+                ))
+            })
+            .classified()?;
+        rows.collect::<Result<Vec<_>, _>>().classified()?
+    };
+    for (id, account, arn, name, group, schema, status, dataset_type, created, updated) in datasets {
+        let spec = doc(serde_json::to_string(&DatasetSpec { dataset_type, tracking_id: None }))?;
+        insert
+            .execute(params![
+                id,
+                Kind::Dataset.as_str(),
+                account,
+                arn,
+                name,
+                group,
+                schema,
+                status,
+                None::<String>,
+                spec,
+                created,
+                updated
+            ])
+            .classified()?;
+        ids.insert(arn, id);
+    }
+    // No id handed out before may come back: not a deleted dataset's (the old AUTOINCREMENT
+    // counter), nor one that only the events still name.
+    let floor: i64 = tx
+        .query_row(
+            "SELECT max(coalesce((SELECT max(id) FROM resources), 0),
+                        coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'datasets'), 0),
+                        coalesce((SELECT max(dataset_id) FROM events), 0))",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .classified()?
+        .unwrap_or(0);
+    tx.execute("DELETE FROM sqlite_sequence WHERE name = 'resources'", []).classified()?;
+    tx.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('resources', ?1)", [floor]).classified()?;
+
+    let mut add = |kind: Kind, row: Old, spec: String| -> Result<(), StoreError> {
+        insert
+            .execute(params![
+                None::<i64>,
+                kind.as_str(),
+                row.account,
+                row.arn,
+                row.name,
+                row.parent,
+                row.uses,
+                row.status,
+                row.unique_key,
+                spec,
+                row.created,
+                row.updated
+            ])
+            .classified()?;
+        ids.insert(row.arn, tx.last_insert_rowid());
+        Ok(())
+    };
+
+    for (row, (body, domain)) in old_rows(
+        tx,
+        "SELECT account, arn, name, NULL, NULL, 'ACTIVE', name, created, updated, body, domain FROM schemas ORDER BY id",
+        |r| Ok((r.get::<_, String>(9)?, r.get::<_, Option<String>>(10)?)),
+    )? {
+        add(Kind::Schema, row, doc(serde_json::to_string(&SchemaSpec { body, domain }))?)?;
+    }
+    for (row, spec) in old_rows(
+        tx,
+        "SELECT account, arn, name, NULL, NULL, status, name, created, updated, role_arn, kms_key_arn, domain,
+                is_default
+         FROM dataset_groups ORDER BY id",
+        |r| {
+            Ok(GroupSpec {
+                role_arn: r.get(9)?,
+                kms_key_arn: r.get(10)?,
+                domain: r.get(11)?,
+                is_default: r.get::<_, i64>(12)? != 0,
+            })
+        },
+    )? {
+        add(Kind::DatasetGroup, row, doc(serde_json::to_string(&spec))?)?;
+    }
+    // One tracker per group: the group's ARN is the tracker's unique key, as the server makes it.
+    for (row, tracking_id) in old_rows(
+        tx,
+        "SELECT t.account, t.arn, t.name, g.arn, NULL, t.status, g.arn, t.created, t.updated, t.tracking_id
+         FROM event_trackers t LEFT JOIN dataset_groups g ON g.id = t.dataset_group_id ORDER BY t.id",
+        |r| r.get::<_, String>(9),
+    )? {
+        add(Kind::EventTracker, row, doc(serde_json::to_string(&TrackerSpec { tracking_id }))?)?;
+    }
+    let has_jobs: bool = tx
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'export_jobs'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .classified()?
+        > 0;
+    if has_jobs {
+        for (row, spec) in old_rows(
+            tx,
+            "SELECT j.account, j.arn, j.name, d.arn, NULL, j.status, j.name, j.created, j.updated, j.dataset_id,
+                    j.ingestion_mode, j.role_arn, j.path, j.kms_key_arn, j.failure_reason
+             FROM export_jobs j LEFT JOIN datasets d ON d.id = j.dataset_id ORDER BY j.id",
+            |r| {
+                Ok(ExportJobSpec {
+                    dataset_id: r.get(9)?,
+                    ingestion_mode: r.get(10)?,
+                    role_arn: r.get(11)?,
+                    path: r.get(12)?,
+                    kms_key_arn: r.get(13)?,
+                    failure_reason: r.get(14)?,
+                    lease: None,
+                })
+            },
+        )? {
+            add(Kind::DatasetExportJob, row, doc(serde_json::to_string(&spec))?)?;
+        }
+    }
+    drop(insert);
+
+    // Tags move from ARNs to resource ids; a tag of a resource that is gone dies with it.
+    let tags = {
+        let mut stmt = tx.prepare("SELECT arn, key, value FROM tags_1 ORDER BY arn, key").classified()?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .classified()?;
+        rows.collect::<Result<Vec<_>, _>>().classified()?
+    };
+    for (arn, key, value) in tags {
+        if let Some(id) = ids.get(&arn) {
+            tx.execute("INSERT INTO resource_tags(resource, key, value) VALUES (?1, ?2, ?3)", params![id, key, value])
+                .classified()?;
+        }
+    }
+    let drops = if has_jobs { "DROP TABLE export_jobs;" } else { "" };
+    tx.execute_batch(&format!(
+        "{drops} DROP TABLE event_trackers; DROP TABLE datasets; DROP TABLE dataset_groups; DROP TABLE schemas;
+         DROP TABLE tags_1; PRAGMA user_version = 2;"
+    ))
+    .classified()
+}
+
+/// The columns every old resource table gives, in the order the migration's queries select
+/// them (0-8); the kind's own columns follow.
+struct Old {
+    account: String,
+    arn: String,
+    name: String,
+    parent: Option<String>,
+    uses: Option<String>,
+    status: String,
+    unique_key: Option<String>,
+    created: f64,
+    updated: f64,
+}
+
+fn old_rows<T>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    own: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<(Old, T)>, StoreError> {
+    let mut stmt = tx.prepare(sql).classified()?;
+    let rows = stmt
+        .query_map([], |r| {
+            let old = Old {
+                account: r.get(0)?,
+                arn: r.get(1)?,
+                name: r.get(2)?,
+                parent: r.get(3)?,
+                uses: r.get(4)?,
+                status: r.get(5)?,
+                unique_key: r.get(6)?,
+                created: r.get(7)?,
+                updated: r.get(8)?,
+            };
+            Ok((old, own(r)?))
+        })
+        .classified()?;
+    rows.collect::<Result<Vec<_>, _>>().classified()
+}

@@ -1,0 +1,121 @@
+//! Reads: a small pool of read-only connections used on tokio's blocking threads, so no SQLite
+//! call runs on an async worker and no read can take the write lock or hold the writer up.
+//!
+//! Every read is one short transaction (a statement, or a deferred `BEGIN` for reads of more
+//! than one statement): a slow consumer never pins a snapshot, so checkpoints can always reset
+//! the WAL behind it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use interlog_model::Interaction;
+use interlog_store::{StoreError, StoredEvent};
+use rusqlite::{params, Connection};
+use tokio::sync::Semaphore;
+
+use crate::error::Classify;
+use crate::layout;
+
+/// Reads running at once; more wait for a connection.
+const READERS: usize = 4;
+
+pub struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+    closed: AtomicBool,
+}
+
+impl ReadPool {
+    pub fn new(path: PathBuf) -> Arc<ReadPool> {
+        Arc::new(ReadPool {
+            path,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(READERS)),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Runs `read` on a pooled connection on a blocking thread.
+    pub async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let closed = || StoreError::Unavailable("the store is closed".into());
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed());
+        }
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| closed())?;
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let conn = match pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+                Some(conn) => conn,
+                None => layout::open_reader(&pool.path)?,
+            };
+            let result = read(&conn);
+            // A connection that met a fault is dropped; the next read opens a fresh one.
+            if !matches!(result, Err(StoreError::Unavailable(_))) && !pool.closed.load(Ordering::Acquire) {
+                pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(StoreError::internal)?
+    }
+
+    /// Refuses further reads and lets the idle connections go.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// Up to `limit` events of a live dataset after `after`, in `seq` order. A deleted dataset
+/// reads empty at once, even while its rows wait for the purge.
+pub fn events(conn: &Connection, dataset_id: i64, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+    let tx = conn.unchecked_transaction().classified()?;
+    let live: bool = tx
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM resources WHERE id = ?1 AND kind = 'dataset')")
+        .classified()?
+        .query_row([dataset_id], |r| r.get(0))
+        .classified()?;
+    if !live {
+        return Ok(Vec::new());
+    }
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT seq, event_id, session_id, user_id, item_id, event_type, event_value, sent_at, properties,
+                    recommendation_id, impression, attribution_source, received_at
+             FROM events WHERE seq > ?2 AND dataset_id = ?1 ORDER BY seq LIMIT ?3",
+        )
+        .classified()?;
+    let rows = stmt
+        .query_map(params![dataset_id, after, limit], |r| {
+            let impression: Option<String> = r.get(10)?;
+            Ok(StoredEvent {
+                seq: r.get(0)?,
+                received_at: r.get(12)?,
+                interaction: Interaction {
+                    event_id: r.get(1)?,
+                    session_id: r.get(2)?,
+                    user_id: r.get(3)?,
+                    item_id: r.get(4)?,
+                    event_type: r.get(5)?,
+                    event_value: r.get(6)?,
+                    sent_at: r.get(7)?,
+                    properties: r.get(8)?,
+                    recommendation_id: r.get(9)?,
+                    impression: impression.and_then(|s| serde_json::from_str(&s).ok()),
+                    event_attribution_source: r.get(11)?,
+                },
+            })
+        })
+        .classified()?;
+    let events = rows.collect::<Result<Vec<_>, _>>().classified()?;
+    drop(stmt);
+    tx.commit().classified()?;
+    Ok(events)
+}

@@ -1,0 +1,714 @@
+//! The one writer: a thread owning the only read-write connection. It group-commits appends,
+//! runs every catalog write, removes deleted datasets' events in small chunks between append
+//! batches, and probes the disk while writes fail.
+//!
+//! It never dies of what it meets. A commit that fails (disk full, I/O error, a panic in this
+//! code) answers every request of its batch with an error, drops the connection and takes a
+//! fresh one before the next unit of work, which is tried afresh; while writes fail, health is
+//! `Unavailable` and a tiny write every second finds out when the disk takes writes again. Only
+//! a connection that cannot be reopened after [`MAX_REOPEN_ATTEMPTS`] makes the store fatal
+//! ([`crate::SqliteStore::fatal`]): the server then exits so a supervisor restarts it.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use interlog_model::Interaction;
+use interlog_store::window::Window;
+use interlog_store::{AppendOutcome, Health, StoreError, WriterOptions};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::catalog::{self, Purge, Write, Written};
+use crate::error::Classify;
+use crate::layout;
+
+/// A failed reopen is retried this often...
+const REOPEN_EVERY: Duration = Duration::from_millis(500);
+/// ...this many times in a row before the store gives up and reports itself fatal.
+pub const MAX_REOPEN_ATTEMPTS: u32 = 10;
+/// While writes fail, the writer tries a tiny write this often.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// A purge chunk removes at most this many events...
+const PURGE_ROWS: i64 = 4096;
+/// ...and looks at most at this many positions, so one chunk stays a few milliseconds long
+/// however the deleted dataset's events are spread over the log.
+const PURGE_SCAN: i64 = 32_768;
+/// Panics outside a unit of work (the loop itself) tolerated per minute before giving up.
+const MAX_RESTARTS_PER_MINUTE: usize = 5;
+
+pub struct AppendJob {
+    pub dataset_id: i64,
+    pub events: Vec<Interaction>,
+    pub reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+pub enum Control {
+    Write(Write, oneshot::Sender<Result<Written, StoreError>>),
+    /// Finish the appends already queued, close the connection, then answer.
+    Close(oneshot::Sender<()>),
+}
+
+/// Write-path counters.
+#[derive(Default)]
+pub struct Counters {
+    pub commits: AtomicU64,
+    pub failed_commits: AtomicU64,
+    pub events_stored: AtomicU64,
+    pub duplicates_dropped: AtomicU64,
+    pub throttled: AtomicU64,
+}
+
+/// What the writer thread and the store handle share.
+pub struct Shared {
+    pub counters: Counters,
+    pub health: RwLock<Health>,
+    /// `Some(why)` once the writer gave up.
+    pub fatal: watch::Sender<Option<String>>,
+    /// The catalog version, sent after every committed catalog write.
+    pub version: watch::Sender<u64>,
+    #[cfg(feature = "fault-injection")]
+    pub faults: crate::Faults,
+}
+
+impl Shared {
+    pub fn new(version: u64) -> Arc<Shared> {
+        Arc::new(Shared {
+            counters: Counters::default(),
+            health: RwLock::new(Health::Writable),
+            fatal: watch::channel(None).0,
+            version: watch::channel(version).0,
+            #[cfg(feature = "fault-injection")]
+            faults: crate::Faults::default(),
+        })
+    }
+
+    fn set_health(&self, health: Health) {
+        *self.health.write().unwrap_or_else(|p| p.into_inner()) = health;
+    }
+}
+
+/// Why writes fail at the moment, and when to try again.
+struct Trouble {
+    reason: String,
+    since: Instant,
+    next_reopen: Instant,
+    next_probe: Instant,
+    reopen_failures: u32,
+}
+
+/// The queues into a started writer, and its thread.
+pub struct Started {
+    pub appends: mpsc::Sender<AppendJob>,
+    pub control: mpsc::Sender<Control>,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+pub struct Writer {
+    path: PathBuf,
+    conn: Option<Connection>,
+    window: Window,
+    options: WriterOptions,
+    shared: Arc<Shared>,
+    /// Datasets that exist: appends to any other id are refused, so nothing is written under
+    /// the id of a dataset being purged.
+    live: HashSet<i64>,
+    purges: VecDeque<Purge>,
+    trouble: Option<Trouble>,
+    fatal: Option<String>,
+    /// The in-memory state must be rebuilt from the file before the next unit of work (after
+    /// a panic outside one).
+    rewarm: bool,
+}
+
+impl Writer {
+    /// Takes the opened (and migrated) connection, warms what the writer keeps in memory and
+    /// starts the thread.
+    pub fn start(
+        path: PathBuf,
+        conn: Connection,
+        options: WriterOptions,
+        shared: Arc<Shared>,
+    ) -> Result<Started, StoreError> {
+        let mut writer = Writer {
+            path,
+            conn: Some(conn),
+            window: Window::new(options.window_events),
+            options,
+            shared,
+            live: HashSet::new(),
+            purges: VecDeque::new(),
+            trouble: None,
+            fatal: None,
+            rewarm: false,
+        };
+        writer.warm()?;
+        if !writer.purges.is_empty() {
+            tracing::info!(datasets = writer.purges.len(), "resuming the purge of deleted datasets' events");
+        }
+        let (appends, append_rx) = mpsc::channel(writer.options.queue_requests.max(1));
+        // Catalog writes have their own queue, read first: a full append queue never holds
+        // up the control plane.
+        let (control, control_rx) = mpsc::channel(256);
+        let thread = std::thread::Builder::new()
+            .name("interlog-writer".into())
+            .spawn(move || writer.supervise(append_rx, control_rx))?;
+        Ok(Started { appends, control, thread })
+    }
+
+    /// Fills the retry window with the newest events (so a retry across a restart is still
+    /// dropped at the door) and loads the live datasets and pending purges.
+    fn warm(&mut self) -> Result<(), StoreError> {
+        let conn = self.conn.as_ref().ok_or_else(|| StoreError::Unavailable("no connection".into()))?;
+        let mut window = Window::new(self.options.window_events);
+        let mut stmt =
+            conn.prepare("SELECT seq, dataset_id, event_id FROM events ORDER BY seq DESC LIMIT ?1").classified()?;
+        let mut recent = stmt
+            .query_map([self.options.window_events as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+            })
+            .classified()?
+            .collect::<Result<Vec<_>, _>>()
+            .classified()?;
+        drop(stmt);
+        recent.reverse();
+        for (seq, dataset_id, event_id) in recent {
+            let key = window.key(dataset_id, &event_id);
+            window.insert(key, seq);
+        }
+        self.window = window;
+        self.reload()
+    }
+
+    /// The live datasets and pending purges as the file has them.
+    fn reload(&mut self) -> Result<(), StoreError> {
+        let conn = self.conn.as_ref().ok_or_else(|| StoreError::Unavailable("no connection".into()))?;
+        self.live = catalog::dataset_ids(conn)?;
+        self.purges = catalog::purges(conn)?.into();
+        Ok(())
+    }
+
+    /// The thread: runs the loop, and restarts it if it ever panics outside a unit of work.
+    fn supervise(mut self, mut appends: mpsc::Receiver<AppendJob>, mut control: mpsc::Receiver<Control>) {
+        let mut restarts: VecDeque<Instant> = VecDeque::new();
+        loop {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    self.give_up(format!("the writer cannot start its timer: {e}"));
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            match catch_unwind(AssertUnwindSafe(|| self.run(&rt, &mut appends, &mut control))) {
+                Ok(()) => return,
+                Err(panic) => {
+                    let why = panic_message(&*panic);
+                    tracing::error!(panic = %why, "the writer's loop panicked; restarting it with a fresh connection");
+                    let now = Instant::now();
+                    restarts.push_back(now);
+                    while restarts.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60)) {
+                        restarts.pop_front();
+                    }
+                    if restarts.len() > MAX_RESTARTS_PER_MINUTE {
+                        self.give_up(format!(
+                            "the writer panicked {} times within a minute (last: {why})",
+                            restarts.len()
+                        ));
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    self.rewarm = true;
+                    self.troubled(format!("the writer restarted after a panic: {why}"));
+                }
+            }
+        }
+    }
+
+    fn run(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        appends: &mut mpsc::Receiver<AppendJob>,
+        control: &mut mpsc::Receiver<Control>,
+    ) {
+        let mut waiting: Option<AppendJob> = None;
+        let mut batch: Vec<AppendJob> = Vec::new();
+        loop {
+            // The control plane first: its writes are few and short.
+            while let Ok(c) = control.try_recv() {
+                if let Some(done) = self.control(c) {
+                    self.finish(appends, waiting.take(), &mut batch);
+                    let _ = done.send(());
+                    return;
+                }
+            }
+            if let Some(first) = waiting.take().or_else(|| appends.try_recv().ok()) {
+                self.append_batch(first, appends, &mut batch);
+                // One purge chunk per append batch: a purge always moves, and an append
+                // never waits for more than one chunk.
+                if self.trouble.is_none() {
+                    self.purge_chunk();
+                }
+                continue;
+            }
+            if self.trouble.is_none() && !self.purges.is_empty() {
+                self.purge_chunk();
+                continue;
+            }
+            if self.trouble.as_ref().is_some_and(|t| Instant::now() >= t.next_probe) {
+                self.probe();
+            }
+            let deadline = self.trouble.as_ref().map(|t| t.next_probe.min(t.next_reopen).max(Instant::now()));
+            match rt.block_on(wait(appends, control, deadline)) {
+                Wake::Control(c) => {
+                    if let Some(done) = self.control(c) {
+                        self.finish(appends, None, &mut batch);
+                        let _ = done.send(());
+                        return;
+                    }
+                }
+                Wake::Append(job) => waiting = Some(job),
+                Wake::Tick => {}
+                Wake::Closed => {
+                    self.finish(appends, None, &mut batch);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Commits what is still queued, then lets the connection go.
+    fn finish(
+        &mut self,
+        appends: &mut mpsc::Receiver<AppendJob>,
+        waiting: Option<AppendJob>,
+        batch: &mut Vec<AppendJob>,
+    ) {
+        let mut next = waiting.or_else(|| appends.try_recv().ok());
+        while let Some(first) = next {
+            self.append_batch(first, appends, batch);
+            next = appends.try_recv().ok();
+        }
+        self.conn = None;
+        tracing::debug!("the writer stopped");
+    }
+
+    /// Runs a control command; `Some` when it asks the writer to stop.
+    fn control(&mut self, c: Control) -> Option<oneshot::Sender<()>> {
+        match c {
+            Control::Write(w, reply) => {
+                let _ = reply.send(self.catalog_write(w));
+                None
+            }
+            Control::Close(done) => Some(done),
+        }
+    }
+
+    fn catalog_write(&mut self, w: Write) -> Result<Written, StoreError> {
+        let now = interlog_store::now();
+        let shared = self.shared.clone();
+        let (written, after, version) = self.guarded(move |wr| {
+            let tx = wr.connection()?.transaction_with_behavior(TransactionBehavior::Immediate).classified()?;
+            let (written, after) = catalog::write(&tx, w, now)?;
+            let version = catalog::version(&tx)?;
+            commit(tx, &shared)?;
+            Ok((written, after, version))
+        })?;
+        self.live.extend(after.datasets_added);
+        for purge in after.datasets_deleted {
+            self.live.remove(&purge.dataset_id);
+            self.purges.retain(|p| p.dataset_id != purge.dataset_id);
+            self.purges.push_back(purge);
+        }
+        if after.changed {
+            self.shared.version.send_replace(version);
+        }
+        Ok(written)
+    }
+
+    /// Takes `first` and every request waiting behind it (up to the batch size), commits them
+    /// in one transaction and answers each.
+    fn append_batch(&mut self, first: AppendJob, appends: &mut mpsc::Receiver<AppendJob>, batch: &mut Vec<AppendJob>) {
+        let mut events = first.events.len();
+        batch.push(first);
+        while events < self.options.max_batch_events {
+            match appends.try_recv() {
+                Ok(job) => {
+                    events += job.events.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let shared = self.shared.clone();
+        let jobs = &*batch;
+        let result = self.guarded(|w| w.commit_appends(jobs, &shared));
+        let c = &self.shared.counters;
+        match result {
+            Ok(outcomes) => {
+                c.commits.fetch_add(1, Ordering::Relaxed);
+                for (job, outcome) in batch.drain(..).zip(outcomes) {
+                    if let Ok(o) = &outcome {
+                        c.events_stored.fetch_add(o.stored as u64, Ordering::Relaxed);
+                        c.duplicates_dropped.fetch_add(o.duplicates as u64, Ordering::Relaxed);
+                    }
+                    let _ = job.reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                c.failed_commits.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, requests = batch.len(), "commit failed; nothing of this batch was acknowledged");
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(again(&e)));
+                }
+            }
+        }
+    }
+
+    fn commit_appends(
+        &mut self,
+        batch: &[AppendJob],
+        shared: &Shared,
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        let received_at = interlog_store::now();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        // Entries become visible to the window only once the commit succeeded.
+        let mut pending: HashMap<u64, i64> = HashMap::new();
+        let Writer { conn, window, live, .. } = self;
+        let conn = conn.as_mut().ok_or_else(|| StoreError::Unavailable("no connection".into()))?;
+        let tx = conn.transaction().classified()?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO events(dataset_id, event_id, session_id, user_id, item_id, event_type, event_value,
+                        sent_at, properties, recommendation_id, impression, attribution_source, received_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                )
+                .classified()?;
+            let mut stored_id =
+                tx.prepare_cached("SELECT dataset_id, event_id FROM events WHERE seq = ?1").classified()?;
+            for job in batch {
+                if !live.contains(&job.dataset_id) {
+                    outcomes.push(Err(StoreError::NotFound(format!(
+                        "There is no dataset with id {} (it may just have been deleted)",
+                        job.dataset_id
+                    ))));
+                    continue;
+                }
+                let mut outcome = AppendOutcome::default();
+                for e in &job.events {
+                    let key = window.key(job.dataset_id, &e.event_id);
+                    if let Some(seq) = pending.get(&key).copied().or_else(|| window.get(key)) {
+                        // Confirmed against the stored row: a hash collision is stored normally.
+                        let stored: Option<(i64, String)> =
+                            stored_id.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?))).optional().classified()?;
+                        if stored.is_some_and(|(ds, id)| ds == job.dataset_id && id == e.event_id) {
+                            outcome.duplicates += 1;
+                            continue;
+                        }
+                    }
+                    let impression = e.impression.as_ref().map(|l| serde_json::to_string(l).unwrap_or_default());
+                    insert
+                        .execute(params![
+                            job.dataset_id,
+                            e.event_id,
+                            e.session_id,
+                            e.user_id,
+                            e.item_id,
+                            e.event_type,
+                            e.event_value,
+                            e.sent_at,
+                            e.properties,
+                            e.recommendation_id,
+                            impression,
+                            e.event_attribution_source,
+                            received_at,
+                        ])
+                        .classified()?;
+                    pending.insert(key, tx.last_insert_rowid());
+                    outcome.stored += 1;
+                }
+                outcomes.push(Ok(outcome));
+            }
+        }
+        commit(tx, shared)?;
+        for (key, seq) in pending {
+            window.insert(key, seq);
+        }
+        Ok(outcomes)
+    }
+
+    /// Removes one chunk of the oldest pending purge, durably recording how far it got.
+    fn purge_chunk(&mut self) {
+        let Some(purge) = self.purges.front().copied() else { return };
+        let shared = self.shared.clone();
+        let result = self.guarded(|w| {
+            let tx = w.connection()?.transaction().classified()?;
+            let mut done = purge.done_through;
+            let mut removed = 0;
+            {
+                let mut delete = tx
+                    .prepare_cached("DELETE FROM events WHERE seq > ?1 AND seq <= ?2 AND dataset_id = ?3")
+                    .classified()?;
+                while done < purge.last_seq && removed < PURGE_ROWS && done - purge.done_through < PURGE_SCAN {
+                    let upto = (done + PURGE_ROWS).min(purge.last_seq);
+                    removed += delete.execute(params![done, upto, purge.dataset_id]).classified()? as i64;
+                    done = upto;
+                }
+            }
+            if done >= purge.last_seq {
+                tx.execute("DELETE FROM purges WHERE dataset_id = ?1", [purge.dataset_id]).classified()?;
+            } else {
+                tx.execute(
+                    "UPDATE purges SET done_through = ?2 WHERE dataset_id = ?1",
+                    params![purge.dataset_id, done],
+                )
+                .classified()?;
+            }
+            commit(tx, &shared)?;
+            Ok(done)
+        });
+        match result {
+            Ok(done) if done >= purge.last_seq => {
+                self.purges.pop_front();
+                tracing::info!(dataset_id = purge.dataset_id, "the deleted dataset's events are purged");
+            }
+            Ok(done) => {
+                if let Some(front) = self.purges.front_mut() {
+                    front.done_through = done;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, dataset_id = purge.dataset_id, "a purge chunk failed; retrying later"),
+        }
+    }
+
+    /// A tiny durable write: does the disk take writes again?
+    fn probe(&mut self) {
+        if let Some(t) = self.trouble.as_mut() {
+            t.next_probe = Instant::now() + PROBE_EVERY;
+        }
+        let shared = self.shared.clone();
+        let result = self.guarded(|w| {
+            let tx = w.connection()?.transaction_with_behavior(TransactionBehavior::Immediate).classified()?;
+            tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('probe', ?1)", [interlog_store::now()])
+                .classified()?;
+            commit(tx, &shared)
+        });
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "probe: writes still fail");
+        }
+    }
+
+    fn connection(&mut self) -> Result<&mut Connection, StoreError> {
+        self.conn.as_mut().ok_or_else(|| StoreError::Unavailable("the writer has no connection".into()))
+    }
+
+    /// Runs one unit of work: with a connection (reopened if the last one failed), with a
+    /// panic turned into an error, and with the outcome reflected in the store's health.
+    fn guarded<T>(&mut self, unit: impl FnOnce(&mut Self) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Some(why) = &self.fatal {
+            return Err(StoreError::Unavailable(why.clone()));
+        }
+        self.ensure_connection()?;
+        match catch_unwind(AssertUnwindSafe(|| unit(self))) {
+            Ok(Ok(v)) => {
+                self.recovered();
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                if let StoreError::Unavailable(reason) = &e {
+                    self.troubled(reason.clone());
+                }
+                Err(e)
+            }
+            Err(panic) => {
+                let reason = format!("the writer failed: {}", panic_message(&*panic));
+                tracing::error!(%reason, "a panic in the writer; its batch is refused and the connection reopened");
+                self.troubled(reason.clone());
+                Err(StoreError::Unavailable(reason))
+            }
+        }
+    }
+
+    fn ensure_connection(&mut self) -> Result<(), StoreError> {
+        if self.conn.is_some() && !self.rewarm {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if let Some(t) = &self.trouble {
+            if now < t.next_reopen {
+                return Err(StoreError::Unavailable(t.reason.clone()));
+            }
+        }
+        match self.reopen() {
+            Ok(()) => {
+                if let Some(t) = self.trouble.as_mut() {
+                    t.reopen_failures = 0;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.conn = None;
+                let t = self.trouble.get_or_insert_with(|| Trouble {
+                    reason: e.to_string(),
+                    since: now,
+                    next_reopen: now,
+                    next_probe: now,
+                    reopen_failures: 0,
+                });
+                t.reopen_failures += 1;
+                t.next_reopen = now + REOPEN_EVERY;
+                t.next_probe = t.next_reopen;
+                t.reason = format!("cannot reopen the database: {e}");
+                let (failures, reason) = (t.reopen_failures, t.reason.clone());
+                self.shared.set_health(Health::Unavailable(reason.clone()));
+                tracing::warn!(attempt = failures, error = %e, "cannot reopen the database");
+                if failures >= MAX_REOPEN_ATTEMPTS {
+                    self.give_up(format!(
+                        "the writer could not reopen {} after {failures} attempts: {e}",
+                        self.path.display()
+                    ));
+                }
+                Err(StoreError::Unavailable(reason))
+            }
+        }
+    }
+
+    /// A fresh connection, to the same file at the same layout (a file that vanished or was
+    /// replaced is not silently recreated), and the in-memory state checked against it.
+    fn reopen(&mut self) -> Result<(), StoreError> {
+        #[cfg(feature = "fault-injection")]
+        if self.shared.faults.reopen.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("injected: the database cannot be opened".into()));
+        }
+        self.conn = None;
+        let conn = layout::open_writer(&self.path)?;
+        match layout::layout_of(&conn, &self.path)? {
+            Some(layout::LAYOUT) => {}
+            other => {
+                return Err(StoreError::internal(format!(
+                    "{} is no longer this store (layout {other:?})",
+                    self.path.display()
+                )))
+            }
+        }
+        self.conn = Some(conn);
+        // A failed commit may or may not have reached the file: take the truth from it.
+        if self.rewarm {
+            self.warm()?;
+            self.rewarm = false;
+        } else {
+            self.reload()?;
+        }
+        Ok(())
+    }
+
+    /// A unit of work failed with a fault: drop the connection (a fresh one is opened before
+    /// the next unit) and report the store unavailable.
+    fn troubled(&mut self, reason: String) {
+        self.conn = None;
+        let now = Instant::now();
+        match self.trouble.as_mut() {
+            Some(t) => t.reason = reason.clone(),
+            None => {
+                tracing::error!(%reason, "writes fail; refusing them with 503 and probing every second");
+                self.trouble = Some(Trouble {
+                    reason: reason.clone(),
+                    since: now,
+                    next_reopen: now,
+                    next_probe: now + PROBE_EVERY,
+                    reopen_failures: 0,
+                });
+            }
+        }
+        if self.fatal.is_none() {
+            self.shared.set_health(Health::Unavailable(reason));
+        }
+    }
+
+    fn recovered(&mut self) {
+        if let Some(t) = self.trouble.take() {
+            tracing::warn!(after = ?t.since.elapsed(), "writes work again");
+            self.shared.set_health(Health::Writable);
+        }
+    }
+
+    fn give_up(&mut self, why: String) {
+        if self.fatal.is_some() {
+            return;
+        }
+        tracing::error!(reason = %why, "the writer cannot be brought back; the store is fatal");
+        self.fatal = Some(why.clone());
+        self.shared.set_health(Health::Unavailable(why.clone()));
+        self.shared.fatal.send_replace(Some(why));
+    }
+}
+
+/// Commits a writer transaction (where the fault hooks act, when compiled in).
+fn commit(tx: Transaction<'_>, shared: &Shared) -> Result<(), StoreError> {
+    #[cfg(feature = "fault-injection")]
+    {
+        if shared.faults.panic.load(Ordering::SeqCst) {
+            panic!("injected panic in the writer's commit");
+        }
+        if shared.faults.io_error.load(Ordering::SeqCst) {
+            drop(tx);
+            let e = rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_WRITE),
+                Some("injected I/O error".into()),
+            );
+            return Err(crate::error::classify(e));
+        }
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = shared;
+    tx.commit().classified()
+}
+
+/// The same error for every request of a failed batch.
+fn again(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Overloaded => StoreError::Overloaded,
+        other => StoreError::internal(other.to_string()),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".into()
+    }
+}
+
+enum Wake {
+    Control(Control),
+    Append(AppendJob),
+    Tick,
+    Closed,
+}
+
+/// Sleeps until a command, an append or the deadline; commands first.
+async fn wait(
+    appends: &mut mpsc::Receiver<AppendJob>,
+    control: &mut mpsc::Receiver<Control>,
+    deadline: Option<Instant>,
+) -> Wake {
+    let sleep = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        c = control.recv() => c.map_or(Wake::Closed, Wake::Control),
+        j = appends.recv() => j.map_or(Wake::Closed, Wake::Append),
+        () = sleep => Wake::Tick,
+    }
+}
