@@ -309,6 +309,11 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    /// Any number of nodes share the database.
+    fn shared(&self) -> bool {
+        true
+    }
+
     async fn close(&self) {
         self.closing.store(true, Ordering::Relaxed);
         let _ = self.shutdown.send(true);

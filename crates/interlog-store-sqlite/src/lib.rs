@@ -330,6 +330,11 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    /// One process per data dir (the lock file sees to it).
+    fn shared(&self) -> bool {
+        false
+    }
+
     async fn close(&self) {
         if let Some(w) = &self.writer {
             if !w.closing.swap(true, Ordering::AcqRel) {

@@ -113,6 +113,10 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(m) => ApiError::ResourceNotFound(m),
             StoreError::AlreadyExists(m) => ApiError::ResourceAlreadyExists(m),
             StoreError::Conflict(m) => ApiError::ResourceInUse(m),
+            StoreError::LimitExceeded(m) => ApiError::LimitExceeded(m),
+            StoreError::TooManyTags(m) => ApiError::TooManyTags(m),
+            StoreError::Invalid(m) => ApiError::InvalidInput(m),
+            StoreError::InvalidNextToken(m) => ApiError::InvalidNextToken(m),
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::InternalFailure("The server encountered an internal error; nothing was recorded.".into())

@@ -276,8 +276,13 @@ pub fn stored_ids(data_dir: &Path) -> (std::collections::HashMap<String, u32>, i
 
 /// SQLite's `PRAGMA integrity_check` through the store (takes the data dir's lock: server stopped).
 pub fn integrity_check(data_dir: &Path) -> String {
-    let store = interlog_store_sqlite::SqliteStore::open(data_dir, Default::default()).expect("open the store");
-    store.integrity_check().expect("run the integrity check")
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    runtime.block_on(async {
+        let store = interlog_store_sqlite::SqliteStore::open(data_dir, Default::default()).expect("open the store");
+        let result = store.integrity_check().await.expect("run the integrity check");
+        interlog_store::Store::close(&*store).await;
+        result
+    })
 }
 
 /// A PutEvents body with one click per eventId.
