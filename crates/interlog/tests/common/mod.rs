@@ -252,12 +252,23 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Runs a future to its end on a runtime of its own, in a thread of its own, so the store's
+/// async API serves synchronous helpers whether or not the caller is inside a runtime.
+fn on_own_runtime<T: Send>(future: impl std::future::Future<Output = T> + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime").block_on(future)
+        })
+        .join()
+        .expect("the helper thread panicked")
+    })
+}
+
 /// What the store holds, as the export reads it: every stored eventId (the count is always 1:
 /// the reader skips later copies) and the read's figures, where `duplicates` counts the later
 /// copies that were stored and skipped. Read-only, so it works beside a running server.
 pub fn stored_ids(data_dir: &Path) -> (std::collections::HashMap<String, u32>, interlog_store::export::ScanStats) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-    runtime.block_on(async {
+    on_own_runtime(async {
         let store = interlog_store_sqlite::SqliteStore::open_read_only(data_dir).expect("open the store read-only");
         let (dataset, _) = interlog_store::export::interactions_of_group(&*store, None, None)
             .await
@@ -276,8 +287,7 @@ pub fn stored_ids(data_dir: &Path) -> (std::collections::HashMap<String, u32>, i
 
 /// SQLite's `PRAGMA integrity_check` through the store (takes the data dir's lock: server stopped).
 pub fn integrity_check(data_dir: &Path) -> String {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-    runtime.block_on(async {
+    on_own_runtime(async {
         let store = interlog_store_sqlite::SqliteStore::open(data_dir, Default::default()).expect("open the store");
         let result = store.integrity_check().await.expect("run the integrity check");
         interlog_store::Store::close(&*store).await;
