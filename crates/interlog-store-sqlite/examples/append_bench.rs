@@ -108,6 +108,8 @@ fn main() {
         );
         let size: u64 = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
         println!("disk: {:.0} bytes/event", size as f64 / total as f64);
+        let wal = std::fs::metadata(dir.path().join("interlog.db-wal")).map(|m| m.len()).unwrap_or(0);
+        println!("wal: {:.1} MB at the end", wal as f64 / 1e6);
         store.close().await;
     });
 }
