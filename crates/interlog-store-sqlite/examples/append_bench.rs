@@ -90,6 +90,21 @@ fn main() {
             pct(0.99),
             pct(1.0)
         );
+        // The engine's paged read alone, then the exact de-duplicating reader over it.
+        let started = Instant::now();
+        let (mut read, mut after) = (0usize, 0);
+        loop {
+            let page = store.read(dataset, after, interlog_store::export::PAGE_EVENTS).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            read += page.len();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "read: {read} events in pages of {} in {secs:.2} s = {:.0} events/s",
+            interlog_store::export::PAGE_EVENTS,
+            read as f64 / secs
+        );
         let started = Instant::now();
         let mut n = 0u64;
         let stats = UniqueEvents::new(&*store, dataset)

@@ -528,6 +528,11 @@ impl Writer {
             Ok(Err(e)) => {
                 if let StoreError::Unavailable(reason) = &e {
                     self.troubled(reason.clone());
+                } else if self.conn.as_ref().is_some_and(|c| !c.is_autocommit()) {
+                    // The rollback did not happen: a connection stuck inside a transaction
+                    // would fail every later unit, so it is replaced like a faulty one.
+                    tracing::error!(error = %e, "a failed write left its transaction open; reopening the connection");
+                    self.conn = None;
                 }
                 Err(e)
             }
