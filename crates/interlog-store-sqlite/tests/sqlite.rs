@@ -449,3 +449,37 @@ async fn a_purge_removes_the_rows_in_chunks_and_a_restart_finishes_it() {
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_never_wait_for_the_write_lock_and_a_held_lock_is_a_503_the_writer_survives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await;
+    let b = bootstrap(&*store, &Bootstrap { scope: scope(), tracking_id: None }).await.unwrap();
+    let dataset = b.dataset.meta.id;
+    store.append(dataset, vec![bare("a")]).await.unwrap();
+
+    // Another process (a person with the sqlite3 shell) holds the write lock.
+    let intruder = Connection::open(dir.join("interlog.db")).unwrap();
+    intruder.execute_batch("BEGIN IMMEDIATE; INSERT INTO meta(key, value) VALUES ('intruder', 1);").unwrap();
+    let started = Instant::now();
+    assert!(store.find::<GroupSpec>(ACCOUNT, &b.dataset_group.meta.arn).await.unwrap().is_some());
+    assert_eq!(store.list_all::<TrackerSpec>(Some(ACCOUNT), None).await.unwrap().len(), 1);
+    assert_eq!(all(&*store, dataset).await.len(), 1);
+    assert!(started.elapsed() < Duration::from_secs(1), "reads took {:?} behind a held write lock", started.elapsed());
+    let err = store.append(dataset, vec![bare("b")]).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Unavailable(m) if m.contains("locked")), "{err:?}");
+    assert!(matches!(store.health(), Health::Unavailable(_)));
+
+    intruder.execute_batch("ROLLBACK").unwrap();
+    drop(intruder);
+    let start = Instant::now();
+    while store.health() != Health::Writable {
+        assert!(start.elapsed() < Duration::from_secs(5), "health did not come back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store.append(dataset, vec![bare("c")]).await.unwrap();
+    let ids: Vec<_> = all(&*store, dataset).await.into_iter().map(|e| e.event_id).collect();
+    assert_eq!(ids, ["a", "c"]);
+    store.close().await;
+}
