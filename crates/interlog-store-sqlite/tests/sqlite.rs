@@ -101,11 +101,20 @@ fn arn(kind: &str, path: &str) -> String {
 
 /// A first-landing store: the default resources, a second group whose dataset was deleted
 /// (id 2, so the next dataset got id 3), an export job, tags, and events in datasets 1 and 3.
-fn layout_1_store(dir: &Path, with_jobs: bool) {
+/// `first_build`: the very first layout-1 build, whose dataset ids had no AUTOINCREMENT (the
+/// deleted dataset's id 2 was taken again) and which had no `export_jobs` table yet. Returns the
+/// shop dataset's id.
+fn layout_1_store(dir: &Path, first_build: bool) -> i64 {
+    let with_jobs = !first_build;
     std::fs::create_dir_all(dir).unwrap();
     let conn = Connection::open(dir.join("interlog.db")).unwrap();
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;").unwrap();
-    conn.execute_batch(&format!("BEGIN; {LAYOUT_1} COMMIT;")).unwrap();
+    let layout = if first_build {
+        LAYOUT_1.replace("id INTEGER PRIMARY KEY AUTOINCREMENT, account", "id INTEGER PRIMARY KEY, account")
+    } else {
+        LAYOUT_1.to_owned()
+    };
+    conn.execute_batch(&format!("BEGIN; {layout} COMMIT;")).unwrap();
     if with_jobs {
         conn.execute_batch(EXPORT_JOBS_1).unwrap();
     }
@@ -146,6 +155,9 @@ fn layout_1_store(dir: &Path, with_jobs: bool) {
         params![ACCOUNT, arn("dataset", "shop/INTERACTIONS")],
     )
     .unwrap();
+    let shop: i64 =
+        conn.query_row("SELECT id FROM datasets WHERE name = 'shop-interactions'", [], |r| r.get(0)).unwrap();
+    assert_eq!(shop, if first_build { 2 } else { 3 });
     conn.execute(
         "INSERT INTO event_trackers(id, account, dataset_group_id, name, arn, tracking_id, status, created, updated)
          VALUES (1, ?1, 1, 'default-tracker', ?2, ?3, 'ACTIVE', 1700000000.75, 1700000000.75)",
@@ -180,17 +192,19 @@ fn layout_1_store(dir: &Path, with_jobs: bool) {
              VALUES (?1, ?2, 's', 'u', ?3, 'click', 1.5, 1700000000.0, NULL, NULL, '[\"a\",\"b\"]', NULL, 1700000010.0)",
         )
         .unwrap();
-    for (dataset, id) in [(1, "e1"), (3, "s1"), (1, "e2"), (3, "s2"), (1, "e1")] {
+    for (dataset, id) in [(1, "e1"), (shop, "s1"), (1, "e2"), (shop, "s2"), (1, "e1")] {
         insert.execute(params![dataset, id, format!("item-{id}")]).unwrap();
     }
+    shop
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_layout_1_store_is_migrated_with_ids_arns_statuses_tags_and_events() {
-    for with_jobs in [true, false] {
+    for first_build in [false, true] {
+        let with_jobs = !first_build;
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
-        layout_1_store(&dir, with_jobs);
+        let shop_id = layout_1_store(&dir, first_build);
         let store = open(&dir).await;
         let version: i64 = Connection::open(dir.join("interlog.db"))
             .unwrap()
@@ -205,7 +219,7 @@ async fn a_layout_1_store_is_migrated_with_ids_arns_statuses_tags_and_events() {
         assert_eq!(default.spec.dataset_type, "INTERACTIONS");
         assert_eq!((default.meta.created, default.meta.updated), (1700000000.5, 1700000000.5));
         let shop = store.describe::<DatasetSpec>(ACCOUNT, &arn("dataset", "shop/INTERACTIONS")).await.unwrap();
-        assert_eq!(shop.meta.id, 3);
+        assert_eq!(shop.meta.id, shop_id);
         assert_eq!((shop.meta.created, shop.meta.updated), (1700000006.0, 1700000007.0));
 
         let groups = store.list_all::<GroupSpec>(Some(ACCOUNT), None).await.unwrap();
@@ -214,7 +228,7 @@ async fn a_layout_1_store_is_migrated_with_ids_arns_statuses_tags_and_events() {
         assert_eq!(groups[1].spec.domain.as_deref(), Some("ECOMMERCE"));
         assert_eq!(groups[1].spec.role_arn.as_deref(), Some("arn:aws:iam::000000000000:role/r"));
         assert_eq!((groups[1].meta.created, groups[1].meta.updated), (1700000003.0, 1700000004.0));
-        assert!(groups.iter().all(|g| g.meta.id > 3), "no id below a dataset id ever handed out is reused");
+        assert!(groups.iter().all(|g| g.meta.id > shop_id), "no dataset id ever handed out is reused");
 
         let schemas = store.list_all::<SchemaSpec>(Some(ACCOUNT), None).await.unwrap();
         assert_eq!(schemas.len(), 2);
@@ -247,7 +261,7 @@ async fn a_layout_1_store_is_migrated_with_ids_arns_statuses_tags_and_events() {
         let events = all(&*store, 1).await;
         assert_eq!(events.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["e1", "e2", "e1"]);
         assert_eq!(events[0].impression.as_deref(), Some(&["a".to_string(), "b".to_string()][..]));
-        assert_eq!(all(&*store, 3).await.len(), 2);
+        assert_eq!(all(&*store, shop_id).await.len(), 2);
         let cache = CatalogCache::load(&*store).await.unwrap();
         assert_eq!(cache.tracker(TRACKING_ID).unwrap().dataset.as_ref().unwrap().id, 1);
 
@@ -276,7 +290,7 @@ async fn a_layout_1_store_is_migrated_with_ids_arns_statuses_tags_and_events() {
             )
             .await
             .unwrap();
-        assert!(fresh.meta.id > 3 && fresh.meta.id != 2);
+        assert!(fresh.meta.id > 3, "{}", fresh.meta.id);
         assert!(all(&*store, fresh.meta.id).await.is_empty(), "a new dataset sees no old events");
         assert_eq!(store.integrity_check().await.unwrap(), "ok");
         store.close().await;
