@@ -80,7 +80,8 @@ impl SqliteStore {
         layout::migrate(&mut conn, &db)?;
         let version = catalog::version(&conn)?;
         let shared = Shared::new(version);
-        let writer::Started { appends, control, thread } = Writer::start(db.clone(), conn, options, shared.clone())?;
+        let writer::Started { appends, control, thread } =
+            Writer::start(db.clone(), conn, options, shared.clone(), lock.try_clone()?)?;
         // The WAL and shared-memory files exist now; SQLite gave them the database's 0600.
         layout::prepare_files(data_dir)?;
         Ok(Arc::new(SqliteStore {

@@ -125,6 +125,9 @@ pub struct Writer {
     /// The in-memory state must be rebuilt from the file before the next unit of work (after
     /// a panic outside one).
     rewarm: bool,
+    /// The data dir's lock, shared with the store handle: a store dropped without `close`
+    /// keeps the dir locked until this thread has finished writing.
+    _lock: std::fs::File,
 }
 
 impl Writer {
@@ -135,6 +138,7 @@ impl Writer {
         conn: Connection,
         options: WriterOptions,
         shared: Arc<Shared>,
+        lock: std::fs::File,
     ) -> Result<Started, StoreError> {
         let mut writer = Writer {
             path,
@@ -147,6 +151,7 @@ impl Writer {
             trouble: None,
             fatal: None,
             rewarm: false,
+            _lock: lock,
         };
         writer.warm()?;
         if !writer.purges.is_empty() {
