@@ -3,10 +3,10 @@
 //!
 //! - **One writer.** Appends (group-committed, `synchronous=FULL`: durable before they
 //!   resolve), every catalog write, the chunked purge of deleted datasets' events and the disk
-//!   probes run on one thread over one connection ([`writer`]). Catalog writes have their own
+//!   probes run on one thread over one connection (`writer.rs`). Catalog writes have their own
 //!   queue, read first, so a full append queue never blocks the control plane.
 //! - **Reads never write.** Catalog reads and event reads run on read-only connections on
-//!   tokio's blocking threads ([`reader`]); none takes the write lock.
+//!   tokio's blocking threads (`reader.rs`); none takes the write lock.
 //! - **Faults are answered, not fatal.** A full disk, an I/O error or a panic fails the batch
 //!   that met it with [`StoreError::Unavailable`], health turns `Unavailable` and comes back by
 //!   itself; only a writer that cannot reopen its file sets [`SqliteStore::fatal`].
@@ -80,7 +80,8 @@ impl SqliteStore {
         layout::migrate(&mut conn, &db)?;
         let version = catalog::version(&conn)?;
         let shared = Shared::new(version);
-        let writer::Started { appends, control, thread } = Writer::start(db.clone(), conn, options, shared.clone())?;
+        let writer::Started { appends, control, thread } =
+            Writer::start(db.clone(), conn, options, shared.clone(), lock.try_clone()?)?;
         // The WAL and shared-memory files exist now; SQLite gave them the database's 0600.
         layout::prepare_files(data_dir)?;
         Ok(Arc::new(SqliteStore {

@@ -55,8 +55,10 @@ impl ReadPool {
                 None => layout::open_reader(&pool.path)?,
             };
             let result = read(&conn);
-            // A connection that met a fault is dropped; the next read opens a fresh one.
-            if !matches!(result, Err(StoreError::Unavailable(_))) && !pool.closed.load(Ordering::Acquire) {
+            // A connection that met a fault (or kept a transaction open) is dropped; the next read
+            // opens a fresh one.
+            let sound = !matches!(result, Err(StoreError::Unavailable(_))) && conn.is_autocommit();
+            if sound && !pool.closed.load(Ordering::Acquire) {
                 pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
             }
             result

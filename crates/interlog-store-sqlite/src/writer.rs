@@ -32,11 +32,14 @@ const REOPEN_EVERY: Duration = Duration::from_millis(500);
 pub const MAX_REOPEN_ATTEMPTS: u32 = 10;
 /// While writes fail, the writer tries a tiny write this often.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
-/// A purge chunk removes at most this many events...
+/// A purge chunk deletes positions this many at a time...
+const PURGE_STEP: i64 = 256;
+/// ...until it removed this many events, looked at this many positions, or spent this long
+/// (before its commit), so an append waiting behind one chunk waits a few milliseconds at most,
+/// however the deleted dataset's events are spread over the log and however busy the disk is.
 const PURGE_ROWS: i64 = 4096;
-/// ...and looks at most at this many positions, so one chunk stays a few milliseconds long
-/// however the deleted dataset's events are spread over the log.
 const PURGE_SCAN: i64 = 32_768;
+const PURGE_BUDGET: Duration = Duration::from_millis(2);
 /// Panics outside a unit of work (the loop itself) tolerated per minute before giving up.
 const MAX_RESTARTS_PER_MINUTE: usize = 5;
 
@@ -122,6 +125,9 @@ pub struct Writer {
     /// The in-memory state must be rebuilt from the file before the next unit of work (after
     /// a panic outside one).
     rewarm: bool,
+    /// The data dir's lock, shared with the store handle: a store dropped without `close`
+    /// keeps the dir locked until this thread has finished writing.
+    _lock: std::fs::File,
 }
 
 impl Writer {
@@ -132,6 +138,7 @@ impl Writer {
         conn: Connection,
         options: WriterOptions,
         shared: Arc<Shared>,
+        lock: std::fs::File,
     ) -> Result<Started, StoreError> {
         let mut writer = Writer {
             path,
@@ -144,6 +151,7 @@ impl Writer {
             trouble: None,
             fatal: None,
             rewarm: false,
+            _lock: lock,
         };
         writer.warm()?;
         if !writer.purges.is_empty() {
@@ -452,8 +460,13 @@ impl Writer {
                 let mut delete = tx
                     .prepare_cached("DELETE FROM events WHERE seq > ?1 AND seq <= ?2 AND dataset_id = ?3")
                     .classified()?;
-                while done < purge.last_seq && removed < PURGE_ROWS && done - purge.done_through < PURGE_SCAN {
-                    let upto = (done + PURGE_ROWS).min(purge.last_seq);
+                let started = Instant::now();
+                while done < purge.last_seq
+                    && removed < PURGE_ROWS
+                    && done - purge.done_through < PURGE_SCAN
+                    && started.elapsed() < PURGE_BUDGET
+                {
+                    let upto = (done + PURGE_STEP).min(purge.last_seq);
                     removed += delete.execute(params![done, upto, purge.dataset_id]).classified()? as i64;
                     done = upto;
                 }
@@ -520,6 +533,11 @@ impl Writer {
             Ok(Err(e)) => {
                 if let StoreError::Unavailable(reason) = &e {
                     self.troubled(reason.clone());
+                } else if self.conn.as_ref().is_some_and(|c| !c.is_autocommit()) {
+                    // The rollback did not happen: a connection stuck inside a transaction
+                    // would fail every later unit, so it is replaced like a faulty one.
+                    tracing::error!(error = %e, "a failed write left its transaction open; reopening the connection");
+                    self.conn = None;
                 }
                 Err(e)
             }
