@@ -204,6 +204,7 @@ impl Application {
             let _ = stopping.send(true);
         };
         let store = self.state.store.clone();
+        let closing = store.clone();
         let budget = Arc::new(BodyBudget {
             permits: Arc::new(Semaphore::new(kib(limits.inflight_body_bytes))),
             max_body_bytes: self.state.max_body_bytes,
@@ -224,7 +225,7 @@ impl Application {
             }
             tokio::time::sleep(limits.shutdown_grace).await;
         };
-        tokio::select! {
+        let result = tokio::select! {
             result = serve => result,
             reason = failed(store) => {
                 tracing::error!(%reason, "the store cannot be brought back; exiting so a supervisor restarts the server");
@@ -238,7 +239,13 @@ impl Application {
                 );
                 Ok(())
             }
+        };
+        // The writer finishes what it holds and the store releases its files (SQLite checkpoints
+        // its WAL) before the process goes; a store that cannot finish in a few seconds is left.
+        if tokio::time::timeout(Duration::from_secs(10), closing.close()).await.is_err() {
+            tracing::warn!("the store did not close within 10 s; exiting anyway");
         }
+        result
     }
 }
 
@@ -550,25 +557,25 @@ async fn authenticator(
     Ok((Authenticator::SigV4 { verifier, pinned_region }, Some(root), extra))
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled, so a signal that arrives right after the banner is never the default
+/// (immediate) termination.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = wait(interrupt) => {},
+            () = wait(term) => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        tracing::info!("shutting down: finishing requests in flight");
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }

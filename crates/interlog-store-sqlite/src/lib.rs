@@ -50,6 +50,8 @@ pub struct SqliteStore {
     shared: Arc<Shared>,
     /// Held while the store is open so a second server cannot write the same data dir.
     lock: Mutex<Option<std::fs::File>>,
+    /// A read-only store's version follower ends (closing its connection) as soon as this goes.
+    follower: Mutex<Option<std::sync::mpsc::Sender<()>>>,
 }
 
 struct WriterHandle {
@@ -95,6 +97,7 @@ impl SqliteStore {
             }),
             shared,
             lock: Mutex::new(Some(lock)),
+            follower: Mutex::new(None),
         }))
     }
 
@@ -122,13 +125,14 @@ impl SqliteStore {
             }
         }
         let shared = Shared::new(catalog::version(&conn)?);
-        follow_version(conn, Arc::downgrade(&shared));
+        let follower = follow_version(conn, Arc::downgrade(&shared));
         Ok(Arc::new(SqliteStore {
             readers: ReadPool::new(db.clone()),
             db,
             writer: None,
             shared,
             lock: Mutex::new(None),
+            follower: Mutex::new(Some(follower)),
         }))
     }
 
@@ -198,14 +202,20 @@ impl SqliteStore {
 }
 
 /// Keeps a read-only store's version (and so its `watch`) following the server's writes.
-fn follow_version(conn: rusqlite::Connection, shared: std::sync::Weak<Shared>) {
+/// It stops, closing its connection at once, when the returned sender is dropped (the store
+/// closed or gone), so nothing keeps the files open behind a dropped store.
+fn follow_version(conn: rusqlite::Connection, shared: std::sync::Weak<Shared>) -> std::sync::mpsc::Sender<()> {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let _ = std::thread::Builder::new().name("interlog-version".into()).spawn(move || loop {
-        std::thread::sleep(Duration::from_millis(500));
+        if stopped.recv_timeout(Duration::from_millis(500)) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            return;
+        }
         let Some(shared) = shared.upgrade() else { return };
         if let Ok(v) = catalog::version(&conn) {
             shared.version.send_if_modified(|old| std::mem::replace(old, v) != v);
         }
     });
+    stop
 }
 
 fn unexpected(w: Written) -> StoreError {
@@ -245,7 +255,10 @@ impl EventStore for SqliteStore {
         match &self.writer {
             None => Health::Unavailable(READ_ONLY.into()),
             Some(w) if w.closing.load(Ordering::Acquire) => Health::Unavailable("the store is closed".into()),
-            Some(_) => self.shared.health.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            Some(_) => match self.fatal() {
+                Some(why) => Health::Failed(why),
+                None => self.shared.health.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            },
         }
     }
 }
@@ -337,6 +350,10 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        // Readers first: the last connection to close checkpoints the WAL into the database and
+        // removes it, and only the writer's read-write connection can do that.
+        self.readers.close();
+        self.follower.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(w) = &self.writer {
             if !w.closing.swap(true, Ordering::AcqRel) {
                 let (done, finished) = oneshot::channel();
@@ -349,7 +366,6 @@ impl Store for SqliteStore {
                 }
             }
         }
-        self.readers.close();
         // Releasing the flock lets the next server (or the next test) open the data dir.
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
     }

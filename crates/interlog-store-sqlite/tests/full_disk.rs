@@ -158,7 +158,7 @@ async fn a_full_disk_refuses_appends_with_unavailable_and_writes_again_once_spac
     }
     match full_health.expect("a full disk refuses appends") {
         Health::Unavailable(reason) => eprintln!("health while full: Unavailable({reason})"),
-        Health::Writable => panic!("health must be Unavailable while the disk is full"),
+        other => panic!("health must be Unavailable while the disk is full, not {other:?}"),
     }
     assert_eq!(store.fatal(), None, "a full disk is not fatal");
 

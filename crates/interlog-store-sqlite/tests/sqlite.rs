@@ -497,3 +497,15 @@ async fn reads_never_wait_for_the_write_lock_and_a_held_lock_is_a_503_the_writer
     assert_eq!(ids, ["a", "c"]);
     store.close().await;
 }
+
+/// Closing the store leaves the database file whole: the writer's connection closes last, so
+/// SQLite checkpoints the WAL into the file and removes it (readers cannot).
+#[tokio::test(flavor = "multi_thread")]
+async fn closing_checkpoints_and_removes_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Default::default()).unwrap();
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    store.close().await;
+    drop(store);
+    assert!(!dir.path().join("interlog.db-wal").exists(), "the WAL outlived the store");
+}

@@ -39,7 +39,14 @@ async fn handle(state: AppState, request: AwsRequest) -> Result<Response, ApiErr
     if let Some(schema) = &dataset.schema {
         check_properties(schema, &put.events, state.allow_unknown_properties)?;
     }
-    let outcome = state.store.append(dataset.id, put.events).await?;
+    let outcome = state.store.append(dataset.id, put.events).await.map_err(|e| match e {
+        // The dataset was deleted between the lookup and the append: as if it were unknown.
+        interlog_store::StoreError::NotFound(_) => ApiError::InvalidInput(format!(
+            "The trackingId '{}' does not match any ACTIVE event tracker of account {}",
+            put.tracking_id, request.caller.account
+        )),
+        other => other.into(),
+    })?;
     tracing::debug!(stored = outcome.stored, duplicates = outcome.duplicates, "PutEvents");
     Ok(StatusCode::OK.into_response())
 }

@@ -281,6 +281,7 @@ pub fn stored_ids(data_dir: &Path) -> (std::collections::HashMap<String, u32>, i
             })
             .await
             .expect("read the store");
+        interlog_store::Store::close(&*store).await;
         (ids, stats)
     })
 }
