@@ -180,15 +180,22 @@ impl PostgresStore {
                 .map_err(|e| Fail::from(e).into_store())?;
             migrate::migrate(&mut conn, &location).await?;
         }
-        let (schema, version, window) = db
-            .run(async |c| {
-                let schema: String = c.query_one("SELECT current_schema()", &[]).await?.get(0);
-                let version = catalog::read_version(c).await?;
+        // Warming reads up to a window's worth of events per dataset: no overall deadline
+        // (the server's statement timeout still bounds each query).
+        let (schema, version, window) = {
+            let mut conn = db.conn().await?;
+            let warmed = async {
+                let schema: String = conn.query_one("SELECT current_schema()", &[]).await?.get(0);
+                let version = catalog::read_version(&conn).await?;
                 let mut window = Window::new(options.window_events);
-                writer::warm(c, &mut window, options.window_events).await?;
-                Ok((schema, version, window))
-            })
-            .await?;
+                writer::warm(&conn, &mut window, options.window_events).await?;
+                Ok::<_, Fail>((schema, version, window))
+            }
+            .await
+            .map_err(Fail::into_store)?;
+            conn.keep();
+            warmed
+        };
         let shared = Arc::new(Shared {
             db,
             schema,
