@@ -286,7 +286,10 @@ impl Writer {
         if !rows.is_empty() {
             match self.insert {
                 InsertMode::Copy => {
-                    let sink = tx.copy_in(&format!("COPY events ({COLUMNS}) FROM STDIN (FORMAT binary)")).await?;
+                    // Prepared once per connection: one round trip less per commit.
+                    let copy =
+                        tx.prepare_cached(&format!("COPY events ({COLUMNS}) FROM STDIN (FORMAT binary)")).await?;
+                    let sink = tx.copy_in(&copy).await?;
                     let writer = BinaryCopyInWriter::new(sink, &TYPES);
                     pin_mut!(writer);
                     for row in &rows {
