@@ -7,12 +7,12 @@
 //! guarantees of `interlog_store`'s README are kept on a shared database:
 //! - durable before `append` resolves: one writer task batches every waiting request into one
 //!   transaction (binary COPY) and answers only after `COMMIT` returned, with
-//!   `synchronous_commit=on` forced on every session ([`writer`]);
+//!   `synchronous_commit=on` forced on every session (`writer.rs`);
 //! - positions in commit order across nodes: taken under the dataset's `event_logs` row lock
-//!   inside the committing transaction ([`writer`]);
+//!   inside the committing transaction (`writer.rs`);
 //! - catalog rules atomic and race-free across nodes (row locks, advisory locks, unique
-//!   indexes), versions announced with NOTIFY and polled behind it ([`catalog`], [`background`]);
-//! - versioned migrations under an advisory lock ([`migrate`]);
+//!   indexes), versions announced with NOTIFY and polled behind it (`catalog.rs`, `background.rs`);
+//! - versioned migrations under an advisory lock (`migrate.rs`);
 //! - bounded waits everywhere (connect, pool, statement and client-side deadlines), so a
 //!   database that is down turns into `Unavailable` quickly, and the pool reconnects by itself.
 //!
