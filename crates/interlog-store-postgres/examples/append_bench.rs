@@ -65,6 +65,18 @@ fn main() {
     rt.block_on(async {
         let schema = format!("interlog_bench_{}", std::process::id());
         let client = admin(&url).await;
+        // Schemas of earlier runs that died before cleaning up (their process is gone).
+        let leftovers = client
+            .query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'interlog\\_bench\\_%'", &[])
+            .await
+            .unwrap();
+        for r in leftovers {
+            let name: String = r.get(0);
+            let pid = name.trim_start_matches("interlog_bench_");
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).await.unwrap();
+            }
+        }
         client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")).await.unwrap();
         let sep = if url.contains('?') { '&' } else { '?' };
         let store_url = format!("{url}{sep}options=-csearch_path%3D{schema}");
