@@ -3,8 +3,10 @@
 //! the dataset. The baseline the server's PostgreSQL scenarios are compared with.
 //!
 //! `INTERLOG_BENCH_DATABASE_URL=postgres://root@127.0.0.1:5432/test \
-//!  cargo run --release -p interlog-store-postgres --example append_bench -- [EVENTS] [CONCURRENCY] [DUP%] [copy|insert]`
+//!  cargo run --release -p interlog-store-postgres --example append_bench -- [EVENTS] [CONCURRENCY] [DUP%] [copy|insert] [NODES]`
 //!
+//! With NODES > 1, that many stores are opened on the same schema (nodes of one deployment in
+//! one process) and the requests are spread over them, all into one dataset.
 //! (`INTERLOG_TEST_DATABASE_URL` is used when the bench variable is unset.) The run creates a
 //! schema of its own and drops it at the end.
 
@@ -57,6 +59,7 @@ fn main() {
         Some("insert") => InsertMode::Insert,
         Some(other) => panic!("unknown insert mode {other} (copy or insert)"),
     };
+    let nodes = number(4, 1).max(1);
     let dup_every = 100u64.checked_div(dup_percent).unwrap_or(0);
     let url = std::env::var("INTERLOG_BENCH_DATABASE_URL")
         .or_else(|_| std::env::var("INTERLOG_TEST_DATABASE_URL"))
@@ -81,14 +84,18 @@ fn main() {
         let sep = if url.contains('?') { '&' } else { '?' };
         let store_url = format!("{url}{sep}options=-csearch_path%3D{schema}");
         let options = PostgresOptions { insert, ..PostgresOptions::default() };
-        let store = PostgresStore::open_with(&store_url, WriterOptions::default(), options).await.unwrap();
+        let mut stores = Vec::new();
+        for _ in 0..nodes {
+            stores.push(PostgresStore::open_with(&store_url, WriterOptions::default(), options.clone()).await.unwrap());
+        }
+        let store = stores[0].clone();
         let scope = Scope { region: "us-east-1".into(), account: "000000000000".into() };
         let dataset = bootstrap(&*store, &Bootstrap { scope, tracking_id: None }).await.unwrap().dataset.meta.id;
         let next = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
         let mut tasks = Vec::new();
-        for _ in 0..concurrency {
-            let store = store.clone();
+        for task in 0..concurrency {
+            let store = stores[task as usize % stores.len()].clone();
             let next = next.clone();
             tasks.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
@@ -111,23 +118,25 @@ fn main() {
         let secs = started.elapsed().as_secs_f64();
         latencies.sort_unstable();
         let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)] as f64 / 1000.0;
-        let c = store.commit_stats();
         println!(
-            "append ({insert:?}): {total} events, {concurrency} concurrent 10-event requests, {dup_percent}% duplicates: \
+            "append ({insert:?}, {nodes} node(s)): {total} events, {concurrency} concurrent 10-event requests, {dup_percent}% duplicates: \
              {:.0} events/s durable; request latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             total as f64 / secs,
             pct(0.5),
             pct(0.99),
             pct(1.0)
         );
-        println!(
-            "commits: {} of {:.0} events on average; commit p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            c.commits,
-            c.mean_events,
-            c.p50.as_secs_f64() * 1000.0,
-            c.p99.as_secs_f64() * 1000.0,
-            c.max.as_secs_f64() * 1000.0
-        );
+        for (n, node) in stores.iter().enumerate() {
+            let c = node.commit_stats();
+            println!(
+                "node {n} commits: {} of {:.0} events on average; commit p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                c.commits,
+                c.mean_events,
+                c.p50.as_secs_f64() * 1000.0,
+                c.p99.as_secs_f64() * 1000.0,
+                c.max.as_secs_f64() * 1000.0
+            );
+        }
         let started = Instant::now();
         let stats = UniqueEvents::new(&*store, dataset).for_each(|_| Ok(())).await.unwrap();
         let secs = started.elapsed().as_secs_f64();
@@ -143,7 +152,9 @@ fn main() {
             .unwrap()
             .get(0);
         println!("disk: {:.0} bytes/event (table + primary key)", size as f64 / total as f64);
-        store.close().await;
+        for node in &stores {
+            node.close().await;
+        }
         client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
     });
 }
