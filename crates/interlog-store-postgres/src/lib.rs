@@ -7,12 +7,12 @@
 //! guarantees of `interlog_store`'s README are kept on a shared database:
 //! - durable before `append` resolves: one writer task batches every waiting request into one
 //!   transaction (binary COPY) and answers only after `COMMIT` returned, with
-//!   `synchronous_commit=on` forced on every session ([`writer`]);
+//!   `synchronous_commit=on` forced on every session (`writer.rs`);
 //! - positions in commit order across nodes: taken under the dataset's `event_logs` row lock
-//!   inside the committing transaction ([`writer`]);
+//!   inside the committing transaction (`writer.rs`);
 //! - catalog rules atomic and race-free across nodes (row locks, advisory locks, unique
-//!   indexes), versions announced with NOTIFY and polled behind it ([`catalog`], [`background`]);
-//! - versioned migrations under an advisory lock ([`migrate`]);
+//!   indexes), versions announced with NOTIFY and polled behind it (`catalog.rs`, `background.rs`);
+//! - versioned migrations under an advisory lock (`migrate.rs`);
 //! - bounded waits everywhere (connect, pool, statement and client-side deadlines), so a
 //!   database that is down turns into `Unavailable` quickly, and the pool reconnects by itself.
 //!
@@ -180,15 +180,22 @@ impl PostgresStore {
                 .map_err(|e| Fail::from(e).into_store())?;
             migrate::migrate(&mut conn, &location).await?;
         }
-        let (schema, version, window) = db
-            .run(async |c| {
-                let schema: String = c.query_one("SELECT current_schema()", &[]).await?.get(0);
-                let version = catalog::read_version(c).await?;
+        // Warming reads up to a window's worth of events per dataset: no overall deadline
+        // (the server's statement timeout still bounds each query).
+        let (schema, version, window) = {
+            let mut conn = db.conn().await?;
+            let warmed = async {
+                let schema: String = conn.query_one("SELECT current_schema()", &[]).await?.get(0);
+                let version = catalog::read_version(&conn).await?;
                 let mut window = Window::new(options.window_events);
-                writer::warm(c, &mut window, options.window_events).await?;
-                Ok((schema, version, window))
-            })
-            .await?;
+                writer::warm(&conn, &mut window, options.window_events).await?;
+                Ok::<_, Fail>((schema, version, window))
+            }
+            .await
+            .map_err(Fail::into_store)?;
+            conn.keep();
+            warmed
+        };
         let shared = Arc::new(Shared {
             db,
             schema,

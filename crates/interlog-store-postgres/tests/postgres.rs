@@ -59,7 +59,7 @@ async fn open(url: &str) -> Arc<PostgresStore> {
 async fn readers_never_see_a_gap_filled_later() {
     let pg = pg_or_skip!();
     let url = url_in(&pg.url, &pg.schema().await);
-    let nodes = vec![open(&url).await, open(&url).await, open(&url).await];
+    let nodes = [open(&url).await, open(&url).await, open(&url).await];
     let dataset = dataset(&*nodes[0]).await;
     let (nodes_n, tasks_n, requests, per) = (3, 6, 40, 10);
     let done = Arc::new(AtomicUsize::new(0));
