@@ -72,9 +72,49 @@ CSV_HEADER = [
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
+# Which store engine every server of the run uses: sqlite (the default, data in the data dir) or postgres (each data
+# dir gets its own schema in INTERLOG_TEST_DATABASE_URL, so the same tests run once per engine; scripts/test does).
+ENGINE = os.environ.get("INTERLOG_TEST_ENGINE", "sqlite")
+DATABASE_URL = os.environ.get("INTERLOG_TEST_DATABASE_URL")
+assert ENGINE in ("sqlite", "postgres"), f"INTERLOG_TEST_ENGINE={ENGINE!r}: sqlite or postgres"
+assert ENGINE == "sqlite" or DATABASE_URL, "INTERLOG_TEST_ENGINE=postgres needs INTERLOG_TEST_DATABASE_URL"
+_SCHEMAS: dict[Path, str] = {}
+
+
+def database_url(data_dir: Path) -> str | None:
+    """The PostgreSQL URL standing in for `data_dir` (its own schema, made on first use), or None on SQLite."""
+    if ENGINE != "postgres":
+        return None
+    data_dir = Path(data_dir).resolve()
+    if data_dir not in _SCHEMAS:
+        schema = f"pytest_{os.getpid()}_{len(_SCHEMAS)}"
+        subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", DATABASE_URL, "-c", f"CREATE SCHEMA {schema}"],
+                       check=True, capture_output=True)
+        _SCHEMAS[data_dir] = schema
+    sep = "&" if "?" in DATABASE_URL else "?"
+    return f"{DATABASE_URL}{sep}options=-csearch_path%3D{_SCHEMAS[data_dir]}"
+
+
+def requires_postgres(reason: str):
+    """Marks a test of a deployment sharing one PostgreSQL database: it runs on the PostgreSQL pass only."""
+    return pytest.mark.skipif(ENGINE != "postgres", reason=f"PostgreSQL only: {reason}")
+
+
+def requires_sqlite(reason: str):
+    """Marks a test about the embedded store's files (the data dir on disk): it runs on the SQLite pass only."""
+    return pytest.mark.skipif(ENGINE != "sqlite", reason=f"SQLite only: {reason}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_schemas():
+    yield
+    for schema in _SCHEMAS.values():
+        subprocess.run(["psql", "-q", DATABASE_URL, "-c", f"DROP SCHEMA IF EXISTS {schema} CASCADE"],
+                       capture_output=True)
+
 
 def pytest_report_header(config):
-    return [f"interlog binary: {INTERLOG_BIN}", f"aws-cli: {AWS_CLI}"]
+    return [f"interlog binary: {INTERLOG_BIN}", f"aws-cli: {AWS_CLI}", f"store engine: {ENGINE}"]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -145,8 +185,11 @@ class Server:
 
     _counter = 0
 
-    def __init__(self, data_dir: Path, log_dir: Path, args: tuple[str, ...] = (), env: dict[str, str] | None = None):
+    def __init__(self, data_dir: Path, log_dir: Path, args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 store_of: Path | None = None):
         self.data_dir = Path(data_dir)
+        # On PostgreSQL, whose schema this server uses: its own, or another server's (a second node).
+        self.store_of = Path(store_of) if store_of is not None else self.data_dir
         self.log_dir = Path(log_dir)
         self.args = tuple(args)
         self.env = env
@@ -174,6 +217,8 @@ class Server:
         self.endpoint = self.tracking_id = self.dataset_group_arn = self.bootstrap = None
         self.stdout_lines = []
         cmd = [str(INTERLOG_BIN), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir), *self.args]
+        if (url := database_url(self.store_of)) is not None:
+            cmd += ["--database-url", url]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
                                          env=_server_env(self.env), text=True, encoding="utf-8", bufsize=1)
@@ -327,10 +372,12 @@ class ServerPool:
         self.count = 0
 
     def __call__(self, data_dir: Path | None = None, args: tuple[str, ...] = (), start: bool = True,
-                 env: dict[str, str] | None = None) -> Server:
+                 env: dict[str, str] | None = None, node_of: "Server | None" = None) -> Server:
+        """A new server; with ``node_of``, another node of that server's deployment (PostgreSQL only)."""
         self.count += 1
         data_dir = Path(data_dir) if data_dir is not None else self.base / f"data-{self.count}"
-        server = Server(data_dir, self.base / "logs", args=args, env=env)
+        store_of = node_of.store_of if node_of is not None else None
+        server = Server(data_dir, self.base / "logs", args=args, env=env, store_of=store_of)
         self.servers.append(server)
         return server.start() if start else server
 
@@ -364,7 +411,9 @@ def module_server(tmp_path_factory) -> Server:
 
 
 def run_export(data_dir: Path, fmt: str = "jsonl", dataset_group: str | None = None) -> bytes:
-    cmd = [str(INTERLOG_BIN), "export", "--data-dir", str(data_dir), "--format", fmt, "--output", "-"]
+    url = database_url(data_dir)
+    source = ["--database-url", url] if url else ["--data-dir", str(data_dir)]
+    cmd = [str(INTERLOG_BIN), "export", *source, "--format", fmt, "--output", "-"]
     if dataset_group is not None:
         cmd += ["--dataset-group", dataset_group]
     done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=120, env=_server_env())

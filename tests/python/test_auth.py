@@ -35,7 +35,8 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from conftest import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, SIGNING_NAME, ServerPool, client_env
+from conftest import (ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, SIGNING_NAME, ServerPool, client_env,
+                      requires_postgres, requires_sqlite)
 
 ROOT_ACCOUNT = "000000000000"
 WRONG_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYWRONGWRONG"
@@ -499,6 +500,7 @@ def test_auth_is_on_by_default(server, put, export):
 # --------------------------------------------------------------------------------------------------------------------
 
 
+@requires_sqlite("the generated key is kept in the data dir's root-credentials file")
 def test_generated_root_key(server_factory, run_cli, export, tmp_path):
     no_root_key = {"INTERLOG_ACCESS_KEY_ID": None, "INTERLOG_SECRET_ACCESS_KEY": None}
     server = server_factory(env=no_root_key)
@@ -566,3 +568,42 @@ def test_generated_root_key(server_factory, run_cli, export, tmp_path):
 
     for log in (first_log, server.stderr_text()):
         assert secret not in log, "the generated secret appears in the server log"
+
+
+@requires_postgres("nodes of one deployment share the root key through the database")
+def test_generated_root_key_is_shared_by_every_node(server_factory, run_cli, export, tmp_path):
+    no_root_key = {"INTERLOG_ACCESS_KEY_ID": None, "INTERLOG_SECRET_ACCESS_KEY": None}
+    first = server_factory(env=no_root_key)
+    first.wait_for_stdout(r"interlog export")
+    auth_line = next(line for line in first.stdout_lines if line.startswith("auth:"))
+    assert "new root key" in auth_line and "kept in the database" in auth_line, auth_line
+    assert not (first.data_dir / "root-credentials").exists(), "a shared store keeps no key file"
+    configure = [shlex.split(line) for line in first.stdout_lines if line.strip().startswith("aws configure set ")]
+    assert [c[3] for c in configure] == ["aws_access_key_id", "aws_secret_access_key", "region"], first.stdout_lines
+    key_id, secret = configure[0][4], configure[1][4]
+
+    # A second node on the same database takes the same key and does not print its secret.
+    second = server_factory(env=no_root_key, node_of=first)
+    auth_line = second.wait_for_stdout(r"^auth:")
+    assert re.fullmatch(rf"auth:\s+SigV4, root key {key_id} \(kept in the database\)", auth_line), auth_line
+    assert secret not in "\n".join(second.stdout_lines)
+    assert second.tracking_id == first.tracking_id, "the default resources exist once"
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = client_env(home)
+    for command in configure:
+        done = run_cli("aws", *command[1:], env=env)
+        assert done.returncode == 0, done.stderr
+    for i, node in enumerate((first, second)):
+        done = run_cli("aws", "personalize-events", "put-events", "--profile", "interlog", "--endpoint-url",
+                       node.endpoint, "--tracking-id", node.tracking_id, "--session-id", "shared-key",
+                       "--event-list", json.dumps(one_event(f"shared-key-{i}")), env=env)
+        assert done.returncode == 0, (done.stderr, node.log())
+    assert sorted(r["eventId"] for r in export(first.data_dir, "jsonl")) == ["shared-key-0", "shared-key-1"]
+    # A restart of the first node reuses the stored key.
+    first.restart()
+    auth_line = first.wait_for_stdout(r"^auth:")
+    assert key_id in auth_line and "new root key" not in auth_line, auth_line
+    for log in (first.stderr_text(), second.stderr_text()):
+        assert secret not in log, "the generated secret appears in a server log"

@@ -168,7 +168,8 @@ impl Application {
                 .map_err(StartError::Bootstrap)?;
         let cache = CatalogCache::load(&*store).await.map_err(StartError::Bootstrap)?;
         cache.follow(store.clone());
-        let jobs = Jobs::new(store.clone(), JobSettings::default());
+        let node = crate::service::jobs::node_name(&config.data_dir);
+        let jobs = Jobs::new(store.clone(), JobSettings { node, ..JobSettings::default() });
         jobs.recover().await.map_err(StartError::Bootstrap)?;
         jobs.spawn_sweeper();
         let service = Service::new(store.clone(), cache.clone(), jobs);

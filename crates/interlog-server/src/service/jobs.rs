@@ -28,11 +28,19 @@ pub struct JobSettings {
     pub renew_every: Duration,
     /// A lease not renewed for this long means its node stopped (shared stores only).
     pub stale_after: Duration,
+    /// This node's name in leases, the same across its restarts (so a restarted node knows the
+    /// jobs it was running were interrupted); see [`node_name`].
+    pub node: String,
 }
 
 impl Default for JobSettings {
     fn default() -> Self {
-        JobSettings { max_running: 2, renew_every: Duration::from_secs(5), stale_after: Duration::from_secs(30) }
+        JobSettings {
+            max_running: 2,
+            renew_every: Duration::from_secs(5),
+            stale_after: Duration::from_secs(30),
+            node: node_name(std::path::Path::new(".")),
+        }
     }
 }
 
@@ -45,8 +53,6 @@ pub struct Jobs {
 struct Inner {
     store: Arc<dyn Store>,
     slots: Arc<Semaphore>,
-    /// This process, as leases name it.
-    node: String,
     settings: JobSettings,
 }
 
@@ -55,21 +61,31 @@ pub type JobWork = std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + S
 
 impl Jobs {
     pub fn new(store: Arc<dyn Store>, settings: JobSettings) -> Self {
-        let node = format!("{}-{}", hostname(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let slots = Arc::new(Semaphore::new(settings.max_running.max(1)));
-        Jobs { inner: Arc::new(Inner { store, slots, node, settings }) }
+        Jobs { inner: Arc::new(Inner { store, slots, settings }) }
     }
 
     /// Fails the export jobs a stop interrupted: on a store of its own, every job not ended (no
-    /// one else can be running it); on a shared store, those whose node stopped renewing.
+    /// one else can be running it); on a shared store, those this node ran before its restart
+    /// and those whose node stopped renewing. Call it once at start-up, before this node runs
+    /// any job.
     pub async fn recover(&self) -> Result<usize, StoreError> {
+        self.fail_interrupted(true).await
+    }
+
+    /// `own`: whether jobs leased to this node count as interrupted (true only at start-up).
+    async fn fail_interrupted(&self, own: bool) -> Result<usize, StoreError> {
         let store = &self.inner.store;
+        let node = &self.inner.settings.node;
         let stale_before = interlog_store::now() - self.inner.settings.stale_after.as_secs_f64();
         let mut failed = 0;
         for job in store.list_all::<ExportJobSpec>(None, None).await? {
             let interrupted = match job.meta.status.as_str() {
-                PENDING => !store.shared() || job.meta.updated < stale_before,
-                IN_PROGRESS => !store.shared() || job.spec.lease.as_ref().is_none_or(|l| l.renewed < stale_before),
+                _ if !store.shared() => RUNNING.contains(&job.meta.status.as_str()),
+                PENDING => job.meta.updated < stale_before,
+                IN_PROGRESS => {
+                    job.spec.lease.as_ref().is_none_or(|l| (own && l.node == *node) || l.renewed < stale_before)
+                }
                 _ => false,
             };
             if !interrupted {
@@ -103,7 +119,7 @@ impl Jobs {
         Some(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(jobs.inner.settings.stale_after / 2).await;
-                if let Err(e) = jobs.recover().await {
+                if let Err(e) = jobs.fail_interrupted(false).await {
                     tracing::warn!(error = %e, "cannot check for interrupted jobs; retrying");
                 }
             }
@@ -119,7 +135,7 @@ impl Jobs {
             let _slot = inner.slots.clone().acquire_owned().await;
             let (account, arn) = (job.meta.account.clone(), job.meta.arn.clone());
             let mut spec = job.spec.clone();
-            spec.lease = Some(Lease { node: inner.node.clone(), renewed: interlog_store::now() });
+            spec.lease = Some(Lease { node: inner.settings.node.clone(), renewed: interlog_store::now() });
             if let Err(e) = inner.store.change(&account, &arn, Some(PENDING), Some(IN_PROGRESS), Some(&spec)).await {
                 tracing::warn!(job = %arn, error = %e, "cannot claim the export job; another node has it or it is gone");
                 return;
@@ -129,7 +145,7 @@ impl Jobs {
                 async move {
                     loop {
                         tokio::time::sleep(inner.settings.renew_every).await;
-                        spec.lease = Some(Lease { node: inner.node.clone(), renewed: interlog_store::now() });
+                        spec.lease = Some(Lease { node: inner.settings.node.clone(), renewed: interlog_store::now() });
                         if let Err(e) = inner.store.change(&account, &arn, Some(IN_PROGRESS), None, Some(&spec)).await {
                             tracing::warn!(job = %arn, error = %e, "cannot renew the export job's lease");
                         }
@@ -157,6 +173,23 @@ impl Jobs {
             }
         });
     }
+}
+
+/// A node's name in leases: its host and data dir, so two nodes on one host differ and a node
+/// keeps its name across restarts.
+pub fn node_name(data_dir: &std::path::Path) -> String {
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    let digest = fnv1a(dir.to_string_lossy().as_bytes());
+    format!("{}-{digest:08x}", hostname())
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    // FNV-1a: a stable, dependency-free digest of a path (not a security boundary).
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
+    }
+    h
 }
 
 fn hostname() -> String {
