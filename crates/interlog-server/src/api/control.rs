@@ -287,17 +287,7 @@ async fn run<T: Send + 'static>(
     })
     .await
     .map_err(|e| ApiError::InternalFailure(format!("control-plane task failed: {e}")))?
-    .map_err(|e: StoreError| map_store(e))
-}
-
-fn map_store(e: StoreError) -> ApiError {
-    match e {
-        StoreError::LimitExceeded(m) => ApiError::LimitExceeded(m),
-        StoreError::TooManyTags(m) => ApiError::TooManyTags(m),
-        StoreError::Invalid(m) => ApiError::InvalidInput(m),
-        StoreError::InvalidNextToken(m) => ApiError::InvalidNextToken(m),
-        other => other.into(),
-    }
+    .map_err(|e: StoreError| ApiError::from(e))
 }
 
 async fn describe(

@@ -60,8 +60,13 @@ async fn stats(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Every response carries a request ID, which all SDKs surface (botocore: `ResponseMetadata`).
+/// The cause of an internal failure is logged here, once, under that ID: the client was only
+/// told the ID.
 async fn request_id(mut response: Response) -> Response {
     let id = uuid::Uuid::new_v4().to_string();
+    if let Some(error::InternalCause(cause)) = response.extensions_mut().remove::<error::InternalCause>() {
+        tracing::error!(request_id = %id, %cause, "internal failure");
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-amzn-RequestId", v);
     }
