@@ -315,7 +315,7 @@ struct Checked<'h> {
 
 /// `[a-z0-9-]{1,32}`: every AWS region name has this shape, and nothing else may reach an ARN
 /// (a ':' would forge the account field of one).
-fn valid_region(region: &str) -> bool {
+pub fn valid_region(region: &str) -> bool {
     (1..=MAX_REGION_LEN).contains(&region.len())
         && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }

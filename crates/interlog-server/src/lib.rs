@@ -4,10 +4,13 @@
 //! This is the only crate that knows HTTP status codes: [`api::error`] maps every failure of the
 //! layers below to the AWS error shape.
 
+mod admission;
 pub mod api;
 pub mod auth;
 pub mod config;
+mod files;
 pub mod startup;
+pub mod tls;
 
 pub use config::Config;
 pub use startup::Application;

@@ -40,6 +40,12 @@ pub enum ApiError {
     RequestEntityTooLarge(String),
     #[error("{0}")]
     Throttling(String),
+    /// The request body did not arrive in time (408; SDKs retry it).
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// The caller is authenticated but may not do this (a non-root account reading stats).
+    #[error("{0}")]
+    AccessDenied(String),
     #[error("{0}")]
     ServiceUnavailable(String),
     /// The cause (for the server log, never for the client: the response carries
@@ -64,6 +70,8 @@ impl ApiError {
             ApiError::UnknownOperation(_) => "UnknownOperationException",
             ApiError::RequestEntityTooLarge(_) => "RequestEntityTooLargeException",
             ApiError::Throttling(_) => "ThrottlingException",
+            ApiError::RequestTimeout(_) => "RequestTimeoutException",
+            ApiError::AccessDenied(_) => "AccessDeniedException",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
             ApiError::InternalFailure(_) => "InternalFailure",
             ApiError::Auth(e) => e.code(),
@@ -77,6 +85,8 @@ impl ApiError {
             (ApiError::UnknownOperation(_), _) => StatusCode::NOT_FOUND,
             (ApiError::RequestEntityTooLarge(_), _) => StatusCode::PAYLOAD_TOO_LARGE,
             (ApiError::ServiceUnavailable(_), _) => StatusCode::SERVICE_UNAVAILABLE,
+            (ApiError::RequestTimeout(_), _) => StatusCode::REQUEST_TIMEOUT,
+            (ApiError::AccessDenied(_), _) => StatusCode::FORBIDDEN,
             (ApiError::InternalFailure(_), _) => StatusCode::INTERNAL_SERVER_ERROR,
             // A malformed Authorization header is the client's syntax error; the rest are 403.
             (ApiError::Auth(e), _) if e.code() == "IncompleteSignatureException" => StatusCode::BAD_REQUEST,

@@ -1,6 +1,12 @@
 //! `GET /_interlog/export`: a dataset group's interactions, streamed as dataset CSV or JSON lines.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State};
@@ -10,9 +16,74 @@ use interlog_model::schema::field_names;
 use interlog_store::export::{ExportWriter, Format};
 use serde::Deserialize;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::error::{ApiError, AwsError, Plane};
 use super::AppState;
+
+/// How long exports may hold the store's snapshot and a blocking thread.
+#[derive(Debug, Clone)]
+pub struct ExportLimits {
+    /// The longest one export may stream.
+    pub time_limit: Duration,
+    /// The slowest average rate (after [`ExportLimits::GRACE`]) a client may read at.
+    pub min_bytes_per_sec: u64,
+    /// Exports one account may run at once.
+    pub per_account: usize,
+}
+
+impl ExportLimits {
+    /// Before the minimum rate applies: connection set-up, the first rows' scan.
+    pub const GRACE: Duration = Duration::from_secs(10);
+
+    /// The latest moment the first `sent` bytes must have been taken by the client.
+    fn deadline(&self, started: Instant, sent: u64) -> Instant {
+        let rate = self.min_bytes_per_sec.max(1) as f64;
+        let paced = Self::GRACE.saturating_add(Duration::from_secs_f64((sent as f64 / rate).min(1e9)));
+        started + paced.min(self.time_limit)
+    }
+}
+
+/// Exports running per account, so one account's slow readers cannot take every blocking
+/// thread (which every control-plane call needs).
+pub struct ExportGate {
+    limits: ExportLimits,
+    running: Mutex<HashMap<String, usize>>,
+}
+
+impl ExportGate {
+    pub fn new(limits: ExportLimits) -> Arc<Self> {
+        Arc::new(ExportGate { limits, running: Mutex::new(HashMap::new()) })
+    }
+
+    fn start(self: &Arc<Self>, account: &str) -> Option<ExportSlot> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = running.entry(account.to_owned()).or_default();
+        if *n >= self.limits.per_account {
+            return None;
+        }
+        *n += 1;
+        Some(ExportSlot { gate: self.clone(), account: account.to_owned() })
+    }
+}
+
+/// One running export; frees its place when the export's thread is done.
+struct ExportSlot {
+    gate: Arc<ExportGate>,
+    account: String,
+}
+
+impl Drop for ExportSlot {
+    fn drop(&mut self) {
+        let mut running = self.gate.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = running.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.account);
+            }
+        }
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -41,37 +112,57 @@ pub(super) async fn export(
     })?;
     let columns = field_names(&schema).map_err(|e| ApiError::InternalFailure(e).on(Plane::Interlog))?;
 
+    let slot = state.exports.start(&caller.account).ok_or_else(|| {
+        ApiError::Throttling(format!(
+            "Rate exceeded: account {} already runs {} exports, the most one account may run at once \
+             (INTERLOG_MAX_EXPORTS_PER_ACCOUNT); retry when one has finished",
+            caller.account, state.exports.limits.per_account
+        ))
+        .on(Plane::Interlog)
+    })?;
+
     let parsed = interlog_model::schema::parse_schema(&schema).ok();
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let complete = Arc::new(AtomicBool::new(false));
     let store = state.store.clone();
+    let limits = state.exports.limits.clone();
+    let handle = tokio::runtime::Handle::current();
+    let done = complete.clone();
     tokio::task::spawn_blocking(move || {
-        let sink = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
+        let _slot = slot;
+        let sink = ChunkSender { tx, buf: Vec::with_capacity(CHUNK), handle, limits, started: Instant::now(), sent: 0 };
         let result = (|| -> io::Result<()> {
             let mut writer = ExportWriter::new(format, columns, sink)?.with_schema(parsed);
             store.scan(dataset_id, &mut |event| writer.write(&event)).map_err(|e| io::Error::other(e.to_string()))?;
             writer.finish()?.flush()
         })();
-        if let Err(e) = result {
-            // An error item aborts the response body, so a client never mistakes a cut file
-            // for a whole one.
-            tracing::error!(error = %e, "export failed");
-            let _ = tx.blocking_send(Err(e));
+        match result {
+            Ok(()) => done.store(true, Ordering::Release),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => tracing::warn!("export cut off: {e}"),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => tracing::debug!("export abandoned by the client"),
+            Err(e) => tracing::error!(error = %e, "export failed"),
         }
     });
     let content_type = match format {
         Format::Csv => "text/csv; charset=utf-8",
         Format::Jsonl => "application/x-ndjson",
     };
-    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let body = Body::from_stream(ExportBody { rx, complete, ended: false });
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 const CHUNK: usize = 64 * 1024;
 
-/// A `Write` that hands 64 KiB chunks to the response body.
+/// A `Write` that hands 64 KiB chunks to the response body, waiting for the client only as
+/// long as [`ExportLimits`] allow: a reader slower than the minimum rate, or an export past the
+/// time limit, ends the scan (and with it the store snapshot and this thread).
 struct ChunkSender {
-    tx: mpsc::Sender<io::Result<Bytes>>,
+    tx: mpsc::Sender<Bytes>,
     buf: Vec<u8>,
+    handle: tokio::runtime::Handle,
+    limits: ExportLimits,
+    started: Instant,
+    sent: u64,
 }
 
 impl Write for ChunkSender {
@@ -88,6 +179,57 @@ impl Write for ChunkSender {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+        let len = chunk.len() as u64;
+        let deadline = self.limits.deadline(self.started, self.sent);
+        let sent = self.handle.block_on(tokio::time::timeout_at(deadline, self.tx.send(chunk)));
+        match sent {
+            Ok(Ok(())) => {
+                self.sent += len;
+                Ok(())
+            }
+            Ok(Err(_)) => Err(io::Error::new(io::ErrorKind::BrokenPipe, "the client went away")),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the client read {} bytes in {:?}: slower than {} bytes/s (INTERLOG_EXPORT_MIN_BYTES_PER_SEC) \
+                     or past INTERLOG_EXPORT_TIME_LIMIT_SECS ({:?})",
+                    self.sent,
+                    self.started.elapsed(),
+                    self.limits.min_bytes_per_sec,
+                    self.limits.time_limit
+                ),
+            )),
+        }
+    }
+}
+
+/// The response body: the chunks, then an error instead of the end unless the export wrote
+/// everything, so a cut-off export never looks like a whole file (the connection is reset
+/// instead of the chunked body being terminated).
+struct ExportBody {
+    rx: mpsc::Receiver<Bytes>,
+    complete: Arc<AtomicBool>,
+    ended: bool,
+}
+
+impl tokio_stream::Stream for ExportBody {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(chunk)) => Poll::Ready(Some(Ok(chunk))),
+            Poll::Ready(None) => {
+                self.ended = true;
+                if self.complete.load(Ordering::Acquire) {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Ready(Some(Err(io::Error::other("the export stopped before its end"))))
+                }
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 mod control;
 pub mod error;
-mod export;
+pub mod export;
 mod put_events;
 
 use std::sync::Arc;
@@ -28,6 +28,10 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Accept `properties` keys that match no schema field (they are kept, not exported).
     pub allow_unknown_properties: bool,
+    /// An admitted body must arrive whole within this long (`INTERLOG_BODY_TIMEOUT_SECS`).
+    pub body_timeout: std::time::Duration,
+    /// `GET /_interlog/export`: its limits and the exports running per account.
+    pub exports: Arc<export::ExportGate>,
 }
 
 /// The whole HTTP surface. A plain function so tests can drive it without a socket.
@@ -118,13 +122,21 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
 
 /// Reads the body (bounded) and verifies the signature over it.
 pub(crate) async fn authenticated(state: &AppState, parts: &Parts, body: Body) -> Result<AwsRequest, ApiError> {
-    let body = read_body(body, parts.headers.get(header::CONTENT_LENGTH), state.max_body_bytes).await?;
+    let body =
+        read_body(body, parts.headers.get(header::CONTENT_LENGTH), state.max_body_bytes, state.body_timeout).await?;
     let caller = state.auth.authenticate(parts, &body)?;
     Ok(AwsRequest { caller, body })
 }
 
-/// Reads a request body, refusing one larger than `limit` before reading it whole.
-async fn read_body(body: Body, declared: Option<&HeaderValue>, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads a request body, refusing one larger than `limit` before reading it whole, and one that
+/// does not arrive whole within `timeout` (a client trickling its body would otherwise hold
+/// its share of the body budget for as long as the connection timeouts allow).
+async fn read_body(
+    body: Body,
+    declared: Option<&HeaderValue>,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::RequestEntityTooLarge(format!("Request body is larger than the {limit} bytes this server accepts"))
     };
@@ -133,7 +145,13 @@ async fn read_body(body: Body, declared: Option<&HeaderValue>, limit: usize) -> 
             return Err(too_large());
         }
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await.map_err(|_| {
+        ApiError::RequestTimeout(format!(
+            "The request body did not arrive within {} s; send it at once, or retry",
+            timeout.as_secs_f64()
+        ))
+    })?;
+    read.map_err(|e| {
         use std::error::Error;
         let mut source: Option<&(dyn Error + 'static)> = Some(&e);
         while let Some(s) = source {
