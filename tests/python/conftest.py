@@ -13,6 +13,9 @@ Everything here talks to a real server process on a free loopback port with its 
 * ``signed_post``       -- a raw HTTP POST signed with SigV4 (for bodies the SDKs refuse to send).
 * ``run_cli``           -- run aws-cli, `interlog` or the aws-cli venv's python with a given environment
                          (``client_env(home, extra)`` builds a clean one).
+* ``account_dir``       -- ``account_dir(account="000000000000")``: a new folder inside the export root that every
+                         server of the session gets as ``--export-dir``, under that account's part of it (the only
+                         place a ``file://`` export destination of that account may point).
 
 The server already gets ``INTERLOG_ACCESS_KEY_ID`` / ``INTERLOG_SECRET_ACCESS_KEY`` and every client signs with the
 same key, so the suite keeps working once the server starts requiring SigV4.
@@ -35,6 +38,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -71,6 +75,30 @@ CSV_HEADER = [
 ]
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+ROOT_ACCOUNT = "000000000000"
+# The export root every server of the session is started with (``--export-dir``), set by ``_export_root``.
+EXPORT_ROOT: Path | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _export_root(tmp_path_factory):
+    global EXPORT_ROOT
+    EXPORT_ROOT = tmp_path_factory.mktemp("export-root")
+    yield EXPORT_ROOT
+
+
+def new_account_dir(account: str = ROOT_ACCOUNT) -> Path:
+    """A new, empty folder under ``account``'s part of the session's export root."""
+    assert EXPORT_ROOT is not None
+    d = EXPORT_ROOT / account / uuid.uuid4().hex[:12]
+    d.mkdir(parents=True)
+    return d
+
+
+@pytest.fixture(scope="session")
+def account_dir():
+    return new_account_dir
 
 
 def pytest_report_header(config):
@@ -173,7 +201,9 @@ class Server:
         self.log_path = self.log_dir / f"interlog-{Server._counter}.log"
         self.endpoint = self.tracking_id = self.dataset_group_arn = self.bootstrap = None
         self.stdout_lines = []
-        cmd = [str(INTERLOG_BIN), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir), *self.args]
+        export_dir = () if "--export-dir" in self.args or EXPORT_ROOT is None else ("--export-dir", str(EXPORT_ROOT))
+        cmd = [str(INTERLOG_BIN), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir), *export_dir,
+               *self.args]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
                                          env=_server_env(self.env), text=True, encoding="utf-8", bufsize=1)

@@ -238,6 +238,13 @@ impl Application {
             )));
         }
         let tls = config.tls.clone().map(Tls::load).transpose().map_err(StartError::Tls)?;
+        let file_root = match &config.export_dir {
+            Some(dir) => Some(Arc::new(
+                crate::file_root::FileRoot::open(dir)
+                    .map_err(|e| StartError::Config(format!("cannot use --export-dir {}: {e}", dir.display())))?,
+            )),
+            None => None,
+        };
         crate::files::prepare_data_dir(&config.data_dir)
             .map_err(|e| StartError::Store { dir: config.data_dir.display().to_string(), reason: e.into() })?;
         let (auth, root_key, extra_keys) = authenticator(&config)?;
@@ -264,6 +271,7 @@ impl Application {
             allow_unknown_properties: config.allow_unknown_properties,
             body_timeout: limits.body_timeout,
             exports: crate::api::export::ExportGate::new(limits.export_limits()),
+            file_root,
         };
         Ok(Application { listener, state, tls, addr, bootstrap, root_key, extra_keys, limits })
     }

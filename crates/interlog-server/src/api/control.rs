@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value};
 use super::error::{ApiError, Plane};
 use super::{AppState, AwsRequest};
 use crate::auth::Caller;
+use crate::file_root::{ConfineError, ConfinedDir, FileRoot};
 
 /// Answers one control-plane call.
 pub(super) async fn control(state: AppState, request: AwsRequest, target: &str) -> Response {
@@ -691,22 +692,47 @@ async fn create_export_job(state: &AppState, caller: &Caller, i: CreateExportJob
     ok(v)?;
     let tags = optional_tags(i.tags.as_deref(), "tags")?;
     let arn = caller_scope(caller).arn("dataset-export-job", &name);
+    let root = state.file_root.clone();
     let job = run(state, caller, move |tx, a| {
         let job =
             tx.create_export_job(a, &arn, &name, &dataset_arn, mode.api_name(), &role_arn, &path, kms.as_deref())?;
         tx.tag_resource(a, &job.arn, &tags)?;
         let dataset = tx.describe_dataset(a, &dataset_arn)?;
-        Ok((job, dataset))
+        // A file:// destination is confined to the caller's folder of the export root here, so
+        // a refused one never becomes a job (the transaction is rolled back).
+        let destination = confine(root.as_deref(), a, &path)?;
+        Ok((job, dataset, destination))
     })
     .await?;
     let arn = job.0.arn.clone();
-    spawn_export_job(state.store.clone(), job.0, job.1);
+    spawn_export_job(state.store.clone(), job.0, job.1, job.2);
     Ok(json!({ "datasetExportJobArn": arn }))
+}
+
+/// The folder a `file://` destination names inside the caller's part of the export root (None
+/// for other schemes, which fail the job with a reason).
+fn confine(root: Option<&FileRoot>, account: &str, location: &str) -> Result<Option<ConfinedDir>, StoreError> {
+    if !matches!(check::data_path("path", location), Ok(PathScheme::File)) {
+        return Ok(None);
+    }
+    let root = root.ok_or_else(|| StoreError::Invalid(ConfineError::NoRoot.to_string()))?;
+    match root.resolve_dir(account, location) {
+        Ok(dir) => Ok(Some(dir)),
+        Err(e) => Err(match e.cause() {
+            Some(cause) => StoreError::Io(std::io::Error::new(cause.kind(), format!("{e}: {cause}"))),
+            None => StoreError::Invalid(format!("Invalid jobOutput.s3DataDestination.path: {e}")),
+        }),
+    }
 }
 
 /// Runs an export job in the background: CREATE PENDING → CREATE IN_PROGRESS → ACTIVE or
 /// CREATE FAILED with a reason, writing `<path>/<jobName>.csv` through the shared writer.
-fn spawn_export_job(store: Arc<dyn EventStore>, job: ExportJobRecord, dataset: DatasetRecord) {
+fn spawn_export_job(
+    store: Arc<dyn EventStore>,
+    job: ExportJobRecord,
+    dataset: DatasetRecord,
+    destination: Option<ConfinedDir>,
+) {
     tokio::task::spawn_blocking(move || {
         let set = |status: &'static str, reason: Option<String>| {
             let arn = job.arn.clone();
@@ -716,7 +742,7 @@ fn spawn_export_job(store: Arc<dyn EventStore>, job: ExportJobRecord, dataset: D
             }
         };
         set("CREATE IN_PROGRESS", None);
-        match write_export(&*store, &job, &dataset) {
+        match write_export(&*store, &job, &dataset, destination.as_ref()) {
             Ok(events) => {
                 tracing::info!(job = %job.arn, events, "dataset export job done");
                 set("ACTIVE", None);
@@ -729,38 +755,72 @@ fn spawn_export_job(store: Arc<dyn EventStore>, job: ExportJobRecord, dataset: D
     });
 }
 
-fn write_export(store: &dyn EventStore, job: &ExportJobRecord, dataset: &DatasetRecord) -> Result<u64, String> {
-    let dir = match check::data_path("path", &job.path) {
-        Ok(PathScheme::File) => job.path.trim_start_matches("file://").to_owned(),
-        _ => {
-            return Err(format!(
-                "interlog writes dataset exports to local directories only: use a file:///absolute/dir/ path \
-                 (object storage such as {} is not supported yet)",
-                job.path
-            ))
+/// Writes `<jobName>.csv` into the confined destination: created new as a temporary file
+/// (mode 0600), synced, then published under its final name, which never replaces an existing
+/// file. Failure reasons name no server path; OS causes go to the log.
+fn write_export(
+    store: &dyn EventStore,
+    job: &ExportJobRecord,
+    dataset: &DatasetRecord,
+    destination: Option<&ConfinedDir>,
+) -> Result<u64, String> {
+    let Some(dir) = destination else {
+        return Err(format!(
+            "interlog writes dataset exports to local directories only: use a file:///absolute/dir/ path \
+             (object storage such as {} is not supported yet)",
+            job.path
+        ));
+    };
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::warn!(job = %job.arn, "export job: {what}: {e}");
+        format!("The export file could not be {what} (see the server log)")
+    };
+    wait_for_test_gate();
+    let columns = interlog_model::schema::field_names(&dataset.schema_body)?;
+    let target = format!("{}.csv", job.name);
+    let partial = format!("{}.csv.{}.partial", job.name, &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let file = dir.create_new(&partial).map_err(|e| match e.cause() {
+        Some(cause) => failed("created", cause),
+        None => e.to_string(),
+    })?;
+    let written = (|| -> Result<u64, String> {
+        let mut writer = ExportWriter::new(Format::Csv, columns, std::io::BufWriter::new(file))
+            .map_err(|e| failed("written", &e))?
+            .with_schema(interlog_model::schema::parse_schema(&dataset.schema_body).ok());
+        let mut events = 0;
+        // interlog records events only through PutEvents: BULK (imported) data is always empty.
+        if job.ingestion_mode != "BULK" {
+            let stats = store.scan(dataset.id, &mut |e| writer.write(&e)).map_err(|e| failed("written", &e))?;
+            events = stats.events;
+        }
+        let out = writer.finish().map_err(|e| failed("written", &e))?;
+        let file = out.into_inner().map_err(|e| failed("written", &e))?;
+        file.sync_all().map_err(|e| failed("synced", &e))?;
+        Ok(events)
+    })();
+    let events = match written {
+        Ok(events) => events,
+        Err(reason) => {
+            dir.remove(&partial);
+            return Err(reason);
         }
     };
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create the directory {dir}: {e}"))?;
-    let columns = interlog_model::schema::field_names(&dataset.schema_body)?;
-    let target = std::path::Path::new(&dir).join(format!("{}.csv", job.name));
-    let partial = target.with_extension("csv.partial");
-    let file = std::fs::File::create(&partial).map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
-    let mut writer = ExportWriter::new(Format::Csv, columns, std::io::BufWriter::new(file))
-        .map_err(|e| format!("cannot write {}: {e}", partial.display()))?
-        .with_schema(interlog_model::schema::parse_schema(&dataset.schema_body).ok());
-    let mut events = 0;
-    // interlog records events only through PutEvents: BULK (imported) data is always empty.
-    if job.ingestion_mode != "BULK" {
-        let stats = store
-            .scan(dataset.id, &mut |e| writer.write(&e))
-            .map_err(|e| format!("reading the dataset failed: {e}"))?;
-        events = stats.events;
-    }
-    let out = writer.finish().map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
-    let file = out.into_inner().map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
-    file.sync_all().map_err(|e| format!("cannot sync {}: {e}", partial.display()))?;
-    std::fs::rename(&partial, &target).map_err(|e| format!("cannot rename to {}: {e}", target.display()))?;
+    dir.publish(&partial, &target).map_err(|e| match e.cause() {
+        Some(cause) => failed("published", cause),
+        None => e.to_string(),
+    })?;
     Ok(events)
+}
+
+/// Test machinery: while the file named by `INTERLOG_TEST_EXPORT_JOB_GATE` exists, export jobs
+/// wait in CREATE IN_PROGRESS, so a test can observe a running job (in-use refusals, a stop
+/// interrupting it) deterministically. Unset in production: one environment lookup per job.
+fn wait_for_test_gate() {
+    if let Some(gate) = std::env::var_os("INTERLOG_TEST_EXPORT_JOB_GATE") {
+        while std::path::Path::new(&gate).exists() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }
 
 fn caller_scope(caller: &Caller) -> interlog_model::arn::Scope {

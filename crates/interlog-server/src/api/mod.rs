@@ -32,6 +32,8 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// `GET /_interlog/export`: its limits and the exports running per account.
     pub exports: Arc<export::ExportGate>,
+    /// Where `file://` locations may point (`--export-dir`); None refuses them all.
+    pub file_root: Option<Arc<crate::file_root::FileRoot>>,
 }
 
 /// The whole HTTP surface. A plain function so tests can drive it without a socket.
