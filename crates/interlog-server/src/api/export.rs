@@ -131,13 +131,19 @@ pub(super) async fn export(
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let sink = ChunkSender { tx, buf: Vec::with_capacity(CHUNK), handle, limits, started: Instant::now(), sent: 0 };
-        let result = (|| -> io::Result<()> {
+        let result = (|| -> io::Result<ChunkSender> {
             let mut writer = ExportWriter::new(format, columns, sink)?.with_schema(parsed);
             store.scan(dataset_id, &mut |event| writer.write(&event)).map_err(|e| io::Error::other(e.to_string()))?;
-            writer.finish()?.flush()
+            let mut sink = writer.finish()?;
+            sink.flush()?;
+            Ok(sink)
         })();
         match result {
-            Ok(()) => done.store(true, Ordering::Release),
+            // Marked whole before the sender is dropped, which is what ends the body.
+            Ok(sink) => {
+                done.store(true, Ordering::Release);
+                drop(sink);
+            }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => tracing::warn!("export cut off: {e}"),
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => tracing::debug!("export abandoned by the client"),
             Err(e) => tracing::error!(error = %e, "export failed"),
