@@ -46,15 +46,6 @@ impl Authenticator {
         }
     }
 
-    /// The account a signed request acts for, or `None` for unsigned requests (`--no-auth`
-    /// answers every request as its one caller).
-    pub fn root_caller(&self) -> Option<&Caller> {
-        match self {
-            Authenticator::Off(caller) => Some(caller),
-            Authenticator::SigV4 { .. } => None,
-        }
-    }
-
     /// Verifies the request's signature over its exact body. Nothing else may run first: a
     /// rejected request must not reach validation or the store.
     pub fn authenticate(&self, parts: &Parts, body: &[u8]) -> Result<Caller, ApiError> {

@@ -272,6 +272,7 @@ impl Application {
             body_timeout: limits.body_timeout,
             exports: crate::api::export::ExportGate::new(limits.export_limits()),
             file_root,
+            stats_account: (!config.public_stats).then(|| config.account.clone()),
         };
         Ok(Application { listener, state, tls, addr, bootstrap, root_key, extra_keys, limits })
     }

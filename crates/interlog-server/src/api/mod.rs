@@ -34,6 +34,9 @@ pub struct AppState {
     pub exports: Arc<export::ExportGate>,
     /// Where `file://` locations may point (`--export-dir`); None refuses them all.
     pub file_root: Option<Arc<crate::file_root::FileRoot>>,
+    /// Who may read `GET /_interlog/stats`: requests signed by this (the root) account, or
+    /// anyone when None (`--public-stats`).
+    pub stats_account: Option<String>,
 }
 
 /// The whole HTTP surface. A plain function so tests can drive it without a socket.
@@ -52,8 +55,25 @@ async fn health() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#)
 }
 
-/// Write-path counters for operators and the benchmark. Open like health: counts only.
-async fn stats(State(state): State<AppState>) -> impl IntoResponse {
+/// Write-path counters for operators and the benchmark. They add up every tenant's traffic, so
+/// only the root account may read them (a signed request), unless `--public-stats`.
+async fn stats(State(state): State<AppState>, request: Request) -> Response {
+    if let Some(root) = &state.stats_account {
+        let (parts, body) = request.into_parts();
+        let caller = match authenticated(&state, &parts, body).await {
+            Ok(r) => r.caller,
+            Err(e) => return e.on(Plane::Interlog).into_response(),
+        };
+        if &caller.account != root {
+            return ApiError::AccessDenied(format!(
+                "Account {} may not read the server's statistics: they are the root account's \
+                 (or public with interlog serve --public-stats)",
+                caller.account
+            ))
+            .on(Plane::Interlog)
+            .into_response();
+        }
+    }
     let s = state.store.stats();
     let body = serde_json::json!({
         "commits": s.commits,
@@ -62,7 +82,7 @@ async fn stats(State(state): State<AppState>) -> impl IntoResponse {
         "duplicatesDropped": s.duplicates_dropped,
         "throttled": s.throttled,
     });
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string())
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// Every response carries a request ID, which all SDKs surface (botocore: `ResponseMetadata`).
