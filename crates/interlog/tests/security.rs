@@ -691,3 +691,19 @@ fn store_files_are_private_and_loose_permissions_are_reported() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Finding 8, the operator's side: a `--region` that is not a region name stops start-up.
+#[test]
+fn a_region_flag_that_is_not_a_region_name_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--region", "us-east-1:000000000000:x", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("INTERLOG_ACCESS_KEY_ID", ROOT_KEY)
+        .env("INTERLOG_SECRET_ACCESS_KEY", ROOT_SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--region") && stderr.contains("not a region name"), "{stderr}");
+}
