@@ -238,6 +238,9 @@ impl Application {
             )));
         }
         let tls = config.tls.clone().map(Tls::load).transpose().map_err(StartError::Tls)?;
+        if let Some(tls) = &tls {
+            tls.reload_on_sighup();
+        }
         let file_root = match &config.export_dir {
             Some(dir) => Some(Arc::new(
                 crate::file_root::FileRoot::open(dir)
@@ -315,9 +318,6 @@ impl Application {
             at_capacity: Arc::new(AtomicBool::new(false)),
             limits: limits.clone(),
         };
-        if let Some(tls) = &self.tls {
-            tls.reload_on_sighup();
-        }
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .keep_alive(true)
@@ -719,24 +719,32 @@ fn authenticator(config: &Config) -> Result<(Authenticator, Option<RootKey>, usi
     Ok((Authenticator::SigV4 { verifier, pinned_region }, Some(root), extra))
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called (inside the
+/// runtime), not when the future is first polled, so a signal that arrives between start-up and
+/// serving (right after the banner, say) still stops the server gracefully.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(term) => {},
+                () = wait(int) => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

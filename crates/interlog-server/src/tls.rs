@@ -51,11 +51,12 @@ impl Tls {
         #[cfg(unix)]
         {
             let tls = self.clone();
+            // Installed now, not in the task: a SIGHUP's default action would end the server.
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                tracing::warn!("cannot listen for SIGHUP: the TLS certificate will not be reloaded");
+                return;
+            };
             tokio::spawn(async move {
-                let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-                    tracing::warn!("cannot listen for SIGHUP: the TLS certificate will not be reloaded");
-                    return;
-                };
                 while hup.recv().await.is_some() {
                     tls.reload();
                 }

@@ -86,8 +86,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async move {
         let app = Application::build(config).await.context("cannot start")?;
+        // Before the banner: whoever reads it may signal at once.
+        let stop = shutdown_signal();
         print_banner(&app, &args.data_dir);
-        app.run_until_stopped(shutdown_signal()).await.context("server failed")?;
+        app.run_until_stopped(stop).await.context("server failed")?;
         Ok(())
     });
     // Requests in flight were answered by now. A dataset export job still writing is abandoned
