@@ -575,15 +575,28 @@ fn secret_never_appears_in_errors_or_debug() {
 // Requests signed here by aws-sigv4's own signer (an independent client implementation)
 
 fn sign_with_aws_sigv4(req: &mut Req, time: SystemTime, token: Option<&str>) {
-    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    sign_as(req, time, token, "eu-west-1", aws_sigv4::http_request::SigningSettings::default(), false);
+}
+
+/// Signs `req` with aws-sigv4's own signer: `settings` as given, the body hashed or (with
+/// `unsigned_payload`) declared `UNSIGNED-PAYLOAD`.
+fn sign_as(
+    req: &mut Req,
+    time: SystemTime,
+    token: Option<&str>,
+    region: &str,
+    settings: aws_sigv4::http_request::SigningSettings,
+    unsigned_payload: bool,
+) {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest};
     use aws_sigv4::sign::v4::SigningParams;
     let identity = aws_credential_types::Credentials::new(AKID, SECRET, token.map(str::to_owned), None, "test").into();
     let params = SigningParams::builder()
         .identity(&identity)
-        .region("eu-west-1")
+        .region(region)
         .name("personalize")
         .time(time)
-        .settings(SigningSettings::default())
+        .settings(settings)
         .build()
         .unwrap()
         .into();
@@ -591,13 +604,10 @@ fn sign_with_aws_sigv4(req: &mut Req, time: SystemTime, token: Option<&str>) {
     let uri = format!("http://{host}{}", req.uri);
     let headers: Vec<(String, String)> =
         req.headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned())).collect();
-    let signable = SignableRequest::new(
-        req.method.as_str(),
-        &uri,
-        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        SignableBody::Bytes(&req.body),
-    )
-    .unwrap();
+    let body = if unsigned_payload { SignableBody::UnsignedPayload } else { SignableBody::Bytes(&req.body) };
+    let signable =
+        SignableRequest::new(req.method.as_str(), &uri, headers.iter().map(|(k, v)| (k.as_str(), v.as_str())), body)
+            .unwrap();
     let (instructions, _) = sign(signable, &params).unwrap().into_parts();
     for (name, value) in instructions.headers() {
         req.headers.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
@@ -727,33 +737,11 @@ fn timing_of_a_3_5_kb_put_events() {
 /// Signs `req` with aws-sigv4 in `region`, the payload either hashed or `UNSIGNED-PAYLOAD`
 /// (with the `x-amz-content-sha256` header either way), leaving `excluded` headers unsigned.
 fn sign_custom(req: &mut Req, region: &str, unsigned_payload: bool, excluded: &[&'static str]) {
-    use aws_sigv4::http_request::{sign, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings};
-    use aws_sigv4::sign::v4::SigningParams;
-    let identity = aws_credential_types::Credentials::new(AKID, SECRET, None, None, "test").into();
+    use aws_sigv4::http_request::{PayloadChecksumKind, SigningSettings};
     let mut settings = SigningSettings::default();
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
     settings.excluded_headers = Some(excluded.iter().map(|h| std::borrow::Cow::Borrowed(*h)).collect());
-    let params = SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name("personalize")
-        .time(at(CLI_NOW))
-        .settings(settings)
-        .build()
-        .unwrap()
-        .into();
-    let host = req.headers["host"].to_str().unwrap().to_owned();
-    let uri = format!("http://{host}{}", req.uri);
-    let headers: Vec<(String, String)> =
-        req.headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned())).collect();
-    let body = if unsigned_payload { SignableBody::UnsignedPayload } else { SignableBody::Bytes(&req.body) };
-    let signable =
-        SignableRequest::new(req.method.as_str(), &uri, headers.iter().map(|(k, v)| (k.as_str(), v.as_str())), body)
-            .unwrap();
-    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    for (name, value) in instructions.headers() {
-        req.headers.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
-    }
+    sign_as(req, at(CLI_NOW), None, region, settings, unsigned_payload);
 }
 
 /// Finding 6: a request signed with `UNSIGNED-PAYLOAD` could be replayed with any body.

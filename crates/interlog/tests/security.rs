@@ -396,15 +396,17 @@ fn forged_signatures_and_hostile_regions_grow_nothing_and_forge_no_arn() {
     // each `Signature=00` and a 60 KB region of its own (cached, that would be 120 MB).
     for i in 0..2000 {
         let region = format!("{i:06}{}", "r".repeat(60_000));
-        let auth = format!(
-            "AWS4-HMAC-SHA256 Credential={ROOT_KEY}/{}/{region}/personalize/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
-            &amz_now()[..8]
+        let head = signed_head(
+            "GET",
+            &addr,
+            "/_interlog/stats",
+            &[],
+            b"",
+            &Key::root().in_region(&region),
+            Signing::default(),
         );
-        let request = format!(
-            "GET /_interlog/stats HTTP/1.1\r\nhost: {addr}\r\nx-amz-date: {}\r\nauthorization: {auth}\r\n\r\n",
-            amz_now()
-        );
-        let reply = raw_exchange_from(ATTACKER, &addr, request.as_bytes());
+        let forged = head.split_once("Signature=").map(|(before, _)| format!("{before}Signature=00\r\n\r\n")).unwrap();
+        let reply = raw_exchange_from(ATTACKER, &addr, forged.as_bytes());
         assert_eq!((reply.status, reply.error_type.as_str()), (403, "InvalidSignatureException"), "{reply:?}");
     }
     let after = server.memory_kib("VmRSS");
@@ -422,22 +424,6 @@ fn forged_signatures_and_hostile_regions_grow_nothing_and_forge_no_arn() {
     assert_eq!(r.status, 200);
     assert!(!r.body.contains("forged"), "{}", r.body);
     server.stop();
-}
-
-fn amz_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let days = secs.div_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let rem = secs.rem_euclid(86_400);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Sends `total` events (10 per request) over keep-alive connections from 8 threads.
@@ -696,13 +682,7 @@ fn store_files_are_private_and_loose_permissions_are_reported() {
 #[test]
 fn a_region_flag_that_is_not_a_region_name_stops_start_up() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--region", "us-east-1:000000000000:x", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("INTERLOG_ACCESS_KEY_ID", ROOT_KEY)
-        .env("INTERLOG_SECRET_ACCESS_KEY", ROOT_SECRET)
-        .output()
-        .unwrap();
+    let out = serve_output(&dir.path().join("data"), &["--region", "us-east-1:000000000000:x"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--region") && stderr.contains("not a region name"), "{stderr}");

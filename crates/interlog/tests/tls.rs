@@ -120,17 +120,11 @@ fn an_unusable_certificate_stops_start_up_with_a_message() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cert.pem"), "garbage").unwrap();
     std::fs::write(dir.path().join("key.pem"), "garbage").unwrap();
-    let out = Command::new(bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--tls-cert")
-        .arg(dir.path().join("cert.pem"))
-        .arg("--tls-key")
-        .arg(dir.path().join("key.pem"))
-        .env("INTERLOG_ACCESS_KEY_ID", ROOT_KEY)
-        .env("INTERLOG_SECRET_ACCESS_KEY", ROOT_SECRET)
-        .output()
-        .unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let out = serve_output(
+        &dir.path().join("data"),
+        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--tls-cert") && stderr.contains("cert.pem"), "{stderr}");

@@ -510,3 +510,17 @@ pub fn put_events_signed(from: &str, addr: &str, body: &[u8], key: &Key) -> std:
     let call = Call { method: "POST", path: "/events", headers: &[("content-type", "application/json")], body };
     signed_exchange(from, addr, call, key, Signing::default())
 }
+
+/// Runs `interlog serve` (root key set) on `data_dir` with `args` to its exit, for start-up
+/// failures; the caller asserts on the exit code and stderr.
+pub fn serve_output(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .env_remove("INTERLOG_AUTH")
+        .env("INTERLOG_ACCESS_KEY_ID", ROOT_KEY)
+        .env("INTERLOG_SECRET_ACCESS_KEY", ROOT_SECRET)
+        .output()
+        .expect("run interlog serve")
+}
