@@ -14,14 +14,16 @@
 # writes to an S3 bucket (s3://bucket/prefix/).
 #
 # Usage:
-#   interlog serve                            # in another terminal; note the `aws configure` lines it prints
+#   interlog serve --export-dir ./interlog-export   # in another terminal; note the `aws configure` lines
 #   AWS_PROFILE=interlog examples/awscli-walkthrough.sh
 #
 # Environment (all optional):
 #   AWS_CLI            the aws-cli v1 executable                      (default: aws)
 #   INTERLOG_ENDPOINT  where interlog listens                          (default: http://127.0.0.1:8787)
-#   OUT_DIR            directory the export job writes into; it must be
-#                      a path the *server* can write to                (default: ./interlog-export)
+#   OUT_DIR            directory the export job writes into; it must lie
+#                      in your account's folder of the server's
+#                      --export-dir, DIR/<account-id>/ (see docs/auth.md)
+#                                          (default: ./interlog-export/000000000000/walkthrough)
 #   SUFFIX             appended to every resource name, so the script
 #                      can run again against the same server           (default: date and process ID)
 #   TIMEOUT            seconds to wait for each resource to be ACTIVE (default: 60)
@@ -37,7 +39,7 @@ AWS_CLI="${AWS_CLI:-aws}"
 ENDPOINT="${INTERLOG_ENDPOINT:-http://127.0.0.1:8787}"
 SUFFIX="${SUFFIX:-$(date +%Y%m%d%H%M%S)-$$}"
 TIMEOUT="${TIMEOUT:-60}"
-OUT_DIR="${OUT_DIR:-$PWD/interlog-export}"
+OUT_DIR="${OUT_DIR:-$PWD/interlog-export/000000000000/walkthrough}"
 if [[ -z "${AWS_REGION:-}" && -z "${AWS_DEFAULT_REGION:-}" ]]; then
     export AWS_DEFAULT_REGION=us-east-1
 fi

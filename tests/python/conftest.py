@@ -13,6 +13,9 @@ Everything here talks to a real server process on a free loopback port with its 
 * ``signed_post``       -- a raw HTTP POST signed with SigV4 (for bodies the SDKs refuse to send).
 * ``run_cli``           -- run aws-cli, `interlog` or the aws-cli venv's python with a given environment
                          (``client_env(home, extra)`` builds a clean one).
+* ``account_dir``       -- ``account_dir(account="000000000000")``: a new folder inside the export root that every
+                         server of the session gets as ``--export-dir``, under that account's part of it (the only
+                         place a ``file://`` export destination of that account may point).
 
 The server already gets ``INTERLOG_ACCESS_KEY_ID`` / ``INTERLOG_SECRET_ACCESS_KEY`` and every client signs with the
 same key, so the suite keeps working once the server starts requiring SigV4.
@@ -35,6 +38,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -111,6 +115,31 @@ def _drop_test_schemas():
     for schema in _SCHEMAS.values():
         subprocess.run(["psql", "-q", DATABASE_URL, "-c", f"DROP SCHEMA IF EXISTS {schema} CASCADE"],
                        capture_output=True)
+
+
+ROOT_ACCOUNT = "000000000000"
+# The export root every server of the session is started with (``--export-dir``), set by ``_export_root``.
+EXPORT_ROOT: Path | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _export_root(tmp_path_factory):
+    global EXPORT_ROOT
+    EXPORT_ROOT = tmp_path_factory.mktemp("export-root")
+    yield EXPORT_ROOT
+
+
+def new_account_dir(account: str = ROOT_ACCOUNT) -> Path:
+    """A new, empty folder under ``account``'s part of the session's export root."""
+    assert EXPORT_ROOT is not None
+    d = EXPORT_ROOT / account / uuid.uuid4().hex[:12]
+    d.mkdir(parents=True)
+    return d
+
+
+@pytest.fixture(scope="session")
+def account_dir():
+    return new_account_dir
 
 
 def pytest_report_header(config):
@@ -216,7 +245,9 @@ class Server:
         self.log_path = self.log_dir / f"interlog-{Server._counter}.log"
         self.endpoint = self.tracking_id = self.dataset_group_arn = self.bootstrap = None
         self.stdout_lines = []
-        cmd = [str(INTERLOG_BIN), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir), *self.args]
+        export_dir = () if "--export-dir" in self.args or EXPORT_ROOT is None else ("--export-dir", str(EXPORT_ROOT))
+        cmd = [str(INTERLOG_BIN), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir), *export_dir,
+               *self.args]
         if (url := database_url(self.store_of)) is not None:
             cmd += ["--database-url", url]
         with open(self.log_path, "wb") as log:
@@ -262,7 +293,7 @@ class Server:
         lines.put(None)
 
     def _parse_banner_line(self, line: str):
-        if m := re.search(r"listening on (http://\S+)", line):
+        if m := re.search(r"listening on (https?://\S+)", line):
             self.endpoint = m.group(1)
         elif m := re.match(r"dataset group:\s+(\S+) \((created|reusing)\)", line):
             self.dataset_group_arn, self.bootstrap = m.group(1), m.group(2)
@@ -354,6 +385,13 @@ class Server:
             time.sleep(0.02)
 
     def health(self) -> HttpResponse:
+        if self.endpoint.startswith("https://"):
+            # Only a readiness probe: the TLS tests check certificates with the real clients.
+            import ssl
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                                 urllib.request.HTTPSHandler(context=ssl._create_unverified_context()))
+            with opener.open(f"{self.endpoint}/_interlog/health", timeout=2) as response:
+                return HttpResponse(response.status, {}, response.read())
         return signed_request("GET", f"{self.endpoint}/_interlog/health", timeout=2)
 
     def post_events(self, body, timeout: float = 30.0, path: str = "/events",

@@ -33,7 +33,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import ACCESS_KEY_ID, SECRET_ACCESS_KEY, signed_request
+from conftest import ACCESS_KEY_ID, SECRET_ACCESS_KEY, new_account_dir, signed_request
 
 ACCOUNT = "000000000000"
 REGION = "us-east-1"
@@ -275,7 +275,7 @@ def world(module_server, p, ev, tmp_path_factory) -> Pipeline:
     """The custom pipeline on the shared server, with a finished export job (groups: default + world)."""
     w = make_pipeline(p, "world")
     put(ev, w.tracking_id, [event("world-1", 1700000000, "i1", {"device": "phone", "numberOfRatings": 1})])
-    out = tmp_path_factory.mktemp("world-export")
+    out = new_account_dir()
     job, _ = export_job(p, w.dataset_arn, "world-export", out)
     assert job["status"] == "ACTIVE", job
     w.extra.update(job_arn=job["datasetExportJobArn"], out=out)
@@ -289,10 +289,9 @@ def device_only(p, world) -> Pipeline:
 
 
 @pytest.fixture
-def out_dir(tmp_path) -> Path:
-    d = tmp_path / "exports"
-    d.mkdir()
-    return d
+def out_dir() -> Path:
+    """A new folder of the root account's part of the export root (see conftest's ``account_dir``)."""
+    return new_account_dir()
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -560,8 +559,8 @@ assert sorted(VALID) == sorted(OPERATIONS)
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)
-def test_valid_input(operation, p, ev, world, tmp_path):
-    VALID[operation](p, ev, world, tmp_path)
+def test_valid_input(operation, p, ev, world):
+    VALID[operation](p, ev, world, new_account_dir())
 
 
 # (operation, arguments (a function of the world pipeline), error code, fragments the message must hold)
@@ -857,7 +856,9 @@ def test_every_listing_pages_and_refuses_tokens_issued_for_another(server, perso
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def test_deletes_are_refused_while_in_use(server, personalize, events, tmp_path):
+def test_deletes_are_refused_while_in_use(server_factory, personalize, events, tmp_path):
+    gate = tmp_path / "export-gate"
+    server = server_factory(env={"INTERLOG_TEST_EXPORT_JOB_GATE": str(gate)})
     p, ev = personalize(server.endpoint), events(server.endpoint)
     w = make_pipeline(p, "busy")
     put(ev, w.tracking_id, [event("busy-1", 1700000000, "i1", {"numberOfRatings": 1})])
@@ -868,14 +869,13 @@ def test_deletes_are_refused_while_in_use(server, personalize, events, tmp_path)
     expect_error("ResourceInUseException", p.delete_dataset_group, datasetGroupArn=DEFAULT_GROUP_ARN)
 
     # A dataset being exported (the job is held in CREATE IN_PROGRESS).
-    out = tmp_path / "held"
-    out.mkdir()
-    arn = start_held_job(p, "held", w.dataset_arn, out)
+    out = new_account_dir()
+    arn = start_held_job(p, "held", w.dataset_arn, out, gate)
     expect_error("ResourceInUseException", p.delete_dataset, w.dataset_arn, arn, datasetArn=w.dataset_arn)
-    drained = drain_fifo(out / "held.csv.partial")
-    assert drained.startswith(b",".join(h.encode() for h in CUSTOM_HEADER) + b"\r\n"), drained
+    gate.unlink()
     job, _ = wait_job(p, arn)
-    assert job["status"] in ("ACTIVE", "CREATE FAILED")
+    assert job["status"] == "ACTIVE", job
+    assert read_csv(out / "held.csv")[0] == CUSTOM_HEADER
 
     # Inner to outer, each delete is allowed once nothing uses the resource.
     ok(p.delete_event_tracker(eventTrackerArn=w.tracker_arn))
@@ -1101,21 +1101,24 @@ def test_export_to_anything_but_a_local_directory_fails_with_a_reason(path, modu
     assert listed[0]["status"] == "CREATE FAILED" and listed[0]["failureReason"] == job["failureReason"]
 
 
-def test_export_to_a_directory_the_server_cannot_create_fails_with_a_reason(p, world, tmp_path):
-    blocker = tmp_path / "a-file"
+def test_export_to_a_directory_the_server_cannot_create_is_refused_with_a_reason(p, world):
+    out = new_account_dir()
+    blocker = out / "a-file"
     blocker.write_text("not a directory")
-    arn = ok(p.create_dataset_export_job(jobName="unwritable", datasetArn=world.dataset_arn, roleArn=ROLE_ARN,
-                                         jobOutput={"s3DataDestination": {"path": f"file://{blocker}/sub/"}}))
-    job, _ = wait_job(p, arn["datasetExportJobArn"])
-    assert job["status"] == "CREATE FAILED", job
-    assert str(blocker) in job["failureReason"], job["failureReason"]
+    expect_error("InvalidInputException", p.create_dataset_export_job, "a-file", "not a folder",
+                 jobName="unwritable", datasetArn=world.dataset_arn, roleArn=ROLE_ARN,
+                 jobOutput={"s3DataDestination": {"path": f"file://{blocker}/sub/"}})
+    # Refused at once: no job was made.
+    expect_error("ResourceNotFoundException", p.describe_dataset_export_job,
+                 datasetExportJobArn=ARN + "dataset-export-job/unwritable")
 
 
-def test_export_job_names_are_unique(module_server, p, world, tmp_path):
+def test_export_job_names_are_unique(module_server, p, world):
+    out = new_account_dir()
     expect_error("ResourceAlreadyExistsException", p.create_dataset_export_job, "world-export",
                  jobName="world-export", datasetArn=DEFAULT_DATASET_ARN, roleArn=ROLE_ARN,
-                 jobOutput={"s3DataDestination": {"path": f"file://{tmp_path}/"}})
-    assert not (tmp_path / "world-export.csv").exists()
+                 jobOutput={"s3DataDestination": {"path": f"file://{out}/"}})
+    assert not (out / "world-export.csv").exists()
     # The original job is untouched.
     j = ok(p.describe_dataset_export_job(datasetExportJobArn=world.extra["job_arn"]))["datasetExportJob"]
     assert (j["datasetArn"], j["status"]) == (world.dataset_arn, "ACTIVE")
@@ -1192,10 +1195,10 @@ def test_restart_keeps_every_resource(server, personalize, events, out_dir):
     assert [r["ITEM_ID"] for r in rows] == ["i1", "i2"]
 
 
-def start_held_job(p, name: str, dataset_arn: str, out: Path) -> str:
-    """Starts an export job that stays CREATE IN_PROGRESS: a FIFO where its file goes blocks it opening the file
-    until ``drain_fifo`` reads it (or the server dies)."""
-    os.mkfifo(out / f"{name}.csv.partial")
+def start_held_job(p, name: str, dataset_arn: str, out: Path, gate: Path) -> str:
+    """Starts an export job that stays CREATE IN_PROGRESS while ``gate`` exists (the server runs with
+    ``INTERLOG_TEST_EXPORT_JOB_GATE`` naming it); removing the gate lets the job go on."""
+    gate.write_text("held")
     arn = ok(p.create_dataset_export_job(jobName=name, datasetArn=dataset_arn, roleArn=ROLE_ARN,
                                          jobOutput={"s3DataDestination": {"path": f"file://{out}/"}}))
     arn = arn["datasetExportJobArn"]
@@ -1208,26 +1211,12 @@ def start_held_job(p, name: str, dataset_arn: str, out: Path) -> str:
     return arn
 
 
-def drain_fifo(path: Path, timeout: float = JOB_TIMEOUT) -> bytes:
-    """Reads a FIFO to its end in a thread (the writer unblocks); fails instead of hanging."""
-    got = {}
-
-    def read():
-        with open(path, "rb") as f:
-            got["data"] = f.read()
-
-    t = threading.Thread(target=read, daemon=True)
-    t.start()
-    t.join(timeout)
-    assert "data" in got, "the export job never wrote to its file"
-    return got["data"]
-
-
-def test_a_job_interrupted_by_a_stop_is_failed_at_the_next_start(server, personalize, tmp_path):
+def test_a_job_interrupted_by_a_stop_is_failed_at_the_next_start(server_factory, personalize, tmp_path):
+    gate = tmp_path / "export-gate"
+    server = server_factory(env={"INTERLOG_TEST_EXPORT_JOB_GATE": str(gate)})
     p = personalize(server.endpoint)
-    out = tmp_path / "interrupted"
-    out.mkdir()
-    arn = start_held_job(p, "cut-short", DEFAULT_DATASET_ARN, out)
+    out = new_account_dir()
+    arn = start_held_job(p, "cut-short", DEFAULT_DATASET_ARN, out, gate)
     server.kill()
     server.start()
     p = personalize(server.endpoint)
@@ -1235,6 +1224,7 @@ def test_a_job_interrupted_by_a_stop_is_failed_at_the_next_start(server, persona
     assert job["status"] == "CREATE FAILED", job
     assert "stopped" in job["failureReason"], job["failureReason"]
     assert not (out / "cut-short.csv").exists()
+    gate.unlink()
     # The dataset is free again.
     job, _ = export_job(p, DEFAULT_DATASET_ARN, "after-restart", out)
     assert job["status"] == "ACTIVE"
@@ -1245,8 +1235,7 @@ def test_a_job_interrupted_by_a_stop_is_failed_at_the_next_start(server, persona
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def test_accounts_cannot_see_or_write_to_each_others_resources(server_factory, personalize, events, tmp_path,
-                                                                out_dir):
+def test_accounts_cannot_see_or_write_to_each_others_resources(server_factory, personalize, events, tmp_path):
     keys = tmp_path / "keys.toml"
     keys.write_text(f'[[key]]\naccess_key_id = "{OTHER_KEY_ID}"\nsecret_access_key = "{OTHER_SECRET}"\n'
                     f'account_id = "{OTHER_ACCOUNT}"\n')
@@ -1270,7 +1259,8 @@ def test_accounts_cannot_see_or_write_to_each_others_resources(server_factory, p
                      eventList=[event("intruder", 1700000000, "ix", {"numberOfRatings": 9})])
 
     # Neither describes, lists, tags, deletes or uses the other's resources.
-    for client, mine, theirs in [(pa, a, b), (pb, b, a)]:
+    out_dirs = {ACCOUNT: new_account_dir(ACCOUNT), OTHER_ACCOUNT: new_account_dir(OTHER_ACCOUNT)}
+    for client, mine, theirs, account in [(pa, a, b, ACCOUNT), (pb, b, a, OTHER_ACCOUNT)]:
         for call, member, arn in [(client.describe_schema, "schemaArn", theirs.schema_arn),
                                   (client.describe_dataset_group, "datasetGroupArn", theirs.group_arn),
                                   (client.describe_dataset, "datasetArn", theirs.dataset_arn),
@@ -1288,8 +1278,12 @@ def test_accounts_cannot_see_or_write_to_each_others_resources(server_factory, p
                      datasetGroupArn=theirs.group_arn)
         expect_error("ResourceNotFoundException", client.create_dataset_export_job, jobName="steal",
                      datasetArn=theirs.dataset_arn, roleArn=ROLE_ARN,
-                     jobOutput={"s3DataDestination": {"path": f"file://{out_dir}/"}})
-    assert not (out_dir / "steal.csv").exists()
+                     jobOutput={"s3DataDestination": {"path": f"file://{out_dirs[account]}/"}})
+        # Nor writes into the other's export folder.
+        expect_error("InvalidInputException", client.create_dataset_export_job, "outside this account's folder",
+                     jobName="plant", datasetArn=mine.dataset_arn, roleArn=ROLE_ARN,
+                     jobOutput={"s3DataDestination": {"path": f"file://{out_dirs[theirs_account(account)]}/"}})
+    assert not any(d.joinpath(n).exists() for d in out_dirs.values() for n in ("steal.csv", "plant.csv"))
 
     # Listings hold only the caller's own resources.
     for client, account in [(pa, ACCOUNT), (pb, OTHER_ACCOUNT)]:
@@ -1301,8 +1295,12 @@ def test_accounts_cannot_see_or_write_to_each_others_resources(server_factory, p
         {"default-tracker", "shared-tracker"}
 
     # And each dataset holds only its own account's event.
-    assert [r["USER_ID"] for r in exported_rows(pa, a.dataset_arn, out_dir)] == ["ua"]
-    assert [r["USER_ID"] for r in exported_rows(pb, b.dataset_arn, out_dir)] == ["ub"]
+    assert [r["USER_ID"] for r in exported_rows(pa, a.dataset_arn, out_dirs[ACCOUNT])] == ["ua"]
+    assert [r["USER_ID"] for r in exported_rows(pb, b.dataset_arn, out_dirs[OTHER_ACCOUNT])] == ["ub"]
+
+
+def theirs_account(account: str) -> str:
+    return OTHER_ACCOUNT if account == ACCOUNT else ACCOUNT
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -1464,19 +1462,19 @@ def test_put_events_properties(pipeline, props, expected, module_server, p, ev, 
     e = event(f"prop-{case}", 1700000000, item, props)
     if isinstance(expected, dict):
         put(ev, tracking_id, [e])
-        row = [r for r in exported_rows(p, dataset_arn, tmp_path) if r["ITEM_ID"] == item]
+        row = [r for r in exported_rows(p, dataset_arn, new_account_dir()) if r["ITEM_ID"] == item]
         assert len(row) == 1
         assert {k: row[0][k] for k in expected} == expected
     else:
         expect_error("InvalidInputException", ev.put_events, "eventList.1.member.properties", *expected,
                      trackingId=tracking_id, sessionId="s1", userId="u1", eventList=[e])
-        assert not [r for r in exported_rows(p, dataset_arn, tmp_path) if r["ITEM_ID"] == item], "refused, not stored"
+        assert not [r for r in exported_rows(p, dataset_arn, new_account_dir()) if r["ITEM_ID"] == item], "refused, not stored"
 
 
 def test_legacy_item_id_and_event_value_in_properties_are_not_metadata(p, ev, world, tmp_path):
     put(ev, world.tracking_id, [event("legacy-1", 1700000000, None,
                                       {"itemId": "item-legacy", "eventValue": "2.5", "numberOfRatings": 8})])
-    rows = [r for r in exported_rows(p, world.dataset_arn, tmp_path) if r["ITEM_ID"] == "item-legacy"]
+    rows = [r for r in exported_rows(p, world.dataset_arn, new_account_dir()) if r["ITEM_ID"] == "item-legacy"]
     assert [(r["EVENT_VALUE"], r["DEVICE"], r["NUMBER_OF_RATINGS"]) for r in rows] == [("2.5", "", "8")]
 
 
@@ -1507,5 +1505,5 @@ def test_one_bad_event_refuses_the_whole_request_and_every_problem_is_listed(p, 
                            "at 'eventList.3.member.properties'", "'numberOfRatings' (field NUMBER_OF_RATINGS",
                            trackingId=world.tracking_id, sessionId="s1", eventList=[good, bad_key, bad_value])
     assert "eventList.1" not in message
-    items = {r["ITEM_ID"] for r in exported_rows(p, world.dataset_arn, tmp_path)}
+    items = {r["ITEM_ID"] for r in exported_rows(p, world.dataset_arn, new_account_dir())}
     assert not items & {"item-batch-1", "item-batch-2", "item-batch-3"}, "nothing of a refused request is stored"

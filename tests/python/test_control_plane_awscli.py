@@ -91,8 +91,8 @@ def test_the_script_is_a_strict_bash_script():
     assert subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True).returncode == 0
 
 
-def test_awscli_walkthrough_exports_the_expected_csv_and_runs_twice(server, aws, aws_home, tmp_path):
-    out_dir = tmp_path / "exports"
+def test_awscli_walkthrough_exports_the_expected_csv_and_runs_twice(server, aws, aws_home, account_dir):
+    out_dir = account_dir() / "exports"  # the script makes it
     csv_path, narration = run_walkthrough(aws_home, server.endpoint, out_dir, suffix="t1")
     assert csv_path == out_dir / "walkthrough-export-t1.csv"
     assert_csv(csv_path)

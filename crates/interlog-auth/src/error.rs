@@ -52,6 +52,11 @@ pub enum AuthError {
         message: String,
     },
 
+    /// `X-Amz-Content-Sha256: UNSIGNED-PAYLOAD`: the signature would not cover the body, so a
+    /// captured request could be replayed with any other body (code `InvalidSignatureException`).
+    #[error("This service does not accept UNSIGNED-PAYLOAD: sign the SHA-256 of the request body in X-Amz-Content-Sha256 (or leave the header out), as every AWS SDK does.")]
+    UnsignedPayload,
+
     /// The signature (or the payload hash) does not match (code `InvalidSignatureException`).
     #[error("{}", SIGNATURE_MISMATCH_MESSAGE)]
     SignatureDoesNotMatch {
@@ -71,9 +76,10 @@ impl AuthError {
             Self::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             Self::IncompleteSignature { .. } => "IncompleteSignatureException",
             Self::UnrecognizedClient { .. } => "UnrecognizedClientException",
-            Self::InvalidScope { .. } | Self::SignatureExpired { .. } | Self::SignatureDoesNotMatch { .. } => {
-                "InvalidSignatureException"
-            }
+            Self::InvalidScope { .. }
+            | Self::SignatureExpired { .. }
+            | Self::UnsignedPayload
+            | Self::SignatureDoesNotMatch { .. } => "InvalidSignatureException",
         }
     }
 

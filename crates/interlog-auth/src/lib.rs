@@ -23,5 +23,7 @@ mod verifier;
 pub use canonical::PathEncoding;
 pub use error::AuthError;
 pub use keyring::{validate_account_id, Credential, CredentialError, KeyError, Keyring, DEFAULT_ACCOUNT_ID};
-pub use root::{generate_credential, load_or_create_root_key, RootKey, RootKeyConfig, RootKeySource, ROOT_CREDENTIALS_FILE};
-pub use verifier::{Principal, Verifier, DEFAULT_SERVICE};
+pub use root::{
+    generate_credential, load_or_create_root_key, RootKey, RootKeyConfig, RootKeySource, ROOT_CREDENTIALS_FILE,
+};
+pub use verifier::{valid_region, Principal, Verifier, DEFAULT_SERVICE};

@@ -4,7 +4,9 @@
 //! of signed headers a client chooses is reproduced faithfully); the signing key and the
 //! signature come from the `aws-sigv4` crate, and the comparison is constant-time.
 //! Checks run in AWS's order of precedence: missing header, malformed header, unknown key,
-//! wrong scope, clock skew, signature.
+//! wrong scope, clock skew, signature. Everything but the last needs no body, so
+//! [`Verifier::check_before_body`] lets the server refuse a request before it buffers a byte
+//! of it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,13 +30,19 @@ pub const DEFAULT_SERVICE: &str = "personalize";
 /// How far a request's time may be from the server's clock, either way (AWS: 15 minutes).
 const MAX_SKEW_SECS: u64 = 15 * 60;
 
-/// Signing keys are cached per (key, day, region, service); past this many entries the
+/// Signing keys are cached per (key, day, region, service), and only once a signature made
+/// with one matched, so a client without the secret cannot add entries; past this many the
 /// cache is simply cleared, which bounds memory without any bookkeeping on the hot path.
 const SIGNING_KEY_CACHE_LIMIT: usize = 4096;
+
+/// The longest region accepted in a credential scope. AWS's longest is 14 characters
+/// (`ap-southeast-4`); the region flows into ARNs, whose length AWS caps at 256.
+const MAX_REGION_LEN: usize = 32;
 
 const X_AMZ_DATE: &str = "x-amz-date";
 const X_AMZ_SECURITY_TOKEN: &str = "x-amz-security-token";
 const X_AMZ_CONTENT_SHA256: &str = "x-amz-content-sha256";
+const X_AMZ_TARGET: &str = "x-amz-target";
 const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 
 /// Who signed a verified request.
@@ -116,9 +124,11 @@ impl Verifier {
     /// In order of precedence: [`AuthError::MissingAuthenticationToken`] without an
     /// `Authorization` header; [`AuthError::IncompleteSignature`] for a malformed one (or a
     /// missing date, an unsigned `host`, a signed header the request lacks, an unsigned
-    /// `X-Amz-Security-Token`); [`AuthError::UnrecognizedClient`] for an unknown key or a
-    /// session-token mismatch; [`AuthError::InvalidScope`] for the wrong service or scope
-    /// date; [`AuthError::SignatureExpired`] beyond 15 minutes of skew;
+    /// `X-Amz-Security-Token` or `X-Amz-Target`); [`AuthError::UnrecognizedClient`] for an
+    /// unknown key or a session-token mismatch; [`AuthError::InvalidScope`] for the wrong
+    /// service, scope date or a region that is not `[a-z0-9-]{1,32}`;
+    /// [`AuthError::SignatureExpired`] beyond 15 minutes of skew;
+    /// [`AuthError::UnsignedPayload`] for `X-Amz-Content-Sha256: UNSIGNED-PAYLOAD`;
     /// [`AuthError::SignatureDoesNotMatch`] otherwise.
     pub fn verify_request(
         &self,
@@ -128,24 +138,8 @@ impl Verifier {
         body: &[u8],
         now: SystemTime,
     ) -> Result<Principal, AuthError> {
-        let Some(authorization) = headers.get(AUTHORIZATION) else {
-            return Err(AuthError::MissingAuthenticationToken);
-        };
-        let authorization = authorization
-            .to_str()
-            .map_err(|_| AuthError::incomplete("Authorization header must contain only visible ASCII characters."))?;
-        let auth = AuthorizationV4::parse(authorization)?;
-        let authority = uri.authority().map(http::uri::Authority::as_str);
-        let (request_time, amz_date) = request_time(headers, authorization)?;
-        check_signed_headers(&auth, headers, authority, authorization)?;
-
-        let credential = self
-            .keyring
-            .get(auth.access_key_id)
-            .ok_or(AuthError::UnrecognizedClient { reason: "unknown access key id" })?;
-        check_session_token(credential, headers)?;
-        self.check_scope(&auth, request_time, amz_date)?;
-        check_clock_skew(request_time, AmzDate::from_system_time(now))?;
+        let checked = self.check_headers(uri, headers, now)?;
+        let Checked { auth, credential, request_time, authority } = checked;
 
         let mut body_hash = [0u8; 64];
         let (payload_hash, note) = payload_hash(headers, body, &mut body_hash);
@@ -173,7 +167,7 @@ impl Verifier {
             string_to_sign.put(part);
         }
 
-        let signing_key = self.signing_key(&auth, credential, request_time);
+        let (signing_key, cached) = self.signing_key(&auth, credential, request_time);
         let expected = aws_sigv4::sign::v4::calculate_signature(signing_key, &string_to_sign);
         let matches: bool = expected.as_bytes().ct_eq(auth.signature.as_bytes()).into();
         if note.is_some() || !matches {
@@ -186,6 +180,9 @@ impl Verifier {
                 note,
             });
         }
+        if !cached {
+            self.remember_signing_key(&auth, signing_key);
+        }
 
         Ok(Principal {
             access_key_id: credential.access_key_id().to_owned(),
@@ -194,10 +191,62 @@ impl Verifier {
         })
     }
 
+    /// Every check that needs no body: the `Authorization` header parses, the signed headers
+    /// are present (`host`, and `X-Amz-Security-Token` / `X-Amz-Target` when sent), the key
+    /// exists and its session token matches, the scope names this service, the request's day
+    /// and a valid region, the clock is within 15 minutes, and the payload is signed. A request
+    /// that passes may still carry a wrong signature; one that fails never will pass.
+    ///
+    /// # Errors
+    ///
+    /// As [`Verifier::verify_request`], except [`AuthError::SignatureDoesNotMatch`].
+    pub fn check_before_body(&self, uri: &Uri, headers: &HeaderMap, now: SystemTime) -> Result<(), AuthError> {
+        self.check_headers(uri, headers, now).map(|_| ())
+    }
+
+    fn check_headers<'h>(
+        &'h self,
+        uri: &'h Uri,
+        headers: &'h HeaderMap,
+        now: SystemTime,
+    ) -> Result<Checked<'h>, AuthError> {
+        let Some(authorization) = headers.get(AUTHORIZATION) else {
+            return Err(AuthError::MissingAuthenticationToken);
+        };
+        let authorization = authorization
+            .to_str()
+            .map_err(|_| AuthError::incomplete("Authorization header must contain only visible ASCII characters."))?;
+        let auth = AuthorizationV4::parse(authorization)?;
+        let authority = uri.authority().map(http::uri::Authority::as_str);
+        let (request_time, amz_date) = request_time(headers, authorization)?;
+        check_signed_headers(&auth, headers, authority, authorization)?;
+
+        let credential = self
+            .keyring
+            .get(auth.access_key_id)
+            .ok_or(AuthError::UnrecognizedClient { reason: "unknown access key id" })?;
+        check_session_token(credential, headers)?;
+        self.check_scope(&auth, request_time, amz_date)?;
+        check_clock_skew(request_time, AmzDate::from_system_time(now))?;
+        if headers.get(X_AMZ_CONTENT_SHA256).is_some_and(|v| v.as_bytes() == UNSIGNED_PAYLOAD.as_bytes()) {
+            return Err(AuthError::UnsignedPayload);
+        }
+        Ok(Checked { auth, credential, request_time, authority })
+    }
+
     fn check_scope(&self, auth: &AuthorizationV4<'_>, request_time: AmzDate, amz_date: &str) -> Result<(), AuthError> {
         if auth.service != self.service {
             return Err(AuthError::InvalidScope {
                 message: format!("Credential should be scoped to correct service: '{}'. ", self.service),
+            });
+        }
+        if !valid_region(auth.region) {
+            return Err(AuthError::InvalidScope {
+                message: format!(
+                    "Credential should be scoped to a valid region, not '{}'. A region is 1 to {MAX_REGION_LEN} \
+                     lower-case letters, digits and '-', such as 'us-east-1'. ",
+                    auth.region.get(..64).unwrap_or(auth.region)
+                ),
             });
         }
         let day = request_time.basic_bytes();
@@ -213,13 +262,21 @@ impl Verifier {
         Ok(())
     }
 
-    /// The derived signing key, from the cache or freshly derived by `aws-sigv4`.
-    fn signing_key(&self, auth: &AuthorizationV4<'_>, credential: &Credential, request_time: AmzDate) -> [u8; 32] {
-        // A poisoned lock only means another thread panicked mid-insert; the map is still
-        // a valid cache.
-        let mut cache = self.signing_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(key) = cache.get(auth.key_scope) {
-            return *key;
+    /// The derived signing key, from the cache (`true`) or freshly derived by `aws-sigv4`
+    /// (`false`: not cached yet, see [`Verifier::remember_signing_key`]).
+    fn signing_key(
+        &self,
+        auth: &AuthorizationV4<'_>,
+        credential: &Credential,
+        request_time: AmzDate,
+    ) -> ([u8; 32], bool) {
+        {
+            // A poisoned lock only means another thread panicked mid-insert; the map is
+            // still a valid cache.
+            let cache = self.signing_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(key) = cache.get(auth.key_scope) {
+                return (*key, true);
+            }
         }
         let derived = aws_sigv4::sign::v4::generate_signing_key(
             credential.secret_access_key(),
@@ -229,12 +286,38 @@ impl Verifier {
         );
         let mut key = [0u8; 32];
         key.copy_from_slice(derived.as_ref());
+        (key, false)
+    }
+
+    /// Caches a signing key once a signature made with it matched: only holders of the secret
+    /// add entries, and each entry's scope has a valid region (at most 32 bytes).
+    fn remember_signing_key(&self, auth: &AuthorizationV4<'_>, key: [u8; 32]) {
+        let mut cache = self.signing_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if cache.len() >= SIGNING_KEY_CACHE_LIMIT {
             cache.clear();
         }
         cache.insert(auth.key_scope.into(), key);
-        key
     }
+
+    /// How many signing keys are cached (for tests of the cache's bound).
+    pub fn cached_signing_keys(&self) -> usize {
+        self.signing_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+}
+
+/// What [`Verifier::check_headers`] established, borrowed from the request.
+struct Checked<'h> {
+    auth: AuthorizationV4<'h>,
+    credential: &'h Credential,
+    request_time: AmzDate,
+    authority: Option<&'h str>,
+}
+
+/// `[a-z0-9-]{1,32}`: every AWS region name has this shape, and nothing else may reach an ARN
+/// (a ':' would forge the account field of one).
+pub fn valid_region(region: &str) -> bool {
+    (1..=MAX_REGION_LEN).contains(&region.len())
+        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// The request time from `X-Amz-Date`, or from `Date` when there is no `X-Amz-Date`.
@@ -269,9 +352,11 @@ fn check_signed_headers(
 ) -> Result<(), AuthError> {
     let mut host_signed = false;
     let mut token_signed = false;
+    let mut target_signed = false;
     for name in auth.signed_header_names() {
         host_signed |= name.eq_ignore_ascii_case("host");
         token_signed |= name.eq_ignore_ascii_case(X_AMZ_SECURITY_TOKEN);
+        target_signed |= name.eq_ignore_ascii_case(X_AMZ_TARGET);
         if !has_header(headers, authority, name) {
             return Err(AuthError::incomplete(format!(
                 "Signed header '{name}' is not present in the request. Authorization={}",
@@ -288,6 +373,14 @@ fn check_signed_headers(
     if headers.contains_key(X_AMZ_SECURITY_TOKEN) && !token_signed {
         return Err(AuthError::incomplete(format!(
             "'X-Amz-Security-Token' must be a 'SignedHeader' in the AWS Authorization when it is present. Authorization={}",
+            echo(authorization)
+        )));
+    }
+    // The target names the operation: unsigned, a request signed for one operation could be
+    // replayed as another. Every AWS SDK signs it.
+    if headers.contains_key(X_AMZ_TARGET) && !target_signed {
+        return Err(AuthError::incomplete(format!(
+            "'X-Amz-Target' must be a 'SignedHeader' in the AWS Authorization when it is present. Authorization={}",
             echo(authorization)
         )));
     }
@@ -340,14 +433,11 @@ fn check_clock_skew(request_time: AmzDate, now: AmzDate) -> Result<(), AuthError
     Ok(())
 }
 
-/// The payload-hash line: `X-Amz-Content-Sha256` when sent (which must then match the body
-/// unless it is `UNSIGNED-PAYLOAD`), else the body's SHA-256. The second value is set when
-/// the header does not match the body.
+/// The payload-hash line: `X-Amz-Content-Sha256` when sent (which must then match the body;
+/// `UNSIGNED-PAYLOAD` was refused before), else the body's SHA-256. The second value is set
+/// when the header does not match the body.
 fn payload_hash<'a>(headers: &'a HeaderMap, body: &[u8], buf: &'a mut [u8; 64]) -> (&'a [u8], Option<&'static str>) {
     let declared = headers.get(X_AMZ_CONTENT_SHA256).map(|v| v.as_bytes());
-    if declared == Some(UNSIGNED_PAYLOAD.as_bytes()) {
-        return (UNSIGNED_PAYLOAD.as_bytes(), None);
-    }
     hex_into(&Sha256::digest(body), buf);
     match declared {
         None => (&buf[..], None),

@@ -214,12 +214,9 @@ fn aws_suite_vector_fails_when_service_rules_differ() {
 // (b) Real aws-cli captures
 
 fn awscli_cases() -> Vec<(String, serde_json::Value)> {
-    let mut dirs = vec![manifest_dir().join("tests/awscli")];
-    // The shared corpus, when present, may hold more `sig_*` cases than the vendored copy.
-    let shared = manifest_dir().join("../../../shared/conformance/awscli-put-events");
-    if shared.is_dir() {
-        dirs.push(shared);
-    }
+    // The `sig_*` cases of the aws-cli corpus, vendored here (the test suite reads nothing
+    // outside the repository).
+    let dirs = [manifest_dir().join("tests/awscli")];
     let mut cases = Vec::new();
     for dir in dirs {
         for entry in std::fs::read_dir(&dir).unwrap() {
@@ -578,15 +575,28 @@ fn secret_never_appears_in_errors_or_debug() {
 // Requests signed here by aws-sigv4's own signer (an independent client implementation)
 
 fn sign_with_aws_sigv4(req: &mut Req, time: SystemTime, token: Option<&str>) {
-    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    sign_as(req, time, token, "eu-west-1", aws_sigv4::http_request::SigningSettings::default(), false);
+}
+
+/// Signs `req` with aws-sigv4's own signer: `settings` as given, the body hashed or (with
+/// `unsigned_payload`) declared `UNSIGNED-PAYLOAD`.
+fn sign_as(
+    req: &mut Req,
+    time: SystemTime,
+    token: Option<&str>,
+    region: &str,
+    settings: aws_sigv4::http_request::SigningSettings,
+    unsigned_payload: bool,
+) {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest};
     use aws_sigv4::sign::v4::SigningParams;
     let identity = aws_credential_types::Credentials::new(AKID, SECRET, token.map(str::to_owned), None, "test").into();
     let params = SigningParams::builder()
         .identity(&identity)
-        .region("eu-west-1")
+        .region(region)
         .name("personalize")
         .time(time)
-        .settings(SigningSettings::default())
+        .settings(settings)
         .build()
         .unwrap()
         .into();
@@ -594,13 +604,10 @@ fn sign_with_aws_sigv4(req: &mut Req, time: SystemTime, token: Option<&str>) {
     let uri = format!("http://{host}{}", req.uri);
     let headers: Vec<(String, String)> =
         req.headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned())).collect();
-    let signable = SignableRequest::new(
-        req.method.as_str(),
-        &uri,
-        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        SignableBody::Bytes(&req.body),
-    )
-    .unwrap();
+    let body = if unsigned_payload { SignableBody::UnsignedPayload } else { SignableBody::Bytes(&req.body) };
+    let signable =
+        SignableRequest::new(req.method.as_str(), &uri, headers.iter().map(|(k, v)| (k.as_str(), v.as_str())), body)
+            .unwrap();
     let (instructions, _) = sign(signable, &params).unwrap().into_parts();
     for (name, value) in instructions.headers() {
         req.headers.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
@@ -722,4 +729,92 @@ fn timing_of_a_3_5_kb_put_events() {
         std::hint::black_box(sha2::Sha256::digest(std::hint::black_box(&req.body)));
     }
     println!("sha-256 of the body alone: {:?} each", start.elapsed() / iterations);
+}
+
+// ---------------------------------------------------------------------------------------
+// (d) Security: what an attacker who knows an access key ID (or captured one request) tries
+
+/// Signs `req` with aws-sigv4 in `region`, the payload either hashed or `UNSIGNED-PAYLOAD`
+/// (with the `x-amz-content-sha256` header either way), leaving `excluded` headers unsigned.
+fn sign_custom(req: &mut Req, region: &str, unsigned_payload: bool, excluded: &[&'static str]) {
+    use aws_sigv4::http_request::{PayloadChecksumKind, SigningSettings};
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    settings.excluded_headers = Some(excluded.iter().map(|h| std::borrow::Cow::Borrowed(*h)).collect());
+    sign_as(req, at(CLI_NOW), None, region, settings, unsigned_payload);
+}
+
+/// Finding 6: a request signed with `UNSIGNED-PAYLOAD` could be replayed with any body.
+#[test]
+fn unsigned_payload_is_refused_even_when_correctly_signed() {
+    let mut req = control_plane_request();
+    sign_custom(&mut req, "us-east-1", true, &[]);
+    assert_eq!(req.headers["x-amz-content-sha256"], "UNSIGNED-PAYLOAD");
+    let err = expect_err(&req, &cli_verifier(), CLI_NOW, "InvalidSignatureException");
+    assert!(matches!(err, AuthError::UnsignedPayload), "{err:?}");
+    assert!(err.message().contains("UNSIGNED-PAYLOAD"), "{err}");
+    // ... before the body is needed, and the same request with its hash signed verifies.
+    assert!(matches!(
+        cli_verifier().check_before_body(&req.uri, &req.headers, at(CLI_NOW)),
+        Err(AuthError::UnsignedPayload)
+    ));
+    let mut req = control_plane_request();
+    sign_custom(&mut req, "us-east-1", false, &[]);
+    req.verify(&cli_verifier(), at(CLI_NOW)).unwrap();
+}
+
+/// Finding 6: a request signed for one operation must not be replayable as another by
+/// changing an unsigned `X-Amz-Target`.
+#[test]
+fn an_unsigned_x_amz_target_is_refused() {
+    let mut req = control_plane_request();
+    sign_custom(&mut req, "us-east-1", false, &["x-amz-target"]);
+    assert!(!req.authorization().contains("x-amz-target"), "{}", req.authorization());
+    let err = expect_err(&req, &cli_verifier(), CLI_NOW, "IncompleteSignatureException");
+    assert!(err.message().contains("'X-Amz-Target' must be a 'SignedHeader'"), "{err}");
+    req.set("x-amz-target", "AmazonPersonalize.ListSchemas");
+    expect_err(&req, &cli_verifier(), CLI_NOW, "IncompleteSignatureException");
+}
+
+/// Findings 4 and 8: the region is checked before anything is derived from it; it can never
+/// forge an ARN field or grow anything.
+#[test]
+fn regions_that_are_not_region_names_are_refused() {
+    for region in ["us-east-1:000000000000:dataset-group", "US-EAST-1", "eu_west_1", "a.b", &"a".repeat(33)] {
+        let mut req = control_plane_request();
+        sign_custom(&mut req, region, false, &[]);
+        let err = expect_err(&req, &cli_verifier(), CLI_NOW, "InvalidSignatureException");
+        assert!(matches!(err, AuthError::InvalidScope { .. }), "{region}: {err:?}");
+        assert!(err.message().contains("valid region"), "{err}");
+        assert!(cli_verifier().check_before_body(&req.uri, &req.headers, at(CLI_NOW)).is_err());
+    }
+    // A 200 KB region is refused with a message of bounded size.
+    let mut req = cli_put_events();
+    let auth = req.authorization().replace("/us-east-1/", &format!("/{}/", "r".repeat(200_000)));
+    req.set("authorization", &auth);
+    let err = expect_err(&req, &cli_verifier(), CLI_NOW, "InvalidSignatureException");
+    assert!(err.message().len() < 400, "{} bytes", err.message().len());
+    let mut req = control_plane_request();
+    sign_custom(&mut req, &"a".repeat(32), false, &[]);
+    req.verify(&cli_verifier(), at(CLI_NOW)).unwrap();
+}
+
+/// Finding 4: a wrong signature adds nothing to the signing-key cache, whatever scope it names.
+#[test]
+fn only_matching_signatures_fill_the_signing_key_cache() {
+    let verifier = cli_verifier();
+    for i in 0..4000 {
+        let mut req = control_plane_request();
+        sign_custom(&mut req, &format!("r{i:0>31}"), false, &[]);
+        let auth = req.authorization();
+        let forged = format!("{}Signature=00", &auth[..auth.find("Signature=").unwrap()]);
+        req.set("authorization", &forged);
+        expect_err(&req, &verifier, CLI_NOW, "InvalidSignatureException");
+    }
+    assert_eq!(verifier.cached_signing_keys(), 0);
+    let mut req = control_plane_request();
+    sign_custom(&mut req, "eu-central-1", false, &[]);
+    req.verify(&verifier, at(CLI_NOW)).unwrap();
+    req.verify(&verifier, at(CLI_NOW)).unwrap();
+    assert_eq!(verifier.cached_signing_keys(), 1);
 }

@@ -135,9 +135,21 @@ pub fn http_get_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
 
 /// A plain blocking GET with `Connection: close`; status and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    get(addr, path, "")
+}
+
+/// As [`http_get`], signed with `creds` (stats need a signed request of the root account).
+pub fn http_get_signed(addr: SocketAddr, path: &str, creds: &Credentials) -> std::io::Result<(u16, Vec<u8>)> {
+    let signature = crate::sign::sign_get(creds, &addr.to_string(), path, std::time::SystemTime::now())
+        .map_err(std::io::Error::other)?;
+    let headers = format!("X-Amz-Date: {}\r\nAuthorization: {}\r\n", signature.amz_date, signature.authorization);
+    get(addr, path, &headers)
+}
+
+fn get(addr: SocketAddr, path: &str, headers: &str) -> std::io::Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n")?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response);

@@ -32,8 +32,25 @@ pub struct Signature {
 pub const REGION: &str = "us-east-1";
 pub const SERVICE: &str = "personalize";
 
-/// Signs with `aws-sigv4` (the slow, reference path).
+/// Signs a `POST` with `aws-sigv4` (the slow, reference path).
 pub fn reference_sign(
+    creds: &Credentials,
+    host: &str,
+    path: &str,
+    body: &[u8],
+    time: SystemTime,
+) -> anyhow::Result<Signature> {
+    sign_with_aws_sigv4("POST", &[("content-type", "application/json")], creds, host, path, body, time)
+}
+
+/// Signs a `GET` without a body (`/_interlog/stats`, which only the root account may read).
+pub fn sign_get(creds: &Credentials, host: &str, path: &str, time: SystemTime) -> anyhow::Result<Signature> {
+    sign_with_aws_sigv4("GET", &[], creds, host, path, b"", time)
+}
+
+fn sign_with_aws_sigv4(
+    method: &str,
+    headers: &[(&str, &str)],
     creds: &Credentials,
     host: &str,
     path: &str,
@@ -53,9 +70,9 @@ pub fn reference_sign(
         .into();
     let url = format!("http://{host}{path}");
     let signable = aws_sigv4::http_request::SignableRequest::new(
-        "POST",
+        method,
         &url,
-        [("content-type", "application/json")].into_iter(),
+        headers.iter().copied(),
         aws_sigv4::http_request::SignableBody::Bytes(body),
     )?;
     let (instructions, _) = aws_sigv4::http_request::sign(signable, &params)?.into_parts();

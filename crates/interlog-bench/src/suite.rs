@@ -408,7 +408,7 @@ struct StoreStats {
 }
 
 fn store_stats(server: &Server) -> Option<StoreStats> {
-    let (status, body) = server::http_get(server.addr, "/_interlog/stats").ok()?;
+    let (status, body) = server::http_get_signed(server.addr, "/_interlog/stats", &server::bench_credentials()).ok()?;
     if status != 200 {
         return None;
     }

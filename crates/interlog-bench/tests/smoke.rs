@@ -70,4 +70,6 @@ fn smoke_run_writes_a_complete_report() {
         assert!(sat["interlog"].get(key).is_some(), "scenarios[0].interlog.{key} missing");
     }
     assert!(sat["ratio_requests_per_s"].as_f64().unwrap() > 0.0);
+    // The store's counters come from GET /_interlog/stats, which only a signed root request reads.
+    assert!(sat["interlog"]["store_commits_per_s"].is_number(), "no store counters: {}", sat["interlog"]);
 }

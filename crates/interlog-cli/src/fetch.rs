@@ -68,7 +68,9 @@ pub fn signed_get(
         }
     }
     head.push_str("Content-Length: 0\r\n");
-    let settings = http::Settings { verify: true, ..Default::default() };
+    // An https endpoint is verified against AWS_CA_BUNDLE / the profile's ca_bundle, as aws-cli does.
+    let ca_bundle = setting(&env, &files, "AWS_CA_BUNDLE", "ca_bundle").map(|p| env.expand_user(&p));
+    let settings = http::Settings { verify: true, ca_bundle, ..Default::default() };
     let response = http::send(&url, &head, &[], &settings).map_err(|e| match e {
         http::Failure::Connect => format!("Could not connect to the endpoint URL: \"{}{target}\"", url.origin()),
         other => format!("Request to {}{target} failed: {other:?}", url.origin()),

@@ -174,10 +174,43 @@ pub fn send(url: &Url, head: &str, body: &[u8], settings: &Settings) -> Result<R
 }
 
 fn classify_io(e: &std::io::Error) -> Failure {
+    // rustls handshakes on the first write or read, so a refused certificate surfaces here.
+    if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        return Failure::Tls(python_ssl_message(tls));
+    }
     match e.kind() {
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => Failure::ReadTimeout,
         _ => Failure::Closed,
     }
+}
+
+/// What Python's `ssl` module says for the same failure, as aws-cli prints it after
+/// `SSL validation failed for <url> `.
+fn python_ssl_message(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let verify = |why: &str| format!("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {why} (_ssl.c:1006)");
+    match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => verify("unable to get local issuer certificate"),
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => verify("certificate has expired"),
+        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            verify("Hostname mismatch, certificate is not valid for this host.")
+        }
+        rustls::Error::InvalidCertificate(other) => verify(&format!("{other:?}")),
+        other => format!("[SSL] {other}"),
+    }
+}
+
+/// A CA bundle that cannot be read, in Python's `[Errno N] message` form.
+fn bundle_error(path: &std::path::Path, e: &rustls_pki_types::pem::Error) -> Failure {
+    if let rustls_pki_types::pem::Error::Io(io) = e {
+        if io.kind() == std::io::ErrorKind::NotFound {
+            return Failure::Tls("[Errno 2] No such file or directory".into());
+        }
+        if let Some(code) = io.raw_os_error() {
+            return Failure::Tls(format!("[Errno {code}] {io}"));
+        }
+    }
+    Failure::Tls(format!("could not read the CA bundle {}: {e}", path.display()))
 }
 
 fn connect(url: &Url, settings: &Settings) -> Result<TcpStream, Failure> {
@@ -214,10 +247,10 @@ fn tls(url: &Url, tcp: TcpStream, settings: &Settings) -> Result<Box<dyn Stream>
         match &settings.ca_bundle {
             Some(path) => {
                 use rustls_pki_types::pem::PemObject;
-                let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-                    .map_err(|e| Failure::Tls(format!("could not read CA bundle {}: {e}", path.display())))?;
+                let certs =
+                    rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| bundle_error(path, &e))?;
                 for cert in certs {
-                    let cert = cert.map_err(|e| Failure::Tls(e.to_string()))?;
+                    let cert = cert.map_err(|e| bundle_error(path, &e))?;
                     roots.add(cert).map_err(|e| Failure::Tls(e.to_string()))?;
                 }
             }

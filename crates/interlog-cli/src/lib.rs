@@ -135,16 +135,8 @@ pub fn run_put_events(inv: Invocation, stdout: &mut dyn Write, stderr: &mut dyn 
                 Failure::Plain(msg) => format!("{msg}\n"),
                 Failure::Blank(msg) => format!("\n{msg}\n"),
             };
-            // The debug log owns stderr while it is enabled; without it the
-            // log holds nothing and stderr is free again.
-            match log.writer() {
-                Some(w) => {
-                    let _ = w.write_all(text.as_bytes());
-                }
-                None => {
-                    let _ = stderr.write_all(text.as_bytes());
-                }
-            }
+            // The debug log holds stderr; the error text goes there, debug on or off.
+            log.warning(&text);
             255
         }
     }
@@ -198,6 +190,15 @@ impl Run<'_> {
         validate(&call)?;
         let body = dumps(&model::serialize(&call, &model::PUT_EVENTS_REQUEST), None);
         let plan = self.with_credentials(plan, &files, log)?;
+        if !plan.http.verify && plan.endpoint.scheme == "https" {
+            // urllib3's warning, which aws-cli v1 prints (through Python's warnings module,
+            // once per run) for every unverified HTTPS connection.
+            log.warning(&format!(
+                "InsecureRequestWarning: Unverified HTTPS request is being made to host '{}'. Adding certificate \
+                 verification is strongly advised. See: https://urllib3.readthedocs.io/en/latest/advanced-usage.html#tls-warnings\n",
+                plan.endpoint.host
+            ));
+        }
         match request::execute(&plan, body.as_bytes(), log) {
             request::Outcome::Success(response) => {
                 if let Some(id) = response.header("x-amzn-RequestId") {

@@ -17,33 +17,31 @@ pub const USAGE: &str = "\nNote: AWS CLI version 2, the latest major version of 
 /// Writes `--debug` lines (`2024-01-01 00:00:00,000 - MainThread - logger - DEBUG - msg`)
 /// when enabled, and nothing otherwise.
 pub struct DebugLog<'a> {
-    out: Option<&'a mut dyn Write>,
+    out: &'a mut dyn Write,
+    enabled: bool,
 }
 
 impl<'a> DebugLog<'a> {
     /// A logger writing to `out` when `enabled`.
     pub fn new(enabled: bool, out: &'a mut dyn Write) -> Self {
-        Self { out: enabled.then_some(out) }
+        Self { out, enabled }
     }
 
     /// Whether lines are written at all.
     pub fn enabled(&self) -> bool {
-        self.out.is_some()
+        self.enabled
     }
 
     /// One log record.
     pub fn line(&mut self, logger: &str, message: &str) {
-        if let Some(out) = self.out.as_mut() {
-            let _ = writeln!(out, "{} - MainThread - {logger} - DEBUG - {message}", log_time());
+        if self.enabled {
+            let _ = writeln!(self.out, "{} - MainThread - {logger} - DEBUG - {message}", log_time());
         }
     }
 
-    /// Gives the writer back (for the final error text).
-    pub fn writer(&mut self) -> Option<&mut dyn Write> {
-        match self.out.as_mut() {
-            Some(w) => Some(&mut **w),
-            None => None,
-        }
+    /// A warning Python would print on stderr whether or not `--debug` is on.
+    pub fn warning(&mut self, text: &str) {
+        let _ = self.out.write_all(text.as_bytes());
     }
 }
 

@@ -1,5 +1,5 @@
-//! Replays the recorded aws-cli 1.46.3 corpus in
-//! `shared/conformance/awscli-put-events/` against `run_put_events`.
+//! Replays the recorded aws-cli 1.46.3 corpus in `tests/corpus/awscli-put-events/` (vendored
+//! into the repository, see its README) against `run_put_events`.
 //!
 //! Each case gets its own capturing HTTP server (replaying the recorded
 //! `server_mode`), its own working directory with the case's `files`, and the
@@ -168,8 +168,12 @@ fn start_server(mode: Value, port: u16) -> Result<Server, String> {
 }
 
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/awscli-put-events")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/awscli-put-events")
 }
+
+/// The vendored corpus has 152 `aws personalize-events put-events` cases; fewer run means the
+/// corpus went missing or the filter broke, and a replay of nothing must not pass.
+const MIN_PUT_EVENTS_CASES: usize = 150;
 
 fn first_nonempty_line(s: &str) -> &str {
     s.lines().find(|l| !l.trim().is_empty()).unwrap_or("")
@@ -360,11 +364,7 @@ fn run_case(case: &Value, scratch: &Path) -> Verdict {
 #[test]
 fn awscli_put_events_corpus() {
     let dir = corpus_dir();
-    assert!(
-        dir.is_dir(),
-        "conformance corpus not found at {} (expected the shared/ folder beside the repository)",
-        dir.display()
-    );
+    assert!(dir.is_dir(), "conformance corpus not found at {} (it is kept in the repository)", dir.display());
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -419,4 +419,10 @@ fn awscli_put_events_corpus() {
     }
     println!("conformance: {passed} passed, {} failed, {} skipped", failed.len(), skipped.len());
     assert!(failed.is_empty(), "{} conformance case(s) failed:\n{}", failed.len(), failed.join("\n"));
+    let ran = passed + skipped.len();
+    assert!(
+        ran >= MIN_PUT_EVENTS_CASES,
+        "only {ran} put-events cases in {} (expected at least {MIN_PUT_EVENTS_CASES})",
+        dir.display()
+    );
 }

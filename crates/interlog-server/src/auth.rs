@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Uri};
 use interlog_auth::Verifier;
 
 use crate::api::error::ApiError;
@@ -29,6 +30,22 @@ pub enum Authenticator {
 }
 
 impl Authenticator {
+    /// Every check that needs no body (see [`Verifier::check_before_body`]): run before a
+    /// request may hold any of the body budget, so an unauthenticated client holds nothing.
+    pub fn check_before_body(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), ApiError> {
+        match self {
+            Authenticator::Off(_) => Ok(()),
+            Authenticator::SigV4 { verifier, .. } => {
+                verifier.check_before_body(uri, headers, SystemTime::now()).map_err(|e| {
+                    if let Some(detail) = e.detail() {
+                        tracing::debug!(code = e.code(), %detail, "authentication failed before the body");
+                    }
+                    ApiError::Auth(e)
+                })
+            }
+        }
+    }
+
     /// Verifies the request's signature over its exact body. Nothing else may run first: a
     /// rejected request must not reach validation or the store.
     pub fn authenticate(&self, parts: &Parts, body: &[u8]) -> Result<Caller, ApiError> {

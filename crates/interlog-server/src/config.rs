@@ -26,6 +26,14 @@ pub struct Config {
     /// Accept `properties` keys that match no field of the dataset's schema instead of refusing
     /// the event (`--allow-unknown-properties`).
     pub allow_unknown_properties: bool,
+    /// Serve HTTPS with this certificate and key (`--tls-cert` / `--tls-key`).
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// The only directory `file://` export destinations may name (`--export-dir`); each
+    /// account writes under `<dir>/<account-id>/`. None: `file://` destinations are refused.
+    pub export_dir: Option<PathBuf>,
+    /// `GET /_interlog/stats` without a signature (`--public-stats`); otherwise it needs a
+    /// request signed by the root account.
+    pub public_stats: bool,
 }
 
 /// How requests are authenticated.
@@ -55,6 +63,9 @@ impl Config {
             store: Default::default(),
             auth: AuthConfig { enabled: true, ..Default::default() },
             allow_unknown_properties: false,
+            tls: None,
+            export_dir: None,
+            public_stats: false,
         }
     }
 }

@@ -4,12 +4,16 @@
 //! This is the only crate that knows HTTP status codes: [`api::error`] maps every failure of the
 //! layers below to the AWS error shape.
 
+mod admission;
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod engine;
+pub mod file_root;
+mod files;
 pub mod service;
 pub mod startup;
+pub mod tls;
 
 pub use config::Config;
 pub use startup::Application;

@@ -1,19 +1,20 @@
 //! Building and running the server: open the store, bootstrap it, bind, then serve with the
 //! limits that keep one slow client or a flood from hurting the others, until told to stop.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
 pub use interlog_auth::RootKeySource;
 use interlog_auth::{Keyring, RootKey, Verifier};
 use interlog_model::arn::Scope;
@@ -23,12 +24,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
+use crate::admission::{BodyBudget, PeerConnection, PeerShares, Refused};
 use crate::api::error::{ApiError, Plane};
 use crate::api::{router, AppState};
 use crate::auth::{Authenticator, Caller};
 use crate::config::Config;
+
 use crate::service::jobs::{JobSettings, Jobs};
 use crate::service::Service;
+use crate::tls::Tls;
 
 /// Why the server could not start. Each message already includes its cause, so no variant
 /// exposes it as `source()` too: an error chain printed with `{:#}` would say everything twice.
@@ -44,6 +48,10 @@ pub enum StartError {
     Keys(interlog_auth::KeyError),
     #[error("{0}")]
     Limits(String),
+    #[error("{0}")]
+    Tls(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 impl From<interlog_auth::KeyError> for StartError {
@@ -71,6 +79,26 @@ pub struct ServeLimits {
     /// After SIGTERM / Ctrl-C, how long requests in flight may take before the server exits
     /// anyway (what is still unanswered then was never acknowledged).
     pub shutdown_grace: Duration,
+    /// A request head (line and headers) must arrive within this long of the connection being
+    /// ready for it: a new connection, or one whose previous answer was sent. This is also how
+    /// long an idle keep-alive connection stays open.
+    pub header_timeout: Duration,
+    /// The largest request head, in bytes (hyper's read buffer); a larger one is answered
+    /// 431 and the connection closed. At least 8 KiB.
+    pub max_header_bytes: usize,
+    /// An admitted request body must arrive whole within this long, or the request is answered
+    /// `RequestTimeoutException` (408) and its budget freed.
+    pub body_timeout: Duration,
+    /// The share (0 < share ≤ 1) of the connections and of the body budget one peer address
+    /// may hold. Behind a load balancer every request comes from its address: raise it to 1.
+    pub per_peer_share: f64,
+    /// `GET /_interlog/export`: the longest one export may stream.
+    pub export_time_limit: Duration,
+    /// `GET /_interlog/export`: the slowest average rate a client may read at (after a first
+    /// 10 s of grace); slower, and the export is cut off, releasing its snapshot and thread.
+    pub export_min_bytes_per_sec: u64,
+    /// `GET /_interlog/export`: how many exports one account may run at once.
+    pub max_exports_per_account: usize,
 }
 
 impl ServeLimits {
@@ -87,12 +115,22 @@ impl ServeLimits {
             request_timeout: Duration::from_secs(60),
             inflight_body_bytes: DEFAULT_INFLIGHT_BODY_BYTES.max(max_body_bytes),
             shutdown_grace: Duration::from_secs(20),
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            body_timeout: Duration::from_secs(10),
+            per_peer_share: 0.5,
+            export_time_limit: Duration::from_secs(3600),
+            export_min_bytes_per_sec: 64 * 1024,
+            max_exports_per_account: 2,
         }
     }
 
     /// The defaults, overridden by `INTERLOG_MAX_CONNECTIONS`, `INTERLOG_IDLE_TIMEOUT_SECS`,
-    /// `INTERLOG_REQUEST_TIMEOUT_SECS`, `INTERLOG_MAX_INFLIGHT_BYTES` and
-    /// `INTERLOG_SHUTDOWN_GRACE_SECS` (seconds may have a fraction).
+    /// `INTERLOG_REQUEST_TIMEOUT_SECS`, `INTERLOG_MAX_INFLIGHT_BYTES`,
+    /// `INTERLOG_SHUTDOWN_GRACE_SECS`, `INTERLOG_HEADER_TIMEOUT_SECS`,
+    /// `INTERLOG_MAX_HEADER_BYTES`, `INTERLOG_BODY_TIMEOUT_SECS`, `INTERLOG_PER_PEER_SHARE`,
+    /// `INTERLOG_EXPORT_TIME_LIMIT_SECS`, `INTERLOG_EXPORT_MIN_BYTES_PER_SEC` and
+    /// `INTERLOG_MAX_EXPORTS_PER_ACCOUNT` (seconds may have a fraction).
     pub fn from_env(max_body_bytes: usize) -> Result<Self, StartError> {
         fn var<T: std::str::FromStr>(name: &str) -> Result<Option<T>, StartError> {
             match std::env::var(name) {
@@ -128,7 +166,43 @@ impl ServeLimits {
         if let Some(d) = secs("INTERLOG_SHUTDOWN_GRACE_SECS")? {
             limits.shutdown_grace = d;
         }
+        if let Some(d) = secs("INTERLOG_HEADER_TIMEOUT_SECS")? {
+            limits.header_timeout = d;
+        }
+        if let Some(n) = var::<usize>("INTERLOG_MAX_HEADER_BYTES")? {
+            limits.max_header_bytes = n;
+        }
+        if let Some(d) = secs("INTERLOG_BODY_TIMEOUT_SECS")? {
+            limits.body_timeout = d;
+        }
+        if let Some(share) = var::<f64>("INTERLOG_PER_PEER_SHARE")? {
+            if !(share > 0.0 && share <= 1.0) {
+                return Err(StartError::Limits(format!(
+                    "INTERLOG_PER_PEER_SHARE={share} must be a fraction above 0 and at most 1"
+                )));
+            }
+            limits.per_peer_share = share;
+        }
+        if let Some(d) = secs("INTERLOG_EXPORT_TIME_LIMIT_SECS")? {
+            limits.export_time_limit = d;
+        }
+        if let Some(n) = var::<u64>("INTERLOG_EXPORT_MIN_BYTES_PER_SEC")? {
+            limits.export_min_bytes_per_sec = n;
+        }
+        if let Some(n) = var::<usize>("INTERLOG_MAX_EXPORTS_PER_ACCOUNT")? {
+            limits.max_exports_per_account = n.max(1);
+        }
         Ok(limits)
+    }
+}
+
+impl ServeLimits {
+    fn export_limits(&self) -> crate::api::export::ExportLimits {
+        crate::api::export::ExportLimits {
+            time_limit: self.export_time_limit,
+            min_bytes_per_sec: self.export_min_bytes_per_sec,
+            per_account: self.max_exports_per_account,
+        }
     }
 }
 
@@ -136,11 +210,15 @@ impl ServeLimits {
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// 64 MiB of bodies in flight: 64 maximal (1 MiB) requests, or tens of thousands of typical ones.
 pub const DEFAULT_INFLIGHT_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// A SigV4-signed request head is well under 4 KiB; 64 KiB leaves room for long tokens while a
+/// slow client's unfinished head costs at most this much.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// A bound, bootstrapped server that has not started serving yet.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    tls: Option<Arc<Tls>>,
     /// The address actually bound (port 0 resolves to a free port).
     pub addr: SocketAddr,
     /// The default dataset group and tracker, and whether this start created them.
@@ -156,6 +234,25 @@ pub struct Application {
 impl Application {
     pub async fn build(mut config: Config) -> Result<Self, StartError> {
         let limits = ServeLimits::from_env(config.max_body_bytes)?;
+        if !interlog_auth::valid_region(&config.region) {
+            return Err(StartError::Config(format!(
+                "--region {:?} is not a region name: 1 to 32 lower-case letters, digits and '-', such as us-east-1",
+                config.region
+            )));
+        }
+        let tls = config.tls.clone().map(Tls::load).transpose().map_err(StartError::Tls)?;
+        if let Some(tls) = &tls {
+            tls.reload_on_sighup();
+        }
+        let file_root = match &config.export_dir {
+            Some(dir) => Some(Arc::new(
+                crate::file_root::FileRoot::open(dir)
+                    .map_err(|e| StartError::Config(format!("cannot use --export-dir {}: {e}", dir.display())))?,
+            )),
+            None => None,
+        };
+        crate::files::prepare_data_dir(&config.data_dir)
+            .map_err(|e| StartError::Store { dir: config.data_dir.display().to_string(), reason: e.into() })?;
         let store = crate::engine::open(&config).await?;
         let (auth, root_key, extra_keys) = authenticator(&config, &*store).await?;
         if let Some(root) = &root_key {
@@ -172,7 +269,7 @@ impl Application {
         let jobs = Jobs::new(store.clone(), JobSettings { node, ..JobSettings::default() });
         jobs.recover().await.map_err(StartError::Bootstrap)?;
         jobs.spawn_sweeper();
-        let service = Service::new(store.clone(), cache.clone(), jobs);
+        let service = Service::new(store.clone(), cache.clone(), jobs, file_root);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|reason| StartError::Bind { addr: config.listen, reason })?;
@@ -184,8 +281,11 @@ impl Application {
             auth,
             max_body_bytes: config.max_body_bytes,
             allow_unknown_properties: config.allow_unknown_properties,
+            body_timeout: limits.body_timeout,
+            exports: crate::api::export::ExportGate::new(limits.export_limits()),
+            stats_account: (!config.public_stats).then(|| config.account.clone()),
         };
-        Ok(Application { listener, state, addr, bootstrap, root_key, extra_keys, limits })
+        Ok(Application { listener, state, tls, addr, bootstrap, root_key, extra_keys, limits })
     }
 
     /// Replaces the serve loop's limits (tests and embedders; the binary uses the environment).
@@ -194,45 +294,99 @@ impl Application {
         self
     }
 
+    /// True when the server speaks HTTPS (`--tls-cert` / `--tls-key`).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting connections and finishes the
     /// requests in flight (their events are committed and answered) before returning; after
     /// [`ServeLimits::shutdown_grace`] it returns anyway, leaving the stragglers unanswered.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let limits = self.limits.clone();
-        let (stopping, mut stopped) = tokio::sync::watch::channel(false);
-        let signal = async move {
-            shutdown.await;
-            let _ = stopping.send(true);
-        };
-        let store = self.state.store.clone();
-        let closing = store.clone();
-        let budget = Arc::new(BodyBudget {
-            permits: Arc::new(Semaphore::new(kib(limits.inflight_body_bytes))),
-            max_body_bytes: self.state.max_body_bytes,
+        let mut state = self.state;
+        let store = state.store.clone();
+        state.body_timeout = limits.body_timeout;
+        state.exports = crate::api::export::ExportGate::new(limits.export_limits());
+        let peers = PeerShares::new(
+            limits.per_peer_share,
+            limits.max_connections,
+            crate::admission::kib(limits.inflight_body_bytes),
+            crate::admission::kib(state.max_body_bytes),
+        );
+        let admission = Arc::new(Admission {
+            budget: BodyBudget::new(limits.inflight_body_bytes, state.max_body_bytes, peers.clone()),
+            auth: state.auth.clone(),
         });
-        let app = router(self.state).layer(axum::middleware::from_fn_with_state(budget, admit));
-        let listener = GuardedListener {
+        let app = router(state).layer(axum::middleware::from_fn_with_state(admission, admit));
+        let mut listener = GuardedListener {
             inner: self.listener,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
+            peers,
             refusing: Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT)),
             at_capacity: Arc::new(AtomicBool::new(false)),
             limits: limits.clone(),
         };
-        let serve = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
-        let grace_over = async move {
-            if stopped.wait_for(|s| *s).await.is_err() {
-                // The signal can no longer fire, so only `serve` ends this select.
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(limits.shutdown_grace).await;
-        };
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .keep_alive(true)
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .header_read_timeout(limits.header_timeout);
+        let http = Arc::new(http);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut store_failed = std::pin::pin!(failed(store.clone()));
+        let mut fatal = None;
+        loop {
+            let (io, peer) = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = &mut shutdown => break,
+                reason = &mut store_failed => {
+                    tracing::error!(%reason, "the store cannot be brought back; exiting so a supervisor restarts the server");
+                    fatal = Some(reason);
+                    break;
+                }
+            };
+            let watcher = graceful.watcher();
+            let app = app.clone();
+            let http = http.clone();
+            let tls = self.tls.as_ref().map(|t| (t.acceptor(), limits.header_timeout));
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    let mut app = app.clone();
+                    tower_service::Service::call(&mut app, request)
+                });
+                let result = match tls {
+                    None => watcher.watch(http.serve_connection(TokioIo::new(io), service)).await,
+                    Some((acceptor, handshake_timeout)) => {
+                        // The handshake is the TLS part of the head: bounded the same way.
+                        let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(io)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake not done within {handshake_timeout:?}");
+                                return;
+                            }
+                        };
+                        watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+            });
+        }
+        // Stop accepting at once: new connections are refused while the others finish.
+        drop(listener);
+        tracing::info!("shutting down: finishing requests in flight");
         let result = tokio::select! {
-            result = serve => result,
-            reason = failed(store) => {
-                tracing::error!(%reason, "the store cannot be brought back; exiting so a supervisor restarts the server");
-                Err(io::Error::other(format!("the store failed: {reason}")))
-            }
-            () = grace_over => {
+            () = graceful.shutdown() => Ok(()),
+            () = tokio::time::sleep(limits.shutdown_grace) => {
                 tracing::warn!(
                     grace = ?limits.shutdown_grace,
                     "shutdown grace period over with requests still in flight; exiting without answering them \
@@ -243,10 +397,13 @@ impl Application {
         };
         // The writer finishes what it holds and the store releases its files (SQLite checkpoints
         // its WAL) before the process goes; a store that cannot finish in a few seconds is left.
-        if tokio::time::timeout(Duration::from_secs(10), closing.close()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), store.close()).await.is_err() {
             tracing::warn!("the store did not close within 10 s; exiting anyway");
         }
-        result
+        match fatal {
+            Some(reason) => Err(io::Error::other(format!("the store failed: {reason}"))),
+            None => result,
+        }
     }
 }
 
@@ -264,32 +421,40 @@ async fn failed(store: Arc<dyn interlog_store::Store>) -> String {
 /// a connection flood cannot turn the refusals themselves into unbounded work.
 const REFUSALS_IN_FLIGHT: usize = 256;
 
-/// The TCP listener with the connection cap and per-connection timeouts.
+/// The TCP listener with the connection cap (in total and per peer address) and
+/// per-connection timeouts.
 struct GuardedListener {
     inner: TcpListener,
     slots: Arc<Semaphore>,
+    peers: Arc<PeerShares>,
     refusing: Arc<Semaphore>,
     at_capacity: Arc<AtomicBool>,
     limits: ServeLimits,
 }
 
-impl axum::serve::Listener for GuardedListener {
-    type Io = GuardedIo;
-    type Addr = SocketAddr;
+/// Why a connection was refused.
+enum Full {
+    Total(usize),
+    Peer(usize),
+}
 
+impl GuardedListener {
     async fn accept(&mut self) -> (GuardedIo, SocketAddr) {
         loop {
             // axum's own accept loop: it retries connection errors and backs off on EMFILE.
             let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-            match self.slots.clone().try_acquire_owned() {
-                Ok(slot) => {
-                    if self.at_capacity.swap(false, Ordering::Relaxed) {
-                        tracing::info!("accepting connections again");
+            let full = match self.slots.clone().try_acquire_owned() {
+                Ok(slot) => match self.peers.connection(addr.ip()) {
+                    Some(peer) => {
+                        if self.at_capacity.swap(false, Ordering::Relaxed) {
+                            tracing::info!("accepting connections again");
+                        }
+                        // Answers are small and written at once; Nagle would only delay them.
+                        let _ = stream.set_nodelay(true);
+                        return (GuardedIo::new(stream, slot, peer, &self.limits), addr);
                     }
-                    // Answers are small and written at once; Nagle would only delay them.
-                    let _ = stream.set_nodelay(true);
-                    return (GuardedIo::new(stream, slot, &self.limits), addr);
-                }
+                    None => Full::Peer(self.peers.max_connections),
+                },
                 Err(_) => {
                     if !self.at_capacity.swap(true, Ordering::Relaxed) {
                         tracing::warn!(
@@ -297,25 +462,29 @@ impl axum::serve::Listener for GuardedListener {
                             "connection limit reached: refusing new connections with 503 until some close"
                         );
                     }
-                    if let Ok(permit) = self.refusing.clone().try_acquire_owned() {
-                        tokio::spawn(refuse(stream, permit, self.limits.max_connections));
-                    }
+                    Full::Total(self.limits.max_connections)
                 }
+            };
+            if let Full::Peer(max) = full {
+                tracing::debug!(peer = %addr.ip(), max, "refusing a connection: this address holds its share");
+            }
+            if let Ok(permit) = self.refusing.clone().try_acquire_owned() {
+                tokio::spawn(refuse(stream, permit, full));
             }
         }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
     }
 }
 
 /// Answers a connection over the cap with `ServiceUnavailable` (which SDKs retry) and closes it.
-async fn refuse(mut stream: TcpStream, _permit: OwnedSemaphorePermit, max: usize) {
-    let response =
-        ApiError::ServiceUnavailable(format!("The server is at its limit of {max} connections; retry later"))
-            .on(Plane::Data)
-            .into_response();
+async fn refuse(mut stream: TcpStream, _permit: OwnedSemaphorePermit, full: Full) {
+    let message = match full {
+        Full::Total(max) => format!("The server is at its limit of {max} connections; retry later"),
+        Full::Peer(max) => format!(
+            "This client address has {max} connections open, the most one address may have \
+             (INTERLOG_PER_PEER_SHARE of INTERLOG_MAX_CONNECTIONS); retry later"
+        ),
+    };
+    let response = ApiError::ServiceUnavailable(message).on(Plane::Data).into_response();
     let bytes = render_closing(response).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         stream.write_all(&bytes).await?;
@@ -367,10 +536,11 @@ struct GuardedIo {
     /// First byte of the request being read; cleared when its answer starts.
     request_started: Option<Instant>,
     _slot: OwnedSemaphorePermit,
+    _peer: PeerConnection,
 }
 
 impl GuardedIo {
-    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, limits: &ServeLimits) -> Self {
+    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, peer: PeerConnection, limits: &ServeLimits) -> Self {
         let now = Instant::now();
         GuardedIo {
             stream,
@@ -380,6 +550,7 @@ impl GuardedIo {
             last_progress: now,
             request_started: None,
             _slot: slot,
+            _peer: peer,
         }
     }
 
@@ -483,40 +654,60 @@ impl AsyncWrite for GuardedIo {
     }
 }
 
-/// The budget of request body bytes in flight, counted in KiB permits.
-struct BodyBudget {
-    permits: Arc<Semaphore>,
-    max_body_bytes: usize,
+/// What the `admit` middleware needs: the body budget and the authenticator for the checks
+/// that need no body.
+struct Admission {
+    budget: BodyBudget,
+    auth: Authenticator,
 }
 
-fn kib(bytes: usize) -> usize {
-    bytes.div_ceil(1024)
-}
-
-/// Admits a request only if its body fits in the budget; otherwise answers
-/// `ThrottlingException` (HTTP 400, which every SDK retries) without reading the body. The
-/// permit is held until the answer is ready, so bodies, parsed events and queued store jobs
-/// together stay within the budget whatever the load.
-async fn admit(State(budget): State<Arc<BodyBudget>>, request: Request, next: Next) -> Response {
-    let weight = body_weight(request.headers(), budget.max_body_bytes);
+/// Admits a request's body only if (1) everything about its signature that can be checked
+/// without the body passed (so an unauthenticated client never holds any of the budget) and
+/// (2) the body fits in the budget and in its peer address's share of it; otherwise answers
+/// without reading the body: the authentication error, or `ThrottlingException` (HTTP 400,
+/// which every SDK retries). The permit is held until the answer is ready, so bodies, parsed
+/// events and queued store jobs together stay within the budget whatever the load.
+async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: Next) -> Response {
+    let weight = body_weight(request.headers(), admission.budget.max_body_bytes);
     if weight == 0 {
         return next.run(request).await;
     }
-    let permits = u32::try_from(kib(weight)).unwrap_or(u32::MAX);
-    let Ok(permit) = budget.permits.clone().try_acquire_many_owned(permits) else {
-        let plane = if request.headers().contains_key("x-amz-target") { Plane::Control } else { Plane::Data };
-        let mut response = ApiError::Throttling(
-            "Rate exceeded: the server has as many request bodies in flight as it accepts; retry with backoff".into(),
-        )
-        .on(plane)
-        .into_response();
-        if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
-            response.headers_mut().insert("x-amzn-RequestId", id);
+    let plane = if request.uri().path().starts_with("/_interlog/") {
+        Plane::Interlog
+    } else if request.headers().contains_key("x-amz-target") {
+        Plane::Control
+    } else {
+        Plane::Data
+    };
+    if let Err(e) = admission.auth.check_before_body(request.uri(), request.headers()) {
+        return with_request_id(e.on(plane).into_response());
+    }
+    let peer: Option<IpAddr> = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let permit = match admission.budget.admit(peer, weight) {
+        Ok(permit) => permit,
+        Err(why) => {
+            let message = match why {
+                Refused::Total => {
+                    "Rate exceeded: the server has as many request bodies in flight as it accepts; retry with backoff"
+                }
+                Refused::Peer => {
+                    "Rate exceeded: this client address has as many request bodies in flight as one address may \
+                     (INTERLOG_PER_PEER_SHARE); retry with backoff"
+                }
+            };
+            return with_request_id(ApiError::Throttling(message.into()).on(plane).into_response());
         }
-        return response;
     };
     let response = next.run(request).await;
     drop(permit);
+    response
+}
+
+/// Responses made before the router (which stamps every other one) get a request ID too.
+fn with_request_id(mut response: Response) -> Response {
+    if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        response.headers_mut().insert("x-amzn-RequestId", id);
+    }
     response
 }
 
@@ -547,10 +738,14 @@ async fn authenticator(
         let caller = Caller { account: config.account.clone(), region: config.region.clone() };
         return Ok((Authenticator::Off(caller), None, 0));
     }
+
     let root = crate::engine::root_key(config, store).await?;
     let mut keyring = Keyring::with_root(root.credential.clone());
     let extra = match &config.auth.credentials_file {
-        Some(path) => keyring.load_credentials_file(path)?,
+        Some(path) => {
+            crate::files::warn_if_readable_by_others(path, "the credentials file");
+            keyring.load_credentials_file(path)?
+        }
         None => 0,
     };
     let pinned_region = config.region_pinned.then(|| config.region.clone());
@@ -558,25 +753,32 @@ async fn authenticator(
     Ok((Authenticator::SigV4 { verifier, pinned_region }, Some(root), extra))
 }
 
-/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the
-/// future is first polled, so a signal that arrives right after the banner is never the default
-/// (immediate) termination.
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called (inside the
+/// runtime), not when the future is first polled, so a signal that arrives between start-up and
+/// serving (right after the banner, say) still stops the server gracefully.
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
-    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
-    async move {
-        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
-            match s {
-                Some(mut s) => {
-                    s.recv().await;
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
                 }
-                None => std::future::pending::<()>().await,
+            };
+            tokio::select! {
+                () = wait(term) => {},
+                () = wait(int) => {},
             }
-        };
-        tokio::select! {
-            () = wait(interrupt) => {},
-            () = wait(term) => {},
         }
-        tracing::info!("shutting down: finishing requests in flight");
+    }
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

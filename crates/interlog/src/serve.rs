@@ -38,10 +38,22 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "INTERLOG_CREDENTIALS_FILE")]
     credentials_file: Option<PathBuf>,
     /// The root access key ID (with INTERLOG_SECRET_ACCESS_KEY); generated on first start if unset.
+    /// The secret has no flag: a command line is visible to every local user in `ps`.
     #[arg(long = "root-access-key-id", env = "INTERLOG_ACCESS_KEY_ID", hide = true)]
     root_access_key_id: Option<String>,
-    #[arg(long = "root-secret-access-key", env = "INTERLOG_SECRET_ACCESS_KEY", hide = true, hide_env_values = true)]
-    root_secret_access_key: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); SIGHUP reloads both files.
+    #[arg(long, env = "INTERLOG_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "INTERLOG_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The directory dataset export jobs may write to: a file:// destination must lie under
+    /// DIR/<account-id>/. Without it, file:// destinations are refused.
+    #[arg(long, env = "INTERLOG_EXPORT_DIR", value_name = "DIR")]
+    export_dir: Option<PathBuf>,
+    /// Answer GET /_interlog/stats without a signature (otherwise: root account only).
+    #[arg(long, env = "INTERLOG_PUBLIC_STATS")]
+    public_stats: bool,
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -69,7 +81,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.allow_unknown_properties = args.allow_unknown_properties;
     config.auth.credentials_file = args.credentials_file;
     config.auth.root_access_key_id = args.root_access_key_id;
-    config.auth.root_secret_access_key = args.root_secret_access_key;
+    config.auth.root_secret_access_key = std::env::var("INTERLOG_SECRET_ACCESS_KEY").ok();
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(interlog_server::tls::TlsFiles { cert, key });
+    }
+    config.export_dir = args.export_dir;
+    config.public_stats = args.public_stats;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async move {
@@ -98,7 +115,7 @@ fn print_banner(app: &Application, data_dir: &std::path::Path, database_url: Opt
     use interlog_server::startup::RootKeySource;
     let host =
         if app.addr.ip().is_unspecified() { format!("127.0.0.1:{}", app.addr.port()) } else { app.addr.to_string() };
-    let endpoint = format!("http://{host}");
+    let endpoint = format!("{}://{host}", if app.is_tls() { "https" } else { "http" });
     let b = &app.bootstrap;
     let what = if b.created { "created" } else { "reusing" };
     println!("interlog {} listening on {endpoint}", env!("CARGO_PKG_VERSION"));

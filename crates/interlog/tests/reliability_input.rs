@@ -195,8 +195,9 @@ fn malformed_http_gets_an_error_or_a_closed_connection() {
     let mut stream = TcpStream::connect(&addr).unwrap();
     stream.write_all(post(&format!("content-length: {}\r\n", body.len() + 100), &body).as_bytes()).unwrap();
     assert!(closed_within(&mut stream, Duration::from_secs(5)), "short body held the connection");
+    // Every request above was malformed, so none of them may have stored its event.
     let (stored, _) = stored_ids(dir.path());
-    assert!(!stored.contains_key("cl-1") || stored["cl-1"] == 1);
+    assert!(stored.is_empty(), "malformed requests stored events: {stored:?}");
     server.stop();
 }
 
@@ -270,7 +271,18 @@ fn thousands_of_idle_connections_do_not_stop_service() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let server = no_auth(dir.path(), &[("INTERLOG_MAX_CONNECTIONS", "2500"), ("INTERLOG_IDLE_TIMEOUT_SECS", "10")]);
+    // All connections come from 127.0.0.1 here, so one address may hold them all
+    // (INTERLOG_PER_PEER_SHARE=1; the per-address share has its own test in security.rs), and
+    // the idle timeout rather than the header timeout is what closes them.
+    let server = no_auth(
+        dir.path(),
+        &[
+            ("INTERLOG_MAX_CONNECTIONS", "2500"),
+            ("INTERLOG_IDLE_TIMEOUT_SECS", "10"),
+            ("INTERLOG_HEADER_TIMEOUT_SECS", "30"),
+            ("INTERLOG_PER_PEER_SHARE", "1"),
+        ],
+    );
     let addr = server.addr();
     let before = server.memory_kib("VmRSS");
     let base_fds = server.open_fds();

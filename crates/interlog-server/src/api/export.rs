@@ -1,6 +1,12 @@
 //! `GET /_interlog/export`: a dataset group's interactions, streamed as dataset CSV or JSON lines.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State};
@@ -10,9 +16,74 @@ use interlog_model::schema::{field_names, parse_schema};
 use interlog_store::export::{export_dataset, interactions_of_group, ExportWriter, Format};
 use serde::Deserialize;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::error::{ApiError, AwsError, Plane};
 use super::AppState;
+
+/// How long exports may hold the store's snapshot and a blocking thread.
+#[derive(Debug, Clone)]
+pub struct ExportLimits {
+    /// The longest one export may stream.
+    pub time_limit: Duration,
+    /// The slowest average rate (after [`ExportLimits::GRACE`]) a client may read at.
+    pub min_bytes_per_sec: u64,
+    /// Exports one account may run at once.
+    pub per_account: usize,
+}
+
+impl ExportLimits {
+    /// Before the minimum rate applies: connection set-up, the first rows' scan.
+    pub const GRACE: Duration = Duration::from_secs(10);
+
+    /// The latest moment the first `sent` bytes must have been taken by the client.
+    fn deadline(&self, started: Instant, sent: u64) -> Instant {
+        let rate = self.min_bytes_per_sec.max(1) as f64;
+        let paced = Self::GRACE.saturating_add(Duration::from_secs_f64((sent as f64 / rate).min(1e9)));
+        started + paced.min(self.time_limit)
+    }
+}
+
+/// Exports running per account, so one account's slow readers cannot take every blocking
+/// thread (which every control-plane call needs).
+pub struct ExportGate {
+    limits: ExportLimits,
+    running: Mutex<HashMap<String, usize>>,
+}
+
+impl ExportGate {
+    pub fn new(limits: ExportLimits) -> Arc<Self> {
+        Arc::new(ExportGate { limits, running: Mutex::new(HashMap::new()) })
+    }
+
+    fn start(self: &Arc<Self>, account: &str) -> Option<ExportSlot> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = running.entry(account.to_owned()).or_default();
+        if *n >= self.limits.per_account {
+            return None;
+        }
+        *n += 1;
+        Some(ExportSlot { gate: self.clone(), account: account.to_owned() })
+    }
+}
+
+/// One running export; frees its place when the export's thread is done.
+struct ExportSlot {
+    gate: Arc<ExportGate>,
+    account: String,
+}
+
+impl Drop for ExportSlot {
+    fn drop(&mut self) {
+        let mut running = self.gate.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = running.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.account);
+            }
+        }
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -34,36 +105,70 @@ pub(super) async fn export(
         .await
         .map_err(|e| ApiError::from(e).on(Plane::Interlog))?;
     let columns = field_names(&schema.spec.body).map_err(|e| ApiError::InternalFailure(e).on(Plane::Interlog))?;
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
-    // The header stays in the CSV writer's buffer: nothing is sent from this async task.
-    let sink = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
+
+    let slot = state.exports.start(&caller.account).ok_or_else(|| {
+        ApiError::Throttling(format!(
+            "Rate exceeded: account {} already runs {} exports, the most one account may run at once \
+             (INTERLOG_MAX_EXPORTS_PER_ACCOUNT); retry when one has finished",
+            caller.account, state.exports.limits.per_account
+        ))
+        .on(Plane::Interlog)
+    })?;
+
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let complete = Arc::new(AtomicBool::new(false));
+    let limits = state.exports.limits.clone();
+    let handle = tokio::runtime::Handle::current();
+    let done = complete.clone();
+    // The header stays in the writer's buffers: nothing is sent from this async task.
+    let sink = ChunkSender { tx, buf: Vec::with_capacity(CHUNK), handle, limits, started: Instant::now(), sent: 0 };
     let writer = ExportWriter::new(format, columns, sink)
         .map_err(|e| ApiError::InternalFailure(e.to_string()).on(Plane::Interlog))?
         .with_schema(parse_schema(&schema.spec.body).ok());
     let store = state.store.clone();
     tokio::spawn(async move {
-        if let Err(e) = export_dataset(store, dataset.meta.id, writer).await {
-            // An error item aborts the response body, so a client never mistakes a cut file
-            // for a whole one.
-            tracing::error!(error = %e, "export failed");
-            let _ = tx.send(Err(io::Error::other("the export failed; see the server log"))).await;
+        let _slot = slot;
+        match export_dataset(store, dataset.meta.id, writer).await {
+            // Marked whole before the sender is dropped, which is what ends the body.
+            Ok((_, sink)) => {
+                done.store(true, Ordering::Release);
+                drop(sink);
+            }
+            Err(e) => match io_kind(&e) {
+                Some(io::ErrorKind::TimedOut) => tracing::warn!("export cut off: {e}"),
+                Some(io::ErrorKind::BrokenPipe) => tracing::debug!("export abandoned by the client"),
+                _ => tracing::error!(error = %e, "export failed"),
+            },
         }
     });
     let content_type = match format {
         Format::Csv => "text/csv; charset=utf-8",
         Format::Jsonl => "application/x-ndjson",
     };
-    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let body = Body::from_stream(ExportBody { rx, complete, ended: false });
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 const CHUNK: usize = 64 * 1024;
 
-/// A `Write` that hands 64 KiB chunks to the response body (it runs on the export's blocking
-/// thread, so it may block on a slow client).
+/// The kind of the I/O error behind a failed export (the sink's cut-offs are I/O errors).
+fn io_kind(e: &interlog_store::StoreError) -> Option<io::ErrorKind> {
+    match e {
+        interlog_store::StoreError::Internal(cause) => cause.downcast_ref::<io::Error>().map(io::Error::kind),
+        _ => None,
+    }
+}
+
+/// A `Write` that hands 64 KiB chunks to the response body, waiting for the client only as
+/// long as [`ExportLimits`] allow: a reader slower than the minimum rate, or an export past the
+/// time limit, ends the scan (and with it the store snapshot and this thread).
 struct ChunkSender {
-    tx: mpsc::Sender<io::Result<Bytes>>,
+    tx: mpsc::Sender<Bytes>,
     buf: Vec<u8>,
+    handle: tokio::runtime::Handle,
+    limits: ExportLimits,
+    started: Instant,
+    sent: u64,
 }
 
 impl Write for ChunkSender {
@@ -80,6 +185,57 @@ impl Write for ChunkSender {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+        let len = chunk.len() as u64;
+        let deadline = self.limits.deadline(self.started, self.sent);
+        let sent = self.handle.block_on(tokio::time::timeout_at(deadline, self.tx.send(chunk)));
+        match sent {
+            Ok(Ok(())) => {
+                self.sent += len;
+                Ok(())
+            }
+            Ok(Err(_)) => Err(io::Error::new(io::ErrorKind::BrokenPipe, "the client went away")),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the client read {} bytes in {:?}: slower than {} bytes/s (INTERLOG_EXPORT_MIN_BYTES_PER_SEC) \
+                     or past INTERLOG_EXPORT_TIME_LIMIT_SECS ({:?})",
+                    self.sent,
+                    self.started.elapsed(),
+                    self.limits.min_bytes_per_sec,
+                    self.limits.time_limit
+                ),
+            )),
+        }
+    }
+}
+
+/// The response body: the chunks, then an error instead of the end unless the export wrote
+/// everything, so a cut-off export never looks like a whole file (the connection is reset
+/// instead of the chunked body being terminated).
+struct ExportBody {
+    rx: mpsc::Receiver<Bytes>,
+    complete: Arc<AtomicBool>,
+    ended: bool,
+}
+
+impl tokio_stream::Stream for ExportBody {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(chunk)) => Poll::Ready(Some(Ok(chunk))),
+            Poll::Ready(None) => {
+                self.ended = true;
+                if self.complete.load(Ordering::Acquire) {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Ready(Some(Err(io::Error::other("the export stopped before its end"))))
+                }
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 mod control;
 pub mod error;
-mod export;
+pub mod export;
 mod put_events;
 
 use std::sync::Arc;
@@ -33,6 +33,13 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Accept `properties` keys that match no schema field (they are kept, not exported).
     pub allow_unknown_properties: bool,
+    /// An admitted body must arrive whole within this long (`INTERLOG_BODY_TIMEOUT_SECS`).
+    pub body_timeout: std::time::Duration,
+    /// `GET /_interlog/export`: its limits and the exports running per account.
+    pub exports: Arc<export::ExportGate>,
+    /// Who may read `GET /_interlog/stats`: requests signed by this (the root) account, or
+    /// anyone when None (`--public-stats`).
+    pub stats_account: Option<String>,
 }
 
 /// The whole HTTP surface. A plain function so tests can drive it without a socket.
@@ -60,8 +67,25 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-/// Write-path counters for operators and the benchmark. Open like health: counts only.
-async fn stats(State(state): State<AppState>) -> impl IntoResponse {
+/// Write-path counters for operators and the benchmark. They add up every tenant's traffic, so
+/// only the root account may read them (a signed request), unless `--public-stats`.
+async fn stats(State(state): State<AppState>, request: Request) -> Response {
+    if let Some(root) = &state.stats_account {
+        let (parts, body) = request.into_parts();
+        let caller = match authenticated(&state, &parts, body).await {
+            Ok(r) => r.caller,
+            Err(e) => return e.on(Plane::Interlog).into_response(),
+        };
+        if &caller.account != root {
+            return ApiError::AccessDenied(format!(
+                "Account {} may not read the server's statistics: they are the root account's \
+                 (or public with interlog serve --public-stats)",
+                caller.account
+            ))
+            .on(Plane::Interlog)
+            .into_response();
+        }
+    }
     let s = state.store.stats();
     let body = serde_json::json!({
         "commits": s.commits,
@@ -70,12 +94,17 @@ async fn stats(State(state): State<AppState>) -> impl IntoResponse {
         "duplicatesDropped": s.duplicates_dropped,
         "throttled": s.throttled,
     });
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string())
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// Every response carries a request ID, which all SDKs surface (botocore: `ResponseMetadata`).
+/// The cause of an internal failure is logged here, once, under that ID: the client was only
+/// told the ID.
 async fn request_id(mut response: Response) -> Response {
     let id = uuid::Uuid::new_v4().to_string();
+    if let Some(error::InternalCause(cause)) = response.extensions_mut().remove::<error::InternalCause>() {
+        tracing::error!(request_id = %id, %cause, "internal failure");
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-amzn-RequestId", v);
     }
@@ -127,13 +156,21 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
 
 /// Reads the body (bounded) and verifies the signature over it.
 pub(crate) async fn authenticated(state: &AppState, parts: &Parts, body: Body) -> Result<AwsRequest, ApiError> {
-    let body = read_body(body, parts.headers.get(header::CONTENT_LENGTH), state.max_body_bytes).await?;
+    let body =
+        read_body(body, parts.headers.get(header::CONTENT_LENGTH), state.max_body_bytes, state.body_timeout).await?;
     let caller = state.auth.authenticate(parts, &body)?;
     Ok(AwsRequest { caller, body })
 }
 
-/// Reads a request body, refusing one larger than `limit` before reading it whole.
-async fn read_body(body: Body, declared: Option<&HeaderValue>, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads a request body, refusing one larger than `limit` before reading it whole, and one that
+/// does not arrive whole within `timeout` (a client trickling its body would otherwise hold
+/// its share of the body budget for as long as the connection timeouts allow).
+async fn read_body(
+    body: Body,
+    declared: Option<&HeaderValue>,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::RequestEntityTooLarge(format!("Request body is larger than the {limit} bytes this server accepts"))
     };
@@ -142,7 +179,13 @@ async fn read_body(body: Body, declared: Option<&HeaderValue>, limit: usize) -> 
             return Err(too_large());
         }
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await.map_err(|_| {
+        ApiError::RequestTimeout(format!(
+            "The request body did not arrive within {} s; send it at once, or retry",
+            timeout.as_secs_f64()
+        ))
+    })?;
+    read.map_err(|e| {
         use std::error::Error;
         let mut source: Option<&(dyn Error + 'static)> = Some(&e);
         while let Some(s) = source {

@@ -15,6 +15,7 @@ use super::tags::checked_tags;
 use super::{scope, Managed, Service};
 use crate::api::error::ApiError;
 use crate::auth::Caller;
+use crate::file_root::{ConfineError, ConfinedDir};
 
 /// Export jobs pending or in progress at once per account (the documented import-job quota,
 /// applied to exports too): each one holds a reader and a file open until it ends.
@@ -33,6 +34,14 @@ impl Service {
         let account = caller.account.as_str();
         let dataset = self.store.describe::<DatasetSpec>(account, &cmd.dataset_arn).await?;
         let arn = scope(caller).arn("dataset-export-job", &cmd.job_name);
+        let exists = || format!("A dataset export job named {} already exists ({arn})", cmd.job_name);
+        // A taken name is the first thing to report (the insert checks it again, atomically).
+        if self.store.find::<ExportJobSpec>(account, &arn).await?.is_some() {
+            return Err(ApiError::ResourceAlreadyExists(exists()));
+        }
+        // A file:// destination must lie in the caller's folder of the export root: checked
+        // (and its folders made) before the job exists, so a refused one never becomes a job.
+        let destination = self.confine(account, &cmd.path, cmd.scheme).await?;
         let rules = InsertRules {
             quota: Some(Quota {
                 max: MAX_RUNNING_EXPORT_JOBS,
@@ -43,7 +52,7 @@ impl Service {
                 ),
             }),
             requires: vec![Requirement { kind: DatasetSpec::KIND, arn: dataset.meta.arn.clone(), active: true }],
-            exists_message: format!("A dataset export job named {} already exists ({arn})", cmd.job_name),
+            exists_message: exists(),
         };
         let new = New {
             account: account.to_owned(),
@@ -66,64 +75,115 @@ impl Service {
         };
         let job = self.store.create(new, rules).await?;
         self.changed().await;
-        let work = export_work(self.store.clone(), job.clone(), dataset, cmd.scheme, cmd.ingestion_mode);
+        let work = export_work(self.store.clone(), job.clone(), dataset, destination, cmd.ingestion_mode);
         self.jobs.run_export(job.clone(), work);
         Ok(job)
     }
 }
 
-/// What an export job does: `<path>/<jobName>.csv`, written as `.csv.partial`, synced, renamed.
+impl Service {
+    /// The confined folder of a `file://` destination (`None` for other schemes, whose jobs fail
+    /// with a reason); `InvalidInputException` when it is not inside the caller's folder.
+    async fn confine(&self, account: &str, path: &str, scheme: PathScheme) -> Result<Option<ConfinedDir>, ApiError> {
+        if scheme != PathScheme::File {
+            return Ok(None);
+        }
+        let root = self.file_root.clone().ok_or_else(|| ApiError::InvalidInput(ConfineError::NoRoot.to_string()))?;
+        let (account, path) = (account.to_owned(), path.to_owned());
+        let resolved = tokio::task::spawn_blocking(move || root.resolve_dir(&account, &path))
+            .await
+            .map_err(|e| ApiError::InternalFailure(format!("confining the destination failed: {e}")))?;
+        match resolved {
+            Ok(dir) => Ok(Some(dir)),
+            Err(e) => match e.cause() {
+                Some(cause) => Err(ApiError::InternalFailure(format!("{e}: {cause}"))),
+                None => Err(ApiError::InvalidInput(format!("Invalid jobOutput.s3DataDestination.path: {e}"))),
+            },
+        }
+    }
+}
+
+/// What an export job does: `<jobName>.csv` in the confined folder, written under a temporary
+/// name (new, mode 0600), synced, then published under its final name, which never replaces an
+/// existing file. Failure reasons name no server path; OS causes go to the log.
 fn export_work(
     store: Arc<dyn Store>,
     job: Resource<ExportJobSpec>,
     dataset: Resource<DatasetSpec>,
-    scheme: PathScheme,
+    destination: Option<ConfinedDir>,
     mode: IngestionMode,
 ) -> JobWork {
     Box::pin(async move {
-        if scheme != PathScheme::File {
+        let Some(dir) = destination else {
             return Err(format!(
                 "interlog writes dataset exports to local directories only: use a file:///absolute/dir/ path \
                  (object storage such as {} is not supported yet)",
                 job.spec.path
             ));
-        }
+        };
+        let failed = {
+            let arn = job.meta.arn.clone();
+            move |what: &str, e: &dyn std::fmt::Display| {
+                tracing::warn!(job = %arn, "export job: {what}: {e}");
+                format!("The export file could not be {what} (see the server log)")
+            }
+        };
+        tokio::task::spawn_blocking(wait_for_test_gate).await.map_err(|e| e.to_string())?;
         let schema_arn = dataset.meta.uses.clone().unwrap_or_default();
         let schema = store
             .describe::<SchemaSpec>(&dataset.meta.account, &schema_arn)
             .await
             .map_err(|e| format!("cannot read the dataset's schema: {e}"))?;
         let columns = interlog_model::schema::field_names(&schema.spec.body)?;
-        let dir = job.spec.path.trim_start_matches("file://").to_owned();
-        let target = std::path::Path::new(&dir).join(format!("{}.csv", job.meta.name));
-        let partial = target.with_extension("csv.partial");
-        let file = {
-            let (dir, partial) = (dir.clone(), partial.clone());
+        let target = format!("{}.csv", job.meta.name);
+        let partial = format!("{}.csv.{}.partial", job.meta.name, &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let dir = Arc::new(dir);
+        let file = dir.create_new(&partial).map_err(|e| match e.cause() {
+            Some(cause) => failed("created", cause),
+            None => e.to_string(),
+        })?;
+        let written = async {
+            let writer = ExportWriter::new(Format::Csv, columns, std::io::BufWriter::new(file))
+                .map_err(|e| failed("written", &e))?
+                .with_schema(interlog_model::schema::parse_schema(&schema.spec.body).ok());
+            // interlog records events only through the Put* operations: BULK (imported) data is empty.
+            let out = if mode == IngestionMode::Bulk {
+                writer.finish().map_err(|e| failed("written", &e))?
+            } else {
+                export_dataset(store.clone(), job.spec.dataset_id, writer).await.map_err(|e| failed("written", &e))?.1
+            };
             tokio::task::spawn_blocking(move || {
-                std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create the directory {dir}: {e}"))?;
-                std::fs::File::create(&partial).map_err(|e| format!("cannot create {}: {e}", partial.display()))
+                out.into_inner().map_err(|e| e.to_string())?.sync_all().map_err(|e| e.to_string())
             })
             .await
-            .map_err(|e| e.to_string())??
+            .map_err(|e| e.to_string())?
+            .map_err(|e| failed("synced", &e))
+        }
+        .await;
+        let publish = {
+            let dir = dir.clone();
+            move || match written {
+                Ok(()) => dir.publish(&partial, &target).map_err(|e| match e.cause() {
+                    Some(cause) => failed("published", cause),
+                    None => e.to_string(),
+                }),
+                Err(reason) => {
+                    dir.remove(&partial);
+                    Err(reason)
+                }
+            }
         };
-        let writer = ExportWriter::new(Format::Csv, columns, std::io::BufWriter::new(file))
-            .map_err(|e| format!("cannot write {}: {e}", partial.display()))?
-            .with_schema(interlog_model::schema::parse_schema(&schema.spec.body).ok());
-        // interlog records events only through the Put* operations: BULK (imported) data is empty.
-        let out = if mode == IngestionMode::Bulk {
-            writer.finish().map_err(|e| format!("cannot write {}: {e}", partial.display()))?
-        } else {
-            let (_, out) = export_dataset(store.clone(), job.spec.dataset_id, writer)
-                .await
-                .map_err(|e| format!("reading the dataset failed: {e}"))?;
-            out
-        };
-        tokio::task::spawn_blocking(move || {
-            let file = out.into_inner().map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
-            file.sync_all().map_err(|e| format!("cannot sync {}: {e}", partial.display()))?;
-            std::fs::rename(&partial, &target).map_err(|e| format!("cannot rename to {}: {e}", target.display()))
-        })
-        .await
-        .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(publish).await.map_err(|e| e.to_string())?
     })
+}
+
+/// Test machinery: while the file named by `INTERLOG_TEST_EXPORT_JOB_GATE` exists, export jobs
+/// wait in CREATE IN_PROGRESS, so a test can observe a running job (in-use refusals, a stop
+/// interrupting it) deterministically. Unset in production: one environment lookup per job.
+fn wait_for_test_gate() {
+    if let Some(gate) = std::env::var_os("INTERLOG_TEST_EXPORT_JOB_GATE") {
+        while std::path::Path::new(&gate).exists() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }

@@ -23,6 +23,7 @@ use interlog_store::{CatalogCache, Store};
 
 use crate::api::error::ApiError;
 use crate::auth::Caller;
+use crate::file_root::FileRoot;
 
 /// What the control plane needs to run.
 #[derive(Clone)]
@@ -30,11 +31,18 @@ pub struct Service {
     store: Arc<dyn Store>,
     cache: Arc<CatalogCache>,
     jobs: jobs::Jobs,
+    /// The operator's export root (`--export-dir`); `None` refuses `file://` destinations.
+    file_root: Option<Arc<FileRoot>>,
 }
 
 impl Service {
-    pub fn new(store: Arc<dyn Store>, cache: Arc<CatalogCache>, jobs: jobs::Jobs) -> Self {
-        Service { store, cache, jobs }
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<CatalogCache>,
+        jobs: jobs::Jobs,
+        file_root: Option<Arc<FileRoot>>,
+    ) -> Self {
+        Service { store, cache, jobs, file_root }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

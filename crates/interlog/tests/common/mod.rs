@@ -407,3 +407,141 @@ pub fn open_files_limit() -> u64 {
         .and_then(|l| l.lines().find(|l| l.starts_with("Max open files"))?.split_whitespace().nth(3)?.parse().ok())
         .unwrap_or(1024)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Signed raw requests from chosen addresses (the security suite)
+// ---------------------------------------------------------------------------------------------
+
+/// A key to sign with, and the region of its credential scope.
+#[derive(Clone, Debug)]
+pub struct Key {
+    pub id: String,
+    pub secret: String,
+    pub region: String,
+}
+
+impl Key {
+    /// The root key every test server is started with.
+    pub fn root() -> Key {
+        Key { id: ROOT_KEY.into(), secret: ROOT_SECRET.into(), region: "us-east-1".into() }
+    }
+
+    pub fn in_region(&self, region: &str) -> Key {
+        Key { region: region.into(), ..self.clone() }
+    }
+}
+
+/// How to sign.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Signing {
+    /// Sign `UNSIGNED-PAYLOAD` instead of the body's hash.
+    pub unsigned_payload: bool,
+    /// Leave `x-amz-target` out of the signed headers.
+    pub unsigned_target: bool,
+}
+
+/// The request head (without the blank line) of a SigV4-signed request, as botocore sends it.
+pub fn signed_head(
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    key: &Key,
+    how: Signing,
+) -> String {
+    use aws_sigv4::http_request::{sign, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings};
+    let identity: aws_smithy_runtime_api::client::identity::Identity =
+        aws_credential_types::Credentials::new(&key.id, &key.secret, None, None, "test").into();
+    let mut settings = SigningSettings::default();
+    if how.unsigned_payload {
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    }
+    if how.unsigned_target {
+        settings.excluded_headers = Some(vec![std::borrow::Cow::Borrowed("x-amz-target")]);
+    }
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&key.region)
+        .name("personalize")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let url = format!("http://{host}{path}");
+    let signable_body = if how.unsigned_payload { SignableBody::UnsignedPayload } else { SignableBody::Bytes(body) };
+    let signable = SignableRequest::new(method, &url, headers.iter().copied(), signable_body).unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    for (name, value) in instructions.headers() {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("content-length: {}\r\n", body.len()));
+    head
+}
+
+/// A TCP connection to `addr` from the loopback address `from` (any of 127.0.0.0/8), so tests
+/// can be several clients as far as the per-address shares are concerned.
+pub fn connect_from(from: &str, addr: &str) -> std::io::Result<std::net::TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let addr: std::net::SocketAddr = addr.parse().expect("a socket address");
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    let local: std::net::SocketAddr = format!("{from}:0").parse().expect("a loopback address");
+    socket.bind(&local.into())?;
+    socket.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+    Ok(socket.into())
+}
+
+/// A request to sign: method, path, headers (besides `host`, added by the signer) and body.
+#[derive(Clone, Copy, Debug)]
+pub struct Call<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+}
+
+/// Sends one signed request from `from` and reads the answer.
+pub fn signed_exchange(from: &str, addr: &str, call: Call<'_>, key: &Key, how: Signing) -> std::io::Result<Reply> {
+    use std::io::Write;
+    let mut stream = connect_from(from, addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut request = signed_head(call.method, addr, call.path, call.headers, call.body, key, how).into_bytes();
+    request.extend_from_slice(b"\r\n");
+    request.extend_from_slice(call.body);
+    stream.write_all(&request)?;
+    read_reply(&mut stream)
+}
+
+/// A control-plane call (`X-Amz-Target: AmazonPersonalize.<op>`) signed with `key`, from `from`.
+pub fn control(from: &str, addr: &str, op: &str, body: &serde_json::Value, key: &Key) -> Reply {
+    let target = format!("AmazonPersonalize.{op}");
+    let headers = [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", target.as_str())];
+    let body = body.to_string();
+    let call = Call { method: "POST", path: "/", headers: &headers, body: body.as_bytes() };
+    signed_exchange(from, addr, call, key, Signing::default()).unwrap_or_else(|e| panic!("{op}: {e}"))
+}
+
+/// A signed PutEvents from `from`.
+pub fn put_events_signed(from: &str, addr: &str, body: &[u8], key: &Key) -> std::io::Result<Reply> {
+    let call = Call { method: "POST", path: "/events", headers: &[("content-type", "application/json")], body };
+    signed_exchange(from, addr, call, key, Signing::default())
+}
+
+/// Runs `interlog serve` (root key set) on `data_dir` with `args` to its exit, for start-up
+/// failures; the caller asserts on the exit code and stderr.
+pub fn serve_output(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .env_remove("INTERLOG_AUTH")
+        .env("INTERLOG_ACCESS_KEY_ID", ROOT_KEY)
+        .env("INTERLOG_SECRET_ACCESS_KEY", ROOT_SECRET)
+        .output()
+        .expect("run interlog serve")
+}
