@@ -153,7 +153,7 @@ async fn a_writer_that_cannot_reopen_its_file_makes_the_store_fatal() {
         .unwrap();
     assert!(why.contains("could not reopen") && why.contains("interlog.db"), "{why}");
     assert_eq!(store.fatal().as_deref(), Some(why.as_str()));
-    assert_eq!(store.health(), Health::Unavailable(why.clone()));
+    assert_eq!(store.health(), Health::Failed(why.clone()), "health reports the failure, so the server exits");
     // Even now every request gets an answer.
     store.faults().fail_reopens(false);
     store.faults().fail_commits(false);
