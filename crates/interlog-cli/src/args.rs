@@ -10,6 +10,8 @@
 //! option. This module reproduces that algorithm rather than using a modern
 //! parser that would disagree on those edges.
 
+use crate::model::{Member, Operation, Shape};
+
 /// How many values an option takes (argparse's `nargs`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Nargs {
@@ -25,21 +27,21 @@ enum Nargs {
     Version,
 }
 
-/// One option of a parser, with the help text `--help` prints for it.
-struct OptSpec {
-    name: &'static str,
+/// One option of a parser.
+#[derive(Clone, Copy)]
+struct OptSpec<'a> {
+    name: &'a str,
     nargs: Nargs,
     choices: Option<&'static [&'static str]>,
-    int_type: bool,
     required: bool,
 }
 
-const fn opt(name: &'static str, nargs: Nargs) -> OptSpec {
-    OptSpec { name, nargs, choices: None, int_type: false, required: false }
+const fn opt(name: &str, nargs: Nargs) -> OptSpec<'_> {
+    OptSpec { name, nargs, choices: None, required: false }
 }
 
-/// aws-cli's global options, in its order.
-const GLOBAL_OPTIONS: &[OptSpec] = &[
+/// aws-cli's global options, in its parser's order.
+const GLOBAL_OPTIONS: &[OptSpec<'static>] = &[
     opt("--debug", Nargs::Flag),
     opt("--endpoint-url", Nargs::One),
     opt("--no-verify-ssl", Nargs::Flag),
@@ -48,23 +50,36 @@ const GLOBAL_OPTIONS: &[OptSpec] = &[
     opt("--query", Nargs::One),
     opt("--profile", Nargs::One),
     opt("--region", Nargs::One),
-    opt("--version", Nargs::Version),
     OptSpec { choices: Some(&["on", "off", "auto"]), ..opt("--color", Nargs::One) },
     opt("--no-sign-request", Nargs::Flag),
     opt("--ca-bundle", Nargs::One),
-    OptSpec { int_type: true, ..opt("--cli-read-timeout", Nargs::One) },
-    OptSpec { int_type: true, ..opt("--cli-connect-timeout", Nargs::One) },
+    // Typed `int` in aws-cli's table, but converted after parsing (`main_pass`), not by argparse.
+    opt("--cli-read-timeout", Nargs::One),
+    opt("--cli-connect-timeout", Nargs::One),
+    opt("--v2-debug", Nargs::Flag),
+    // aws-cli adds `--version` after its argument table, so ambiguity messages list it last.
+    opt("--version", Nargs::Version),
 ];
 
-/// The put-events operation's options, in aws-cli's argument-table order.
-const OPERATION_OPTIONS: &[OptSpec] = &[
-    OptSpec { required: true, ..opt("--tracking-id", Nargs::One) },
-    opt("--user-id", Nargs::One),
-    OptSpec { required: true, ..opt("--session-id", Nargs::One) },
-    OptSpec { required: true, ..opt("--event-list", Nargs::Many) },
+/// The options aws-cli adds to every operation, after the input members'.
+const COMMON_OPTIONS: &[OptSpec<'static>] = &[
     opt("--cli-input-json", Nargs::One),
     OptSpec { choices: Some(&["input", "output"]), ..opt("--generate-cli-skeleton", Nargs::Optional("input")) },
 ];
+
+/// An operation's argument table, in aws-cli's order: one option per input member (a list takes
+/// `nargs='*'`, anything else one value), then the common ones.
+fn operation_options<'a>(members: &'a [Member<'a>]) -> Vec<OptSpec<'a>> {
+    let mut specs: Vec<OptSpec<'a>> = members
+        .iter()
+        .map(|m| {
+            let nargs = if matches!(m.shape, Shape::List { .. }) { Nargs::Many } else { Nargs::One };
+            OptSpec { required: m.required, ..opt(&m.option, nargs) }
+        })
+        .collect();
+    specs.extend(COMMON_OPTIONS.iter().copied());
+    specs
+}
 
 /// The global options after the main parser's pass.
 #[derive(Debug, Default, Clone)]
@@ -95,19 +110,16 @@ pub struct GlobalArgs {
     pub cli_read_timeout: Option<i64>,
     /// `--cli-connect-timeout` in seconds (0 means none).
     pub cli_connect_timeout: Option<i64>,
+    /// `--v2-debug`.
+    pub v2_debug: bool,
 }
 
 /// The operation's own options, still as typed.
 #[derive(Debug, Default, Clone)]
 pub struct OperationArgs {
-    /// `--tracking-id`.
-    pub tracking_id: Option<String>,
-    /// `--user-id`.
-    pub user_id: Option<String>,
-    /// `--session-id`.
-    pub session_id: Option<String>,
-    /// `--event-list`: every value given to its last occurrence.
-    pub event_list: Option<Vec<String>>,
+    /// The input members given as options (`datasetArn` for `--dataset-arn`), each with every value
+    /// given to its last occurrence.
+    pub members: Vec<(String, Vec<String>)>,
     /// `--cli-input-json`.
     pub cli_input_json: Option<String>,
     /// `--generate-cli-skeleton` (`input` when given bare).
@@ -134,8 +146,55 @@ pub enum ArgError {
     Unknown(Vec<String>),
 }
 
-/// Parses the arguments that follow `put-events`.
-pub fn parse(args: &[String]) -> Result<Parsed, ArgError> {
+impl OperationArgs {
+    /// The values given for an input member, if its option was given.
+    pub fn member(&self, name: &str) -> Option<&[String]> {
+        self.members.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+}
+
+/// The global options aws-cli checks as soon as the main parser's pass is done (its
+/// `top-level-args-parsed` handlers), before the operation's own options are parsed.
+pub struct MainPass {
+    /// `--query`, compiled first.
+    pub query: Option<String>,
+    /// `--endpoint-url`, whose scheme is checked next.
+    pub endpoint_url: Option<String>,
+    /// `--cli-read-timeout` and `--cli-connect-timeout` as typed, then converted with `int()`.
+    pub timeouts: Vec<String>,
+    /// `--v2-debug` was given.
+    pub v2_debug: bool,
+    /// `--profile`.
+    pub profile: Option<String>,
+}
+
+/// The main parser's pass alone, when it succeeds without `--version`.
+pub fn main_pass(args: &[String]) -> Option<MainPass> {
+    let main = parse_known(args, GLOBAL_OPTIONS, false).ok()?;
+    let value = |name: &str| main.values.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.last().cloned());
+    (!main.version).then(|| MainPass {
+        query: value("--query"),
+        endpoint_url: value("--endpoint-url"),
+        timeouts: ["--cli-read-timeout", "--cli-connect-timeout"].iter().filter_map(|n| value(n)).collect(),
+        v2_debug: main.values.iter().any(|(n, _)| *n == "--v2-debug"),
+        profile: value("--profile"),
+    })
+}
+
+/// Python's `int(text)`: surrounding whitespace, a sign, digits with single underscores between them.
+pub fn python_int(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+    let well_formed = !digits.is_empty()
+        && !digits.starts_with('_')
+        && !digits.ends_with('_')
+        && !digits.contains("__")
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '_');
+    well_formed.then(|| t.replace('_', "").parse().ok()).flatten()
+}
+
+/// Parses the arguments that follow the command (`put-events`).
+pub fn parse(args: &[String], operation: &Operation) -> Result<Parsed, ArgError> {
     if args.iter().any(|a| a == "--help" || a == "-h") {
         return Ok(Parsed::Help);
     }
@@ -158,8 +217,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, ArgError> {
             "--color" => globals.color = one(),
             "--no-sign-request" => globals.no_sign_request = true,
             "--ca-bundle" => globals.ca_bundle = one(),
-            "--cli-read-timeout" => globals.cli_read_timeout = one().and_then(|v| v.trim().parse().ok()),
-            "--cli-connect-timeout" => globals.cli_connect_timeout = one().and_then(|v| v.trim().parse().ok()),
+            "--cli-read-timeout" => globals.cli_read_timeout = one().and_then(|v| python_int(&v)),
+            "--cli-connect-timeout" => globals.cli_connect_timeout = one().and_then(|v| python_int(&v)),
+            "--v2-debug" => globals.v2_debug = true,
             _ => {}
         }
     }
@@ -177,7 +237,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, ArgError> {
         .position(|a| a == "--generate-cli-skeleton")
         .is_some_and(|i| rest.get(i + 1).map(String::as_str) != Some("output"));
     let waive_required = cli_input_json_present || skeleton_waives;
-    let op = parse_known_with(rest, OPERATION_OPTIONS, true, waive_required)?;
+    let members: Vec<Member<'_>> = operation.members().collect();
+    let specs = operation_options(&members);
+    let op = parse_known_with(rest, &specs, true, waive_required)?;
     let mut unknown = op.extras.clone();
     if let Some(help) = &op.help_positional {
         if help == "help" {
@@ -188,31 +250,31 @@ pub fn parse(args: &[String]) -> Result<Parsed, ArgError> {
     if !unknown.is_empty() {
         return Err(ArgError::Unknown(unknown));
     }
-    let mut operation = OperationArgs::default();
+    let mut parsed = OperationArgs::default();
     for (name, values) in op.values {
         match name {
-            "--tracking-id" => operation.tracking_id = values.last().cloned(),
-            "--user-id" => operation.user_id = values.last().cloned(),
-            "--session-id" => operation.session_id = values.last().cloned(),
-            "--event-list" => operation.event_list = Some(values),
-            "--cli-input-json" => operation.cli_input_json = values.last().cloned(),
-            "--generate-cli-skeleton" => operation.generate_cli_skeleton = values.last().cloned(),
-            _ => {}
+            "--cli-input-json" => parsed.cli_input_json = values.last().cloned(),
+            "--generate-cli-skeleton" => parsed.generate_cli_skeleton = values.last().cloned(),
+            option => {
+                if let Some(m) = members.iter().find(|m| m.option == option) {
+                    parsed.members.push((m.name.to_owned(), values));
+                }
+            }
         }
     }
-    Ok(Parsed::Run(Box::new(globals), Box::new(operation)))
+    Ok(Parsed::Run(Box::new(globals), Box::new(parsed)))
 }
 
-struct Outcome {
+struct Outcome<'a> {
     /// Option name and its values, in the order last set; a later occurrence
     /// replaces an earlier one (argparse's `store`).
-    values: Vec<(&'static str, Vec<String>)>,
+    values: Vec<(&'a str, Vec<String>)>,
     extras: Vec<String>,
     help_positional: Option<String>,
     version: bool,
 }
 
-fn parse_known(args: &[String], specs: &'static [OptSpec], help_positional: bool) -> Result<Outcome, ArgError> {
+fn parse_known<'a>(args: &[String], specs: &'a [OptSpec<'a>], help_positional: bool) -> Result<Outcome<'a>, ArgError> {
     parse_known_with(args, specs, help_positional, true)
 }
 
@@ -222,14 +284,14 @@ enum Kind {
     Arg,
 }
 
-struct Classified {
+struct Classified<'a> {
     kind: Kind,
     /// For options: the matched spec (None = unknown) and an `=value` part.
-    spec: Option<&'static OptSpec>,
+    spec: Option<&'a OptSpec<'a>>,
     explicit: Option<String>,
 }
 
-fn classify(arg: &str, specs: &'static [OptSpec], after_dashdash: bool) -> Result<Classified, ArgError> {
+fn classify<'a>(arg: &str, specs: &'a [OptSpec<'a>], after_dashdash: bool) -> Result<Classified<'a>, ArgError> {
     let positional = Classified { kind: Kind::Arg, spec: None, explicit: None };
     if after_dashdash || arg.is_empty() || !arg.starts_with('-') {
         return Ok(positional);
@@ -250,7 +312,7 @@ fn classify(arg: &str, specs: &'static [OptSpec], after_dashdash: bool) -> Resul
             Some((p, v)) => (p, Some(v.to_owned())),
             None => (arg, None),
         };
-        let matches: Vec<&'static OptSpec> = specs.iter().filter(|s| s.name.starts_with(prefix)).collect();
+        let matches: Vec<&'a OptSpec<'a>> = specs.iter().filter(|s| s.name.starts_with(prefix)).collect();
         if matches.len() > 1 {
             let names: Vec<&str> = matches.iter().map(|s| s.name).collect();
             return Err(ArgError::Usage(format!("ambiguous option: {arg} could match {}", names.join(", "))));
@@ -271,12 +333,12 @@ fn classify(arg: &str, specs: &'static [OptSpec], after_dashdash: bool) -> Resul
     Ok(Classified { kind: Kind::Opt, spec: None, explicit: None })
 }
 
-fn parse_known_with(
+fn parse_known_with<'a>(
     raw: &[String],
-    specs: &'static [OptSpec],
+    specs: &'a [OptSpec<'a>],
     help_positional: bool,
     waive_required: bool,
-) -> Result<Outcome, ArgError> {
+) -> Result<Outcome<'a>, ArgError> {
     // `--` ends option parsing; it is dropped and everything after it is a value.
     let mut args: Vec<String> = Vec::with_capacity(raw.len());
     let mut classes = Vec::with_capacity(raw.len());
@@ -293,7 +355,7 @@ fn parse_known_with(
     let mut positional_pending = help_positional;
     let option_indices: Vec<usize> = (0..args.len()).filter(|&i| classes[i].kind == Kind::Opt).collect();
     let mut start = 0;
-    let mut seen: Vec<&'static str> = Vec::new();
+    let mut seen: Vec<&'a str> = Vec::new();
     while let Some(&next_opt) = option_indices.iter().find(|&&i| i >= start) {
         if start != next_opt {
             if positional_pending && classes[start].kind == Kind::Arg {
@@ -341,9 +403,6 @@ fn parse_known_with(
             (Nargs::Many, None) => (args[start + 1..start + 1 + following].to_vec(), following),
         };
         for value in &values {
-            if spec.int_type && value.trim().parse::<i64>().is_err() {
-                return Err(ArgError::Usage(format!("argument {}: invalid int value: '{value}'", spec.name)));
-            }
             if let Some(choices) = spec.choices {
                 if !choices.contains(&value.as_str()) {
                     return Err(ArgError::Usage(format!("argument {}: {}", spec.name, invalid_choice(value, choices))));
@@ -432,6 +491,14 @@ mod tests {
         args.iter().map(|s| (*s).to_owned()).collect()
     }
 
+    fn put_events() -> &'static Operation {
+        crate::model::operation("put-events").unwrap()
+    }
+
+    fn parse(args: &[String]) -> Result<Parsed, ArgError> {
+        super::parse(args, put_events())
+    }
+
     fn run(args: &[&str]) -> (GlobalArgs, OperationArgs) {
         match parse(&v(args)).unwrap() {
             Parsed::Run(g, o) => (*g, *o),
@@ -442,12 +509,13 @@ mod tests {
     #[test]
     fn argparse_quirks() {
         let (g, o) = run(&["--tracking", "t", "--session-id", "s", "--event-list", "a=b", "c=d", "--output", "text"]);
-        assert_eq!(o.tracking_id.as_deref(), Some("t"));
-        assert_eq!(o.event_list, Some(v(&["a=b", "c=d"])));
+        assert_eq!(o.member("trackingId"), Some(&v(&["t"])[..]));
+        assert_eq!(o.member("eventList"), Some(&v(&["a=b", "c=d"])[..]));
         assert_eq!(g.output.as_deref(), Some("text"));
         let (_, o) = run(&["--tracking-id=-abc", "--session-id", "s", "--event-list", "x", "--event-list", "y"]);
-        assert_eq!(o.tracking_id.as_deref(), Some("-abc"));
-        assert_eq!(o.event_list, Some(v(&["y"])));
+        assert_eq!(o.member("trackingId"), Some(&v(&["-abc"])[..]));
+        assert_eq!(o.member("eventList"), Some(&v(&["y"])[..]));
+        assert_eq!(o.member("userId"), None);
     }
 
     #[test]
@@ -477,6 +545,44 @@ mod tests {
         assert_eq!(msg, "argument --output: Invalid choice, valid choices are:\n\njson                                     | text                                    \ntable                                   ");
         let ArgError::Usage(msg) = parse(&v(&["--output", "jsn"])).unwrap_err() else { panic!() };
         assert!(msg.ends_with("\n\n\nInvalid choice: 'jsn', maybe you meant:\n\n  * json"), "{msg}");
+    }
+
+    #[test]
+    fn every_command_takes_its_own_members() {
+        let op = crate::model::operation("put-action-interactions").unwrap();
+        let Parsed::Run(_, o) = super::parse(&v(&["--action", "a", "b", "--tracking-id", "t"]), op).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            o.members,
+            [("actionInteractions".to_owned(), v(&["a", "b"])), ("trackingId".to_owned(), v(&["t"]))]
+        );
+        let items = crate::model::operation("put-items").unwrap();
+        assert_eq!(
+            super::parse(&v(&["--items", "itemId=i"]), items).unwrap_err(),
+            ArgError::Usage("the following arguments are required: --dataset-arn".into())
+        );
+        assert_eq!(
+            super::parse(&v(&["--dataset-arn", "a", "--items", "x", "--tracking-id", "t"]), items).unwrap_err(),
+            ArgError::Unknown(v(&["--tracking-id", "t"]))
+        );
+    }
+
+    #[test]
+    fn python_int_accepts_what_int_accepts() {
+        for (text, expected) in [
+            ("12", Some(12)),
+            (" +7 ", Some(7)),
+            ("-3", Some(-3)),
+            ("1_000", Some(1000)),
+            ("1__0", None),
+            ("_1", None),
+            ("1.5", None),
+            ("", None),
+            ("abc", None),
+        ] {
+            assert_eq!(python_int(text), expected, "{text:?}");
+        }
     }
 
     #[test]

@@ -27,6 +27,11 @@ impl Env {
         self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
+    /// Whether a variable is set at all, even to the empty string (`'X' in os.environ`).
+    pub fn has(&self, name: &str) -> bool {
+        self.vars.contains_key(name)
+    }
+
     /// `os.path.expanduser` with the injected `HOME`.
     pub fn expand_user(&self, path: &str) -> PathBuf {
         if path == "~" {
@@ -121,7 +126,12 @@ pub struct Profile {
 impl Profile {
     /// A key of the profile.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.values.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+        self.raw(key).filter(|v| !v.is_empty())
+    }
+
+    /// A key of the profile, the empty string included (`cli_pager =` means "no pager").
+    pub fn raw(&self, key: &str) -> Option<&str> {
+        self.values.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 

@@ -1,8 +1,26 @@
-//! `interlog put-events --help`: the text of aws-cli's manual page for
-//! `aws personalize-events put-events`, as plain text (no overstrike).
+//! `interlog <command> help`: aws-cli's manual page for
+//! `aws personalize-events <command>`, as plain text (no overstrike).
+//!
+//! The pages of put-items, put-users, put-actions and put-action-interactions
+//! are aws-cli 1.46.3's own, rendered by its groff pipeline and kept in `help/`
+//! (`scripts/record-cli-corpus` records them again and the corpus test
+//! compares); put-events' page was written for interlog, with its examples.
 
-/// The help page.
-pub const HELP: &str = r#"PUT-EVENTS()                                                      PUT-EVENTS()
+/// The help page of a command of [`crate::model::operations`].
+pub fn page(command: &str) -> &'static str {
+    match command {
+        "put-events" => PUT_EVENTS,
+        "put-items" => include_str!("../help/put-items.txt"),
+        "put-users" => include_str!("../help/put-users.txt"),
+        "put-actions" => include_str!("../help/put-actions.txt"),
+        "put-action-interactions" => include_str!("../help/put-action-interactions.txt"),
+        // Only reachable if the vendored model gains an operation: say so rather than panic.
+        _ => "No help page for this command.\n",
+    }
+}
+
+/// put-events' page.
+const PUT_EVENTS: &str = r#"PUT-EVENTS()                                                      PUT-EVENTS()
 
 
 
@@ -246,6 +264,13 @@ GLOBAL OPTIONS
        The maximum socket connect time in seconds. If the value is set to 0,
        the socket connect will be blocking and not timeout. The default value
        is 60 seconds.
+
+       --v2-debug (boolean)
+
+       Enable AWS CLI v2 migration assistance. Prints warnings if the command
+       would face a breaking change after swapping AWS CLI v1 for AWS CLI v2
+       in the current environment. Prints one warning for each breaking change
+       detected.
 
 EXAMPLES
        To upload a set of events

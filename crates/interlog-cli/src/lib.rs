@@ -1,18 +1,23 @@
-//! The library behind `interlog put-events`: aws-cli v1's
-//! `aws personalize-events put-events`, option for option.
+//! The library behind `interlog put-events`, `put-items`, `put-users`,
+//! `put-actions` and `put-action-interactions`: aws-cli v1's
+//! `aws personalize-events <command>`, option for option.
 //!
 //! # Entry point
 //!
-//! The `interlog` binary calls [`run_put_events`] with the words after
-//! `put-events`, the real environment, working directory and standard input,
-//! and exits with the returned code:
+//! The `interlog` binary calls [`run`] with the command and the words after
+//! it, the real environment, working directory and standard input, and exits
+//! with the returned code:
 //!
 //! ```no_run
 //! use std::io::Write;
 //! let inv = interlog_cli::Invocation::from_process(std::env::args_os().skip(2).collect());
-//! let code = interlog_cli::run_put_events(inv, &mut std::io::stdout(), &mut std::io::stderr());
+//! let code = interlog_cli::run("put-items", inv, &mut std::io::stdout(), &mut std::io::stderr());
 //! std::process::exit(code);
 //! ```
+//!
+//! Every command is data: its options, validation, serialization, path and
+//! skeleton come from botocore's service model (vendored in `models/`), its
+//! help page from aws-cli's (`help/`).
 //!
 //! Tests build an [`Invocation`] by hand instead, with their own environment
 //! map, directory and stdin; nothing in the library reads `std::env`, so many
@@ -21,9 +26,11 @@
 //! # Map
 //!
 //! * `args` parses the command line the way aws-cli's argparse does (no IO).
-//! * `params` turns option values into call parameters (`file://`, JSON,
-//!   `shorthand`, `--cli-input-json`), `model` validates and serializes them,
-//!   `timestamp` handles `sentAt`, `pyjson` holds Python-compatible JSON.
+//! * `model` loads the operations and their shapes from the service model,
+//!   and validates and serializes call parameters as botocore does; `params`
+//!   turns option values into call parameters (`file://`, JSON, `shorthand`,
+//!   `--cli-input-json`), `timestamp` handles `sentAt` / `timestamp`,
+//!   `pyjson` holds Python-compatible JSON.
 //! * `config` resolves profile, region and credentials from the injected
 //!   environment and the `~/.aws` files; `request` signs (aws-sigv4) and sends
 //!   (`http`) with botocore's retry policy; `output` prints.
@@ -39,6 +46,7 @@ mod config;
 pub mod fetch;
 mod help;
 mod http;
+mod migration;
 mod model;
 mod output;
 mod params;
@@ -54,7 +62,7 @@ use crate::pyjson::{dumps, DictKind, Value};
 
 /// Everything one run depends on besides its output streams.
 pub struct Invocation {
-    /// The arguments after `put-events`.
+    /// The arguments after the command (`put-events`).
     pub args: Vec<OsString>,
     /// The environment (`HOME`, `AWS_*`, proxies, `TZ`).
     pub env: HashMap<String, String>,
@@ -81,11 +89,44 @@ impl Invocation {
     }
 }
 
-/// Runs `put-events` and returns the process exit code: 0 on success, 2 for
-/// argparse errors, 255 for everything else aws-cli reports as an error.
+/// The commands [`run`] knows, in the service model's order: `put-action-interactions`,
+/// `put-actions`, `put-events`, `put-items`, `put-users`.
+pub fn commands() -> impl Iterator<Item = &'static str> {
+    model::operations().iter().map(|op| op.command.as_str())
+}
+
+/// Runs `put-events`; see [`run`].
 pub fn run_put_events(inv: Invocation, stdout: &mut dyn Write, stderr: &mut dyn Write) -> i32 {
+    run("put-events", inv, stdout, stderr)
+}
+
+/// Runs `aws personalize-events <command>` and returns the process exit code:
+/// 0 on success, 2 for argparse errors (an unknown command is one), 255 for
+/// everything else aws-cli reports as an error.
+pub fn run(command: &str, inv: Invocation, stdout: &mut dyn Write, stderr: &mut dyn Write) -> i32 {
+    let Some(op) = model::operation(command) else {
+        let choices: Vec<&str> = commands().collect();
+        let _ = write!(
+            stderr,
+            "usage: {}\naws: error: argument operation: Invalid choice, valid choices are: {}\n",
+            USAGE.trim_end_matches('\n'),
+            choices.join(", ")
+        );
+        return 2;
+    };
     let args: Vec<String> = inv.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    let parsed = match args::parse(&args) {
+    let env = Env::new(inv.env);
+    if let Some(main) = args::main_pass(&args) {
+        if let Err(message) = top_level_checks(&main) {
+            let _ = write!(stderr, "\n{message}\n");
+            return 255;
+        }
+        if migration::enabled(main.v2_debug, &env) {
+            let files = config::load_files(&env, main.profile.as_deref()).ok();
+            let _ = stderr.write_all(migration::warnings(&env, files.as_ref()).as_bytes());
+        }
+    }
+    let parsed = match args::parse(&args, op) {
         Ok(parsed) => parsed,
         Err(ArgError::Usage(msg)) => {
             let _ = write!(stderr, "usage: {}\naws: error: {msg}\n", USAGE.trim_end_matches('\n'));
@@ -98,13 +139,13 @@ pub fn run_put_events(inv: Invocation, stdout: &mut dyn Write, stderr: &mut dyn 
     };
     let (globals, operation) = match parsed {
         Parsed::Help => {
-            let _ = stdout.write_all(help::HELP.as_bytes());
+            let _ = stdout.write_all(help::page(command).as_bytes());
             return 0;
         }
         Parsed::Version => {
             let _ = writeln!(
                 stdout,
-                "interlog-cli/{} (aws-cli/1.46.3 put-events compatible) {}/{}",
+                "interlog-cli/{} (aws-cli/1.46.3 {command} compatible) {}/{}",
                 env!("CARGO_PKG_VERSION"),
                 std::env::consts::OS,
                 std::env::consts::ARCH
@@ -119,8 +160,7 @@ pub fn run_put_events(inv: Invocation, stdout: &mut dyn Write, stderr: &mut dyn 
         &format!("CLI version: interlog-cli/{} (aws-cli/1.46.3 compatible)", env!("CARGO_PKG_VERSION")),
     );
     log.line("awscli.clidriver", &format!("Arguments entered to CLI: {args:?}"));
-    let env = Env::new(inv.env);
-    let run = Run { globals: &globals, env: &env, fixed_clock: inv.fixed_clock };
+    let run = Run { operation: op, globals: &globals, env: &env, fixed_clock: inv.fixed_clock };
     let files_ctx = params::FileContext {
         cwd: &inv.cwd,
         env: &env,
@@ -142,6 +182,31 @@ pub fn run_put_events(inv: Invocation, stdout: &mut dyn Write, stderr: &mut dyn 
     }
 }
 
+/// aws-cli's `top-level-args-parsed` checks, in its order: they fail before the operation's
+/// options are even parsed, so they win over a missing required option.
+fn top_level_checks(main: &args::MainPass) -> Result<(), String> {
+    if let Some(query) = &main.query {
+        output::compile_query(query)?;
+    }
+    if let Some(url) = &main.endpoint_url {
+        if http::Url::parse(url).is_none() {
+            return Err(bad_endpoint(url));
+        }
+    }
+    for value in &main.timeouts {
+        if args::python_int(value).is_none() {
+            return Err(format!("invalid literal for int() with base 10: {}", pyjson::str_repr(value)));
+        }
+    }
+    Ok(())
+}
+
+fn bad_endpoint(url: &str) -> String {
+    format!(
+        "Bad value for --endpoint-url \"{url}\": scheme is missing.  Must be of the form http://<hostname>/ or https://<hostname>/"
+    )
+}
+
 /// An error to print: aws-cli puts a blank line before most messages.
 enum Failure {
     /// Printed as is (credentials and region errors).
@@ -151,6 +216,7 @@ enum Failure {
 }
 
 struct Run<'a> {
+    operation: &'static model::Operation,
     globals: &'a args::GlobalArgs,
     env: &'a Env,
     fixed_clock: Option<SystemTime>,
@@ -171,15 +237,16 @@ impl Run<'_> {
         };
         let files = config::load_files(self.env, g.profile.as_deref())
             .map_err(|e| Failure::Blank(format!("The config profile ({}) could not be found", e.0)))?;
-        let call = params::build(operation, files_ctx).map_err(|e| Failure::Blank(e.to_string()))?;
+        let op = self.operation;
+        let call = params::build(op, operation, files_ctx).map_err(|e| Failure::Blank(e.to_string()))?;
         log.line("awscli.arguments", &format!("Call parameters: {}", dumps(&call, None)));
         match operation.generate_cli_skeleton.as_deref() {
             Some("output") => {
-                validate(&call)?;
+                validate(&call, op)?;
                 return Ok(());
             }
             Some(_) => {
-                let skeleton = model::skeleton(&model::PUT_EVENTS_REQUEST);
+                let skeleton = model::skeleton(&op.input);
                 let _ = writeln!(stdout, "{}", dumps(&skeleton, Some(4)));
                 return Ok(());
             }
@@ -187,8 +254,8 @@ impl Run<'_> {
         }
         log.line("botocore.session", &format!("Using profile: {}", files.profile_name));
         let plan = self.plan(&files, log)?;
-        validate(&call)?;
-        let body = dumps(&model::serialize(&call, &model::PUT_EVENTS_REQUEST), None);
+        validate(&call, op)?;
+        let body = dumps(&model::serialize(&call, &op.input), None);
         let plan = self.with_credentials(plan, &files, log)?;
         if !plan.http.verify && plan.endpoint.scheme == "https" {
             // urllib3's warning, which aws-cli v1 prints (through Python's warnings module,
@@ -199,7 +266,7 @@ impl Run<'_> {
                 plan.endpoint.host
             ));
         }
-        match request::execute(&plan, body.as_bytes(), log) {
+        match request::execute(&plan, &op.request_uri, body.as_bytes(), log) {
             request::Outcome::Success(response) => {
                 if let Some(id) = response.header("x-amzn-RequestId") {
                     log.line("awscli.formatter", &format!("RequestId: {id}"));
@@ -220,7 +287,8 @@ impl Run<'_> {
             request::Outcome::ServiceError { code, message, retries_exhausted } => {
                 let retry = retries_exhausted.map(|n| format!(" (reached max retries: {n})")).unwrap_or_default();
                 Err(Failure::Blank(format!(
-                    "An error occurred ({code}) when calling the PutEvents operation{retry}: {message}"
+                    "An error occurred ({code}) when calling the {} operation{retry}: {message}",
+                    op.name
                 )))
             }
             request::Outcome::Transport(msg) => Err(Failure::Blank(msg)),
@@ -233,9 +301,7 @@ impl Run<'_> {
         let env = self.env;
         if let Some(url) = &g.endpoint_url {
             if http::Url::parse(url).is_none() {
-                return Err(Failure::Blank(format!(
-                    "Bad value for --endpoint-url \"{url}\": scheme is missing.  Must be of the form http://<hostname>/ or https://<hostname>/"
-                )));
+                return Err(Failure::Blank(bad_endpoint(url)));
             }
         }
         let region =
@@ -265,11 +331,7 @@ impl Run<'_> {
             let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
             format!("https://personalize-events.{region}.{suffix}")
         });
-        let endpoint = http::Url::parse(&endpoint_text).ok_or_else(|| {
-            Failure::Blank(format!(
-                "Bad value for --endpoint-url \"{endpoint_text}\": scheme is missing.  Must be of the form http://<hostname>/ or https://<hostname>/"
-            ))
-        })?;
+        let endpoint = http::Url::parse(&endpoint_text).ok_or_else(|| Failure::Blank(bad_endpoint(&endpoint_text)))?;
         log.line(
             "botocore.endpoint",
             &format!("Setting personalize timeout as ({:?}, {:?})", g.cli_connect_timeout, g.cli_read_timeout),
@@ -335,8 +397,8 @@ impl Run<'_> {
     }
 }
 
-fn validate(call: &Value) -> Result<(), Failure> {
-    match model::validate(call) {
+fn validate(call: &Value, op: &model::Operation) -> Result<(), Failure> {
+    match model::validate(call, &op.input) {
         Ok(()) => Ok(()),
         Err(model::Invalid::Report(lines)) => {
             Err(Failure::Blank(format!("Parameter validation failed:\n{}", lines.join("\n"))))

@@ -1,7 +1,7 @@
 //! What reaches stdout and stderr: the formatted response (after `--query`),
 //! the usage banner, and `--debug` log lines in botocore's layout.
 //!
-//! PutEvents has no output shape, so a successful call prints nothing unless
+//! No personalize-events operation has an output shape, so a successful call prints nothing unless
 //! `--query` turns the empty response into something (`--query foo` prints
 //! `null`). Errors always go to stderr whatever `--output` says.
 
@@ -11,8 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::pyjson::{dumps, DictKind, Value};
 use crate::timestamp::civil_from_days;
 
-/// aws-cli v1's usage text, printed before argument errors.
-pub const USAGE: &str = "\nNote: AWS CLI version 2, the latest major version of the AWS CLI, is now stable and recommended for general use. For more information, see the AWS CLI version 2 installation instructions at: https://docs.aws.amazon.com/cli/latest/userguide/install-cliv2.html\n\nusage: aws [options] <command> <subcommand> [<subcommand> ...] [parameters]\nTo see help text, you can run:\n\n  aws help\n  aws <command> help\n  aws <command> <subcommand> help\n";
+/// aws-cli v1's usage text, printed before argument errors. It starts with a carriage return
+/// (`awscli/argparser.py`), so on a terminal the note overwrites argparse's `usage: `.
+pub const USAGE: &str = "\rNote: AWS CLI version 2, the latest major version of the AWS CLI, is now stable and recommended for general use. For more information, see the AWS CLI version 2 installation instructions at: https://docs.aws.amazon.com/cli/latest/userguide/install-cliv2.html\n\nusage: aws [options] <command> <subcommand> [<subcommand> ...] [parameters]\nTo see help text, you can run:\n\n  aws help\n  aws <command> help\n  aws <command> <subcommand> help\n";
 
 /// Writes `--debug` lines (`2024-01-01 00:00:00,000 - MainThread - logger - DEBUG - msg`)
 /// when enabled, and nothing otherwise.
@@ -100,7 +101,7 @@ fn token_type(token: &str) -> &'static str {
 }
 
 impl Query {
-    /// Applies the query to the (always empty) PutEvents response.
+    /// Applies the query to the (always empty) response.
     pub fn apply(&self, response: &Value) -> Value {
         let json = dumps(response, None);
         let Ok(data) = jmespath::Variable::from_json(&json) else { return Value::Null };

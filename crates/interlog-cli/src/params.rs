@@ -1,4 +1,4 @@
-//! From typed options to PutEvents call parameters: `file://` loading, the
+//! From typed options to call parameters: `file://` loading, the
 //! JSON-or-shorthand decision, and `--cli-input-json` merging.
 //!
 //! This mirrors aws-cli v1's `paramfile.py`, `argprocess.py` and
@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::args::OperationArgs;
 use crate::config::Env;
-use crate::model::{back_compat, event_list_shape, BareError};
+use crate::model::{back_compat, BareError, Operation, Shape};
 use crate::pyjson::{loads, py_isspace, DictKind, Value};
 use crate::shorthand::{self, ParseFailure};
 
@@ -99,21 +99,21 @@ fn python_os_error(e: &std::io::Error, path: &str) -> String {
 }
 
 /// Builds the call parameters from the operation options, in aws-cli's
-/// argument-table order, then merges `--cli-input-json` under them.
-pub fn build(op: &OperationArgs, files: &FileContext<'_>) -> Result<Value, ParamFailure> {
+/// argument-table order (the input shape's), then merges `--cli-input-json`
+/// under them.
+pub fn build(operation: &Operation, op: &OperationArgs, files: &FileContext<'_>) -> Result<Value, ParamFailure> {
     let mut params: Vec<(String, Value)> = Vec::new();
-    for (name, key, value) in [
-        ("--tracking-id", "trackingId", &op.tracking_id),
-        ("--user-id", "userId", &op.user_id),
-        ("--session-id", "sessionId", &op.session_id),
-    ] {
-        if let Some(value) = value {
-            let loaded = files.load(value).map_err(|m| ParamFailure::Param(name.into(), m))?;
-            params.push((key.into(), loaded.unwrap_or_else(|| Value::Str(value.clone()))));
-        }
-    }
-    if let Some(values) = &op.event_list {
-        params.push(("eventList".into(), unpack_event_list(values, files)?));
+    for member in operation.members() {
+        let Some(values) = op.member(member.name) else { continue };
+        let value = match member.shape {
+            Shape::List { .. } => unpack_list(&member.option, member.shape, values, files)?,
+            _ => {
+                let Some(value) = values.last() else { continue };
+                let loaded = files.load(value).map_err(|m| ParamFailure::Param(member.option.clone(), m))?;
+                loaded.unwrap_or_else(|| Value::Str(value.clone()))
+            }
+        };
+        params.push((member.name.to_owned(), value));
     }
     if let Some(input) = &op.cli_input_json {
         let retrieved = match files.load(input).map_err(ParamFailure::Bare)? {
@@ -143,9 +143,9 @@ enum Raw {
     Words(Vec<String>),
 }
 
-fn unpack_event_list(values: &[String], files: &FileContext<'_>) -> Result<Value, ParamFailure> {
-    const NAME: &str = "--event-list";
-    let param = |m: String| ParamFailure::Param(NAME.into(), m);
+/// `unpack_cli_arg` for a list of structures (`--event-list`, `--items`, ...): JSON or shorthand.
+fn unpack_list(option: &str, shape: &Shape, values: &[String], files: &FileContext<'_>) -> Result<Value, ParamFailure> {
+    let param = |m: String| ParamFailure::Param(option.into(), m);
     let raw = if values.len() == 1 {
         match files.load(&values[0]).map_err(param)? {
             Some(loaded) => Raw::Loaded(loaded),
@@ -161,7 +161,7 @@ fn unpack_event_list(values: &[String], files: &FileContext<'_>) -> Result<Value
     };
     let looks_like_json = check.is_some_and(|s| s.trim_matches(py_isspace).starts_with(['[', '{']));
     if looks_like_json {
-        return unpack_json_list(&raw);
+        return unpack_json_list(option, &raw);
     }
     let loader = |v: &str| files.load(v);
     let shorthand_error = |f: ParseFailure| match f {
@@ -184,29 +184,29 @@ fn unpack_event_list(values: &[String], files: &FileContext<'_>) -> Result<Value
             return Err(ParamFailure::Bare("'in <string>' requires string as left operand, not int".into()))
         }
     };
-    back_compat(&mut parsed, event_list_shape())?;
+    back_compat(&mut parsed, shape)?;
     Ok(parsed)
 }
 
-fn json_param(text: &str) -> Result<Value, ParamFailure> {
+fn json_param(option: &str, text: &str) -> Result<Value, ParamFailure> {
     loads(text, DictKind::Ordered)
-        .map_err(|e| ParamFailure::Param("--event-list".into(), format!("Invalid JSON: {e}\nJSON received: {text}")))
+        .map_err(|e| ParamFailure::Param(option.into(), format!("Invalid JSON: {e}\nJSON received: {text}")))
 }
 
 /// `unpack_complex_cli_arg` for a list of structures.
-fn unpack_json_list(raw: &Raw) -> Result<Value, ParamFailure> {
+fn unpack_json_list(option: &str, raw: &Raw) -> Result<Value, ParamFailure> {
     let first_char = |s: &str| s.trim_start_matches(py_isspace).chars().next();
     let items: Vec<String> = match raw {
         Raw::Loaded(Value::Str(s)) => {
             if first_char(s) == Some('[') {
-                return json_param(s);
+                return json_param(option, s);
             }
             // Python iterates over the characters of the string here.
             s.chars().map(String::from).collect()
         }
         Raw::Words(words) => {
             if words.len() == 1 && words[0].trim_matches(py_isspace).starts_with('[') {
-                return json_param(&words[0]);
+                return json_param(option, &words[0]);
             }
             words.clone()
         }
@@ -216,8 +216,8 @@ fn unpack_json_list(raw: &Raw) -> Result<Value, ParamFailure> {
     for item in &items {
         match first_char(item) {
             None => return Err(ParamFailure::Bare("string index out of range".into())),
-            Some('{') => list.push(json_param(item)?),
-            Some(_) => return Err(ParamFailure::Param("--event-list".into(), format!("Invalid JSON:\n{item}"))),
+            Some('{') => list.push(json_param(option, item)?),
+            Some(_) => return Err(ParamFailure::Param(option.into(), format!("Invalid JSON:\n{item}"))),
         }
     }
     Ok(Value::List(list))

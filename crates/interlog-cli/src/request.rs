@@ -36,7 +36,7 @@ impl RetryMode {
     }
 }
 
-/// Everything needed to send one PutEvents call.
+/// Everything needed to send one call.
 pub struct Plan {
     /// The endpoint (scheme, host, port, path prefix).
     pub endpoint: Url,
@@ -100,16 +100,18 @@ fn user_agent(mode: RetryMode) -> String {
     )
 }
 
-/// Sends the body with retries; `log` receives `--debug` lines.
-pub fn execute(plan: &Plan, body: &[u8], log: &mut DebugLog<'_>) -> Outcome {
-    let url_text = format!("{}{}/events", plan.endpoint.origin(), plan.endpoint.path);
-    let path = format!("{}/events", plan.endpoint.path);
+/// Sends the body to the operation's `request_uri` (`/events`) under the
+/// endpoint's path, with retries; `log` receives `--debug` lines.
+pub fn execute(plan: &Plan, request_uri: &str, body: &[u8], log: &mut DebugLog<'_>) -> Outcome {
+    let url_text = format!("{}{}{request_uri}", plan.endpoint.origin(), plan.endpoint.path);
+    let path = format!("{}{request_uri}", plan.endpoint.path);
     let invocation_id = uuid4();
     let mut skew_seconds: Option<i64> = None;
     let mut attempt = 1;
     loop {
         let sdk_request = match (attempt, plan.retry_mode, skew_seconds) {
-            (1, RetryMode::Legacy, _) => "attempt=1".to_owned(),
+            // botocore adds `max` (and `ttl`) to the retry context only once it retries, in both modes.
+            (1, _, _) => "attempt=1".to_owned(),
             (n, _, Some(skew)) if n > 1 => {
                 let read_timeout = plan.http.read_timeout.map_or(0, |d| d.as_secs() as i64);
                 let base = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);

@@ -259,7 +259,8 @@ fn run_case(case: &Value, scratch: &Path) -> Verdict {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = interlog_cli::run_put_events(invocation, &mut out, &mut err);
     let stdout = String::from_utf8_lossy(&out).into_owned();
-    let stderr = String::from_utf8_lossy(&err).into_owned();
+    // The corpus read stderr through Python's universal newlines: aws-cli's `\r` became `\n`.
+    let stderr = String::from_utf8_lossy(&err).replace("\r\n", "\n").replace('\r', "\n");
     // Connections are closed per request; give the server threads a moment.
     std::thread::sleep(Duration::from_millis(20));
     let got = server.captured.lock().unwrap().clone();

@@ -11,16 +11,16 @@ use serde_json::{Map, Value};
 
 use crate::event::Interaction;
 use crate::validation::{json_kind, At, Checker, ValidationError, Violation};
+pub use crate::wire::normalize_key;
+use crate::wire::{self, epoch_seconds, object, ListPath};
 
 /// The documented maximum size of one event: 10 KB, measured as the event's JSON as sent.
 pub const MAX_EVENT_BYTES: usize = 10 * 1024;
 /// `sentAt` above this is almost certainly milliseconds (it would be the year 5138).
-pub const MAX_SENT_AT_SECONDS: f64 = 1e11;
-/// Keys that are set from request members and so may not appear in `properties`
-/// (normalised: lower case, no underscores).
-const FORBIDDEN_PROPERTY_KEYS: [&str; 6] =
-    ["userid", "sessionid", "eventtype", "timestamp", "recommendationid", "impression"];
-const FORBIDDEN_PROPERTY_KEYS_DOC: &str = "userId, sessionId, eventType, timestamp, recommendationId, impression";
+pub const MAX_SENT_AT_SECONDS: f64 = wire::MAX_EPOCH_SECONDS;
+const OPERATION: &str = "PutEvents";
+/// The model's example for `Event.properties`.
+const PROPERTIES_EXAMPLE: &str = r#"{"numberOfRatings": "12"}"#;
 
 /// A validated PutEvents request.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,44 +78,9 @@ fn float_or_special<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::E
     }
 }
 
-/// Structures must be JSON objects: serde's derive would also take an array read by position.
-fn object<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
-    match Option::<Value>::deserialize(d)? {
-        None => Ok(None),
-        Some(v @ Value::Object(_)) => serde_json::from_value(v).map(Some).map_err(de::Error::custom),
-        Some(other) => Err(de::Error::custom(format!("expected a JSON object, got {}", json_kind(&other)))),
-    }
-}
-
-/// True when the JSON text is an object (its first non-blank byte is `{`).
-fn is_object(json: &[u8]) -> bool {
-    json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-}
-
-/// Timestamps are JSON numbers of epoch seconds (Smithy's default); strings are refused because
-/// no SDK sends them and accepting them would hide a client bug.
-fn epoch_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    match Option::<Value>::deserialize(d)? {
-        None => Ok(None),
-        Some(Value::Number(n)) => {
-            n.as_f64().map(Some).ok_or_else(|| de::Error::custom("expected epoch seconds as a JSON number"))
-        }
-        Some(other) => Err(de::Error::custom(format!(
-            "expected epoch seconds as a JSON number (for example 1700000000.5), got {}",
-            json_kind(&other)
-        ))),
-    }
-}
-
 /// Parses and validates a PutEvents body. Events without an eventId get a generated UUID.
 pub fn parse_put_events(body: &[u8]) -> Result<PutEvents, ValidationError> {
-    if !is_object(body) {
-        return Err(ValidationError::Body(
-            "The request body must be a JSON object with trackingId, sessionId and eventList".into(),
-        ));
-    }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let wire: WireRequest<'_> = serde_path_to_error::deserialize(de).map_err(|e| body_error("", &e))?;
+    let wire: WireRequest<'_> = wire::parse_body(body, OPERATION, "trackingId, sessionId and eventList")?;
 
     let mut check = Checker::default();
     check.required_length("trackingId", wire.tracking_id.as_deref(), 1, 256, false);
@@ -123,25 +88,11 @@ pub fn parse_put_events(body: &[u8]) -> Result<PutEvents, ValidationError> {
         check.length("userId", user_id, 1, 256, true);
     }
     check.required_length("sessionId", wire.session_id.as_deref(), 1, 256, false);
-
-    let raw_events = match &wire.event_list {
-        None => {
-            check.push(Violation::missing("eventList"));
-            &[][..]
-        }
-        Some(list) => {
-            if list.is_empty() {
-                check.push(Violation::new("eventList", None, "Member must have length greater than or equal to 1"));
-            } else if list.len() > 10 {
-                check.push(Violation::new("eventList", None, "Member must have length less than or equal to 10"));
-            }
-            &list[..]
-        }
-    };
+    let raw_events = wire::record_list(&mut check, "eventList", &wire.event_list);
 
     let mut events = Vec::with_capacity(raw_events.len());
     for (i, raw) in raw_events.iter().enumerate() {
-        let prefix = EventPath(i + 1);
+        let prefix = ListPath { list: "eventList", index: i + 1 };
         if raw.get().len() > MAX_EVENT_BYTES {
             check.push(Violation::new(
                 prefix.to_string(),
@@ -153,14 +104,7 @@ pub fn parse_put_events(body: &[u8]) -> Result<PutEvents, ValidationError> {
             ));
             continue;
         }
-        if !is_object(raw.get().as_bytes()) {
-            return Err(ValidationError::Body(format!("Invalid value for '{prefix}': expected a JSON object")));
-        }
-        let de = &mut serde_json::Deserializer::from_str(raw.get());
-        let event: WireEvent = match serde_path_to_error::deserialize(de) {
-            Ok(e) => e,
-            Err(e) => return Err(body_error(&prefix.to_string(), &e)),
-        };
+        let event: WireEvent = wire::parse_record(raw, prefix, OPERATION)?;
         if let Some(interaction) = validate_event(&mut check, prefix, event, &wire) {
             events.push(interaction);
         }
@@ -169,54 +113,7 @@ pub fn parse_put_events(body: &[u8]) -> Result<PutEvents, ValidationError> {
     Ok(PutEvents { tracking_id: wire.tracking_id.unwrap_or_default(), events })
 }
 
-/// Turns a serde failure into a message that names the member, in the client's own notation.
-fn body_error<E: std::fmt::Display>(prefix: &str, e: &serde_path_to_error::Error<E>) -> ValidationError {
-    let path = coral_path(&e.path().to_string());
-    let member = match (prefix.is_empty(), path.as_str()) {
-        (true, ".") => String::new(),
-        (true, p) => p.to_owned(),
-        (false, ".") => prefix.to_owned(),
-        (false, p) => format!("{prefix}.{p}"),
-    };
-    let inner = e.inner().to_string();
-    if member.is_empty() {
-        ValidationError::Body(format!("The request body is not a valid PutEvents JSON document: {inner}"))
-    } else {
-        ValidationError::Body(format!("Invalid value for '{member}': {inner}"))
-    }
-}
-
-/// serde's `impression[3]` becomes Coral's `impression.4.member`, so every message names
-/// members the same way.
-fn coral_path(serde_path: &str) -> String {
-    let mut out = String::with_capacity(serde_path.len() + 8);
-    let mut rest = serde_path;
-    while let Some(open) = rest.find('[') {
-        out.push_str(&rest[..open]);
-        let close = rest[open..].find(']').map_or(rest.len(), |c| open + c);
-        // A map key may hold brackets too (`"a[18446744073709551615]"`): only a number that
-        // can be an index is rewritten, everything else is kept as sent.
-        match rest[open + 1..close].parse::<usize>().ok().and_then(|i| i.checked_add(1)) {
-            Some(n) => out.push_str(&format!(".{n}.member")),
-            None => out.push_str(&rest[open..=close.min(rest.len() - 1)]),
-        }
-        rest = rest.get(close + 1..).unwrap_or("");
-    }
-    out.push_str(rest);
-    out
-}
-
-/// `eventList.N.member`, rendered only into messages.
-#[derive(Clone, Copy)]
-struct EventPath(usize);
-
-impl std::fmt::Display for EventPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "eventList.{}.member", self.0)
-    }
-}
-
-fn validate_event(check: &mut Checker, prefix: EventPath, e: WireEvent, req: &WireRequest<'_>) -> Option<Interaction> {
+fn validate_event(check: &mut Checker, prefix: ListPath, e: WireEvent, req: &WireRequest<'_>) -> Option<Interaction> {
     let start = check.violations.len();
     let p = |member: &str| format!("{prefix}.{member}");
 
@@ -232,35 +129,12 @@ fn validate_event(check: &mut Checker, prefix: EventPath, e: WireEvent, req: &Wi
     if let Some(item) = &e.item_id {
         check.length(At(prefix, "itemId"), item, 1, 256, true);
     }
-    match e.sent_at {
-        None => check.push(Violation::missing(p("sentAt"))),
-        Some(t) if t.abs() > MAX_SENT_AT_SECONDS => check.push(Violation::new(
-            p("sentAt"),
-            Some(&t.to_string()),
-            "Member must be epoch seconds (this looks like milliseconds: divide by 1000)",
-        )),
-        Some(_) => {}
-    }
+    wire::required_epoch(check, At(prefix, "sentAt"), e.sent_at);
     if let Some(rid) = &e.recommendation_id {
         check.length(At(prefix, "recommendationId"), rid, 1, 40, false);
     }
     if let Some(list) = &e.impression {
-        if list.is_empty() {
-            check.push(Violation::new(p("impression"), None, "Member must have length greater than or equal to 1"));
-        } else if list.len() > 25 {
-            check.push(Violation::new(p("impression"), None, "Member must have length less than or equal to 25"));
-        }
-        for (j, item) in list.iter().enumerate() {
-            check.length(format_args!("{prefix}.impression.{}.member", j + 1), item, 1, 256, true);
-        }
-        let joined = list.iter().map(|s| s.chars().count()).sum::<usize>() + list.len().saturating_sub(1);
-        if joined > 1000 {
-            check.push(Violation::new(
-                p("impression"),
-                None,
-                format!("Member must have at most 1000 characters when joined with '|' (it has {joined})"),
-            ));
-        }
+        wire::impression(check, prefix, list);
     }
     if let Some(ma) = &e.metric_attribution {
         let path = At(prefix, "metricAttribution.eventAttributionSource");
@@ -286,21 +160,9 @@ fn validate_event(check: &mut Checker, prefix: EventPath, e: WireEvent, req: &Wi
     let mut event_value = e.event_value;
     if let Some(props) = &e.properties {
         let path = p("properties");
-        check.length(&path, props, 1, 1024, true);
-        match serde_json::from_str::<Value>(props) {
-            Ok(Value::Object(map)) => {
-                legacy_members(check, &path, &map, &mut item_id, &mut event_value);
-            }
-            Ok(other) => check.push(Violation::new(
-                path,
-                None,
-                format!(
-                    "Error parsing properties json: it must be a JSON object such as {{\"numberOfRatings\": \"12\"}}, \
-                     not {}",
-                    json_kind(&other)
-                ),
-            )),
-            Err(err) => check.push(Violation::new(path, None, format!("Error parsing properties json: {err}"))),
+        if let Some(map) = wire::properties_object(check, &path, props, 1024, PROPERTIES_EXAMPLE) {
+            wire::forbidden_keys(check, &path, &map);
+            legacy_members(check, &path, &map, &mut item_id, &mut event_value);
         }
     }
 
@@ -322,13 +184,8 @@ fn validate_event(check: &mut Checker, prefix: EventPath, e: WireEvent, req: &Wi
     })
 }
 
-/// Property keys compare like schema fields: case-insensitive, underscores ignored (§7.5).
-pub fn normalize_key(key: &str) -> String {
-    key.chars().filter(|c| *c != '_').flat_map(char::to_lowercase).collect()
-}
-
-/// Rejects forbidden keys and takes the legacy `itemId` / `eventValue` from properties when the
-/// top-level member is absent (clients written against the pre-2020 model still send them).
+/// Takes the legacy `itemId` / `eventValue` from properties when the top-level member is absent
+/// (clients written against the pre-2020 model still send them).
 fn legacy_members(
     check: &mut Checker,
     path: &str,
@@ -338,16 +195,7 @@ fn legacy_members(
 ) {
     for (key, value) in map {
         let norm = normalize_key(key);
-        if FORBIDDEN_PROPERTY_KEYS.contains(&norm.as_str()) {
-            check.push(Violation::new(
-                path,
-                None,
-                format!(
-                    "properties must not contain the key '{key}': it is set from a request member \
-                     (forbidden keys, case-insensitive: {FORBIDDEN_PROPERTY_KEYS_DOC})"
-                ),
-            ));
-        } else if norm == "itemid" && item_id.is_none() {
+        if norm == "itemid" && item_id.is_none() {
             let id = match value {
                 Value::String(s) => Some(s.clone()),
                 Value::Number(n) => Some(n.to_string()),
@@ -464,7 +312,6 @@ mod tests {
         // Found by the put_events fuzz target: the key's "[18446744073709551615]" was read as an index.
         let body = br#"{"t:[]o$si:[00000018446744073709551615]":}"#;
         assert!(parse_put_events(body).is_err());
-        assert_eq!(super::coral_path("a[18446744073709551615].b[0]"), "a[18446744073709551615].b.1.member");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The `interlog` command: `serve` runs the server, `export` reads events back, `put-events` is
-//! the aws-cli command of the same name.
+//! The `interlog` command: `serve` runs the server, `export` reads events back; `put-events`,
+//! `put-items`, `put-users`, `put-actions` and `put-action-interactions` are the aws-cli commands
+//! of the same names.
 
 mod export;
 mod serve;
@@ -28,23 +29,46 @@ enum Command {
     Export(export::ExportArgs),
     /// `aws personalize-events put-events`, option for option (see `interlog put-events help`).
     #[command(disable_help_flag = true)]
-    PutEvents {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<std::ffi::OsString>,
-    },
+    PutEvents(AwsCliArgs),
+    /// `aws personalize-events put-items`, option for option (see `interlog put-items help`).
+    #[command(disable_help_flag = true)]
+    PutItems(AwsCliArgs),
+    /// `aws personalize-events put-users`, option for option (see `interlog put-users help`).
+    #[command(disable_help_flag = true)]
+    PutUsers(AwsCliArgs),
+    /// `aws personalize-events put-actions`, option for option (see `interlog put-actions help`).
+    #[command(disable_help_flag = true)]
+    PutActions(AwsCliArgs),
+    /// `aws personalize-events put-action-interactions`, option for option (see `interlog put-action-interactions help`).
+    #[command(disable_help_flag = true)]
+    PutActionInteractions(AwsCliArgs),
+}
+
+/// The words after an aws-cli command, left to interlog-cli's own argparse-compatible parser.
+#[derive(clap::Args)]
+struct AwsCliArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<std::ffi::OsString>,
 }
 
 fn main() -> ExitCode {
-    // put-events parses its own arguments exactly as aws-cli does (argparse rules, its own
-    // --help and exit codes), so it is handed the raw words before clap sees them.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "put-events") {
-        return put_events(std::env::args_os().skip(2).collect());
+    // The aws-cli commands parse their own arguments exactly as aws-cli does (argparse rules,
+    // their own help and exit codes), so they are handed the raw words before clap sees them;
+    // the clap variants above only list them in `interlog --help`.
+    if let Some(command) = std::env::args_os().nth(1) {
+        if let Some(command) = interlog_cli::commands().find(|c| command == *c) {
+            return aws_cli(command, std::env::args_os().skip(2).collect());
+        }
     }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Export(args) => export::run(args),
-        Command::PutEvents { args } => return put_events(args),
+        Command::PutEvents(a) => return aws_cli("put-events", a.args),
+        Command::PutItems(a) => return aws_cli("put-items", a.args),
+        Command::PutUsers(a) => return aws_cli("put-users", a.args),
+        Command::PutActions(a) => return aws_cli("put-actions", a.args),
+        Command::PutActionInteractions(a) => return aws_cli("put-action-interactions", a.args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -55,8 +79,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn put_events(args: Vec<std::ffi::OsString>) -> ExitCode {
+fn aws_cli(command: &str, args: Vec<std::ffi::OsString>) -> ExitCode {
     let invocation = interlog_cli::Invocation::from_process(args);
-    let code = interlog_cli::run_put_events(invocation, &mut std::io::stdout().lock(), &mut std::io::stderr().lock());
+    let code = interlog_cli::run(command, invocation, &mut std::io::stdout().lock(), &mut std::io::stderr().lock());
     ExitCode::from(u8::try_from(code).unwrap_or(255))
 }
