@@ -3,7 +3,7 @@
 //! the dataset. The baseline the server's PostgreSQL scenarios are compared with.
 //!
 //! `INTERLOG_BENCH_DATABASE_URL=postgres://root@127.0.0.1:5432/test \
-//!  cargo run --release -p interlog-store-postgres --example append_bench -- [EVENTS] [CONCURRENCY] [DUP%] [copy|insert] [NODES]`
+//!  cargo run --release -p interlog-store-postgres --example pg_append_bench -- [EVENTS] [CONCURRENCY] [DUP%] [copy|insert] [NODES]`
 //!
 //! With NODES > 1, that many stores are opened on the same schema (nodes of one deployment in
 //! one process) and the requests are spread over them, all into one dataset.
