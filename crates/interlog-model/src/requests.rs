@@ -23,13 +23,29 @@ fn required(value: Option<String>, path: &str, v: &mut Vec<Violation>) -> String
     })
 }
 
-fn arn_member(value: Option<String>, path: &str, v: &mut Vec<Violation>) -> String {
-    let present = value.is_some();
-    let arn = required(value, path, v);
-    if present {
-        v.extend(check::arn(path, &arn));
+/// A required member whose constraints `check` reports only when it is present: a missing member is one
+/// violation (null), not also the length and pattern violations of an empty string, as Coral reports it.
+fn required_checked(
+    value: Option<String>,
+    path: &str,
+    check: impl FnOnce(&str, &str) -> Vec<Violation>,
+    v: &mut Vec<Violation>,
+) -> String {
+    match value {
+        Some(value) => {
+            v.extend(check(path, &value));
+            value
+        }
+        None => required(None, path, v),
     }
-    arn
+}
+
+fn arn_member(value: Option<String>, path: &str, v: &mut Vec<Violation>) -> String {
+    required_checked(value, path, check::arn, v)
+}
+
+fn name_member(value: Option<String>, path: &str, v: &mut Vec<Violation>) -> String {
+    required_checked(value, path, check::resource_name, v)
 }
 
 /// Tags as `(key, value)` pairs, checked.
@@ -134,8 +150,7 @@ pub struct CreateSchema {
 impl CreateSchemaRequest {
     pub fn validate(self) -> Result<CreateSchema, ValidationError> {
         let mut v = Vec::new();
-        let name = required(self.name, "name", &mut v);
-        v.extend(check::resource_name("name", &name));
+        let name = name_member(self.name, "name", &mut v);
         let schema = required(self.schema, "schema", &mut v);
         let domain = self.domain.and_then(|d| check::domain("domain", &d).map_err(|e| v.extend(e)).ok());
         done(v)?;
@@ -166,8 +181,7 @@ pub struct CreateDatasetGroup {
 impl CreateDatasetGroupRequest {
     pub fn validate(self) -> Result<CreateDatasetGroup, ValidationError> {
         let mut v = Vec::new();
-        let name = required(self.name, "name", &mut v);
-        v.extend(check::resource_name("name", &name));
+        let name = name_member(self.name, "name", &mut v);
         if let Some(r) = &self.role_arn {
             v.extend(check::role_arn("roleArn", r));
         }
@@ -205,8 +219,7 @@ pub struct CreateDataset {
 impl CreateDatasetRequest {
     pub fn validate(self) -> Result<CreateDataset, ValidationError> {
         let mut v = Vec::new();
-        let name = required(self.name, "name", &mut v);
-        v.extend(check::resource_name("name", &name));
+        let name = name_member(self.name, "name", &mut v);
         let schema_arn = arn_member(self.schema_arn, "schemaArn", &mut v);
         let dataset_group_arn = arn_member(self.dataset_group_arn, "datasetGroupArn", &mut v);
         let dataset_type = match self.dataset_type {
@@ -243,8 +256,7 @@ pub struct CreateEventTracker {
 impl CreateEventTrackerRequest {
     pub fn validate(self) -> Result<CreateEventTracker, ValidationError> {
         let mut v = Vec::new();
-        let name = required(self.name, "name", &mut v);
-        v.extend(check::resource_name("name", &name));
+        let name = name_member(self.name, "name", &mut v);
         let dataset_group_arn = arn_member(self.dataset_group_arn, "datasetGroupArn", &mut v);
         done(v)?;
         let mut v = Vec::new();
@@ -294,11 +306,9 @@ pub struct CreateDatasetExportJob {
 impl CreateDatasetExportJobRequest {
     pub fn validate(self) -> Result<CreateDatasetExportJob, ValidationError> {
         let mut v = Vec::new();
-        let job_name = required(self.job_name, "jobName", &mut v);
-        v.extend(check::resource_name("jobName", &job_name));
+        let job_name = name_member(self.job_name, "jobName", &mut v);
         let dataset_arn = arn_member(self.dataset_arn, "datasetArn", &mut v);
-        let role_arn = required(self.role_arn, "roleArn", &mut v);
-        v.extend(check::role_arn("roleArn", &role_arn));
+        let role_arn = required_checked(self.role_arn, "roleArn", check::role_arn, &mut v);
         let ingestion_mode = match self.ingestion_mode.as_deref().map(|m| check::ingestion_mode("ingestionMode", m)) {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
@@ -402,5 +412,55 @@ impl TagsRequest {
         }
         done(v)?;
         Ok((arn, keys))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse<T: serde::de::DeserializeOwned>(json: &str) -> T {
+        serde_json::from_str(json).expect("a request body")
+    }
+
+    fn violations(e: ValidationError) -> Vec<(String, String)> {
+        match e {
+            ValidationError::Violations(list) => list.into_iter().map(|v| (v.path, v.rule)).collect(),
+            ValidationError::Body(m) => panic!("expected violations, got {m}"),
+        }
+    }
+
+    const NULL: &str = "Member must not be null";
+
+    #[test]
+    fn a_missing_required_member_is_one_violation_not_also_its_pattern() {
+        let job = r#"{"jobName": "j", "datasetArn": "arn:aws:personalize:us-east-1:000000000000:dataset/g/INTERACTIONS",
+                      "jobOutput": {"s3DataDestination": {"path": "file:///x/"}}}"#;
+        let e = parse::<CreateDatasetExportJobRequest>(job).validate().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "1 validation error detected: Value null at 'roleArn' failed to satisfy constraint: \
+                                   Member must not be null"
+        );
+        let e = parse::<CreateDatasetExportJobRequest>("{}").validate().unwrap_err();
+        let paths: Vec<_> = violations(e).into_iter().map(|(p, r)| (p, r == NULL)).collect();
+        assert_eq!(
+            paths,
+            [("jobName", true), ("datasetArn", true), ("roleArn", true), ("jobOutput", true)]
+                .map(|(p, n)| (p.to_owned(), n))
+        );
+        let e = parse::<CreateSchemaRequest>(r#"{"schema": "{}"}"#).validate().unwrap_err();
+        assert_eq!(violations(e), [("name".to_owned(), NULL.to_owned())]);
+        let e = parse::<CreateDatasetGroupRequest>("{}").validate().unwrap_err();
+        assert_eq!(violations(e), [("name".to_owned(), NULL.to_owned())]);
+        let e = parse::<CreateEventTrackerRequest>("{}").validate().unwrap_err();
+        assert_eq!(violations(e).len(), 2, "name and datasetGroupArn, once each");
+        // Present but wrong is still checked.
+        let bad_role = job.replace(r#""jobName": "j""#, r#""jobName": "j", "roleArn": "arn:aws:iam::1:role/x""#);
+        let e = parse::<CreateDatasetExportJobRequest>(&bad_role).validate().unwrap_err();
+        assert_eq!(violations(e).len(), 1);
+        assert!(parse::<CreateDatasetExportJobRequest>(&bad_role.replace("::1:", "::123456789012:"))
+            .validate()
+            .is_ok());
     }
 }
