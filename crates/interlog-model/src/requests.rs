@@ -190,6 +190,18 @@ impl CreateDatasetGroupRequest {
         }
         let domain = self.domain.and_then(|d| check::domain("domain", &d).map_err(|e| v.extend(e)).ok());
         done(v)?;
+        // "Supplying an IAM role is only valid when also specifying a KMS key", and a key is used through the role.
+        let missing = match (&self.role_arn, &self.kms_key_arn) {
+            (Some(_), None) => Some("kmsKeyArn"),
+            (None, Some(_)) => Some("roleArn"),
+            _ => None,
+        };
+        if let Some(missing) = missing {
+            return Err(ValidationError::Body(format!(
+                "roleArn and kmsKeyArn must be given together (a dataset group is encrypted with the KMS key \
+                 kmsKeyArn through the IAM role roleArn), or neither: {missing} is missing"
+            )));
+        }
         let mut v = Vec::new();
         let tags = tag_pairs(self.tags, "tags", &mut v);
         done(v)?;
@@ -462,5 +474,27 @@ mod tests {
         assert!(parse::<CreateDatasetExportJobRequest>(&bad_role.replace("::1:", "::123456789012:"))
             .validate()
             .is_ok());
+    }
+
+    #[test]
+    fn a_kms_key_and_its_role_come_together() {
+        const ROLE: &str = r#""roleArn": "arn:aws:iam::123456789012:role/kms""#;
+        const KMS: &str = r#""kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/k1""#;
+        for (members, missing) in [(ROLE, "kmsKeyArn"), (KMS, "roleArn")] {
+            let e =
+                parse::<CreateDatasetGroupRequest>(&format!(r#"{{"name": "g", {members}}}"#)).validate().unwrap_err();
+            let message = e.to_string();
+            assert!(matches!(e, ValidationError::Body(_)), "{message}");
+            assert!(message.contains("roleArn and kmsKeyArn"), "{message}");
+            assert!(message.ends_with(&format!("{missing} is missing")), "{message}");
+        }
+        let both =
+            parse::<CreateDatasetGroupRequest>(&format!(r#"{{"name": "g", {ROLE}, {KMS}}}"#)).validate().unwrap();
+        assert_eq!(both.role_arn.as_deref(), Some("arn:aws:iam::123456789012:role/kms"));
+        assert_eq!(both.kms_key_arn.as_deref(), Some("arn:aws:kms:us-east-1:123456789012:key/k1"));
+        assert!(parse::<CreateDatasetGroupRequest>(r#"{"name": "g"}"#).validate().is_ok());
+        // A malformed member is reported as such first.
+        let e = parse::<CreateDatasetGroupRequest>(r#"{"name": "g", "roleArn": "x"}"#).validate().unwrap_err();
+        assert_eq!(violations(e)[0].0, "roleArn");
     }
 }
