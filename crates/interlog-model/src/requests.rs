@@ -413,14 +413,17 @@ impl TagsRequest {
             ));
         }
         for (i, k) in keys.iter().enumerate() {
+            let path = format!("tagKeys.{}.member", i + 1);
             let n = k.chars().count();
             if !(1..=check::MAX_TAG_KEY_CHARS).contains(&n) {
                 v.push(Violation::new(
-                    format!("tagKeys.{}.member", i + 1),
+                    path.clone(),
                     None,
                     format!("Member must have length between 1 and {}", check::MAX_TAG_KEY_CHARS),
                 ));
             }
+            // AWS's own tags cannot be removed either.
+            v.extend(check::reserved_tag(&path, k));
         }
         done(v)?;
         Ok((arn, keys))
@@ -496,5 +499,26 @@ mod tests {
         // A malformed member is reported as such first.
         let e = parse::<CreateDatasetGroupRequest>(r#"{"name": "g", "roleArn": "x"}"#).validate().unwrap_err();
         assert_eq!(violations(e)[0].0, "roleArn");
+    }
+
+    #[test]
+    fn aws_tags_are_refused_everywhere_tags_are_taken() {
+        const ARN: &str = "arn:aws:personalize:us-east-1:000000000000:dataset-group/g";
+        let reserved = |e: ValidationError| {
+            let message = e.to_string();
+            assert!(message.contains("must not begin with 'aws:'"), "{message}");
+            violations(e).into_iter().map(|(p, _)| p).collect::<Vec<_>>()
+        };
+        let tag = parse::<TagsRequest>(&format!(
+            r#"{{"resourceArn": "{ARN}", "tags": [{{"tagKey": "ok", "tagValue": "aws:x"}}]}}"#
+        ));
+        assert_eq!(reserved(tag.tag().unwrap_err()), ["tags.1.member.tagValue"]);
+        let untag = parse::<TagsRequest>(&format!(r#"{{"resourceArn": "{ARN}", "tagKeys": ["mine", "AWS:theirs"]}}"#));
+        assert_eq!(reserved(untag.untag().unwrap_err()), ["tagKeys.2.member"]);
+        let group =
+            parse::<CreateDatasetGroupRequest>(r#"{"name": "g", "tags": [{"tagKey": "aws:k", "tagValue": "v"}]}"#);
+        assert_eq!(reserved(group.validate().unwrap_err()), ["tags.1.member.tagKey"]);
+        let untag = parse::<TagsRequest>(&format!(r#"{{"resourceArn": "{ARN}", "tagKeys": ["awsome", "aws"]}}"#));
+        assert_eq!(untag.untag().unwrap().1, ["awsome", "aws"]);
     }
 }
