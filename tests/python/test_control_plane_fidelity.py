@@ -85,3 +85,86 @@ def test_no_default_resources_refuses_a_default_tracking_id(server_factory):
         server_factory(args=(*NO_DEFAULTS, "--default-tracking-id", "fixed"))
     assert info.value.returncode == 2
     assert "--default-tracking-id" in info.value.log and "--no-default-resources" in info.value.log
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# aws: tags
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_aws_tags_are_refused_everywhere_tags_are_taken(server_factory, personalize, events):
+    server = server_factory(args=NO_DEFAULTS)
+    p, ev = personalize(server.endpoint), events(server.endpoint)
+    w = make_pipeline(p, "tagged")
+    put(ev, w.tracking_id, [event("t-1", 1700000000, "i1", {"numberOfRatings": 1})])
+    ok(p.tag_resource(resourceArn=w.group_arn, tags=[{"tagKey": "team", "tagValue": "recs"}]))
+    bad_tags = [
+        ([{"tagKey": "aws:cloudformation:stack-name", "tagValue": "v"}], "tags.1.member.tagKey"),
+        ([{"tagKey": "ok", "tagValue": "v"}, {"tagKey": "AWS:x", "tagValue": "v"}], "tags.2.member.tagKey"),
+        ([{"tagKey": "ok", "tagValue": "aws:value"}], "tags.1.member.tagValue"),
+    ]
+    schema2 = ok(p.create_schema(name="tagged-2", schema=CUSTOM_SCHEMA))["schemaArn"]
+    group2 = ok(p.create_dataset_group(name="tagged-2"))["datasetGroupArn"]
+    before = snapshot(p)
+    out = new_account_dir()
+    for tags, path in bad_tags:
+        for call, kwargs in [
+            (p.create_dataset_group, {"name": "never"}),
+            (p.create_dataset, {"name": "never", "schemaArn": schema2, "datasetGroupArn": group2,
+                                "datasetType": "Interactions"}),
+            (p.create_event_tracker, {"name": "never", "datasetGroupArn": group2}),
+            (p.create_dataset_export_job, {"jobName": "never", "datasetArn": w.dataset_arn, "roleArn": ROLE_ARN,
+                                           "jobOutput": {"s3DataDestination": {"path": f"file://{out}/"}}}),
+            (p.tag_resource, {"resourceArn": w.group_arn}),
+        ]:
+            message = expect_error("InvalidInputException", call, RESERVED, f"at '{path}'", tags=tags, **kwargs)
+            assert message.startswith("1 validation error detected"), message
+            assert "cloudformation" not in message and "aws:value" not in message, "tags are not echoed"
+    message = expect_error("InvalidInputException", p.untag_resource, RESERVED, "at 'tagKeys.2.member'",
+                           resourceArn=w.group_arn, tagKeys=["team", "aws:createdBy"])
+    assert message.startswith("1 validation error detected"), message
+    assert snapshot(p) == before, "a refused request changed nothing"
+    assert ok(p.list_tags_for_resource(resourceArn=w.group_arn))["tags"] == [{"tagKey": "team", "tagValue": "recs"}]
+    assert not list(out.iterdir())
+    # Keys that only contain "aws" are fine.
+    ok(p.tag_resource(resourceArn=w.group_arn, tags=[{"tagKey": "aws", "tagValue": "my:aws:value"}]))
+    ok(p.untag_resource(resourceArn=w.group_arn, tagKeys=["aws"]))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# CreateDatasetGroup: roleArn with kmsKeyArn
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_a_kms_key_and_its_role_come_together(server_factory, personalize):
+    server = server_factory(args=NO_DEFAULTS)
+    p = personalize(server.endpoint)
+    for members, missing in [({"roleArn": ROLE_ARN}, "kmsKeyArn"), ({"kmsKeyArn": KMS_KEY_ARN}, "roleArn")]:
+        message = expect_error("InvalidInputException", p.create_dataset_group, "roleArn", "kmsKeyArn",
+                               f"{missing} is missing", name="half", **members)
+        assert "together" in message, message
+    assert ok(p.list_dataset_groups())["datasetGroups"] == []
+    arn = ok(p.create_dataset_group(name="encrypted", roleArn=ROLE_ARN, kmsKeyArn=KMS_KEY_ARN))["datasetGroupArn"]
+    group = ok(p.describe_dataset_group(datasetGroupArn=arn))["datasetGroup"]
+    assert (group["roleArn"], group["kmsKeyArn"]) == (ROLE_ARN, KMS_KEY_ARN)
+    plain = ok(p.describe_dataset_group(datasetGroupArn=ok(p.create_dataset_group(name="plain"))["datasetGroupArn"]))
+    assert "roleArn" not in plain["datasetGroup"] and "kmsKeyArn" not in plain["datasetGroup"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# One violation per missing member
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_a_missing_role_arn_is_one_violation(server_factory, personalize):
+    server = server_factory()
+    p = personalize(server.endpoint)
+    out = new_account_dir()
+    message = expect_error("InvalidInputException", p.create_dataset_export_job, jobName="j",
+                           datasetArn=f"arn:aws:personalize:us-east-1:{ACCOUNT}:dataset/default/INTERACTIONS",
+                           jobOutput={"s3DataDestination": {"path": f"file://{out}/"}})
+    assert message == ("1 validation error detected: Value null at 'roleArn' failed to satisfy constraint: "
+                       "Member must not be null"), message
+    message = expect_error("InvalidInputException", p.create_dataset_group)
+    assert message == ("1 validation error detected: Value null at 'name' failed to satisfy constraint: "
+                       "Member must not be null"), message
