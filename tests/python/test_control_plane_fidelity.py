@@ -168,3 +168,46 @@ def test_a_missing_role_arn_is_one_violation(server_factory, personalize):
     message = expect_error("InvalidInputException", p.create_dataset_group)
     assert message == ("1 validation error detected: Value null at 'name' failed to satisfy constraint: "
                        "Member must not be null"), message
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# ResourceAlreadyExistsException names the holder
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_already_exists_names_the_resource_that_holds_the_name(server_factory, personalize, tmp_path):
+    server = server_factory(args=NO_DEFAULTS)
+    home = tmp_path / "eu-home"
+    home.mkdir()
+    east, west = personalize(server.endpoint), personalize(server.endpoint, in_region("eu-west-1", home))
+    eu = f"arn:aws:personalize:eu-west-1:{ACCOUNT}:"
+    us = f"arn:aws:personalize:us-east-1:{ACCOUNT}:"
+    schema = ok(west.create_schema(name="held", schema=CUSTOM_SCHEMA))["schemaArn"]
+    group = ok(west.create_dataset_group(name="held"))["datasetGroupArn"]
+    dataset = ok(west.create_dataset(name="held", schemaArn=schema, datasetGroupArn=group,
+                                     datasetType="Interactions"))["datasetArn"]
+    tracker = ok(west.create_event_tracker(name="held", datasetGroupArn=group))["eventTrackerArn"]
+    assert (schema, group, dataset) == (eu + "schema/held", eu + "dataset-group/held", eu + "dataset/held/INTERACTIONS")
+    out = new_account_dir()
+    job = ok(west.create_dataset_export_job(jobName="held", datasetArn=dataset, roleArn=ROLE_ARN,
+                                            jobOutput={"s3DataDestination": {"path": f"file://{out}/"}}))
+    job = job["datasetExportJobArn"]
+    assert job == eu + "dataset-export-job/held"
+    wait_job(west, job)
+    before = snapshot(east)
+    for call, kwargs, holder in [
+        (east.create_schema, {"name": "held", "schema": CUSTOM_SCHEMA}, schema),
+        (east.create_dataset_group, {"name": "held"}, group),
+        (east.create_dataset, {"name": "again", "schemaArn": schema, "datasetGroupArn": group,
+                               "datasetType": "Interactions"}, dataset),
+        (east.create_event_tracker, {"name": "again", "datasetGroupArn": group}, tracker),
+        (east.create_dataset_export_job, {"jobName": "held", "datasetArn": dataset, "roleArn": ROLE_ARN,
+                                          "jobOutput": {"s3DataDestination": {"path": f"file://{out}/"}}}, job),
+    ]:
+        message = expect_error("ResourceAlreadyExistsException", call, holder, **kwargs)
+        assert us not in message, f"names an ARN that does not exist: {message}"
+    assert snapshot(east) == before
+    # In the caller's own region, the holder is the ARN it would have made.
+    message = expect_error("ResourceAlreadyExistsException", west.create_schema, schema, name="held",
+                           schema=CUSTOM_SCHEMA)
+    assert message == f"A schema named held already exists ({schema})", message

@@ -102,7 +102,7 @@ pub async fn bootstrap(catalog: &dyn Catalog, spec: &Bootstrap) -> Result<Bootst
                     parent: Some(group_arn.clone()),
                     uses: Some(schema.clone()),
                     status: "ACTIVE".into(),
-                    unique_key: None,
+                    unique_key: Some(DatasetSpec::unique_key(&group_arn, "INTERACTIONS")),
                     tags: vec![],
                     spec: DatasetSpec { dataset_type: "INTERACTIONS".into(), tracking_id: None },
                 },

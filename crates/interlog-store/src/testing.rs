@@ -42,7 +42,8 @@ macro_rules! conformance_suite {
             append_then_read_in_order, repeats_are_dropped_at_the_door, unique_events_drop_repeats_past_the_window,
             events_survive_a_reopen_and_the_window_is_warmed, concurrent_appends_land_once_each,
             datasets_are_separate, read_pages_are_bounded, insert_get_list_update_delete,
-            names_and_arns_are_unique, quota_holds_under_concurrent_inserts, quota_counts_only_given_statuses,
+            names_and_arns_are_unique, already_exists_names_the_holder, quota_holds_under_concurrent_inserts,
+            quota_counts_only_given_statuses,
             requirements_must_hold, delete_rules, claims_with_expected_status, tags, version_grows_and_is_watched,
             deleting_a_dataset_purges_its_events, root_key_first_one_wins, bootstrap_once, cache_follows_the_catalog,
             fresh_store_is_writable, nodes_share_events_and_dedup, nodes_see_each_others_catalog,
@@ -451,6 +452,32 @@ pub async fn names_and_arns_are_unique(engine: &dyn Engine) {
     store.create(group_new(ACCOUNT, "s"), plain("x")).await.unwrap();
     // A failed insert left nothing behind.
     assert_eq!(store.list_all::<SchemaSpec>(Some(ACCOUNT), None).await.unwrap().len(), 2);
+}
+
+/// `AlreadyExists` names the resource that holds the ARN or the unique key: for a name taken in
+/// another region, that one, not the ARN the refused insert would have had.
+pub async fn already_exists_names_the_holder(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let rules = || plain("taken by {arn}");
+    let mut there = schema_new(ACCOUNT, "s");
+    there.arn = there.arn.replace("us-east-1", "eu-west-1");
+    let held = store.create(there, rules()).await.unwrap();
+    let here = schema_new(ACCOUNT, "s");
+    assert_ne!(here.arn, held.meta.arn);
+    match store.create(here, rules()).await {
+        Err(StoreError::AlreadyExists(m)) => assert_eq!(m, format!("taken by {}", held.meta.arn)),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    // The same ARN under another unique key: the ARN's holder.
+    let mut twin = schema_new(ACCOUNT, "t");
+    twin.arn = held.meta.arn.clone();
+    match store.create(twin, rules()).await {
+        Err(StoreError::AlreadyExists(m)) => assert_eq!(m, format!("taken by {}", held.meta.arn)),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    // A message without `{arn}` is kept as it is.
+    let err = store.create(schema_new(ACCOUNT, "s"), plain("plain")).await.unwrap_err();
+    assert_eq!(err.to_string(), StoreError::AlreadyExists("plain".into()).to_string());
 }
 
 fn quota(max: u64) -> Quota {

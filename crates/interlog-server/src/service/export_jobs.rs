@@ -34,10 +34,11 @@ impl Service {
         let account = caller.account.as_str();
         let dataset = self.store.describe::<DatasetSpec>(account, &cmd.dataset_arn).await?;
         let arn = scope(caller).arn("dataset-export-job", &cmd.job_name);
-        let exists = || format!("A dataset export job named {} already exists ({arn})", cmd.job_name);
+        // `{arn}`: the job that has the name (another region's, when the name was taken there).
+        let exists = format!("A dataset export job named {} already exists ({{arn}})", cmd.job_name);
         // A taken name is the first thing to report (the insert checks it again, atomically).
         if self.store.find::<ExportJobSpec>(account, &arn).await?.is_some() {
-            return Err(ApiError::ResourceAlreadyExists(exists()));
+            return Err(ApiError::ResourceAlreadyExists(exists.replace("{arn}", &arn)));
         }
         // A file:// destination must lie in the caller's folder of the export root: checked
         // (and its folders made) before the job exists, so a refused one never becomes a job.
@@ -52,7 +53,7 @@ impl Service {
                 ),
             }),
             requires: vec![Requirement { kind: DatasetSpec::KIND, arn: dataset.meta.arn.clone(), active: true }],
-            exists_message: exists(),
+            exists_message: exists,
         };
         let new = New {
             account: account.to_owned(),
