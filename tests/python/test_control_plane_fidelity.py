@@ -211,3 +211,104 @@ def test_already_exists_names_the_resource_that_holds_the_name(server_factory, p
     message = expect_error("ResourceAlreadyExistsException", west.create_schema, schema, name="held",
                            schema=CUSTOM_SCHEMA)
     assert message == f"A schema named held already exists ({schema})", message
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Export jobs per account
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def create_job(p, name: str, dataset_arn: str, out: Path) -> str:
+    return ok(p.create_dataset_export_job(jobName=name, datasetArn=dataset_arn, roleArn=ROLE_ARN,
+                                          jobOutput={"s3DataDestination": {"path": f"file://{out}/"}}))[
+        "datasetExportJobArn"]
+
+
+def statuses(p) -> dict[str, str]:
+    return {j["jobName"]: j["status"] for j in list_all(p, "list_dataset_export_jobs", "datasetExportJobs")}
+
+
+def test_at_most_five_export_jobs_run_per_account(server_factory, personalize, events, tmp_path):
+    gate = tmp_path / "export-gate"
+    keys = tmp_path / "keys.toml"
+    keys.write_text(f'[[key]]\naccess_key_id = "{OTHER_KEY_ID}"\nsecret_access_key = "{OTHER_SECRET}"\n'
+                    f'account_id = "{OTHER_ACCOUNT}"\n')
+    server = server_factory(args=("--credentials-file", str(keys)), env={"INTERLOG_TEST_EXPORT_JOB_GATE": str(gate)})
+    p, ev = personalize(server.endpoint), events(server.endpoint)
+    w = make_pipeline(p, "busy")
+    put(ev, w.tracking_id, [event("busy-1", 1700000000, "i1", {"numberOfRatings": 1})])
+    out = new_account_dir()
+    start_held_job(p, "job-0", w.dataset_arn, out, gate)
+    for i in range(1, 5):
+        create_job(p, f"job-{i}", w.dataset_arn, out)
+    assert set(statuses(p).values()) <= {"CREATE PENDING", "CREATE IN_PROGRESS"}, statuses(p)
+    before = snapshot(p)
+    sixth = out / "sixth"
+    message = expect_error("LimitExceededException", p.create_dataset_export_job, "5", jobName="job-5",
+                           datasetArn=w.dataset_arn, roleArn=ROLE_ARN,
+                           jobOutput={"s3DataDestination": {"path": f"file://{sixth}/"}})
+    assert "quota" in message, message
+    assert snapshot(p) == before, "the refused job stored nothing"
+    assert not sixth.exists(), "nor made its destination"
+    expect_error("ResourceNotFoundException", p.describe_dataset_export_job,
+                 datasetExportJobArn=f"arn:aws:personalize:us-east-1:{ACCOUNT}:dataset-export-job/job-5")
+
+    # The quota is per account: another account still has all five.
+    home = tmp_path / "other-home"
+    home.mkdir()
+    other = personalize(server.endpoint, _session(OTHER_KEY_ID, OTHER_SECRET, home))
+    o = make_pipeline(other, "theirs", account=OTHER_ACCOUNT)
+    create_job(other, "theirs-0", o.dataset_arn, new_account_dir(OTHER_ACCOUNT))
+
+    # Ended jobs leave room.
+    gate.unlink()
+    for name in [f"job-{i}" for i in range(5)]:
+        job, _ = wait_job(p, f"arn:aws:personalize:us-east-1:{ACCOUNT}:dataset-export-job/{name}")
+        assert job["status"] == "ACTIVE", job
+    job, _ = export_job(p, w.dataset_arn, "job-5", out)
+    assert job["status"] == "ACTIVE", job
+
+
+def racing_creates(clients, dataset_arn: str, out: Path, n: int) -> dict[int, str]:
+    results: dict[int, str] = {}
+
+    def create(i):
+        try:
+            create_job(clients[i % len(clients)], f"race-{i}", dataset_arn, out)
+            results[i] = "created"
+        except ClientError as e:
+            results[i] = e.response["Error"]["Code"]
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def test_the_export_job_quota_holds_under_concurrent_creates(server_factory, personalize, tmp_path):
+    gate = tmp_path / "export-gate"
+    gate.write_text("held")
+    server = server_factory(env={"INTERLOG_TEST_EXPORT_JOB_GATE": str(gate)})
+    clients = [personalize(server.endpoint) for _ in range(10)]
+    w = make_pipeline(clients[0], "race")
+    results = racing_creates(clients, w.dataset_arn, new_account_dir(), 10)
+    assert sorted(results.values()) == ["LimitExceededException"] * 5 + ["created"] * 5, results
+    assert len(statuses(clients[0])) == 5
+    gate.unlink()
+
+
+@requires_postgres("two nodes of one deployment")
+def test_the_export_job_quota_holds_across_nodes(server_factory, personalize, tmp_path):
+    gate = tmp_path / "export-gate"
+    gate.write_text("held")
+    env = {"INTERLOG_TEST_EXPORT_JOB_GATE": str(gate)}
+    first = server_factory(env=env)
+    second = server_factory(env=env, node_of=first)
+    clients = [personalize(s.endpoint) for s in (first, second) for _ in range(5)]
+    w = make_pipeline(clients[0], "nodes")
+    results = racing_creates(clients, w.dataset_arn, new_account_dir(), 12)
+    assert sorted(results.values()) == ["LimitExceededException"] * 7 + ["created"] * 5, results
+    assert len(statuses(clients[5])) == 5
+    gate.unlink()

@@ -43,11 +43,11 @@ macro_rules! conformance_suite {
             events_survive_a_reopen_and_the_window_is_warmed, concurrent_appends_land_once_each,
             datasets_are_separate, read_pages_are_bounded, insert_get_list_update_delete,
             names_and_arns_are_unique, already_exists_names_the_holder, quota_holds_under_concurrent_inserts,
-            quota_counts_only_given_statuses,
+            quota_counts_only_given_statuses, running_quota_holds_under_concurrent_inserts,
             requirements_must_hold, delete_rules, claims_with_expected_status, tags, version_grows_and_is_watched,
             deleting_a_dataset_purges_its_events, root_key_first_one_wins, bootstrap_once, cache_follows_the_catalog,
             fresh_store_is_writable, nodes_share_events_and_dedup, nodes_see_each_others_catalog,
-            quota_holds_across_nodes, bootstrap_once_across_nodes);
+            quota_holds_across_nodes, running_quota_holds_across_nodes, bootstrap_once_across_nodes);
     };
     (@cases $engine:expr; $($case:ident),* $(,)?) => {
         $(
@@ -528,6 +528,45 @@ pub async fn quota_counts_only_given_statuses(engine: &dyn Engine) {
     store.create(job_new(ACCOUNT, "j3", &dataset_arn, dataset_id), rules()).await.unwrap();
 }
 
+fn running_quota(max: u64) -> InsertRules {
+    InsertRules {
+        quota: Some(Quota {
+            max,
+            statuses: vec!["CREATE PENDING".into(), "CREATE IN_PROGRESS".into()],
+            message: format!("{max} running"),
+        }),
+        exists_message: "x".into(),
+        ..Default::default()
+    }
+}
+
+/// Concurrent creates of jobs (the export-job quota counts only jobs not ended) never exceed the
+/// quota; ended jobs leave room.
+pub async fn running_quota_holds_under_concurrent_inserts(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let (_, dataset_arn, dataset_id) = group_with_dataset(&*store, ACCOUNT, "g").await;
+    let ended = store.create(job_new(ACCOUNT, "ended", &dataset_arn, dataset_id), running_quota(5)).await.unwrap();
+    store.change::<ExportJobSpec>(ACCOUNT, &ended.meta.arn, None, Some("CREATE FAILED"), None).await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, dataset_arn) = (store.clone(), dataset_arn.clone());
+            tokio::spawn(async move {
+                store.create(job_new(ACCOUNT, &format!("j{i}"), &dataset_arn, dataset_id), running_quota(5)).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::LimitExceeded(m)) => assert_eq!(m, "5 running"),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(ok, 5);
+    assert_eq!(store.list_all::<ExportJobSpec>(Some(ACCOUNT), None).await.unwrap().len(), 6);
+}
+
 pub async fn requirements_must_hold(engine: &dyn Engine) {
     let (_, store) = open(engine).await;
     let schema = store.create(schema_new(ACCOUNT, "s"), plain("x")).await.unwrap();
@@ -878,6 +917,26 @@ pub async fn quota_holds_across_nodes(engine: &dyn Engine) {
         ok += usize::from(t.await.unwrap());
     }
     assert_eq!(ok, 5);
+}
+
+pub async fn running_quota_holds_across_nodes(engine: &dyn Engine) {
+    let Some(nodes) = nodes(engine, 3).await else { return };
+    let (_, dataset_arn, dataset_id) = group_with_dataset(&*nodes[0], ACCOUNT, "g").await;
+    let tasks: Vec<_> = (0..18)
+        .map(|i| {
+            let (node, dataset_arn) = (nodes[i % 3].clone(), dataset_arn.clone());
+            tokio::spawn(async move {
+                let job = job_new(ACCOUNT, &format!("j{i}"), &dataset_arn, dataset_id);
+                node.create(job, running_quota(5)).await.is_ok()
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap());
+    }
+    assert_eq!(ok, 5);
+    assert_eq!(nodes[1].list_all::<ExportJobSpec>(Some(ACCOUNT), None).await.unwrap().len(), 5);
 }
 
 pub async fn bootstrap_once_across_nodes(engine: &dyn Engine) {
