@@ -214,6 +214,14 @@ impl Spec for DatasetSpec {
     const KIND: Kind = Kind::Dataset;
 }
 
+impl DatasetSpec {
+    /// A dataset's unique key: one dataset per type per group, whichever region the ARN of a
+    /// second one would carry (a dataset's ARN names its caller's region).
+    pub fn unique_key(group_arn: &str, type_segment: &str) -> String {
+        format!("{group_arn}/{type_segment}")
+    }
+}
+
 /// An event tracker: its group is `meta.parent`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
