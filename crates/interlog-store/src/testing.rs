@@ -47,7 +47,8 @@ macro_rules! conformance_suite {
             requirements_must_hold, delete_rules, claims_with_expected_status, tags, version_grows_and_is_watched,
             deleting_a_dataset_purges_its_events, root_key_first_one_wins, bootstrap_once, cache_follows_the_catalog,
             fresh_store_is_writable, nodes_share_events_and_dedup, nodes_see_each_others_catalog,
-            quota_holds_across_nodes, running_quota_holds_across_nodes, bootstrap_once_across_nodes);
+            quota_holds_across_nodes, running_quota_holds_across_nodes, name_races_across_nodes_name_the_winner,
+            bootstrap_once_across_nodes);
     };
     (@cases $engine:expr; $($case:ident),* $(,)?) => {
         $(
@@ -937,6 +938,37 @@ pub async fn running_quota_holds_across_nodes(engine: &dyn Engine) {
     }
     assert_eq!(ok, 5);
     assert_eq!(nodes[1].list_all::<ExportJobSpec>(Some(ACCOUNT), None).await.unwrap().len(), 5);
+}
+
+/// Nodes creating one name at once, each in its own region: one wins, and every loser, whether
+/// its check saw the winner or its insert hit the unique index, is told the winner's ARN.
+pub async fn name_races_across_nodes_name_the_winner(engine: &dyn Engine) {
+    let Some(nodes) = nodes(engine, 3).await else { return };
+    for round in 0..5 {
+        let name = format!("race-{round}");
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let (node, name) = (nodes[i % 3].clone(), name.clone());
+                tokio::spawn(async move {
+                    let mut new = schema_new(ACCOUNT, &name);
+                    new.arn = new.arn.replace("us-east-1", &format!("region-{i}"));
+                    node.create(new, plain("taken by {arn}")).await
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        let mut told = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(r) => winners.push(r.meta.arn),
+                Err(StoreError::AlreadyExists(m)) => told.push(m),
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        assert_eq!(told.len(), 11);
+        assert!(told.iter().all(|m| *m == format!("taken by {}", winners[0])), "{told:?}");
+    }
 }
 
 pub async fn bootstrap_once_across_nodes(engine: &dyn Engine) {
