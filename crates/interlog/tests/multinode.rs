@@ -91,10 +91,21 @@ fn free_port() -> String {
 
 /// One node of the deployment: `interlog serve --database-url` with a data dir of its own.
 fn node(dir: &Path, n: usize, listen: &str, db: &PgSchema, root_key_from_env: bool) -> Server {
+    node_with_env(dir, n, listen, db, root_key_from_env, &[])
+}
+
+fn node_with_env(
+    dir: &Path,
+    n: usize,
+    listen: &str,
+    db: &PgSchema,
+    root_key_from_env: bool,
+    env: &[(&str, &str)],
+) -> Server {
     let data = dir.join(format!("node{n}"));
     let log = dir.join(format!("node{n}.log"));
     let url = db.url();
-    try_start_keyed(&data, listen, &["--database-url", &url], &[], Some(&log), root_key_from_env)
+    try_start_keyed(&data, listen, &["--database-url", &url], env, Some(&log), root_key_from_env)
         .unwrap_or_else(|why| panic!("node {n} did not start: {why}; log: {}", read_log(&log)))
 }
 
@@ -624,4 +635,134 @@ fn the_same_event_id_sent_to_two_nodes_is_exported_once_first_copy_wins() {
     // A retry to the same node is dropped at its door.
     send(a, &later, "again-a");
     assert_eq!(db.query("SELECT count(*) FROM events").parse::<u64>().unwrap(), stored);
+}
+
+/// A running `haproxy -db` (foreground); killed when dropped.
+struct Haproxy(std::process::Child);
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn haproxy_binary() -> Option<String> {
+    let found = Command::new("haproxy").arg("-v").output().is_ok_and(|o| o.status.success());
+    found.then(|| "haproxy".to_owned())
+}
+
+/// `eventsStored` of a node's `/_interlog/stats` (signed by the root key).
+fn events_stored(server: &Server) -> u64 {
+    let call = common::Call { method: "GET", path: "/_interlog/stats", headers: &[], body: b"" };
+    let reply = common::signed_exchange("127.0.0.1", &server.addr(), call, &Key::root(), common::Signing::default())
+        .expect("stats answered");
+    ok(&reply, "stats")["eventsStored"].as_u64().expect("eventsStored in the stats")
+}
+
+#[test]
+fn behind_the_example_haproxy_config_every_node_serves_and_a_dead_one_is_routed_around() {
+    let Some(db) = PgSchema::create("behind_haproxy") else { return };
+    let Some(haproxy) = haproxy_binary() else {
+        eprintln!("SKIPPED behind_haproxy: no haproxy binary on PATH (apt-get install haproxy)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Every request comes from HAProxy's address: each node lets one address hold everything,
+    // as docs/scale-out.md says to.
+    let share = [("INTERLOG_PER_PEER_SHARE", "1")];
+    let ports: Vec<String> = (0..3).map(|_| free_port()).collect();
+    let mut nodes: Vec<Option<Server>> =
+        (0..3).map(|n| Some(node_with_env(dir.path(), n, &ports[n], &db, true, &share))).collect();
+    let tracking_id = nodes[0].as_ref().unwrap().tracking_id.clone();
+
+    // The example config as shipped, with this test's ports.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/haproxy.cfg");
+    let mut config = std::fs::read_to_string(&example).expect("examples/haproxy.cfg");
+    let lb = free_port();
+    assert!(config.contains("bind 127.0.0.1:8787"), "the example's frontend moved");
+    config = config.replace("bind 127.0.0.1:8787", &format!("bind {lb}"));
+    for (n, port) in ports.iter().enumerate() {
+        let shipped = format!("127.0.0.1:880{}", n + 1);
+        assert!(config.contains(&shipped), "the example's node {} moved", n + 1);
+        config = config.replace(&shipped, port);
+    }
+    let config_path = dir.path().join("haproxy.cfg");
+    std::fs::write(&config_path, config).unwrap();
+    let check = Command::new(&haproxy).arg("-c").arg("-f").arg(&config_path).output().unwrap();
+    assert!(check.status.success(), "haproxy -c: {}", String::from_utf8_lossy(&check.stderr));
+    let log = std::fs::File::create(dir.path().join("haproxy.log")).unwrap();
+    let _proxy = Haproxy(
+        Command::new(&haproxy)
+            .arg("-db")
+            .arg("-f")
+            .arg(&config_path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start haproxy"),
+    );
+    let send = |ids: &[String]| {
+        let body = put_events_body(&tracking_id, ids);
+        put_events_signed("127.0.0.1", &lb, body.as_bytes(), &Key::root())
+    };
+    let mut acknowledged = HashSet::new();
+    let mut request = 0;
+    let mut next_ids = || {
+        request += 1;
+        (0..10).map(|e| format!("lb-r{request}-e{e}")).collect::<Vec<String>>()
+    };
+    // Up once its health checks passed (a few seconds at `inter 1s`).
+    let up = within(Duration::from_secs(15), || {
+        let ids = next_ids();
+        let answered = send(&ids).is_ok_and(|r| r.status == 200);
+        if answered {
+            acknowledged.extend(ids);
+        }
+        answered
+    });
+    assert!(up.is_some(), "HAProxy forwarded a signed PutEvents: log {}", read_log(&dir.path().join("haproxy.log")));
+    // Round robin: every node gets requests, signed for the balancer's address.
+    for _ in 0..30 {
+        let ids = next_ids();
+        let r = send(&ids).expect("answered through HAProxy");
+        assert_eq!(r.status, 200, "{} {}", r.error_type, r.body);
+        acknowledged.extend(ids);
+    }
+    for server in nodes.iter().flatten() {
+        assert!(events_stored(server) >= 50, "node {} served its share", server.endpoint);
+    }
+
+    // A node dies: the next requests are retried on the others (connect fails, `retries` and
+    // `redispatch`) until the health check takes it out; no client sees an error.
+    nodes[2].take().unwrap().kill9();
+    for _ in 0..30 {
+        let ids = next_ids();
+        let r = send(&ids).expect("answered through HAProxy");
+        assert_eq!(r.status, 200, "with a node down: {} {}", r.error_type, r.body);
+        acknowledged.extend(ids);
+    }
+
+    // An export through the balancer (a streamed GET, whichever node gets it) holds every
+    // acknowledged event once.
+    let lb_server_endpoint = format!("http://{lb}");
+    let rows = {
+        let out = Command::new(common::bin())
+            .args(["export", "--format", "jsonl", "--output", "-", "--endpoint-url", &lb_server_endpoint])
+            .env_remove("INTERLOG_DATABASE_URL")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_ACCESS_KEY_ID", ROOT_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", ROOT_SECRET)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", "/nonexistent/config")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "export through HAProxy: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<Value>>()
+    };
+    let counts = id_counts(&rows);
+    assert!(counts.values().all(|&n| n == 1));
+    let exported: HashSet<String> = counts.into_keys().collect();
+    assert_eq!(exported, acknowledged);
 }
