@@ -214,6 +214,13 @@ impl Spec for DatasetSpec {
     const KIND: Kind = Kind::Dataset;
 }
 
+impl DatasetSpec {
+    /// The stored type segment as a type; `None` for a segment this build does not know.
+    pub fn parsed_type(&self) -> Option<interlog_model::schema::DatasetType> {
+        interlog_model::schema::DatasetType::ALL.into_iter().find(|t| t.arn_segment() == self.dataset_type)
+    }
+}
+
 /// An event tracker: its group is `meta.parent`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
