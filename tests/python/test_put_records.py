@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 import json
-import re
+import os
+import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import new_account_dir
+from conftest import ACCESS_KEY_ID, INTERLOG_BIN, SECRET_ACCESS_KEY, new_account_dir, parse_export
 from test_control_plane import ROLE_ARN, avro, export_job, fld, ok, read_csv
 
 REGION = "us-east-1"
@@ -387,6 +388,32 @@ def test_a_deleted_dataset_is_not_found_and_its_tracker_retires(module_server, p
     assert new_tracking_id != tracking_id
     assert export(module_server.data_dir, "csv", dataset_arn=again) == []
     ok(p.delete_dataset(datasetArn=again))
+
+
+def test_export_through_the_server_by_dataset_arn_equals_the_store(module_server, ev, shop, export_raw, tmp_path):
+    ok(ev.put_items(datasetArn=shop.items, items=[item("srv-1", price=1.5, genres="a|b")]))
+    ok(ev.put_action_interactions(trackingId=shop.tracking_id, actionInteractions=[
+        action_interaction("srv-a", eventId="srv-e", userId="srv-u")]))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+           "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY, "AWS_DEFAULT_REGION": REGION,
+           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    for arn in (shop.items, shop.action_interactions):
+        for fmt in ("csv", "jsonl"):
+            done = subprocess.run([str(INTERLOG_BIN), "export", "--endpoint-url", module_server.endpoint,
+                                   "--dataset-arn", arn, "--format", fmt, "--output", "-"],
+                                  capture_output=True, env=env, timeout=60)
+            assert done.returncode == 0, done.stderr
+            assert done.stdout == export_raw(module_server.data_dir, fmt, dataset_arn=arn)
+            assert parse_export(done.stdout, fmt), "something was exported"
+    # Another account's (or no) dataset: refused, nothing written.
+    done = subprocess.run([str(INTERLOG_BIN), "export", "--endpoint-url", module_server.endpoint,
+                           "--dataset-arn", BAD_ARN, "--output", "-"], capture_output=True, env=env, timeout=60)
+    assert done.returncode != 0 and done.stdout == b""
+    assert b"ResourceNotFoundException" in done.stderr, done.stderr
+    done = subprocess.run([str(INTERLOG_BIN), "export", "--endpoint-url", module_server.endpoint, "--dataset-arn",
+                           shop.items, "--dataset-group", "shop", "--output", "-"], capture_output=True, env=env,
+                          timeout=60)
+    assert done.returncode == 2 and b"cannot be used with" in done.stderr, done.stderr
 
 
 # --------------------------------------------------------------------------------------------------------------------
