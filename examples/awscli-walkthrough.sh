@@ -8,6 +8,9 @@
 #      (once in JSON syntax, once in aws-cli's shorthand syntax)
 #   4. a dataset export job that writes the dataset as CSV into a local directory, polled with
 #      `describe-dataset-export-job` until it is ACTIVE (or CREATE FAILED)
+#   5. an Items and a Users dataset in the same group, each with metadata fields of our own
+#      (GENRES, PRICE; MEMBERSHIP, AGE), filled with `put-items` and `put-users` (an item put
+#      again replaces the earlier one), and an export job of each
 #
 # The same commands work against Amazon Personalize itself, except for the export destination:
 # interlog writes to a directory on the machine it runs on (file:///absolute/dir/), where AWS
@@ -31,7 +34,7 @@
 # Credentials and region come from aws-cli's usual places (AWS_PROFILE, AWS_ACCESS_KEY_ID /
 # AWS_SECRET_ACCESS_KEY, ~/.aws); the region defaults to us-east-1 here if none is configured.
 #
-# The last line printed is the path of the exported CSV file.
+# The last three lines printed are the paths of the exported CSV files: interactions, items, users.
 
 set -euo pipefail
 
@@ -86,7 +89,9 @@ JOB_NAME="walkthrough-export-$SUFFIX"
 # names in camelCase (`device`, `numberOfRatings`; `NUMBER_OF_RATINGS` is accepted too).
 # DEVICE may be missing (a union with "null"); NUMBER_OF_RATINGS must be present in every event.
 SCHEMA_FILE="$(mktemp)"
-trap 'rm -f "$SCHEMA_FILE"' EXIT
+ITEMS_SCHEMA_FILE="$(mktemp)"
+USERS_SCHEMA_FILE="$(mktemp)"
+trap 'rm -f "$SCHEMA_FILE" "$ITEMS_SCHEMA_FILE" "$USERS_SCHEMA_FILE"' EXIT
 cat >"$SCHEMA_FILE" <<'EOF'
 {
   "type": "record",
@@ -155,20 +160,99 @@ say "recording one more event (shorthand syntax)"
 personalize_events put-events --tracking-id "$TRACKING_ID" --user-id user-1 --session-id session-1 \
     --event-list "eventId=event-3,eventType=purchase,itemId=item-3,sentAt=1700000120,properties='{\"NUMBER_OF_RATINGS\": 7}'"
 
-# --- 4. Export --------------------------------------------------------------------------------
+# export_dataset WHAT DATASET-ARN JOB-NAME: an export job of the dataset into OUT_DIR, waited for.
 # interlog ignores roleArn apart from checking its form, and writes <OUT_DIR>/<job name>.csv.
-say "exporting the dataset to file://$OUT_DIR/"
-JOB_ARN="$(personalize create-dataset-export-job --job-name "$JOB_NAME" --dataset-arn "$DATASET_ARN" \
-    --ingestion-mode PUT --role-arn arn:aws:iam::000000000000:role/interlog-export \
-    --job-output "s3DataDestination={path=file://$OUT_DIR/}" --query datasetExportJobArn --output text)"
-echo "export job:     $JOB_ARN" >&2
+export_dataset() {
+    local what="$1" dataset_arn="$2" job_name="$3" job_arn
+    say "exporting the $what dataset to file://$OUT_DIR/"
+    job_arn="$(personalize create-dataset-export-job --job-name "$job_name" --dataset-arn "$dataset_arn" \
+        --ingestion-mode PUT --role-arn arn:aws:iam::000000000000:role/interlog-export \
+        --job-output "s3DataDestination={path=file://$OUT_DIR/}" --query datasetExportJobArn --output text)"
+    echo "export job:     $job_arn" >&2
+    if ! wait_for_status "export job" describe-dataset-export-job --dataset-export-job-arn "$job_arn" \
+        --query datasetExportJob.status; then
+        personalize describe-dataset-export-job --dataset-export-job-arn "$job_arn" \
+            --query datasetExportJob.failureReason --output text >&2
+        exit 1
+    fi
+}
 
-if ! wait_for_status "export job" describe-dataset-export-job --dataset-export-job-arn "$JOB_ARN" \
-    --query datasetExportJob.status; then
-    personalize describe-dataset-export-job --dataset-export-job-arn "$JOB_ARN" \
-        --query datasetExportJob.failureReason --output text >&2
-    exit 1
-fi
+# --- 4. Export --------------------------------------------------------------------------------
+export_dataset interactions "$DATASET_ARN" "$JOB_NAME"
+
+# --- 5. Items and users -----------------------------------------------------------------------
+# An Items schema needs ITEM_ID, a Users schema USER_ID; every other field is metadata, set
+# through `properties` in camelCase as for events. GENRES and MEMBERSHIP are categorical (several
+# values joined with |); PRICE must be present in every item, AGE may be missing.
+cat >"$ITEMS_SCHEMA_FILE" <<'EOF'
+{
+  "type": "record",
+  "name": "Items",
+  "namespace": "com.amazonaws.personalize.schema",
+  "fields": [
+    {"name": "ITEM_ID", "type": "string"},
+    {"name": "GENRES", "type": ["null", "string"], "categorical": true},
+    {"name": "PRICE", "type": "float"}
+  ],
+  "version": "1.0"
+}
+EOF
+cat >"$USERS_SCHEMA_FILE" <<'EOF'
+{
+  "type": "record",
+  "name": "Users",
+  "namespace": "com.amazonaws.personalize.schema",
+  "fields": [
+    {"name": "USER_ID", "type": "string"},
+    {"name": "MEMBERSHIP", "type": ["null", "string"], "categorical": true},
+    {"name": "AGE", "type": ["null", "int"]}
+  ],
+  "version": "1.0"
+}
+EOF
+ITEMS_SCHEMA_NAME="walkthrough-items-schema-$SUFFIX"
+USERS_SCHEMA_NAME="walkthrough-users-schema-$SUFFIX"
+ITEMS_DATASET_NAME="walkthrough-items-$SUFFIX"
+USERS_DATASET_NAME="walkthrough-users-$SUFFIX"
+ITEMS_JOB_NAME="walkthrough-items-export-$SUFFIX"
+USERS_JOB_NAME="walkthrough-users-export-$SUFFIX"
+
+say "creating schemas $ITEMS_SCHEMA_NAME and $USERS_SCHEMA_NAME"
+ITEMS_SCHEMA_ARN="$(personalize create-schema --name "$ITEMS_SCHEMA_NAME" --schema "file://$ITEMS_SCHEMA_FILE" \
+    --query schemaArn --output text)"
+USERS_SCHEMA_ARN="$(personalize create-schema --name "$USERS_SCHEMA_NAME" --schema "file://$USERS_SCHEMA_FILE" \
+    --query schemaArn --output text)"
+
+say "creating the Items dataset $ITEMS_DATASET_NAME and the Users dataset $USERS_DATASET_NAME"
+ITEMS_DATASET_ARN="$(personalize create-dataset --name "$ITEMS_DATASET_NAME" --schema-arn "$ITEMS_SCHEMA_ARN" \
+    --dataset-group-arn "$GROUP_ARN" --dataset-type Items --query datasetArn --output text)"
+wait_for_status "Items dataset" describe-dataset --dataset-arn "$ITEMS_DATASET_ARN" --query dataset.status
+USERS_DATASET_ARN="$(personalize create-dataset --name "$USERS_DATASET_NAME" --schema-arn "$USERS_SCHEMA_ARN" \
+    --dataset-group-arn "$GROUP_ARN" --dataset-type Users --query datasetArn --output text)"
+wait_for_status "Users dataset" describe-dataset --dataset-arn "$USERS_DATASET_ARN" --query dataset.status
+echo "items dataset:  $ITEMS_DATASET_ARN" >&2
+echo "users dataset:  $USERS_DATASET_ARN" >&2
+
+# PutItems and PutUsers name the dataset by its ARN (there is no tracker).
+say "recording three items (JSON syntax)"
+personalize_events put-items --dataset-arn "$ITEMS_DATASET_ARN" --items '[
+      {"itemId": "item-1", "properties": "{\"genres\": \"Horror|Action\", \"price\": 9.99}"},
+      {"itemId": "item-2", "properties": "{\"genres\": \"Comedy\", \"price\": \"4.5\"}"},
+      {"itemId": "item-3", "properties": "{\"price\": 12}"}
+    ]'
+# An item put again replaces the earlier one, whole: item-2 has no genres from now on.
+say "replacing item-2 (shorthand syntax)"
+personalize_events put-items --dataset-arn "$ITEMS_DATASET_ARN" \
+    --items "itemId=item-2,properties='{\"price\": 3.75}'"
+
+say "recording two users"
+personalize_events put-users --dataset-arn "$USERS_DATASET_ARN" --users '[
+      {"userId": "user-1", "properties": "{\"membership\": \"Member|Frequent shopper\", \"age\": 45}"},
+      {"userId": "user-2", "properties": "{\"membership\": \"Guest\"}"}
+    ]'
+
+export_dataset items "$ITEMS_DATASET_ARN" "$ITEMS_JOB_NAME"
+export_dataset users "$USERS_DATASET_ARN" "$USERS_JOB_NAME"
 
 # A server allows 5 dataset groups per account (the default one included), so say how to remove
 # what the walkthrough made.
@@ -176,8 +260,14 @@ cat >&2 <<CLEANUP
 To clean up:
   $AWS_CLI personalize delete-event-tracker --endpoint-url $ENDPOINT --event-tracker-arn $TRACKER_ARN
   $AWS_CLI personalize delete-dataset --endpoint-url $ENDPOINT --dataset-arn $DATASET_ARN
+  $AWS_CLI personalize delete-dataset --endpoint-url $ENDPOINT --dataset-arn $ITEMS_DATASET_ARN
+  $AWS_CLI personalize delete-dataset --endpoint-url $ENDPOINT --dataset-arn $USERS_DATASET_ARN
   $AWS_CLI personalize delete-dataset-group --endpoint-url $ENDPOINT --dataset-group-arn $GROUP_ARN
   $AWS_CLI personalize delete-schema --endpoint-url $ENDPOINT --schema-arn $SCHEMA_ARN
+  $AWS_CLI personalize delete-schema --endpoint-url $ENDPOINT --schema-arn $ITEMS_SCHEMA_ARN
+  $AWS_CLI personalize delete-schema --endpoint-url $ENDPOINT --schema-arn $USERS_SCHEMA_ARN
 CLEANUP
-say "export written"
+say "exports written"
 echo "$OUT_DIR/$JOB_NAME.csv"
+echo "$OUT_DIR/$ITEMS_JOB_NAME.csv"
+echo "$OUT_DIR/$USERS_JOB_NAME.csv"

@@ -6,7 +6,8 @@ Everything here talks to a real server process on a free loopback port with its 
 * ``server``            -- a fresh, started server for one test (``tmp_path`` data dir).
 * ``server_factory``    -- start more servers (or restart on a given dir) inside one test; all killed at teardown.
 * ``module_server``     -- one started server shared by the tests of a module that need no isolation.
-* ``export``            -- ``export(data_dir, fmt)`` -> parsed rows of ``interlog export`` (jsonl dicts / csv dicts).
+* ``export``            -- ``export(data_dir, fmt, dataset_group=None, dataset_arn=None)`` -> parsed rows of
+                         ``interlog export`` (jsonl dicts / csv dicts).
 * ``export_raw``        -- the same export as bytes, for byte-identical comparisons.
 * ``aws``               -- run the pinned aws-cli with a clean environment (no ~/.aws, fixed test key).
 * ``events_client``     -- boto3 ``personalize-events`` client factory pointed at an endpoint.
@@ -453,12 +454,15 @@ def module_server(tmp_path_factory) -> Server:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def run_export(data_dir: Path, fmt: str = "jsonl", dataset_group: str | None = None) -> bytes:
+def run_export(data_dir: Path, fmt: str = "jsonl", dataset_group: str | None = None,
+               dataset_arn: str | None = None) -> bytes:
     url = database_url(data_dir)
     source = ["--database-url", url] if url else ["--data-dir", str(data_dir)]
     cmd = [str(INTERLOG_BIN), "export", *source, "--format", fmt, "--output", "-"]
     if dataset_group is not None:
         cmd += ["--dataset-group", dataset_group]
+    if dataset_arn is not None:
+        cmd += ["--dataset-arn", dataset_arn]
     done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=120, env=_server_env())
     assert done.returncode == 0, f"interlog export failed ({done.returncode}): {done.stderr.decode(errors='replace')}"
     return done.stdout
@@ -481,8 +485,9 @@ def export_raw():
 
 @pytest.fixture(scope="session")
 def export():
-    def export(data_dir: Path, fmt: str = "jsonl", dataset_group: str | None = None) -> list[dict]:
-        return parse_export(run_export(data_dir, fmt, dataset_group), fmt)
+    def export(data_dir: Path, fmt: str = "jsonl", dataset_group: str | None = None,
+               dataset_arn: str | None = None) -> list[dict]:
+        return parse_export(run_export(data_dir, fmt, dataset_group, dataset_arn), fmt)
 
     return export
 

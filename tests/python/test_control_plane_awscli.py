@@ -1,8 +1,10 @@
 """The user-facing walkthrough, ``examples/awscli-walkthrough.sh``, run with the pinned aws-cli v1 against a fresh
 server: schema with a categorical and a numeric field, dataset group, Interactions dataset, event tracker,
 ``put-events`` with properties (JSON and shorthand syntax), an export job to ``file://``, polled with
-``describe-dataset-export-job`` until ACTIVE; the CSV it writes is compared with the expected rows column for column.
-The script runs twice against the same server, as a user re-running it would.
+``describe-dataset-export-job`` until ACTIVE; then an Items and a Users dataset with metadata fields of their own,
+``put-items`` (one item put twice: the later write wins) and ``put-users``, and an export job of each. Every CSV it
+writes is compared with the expected rows column for column. The script runs twice against the same server, as a
+user re-running it would.
 
 The boto3 counterpart (and every error case) is ``test_control_plane.py``.
 """
@@ -37,6 +39,19 @@ ROWS = [
      "IMPRESSION": "", "DEVICE": "", "NUMBER_OF_RATINGS": "7"},
 ]
 
+ITEMS_HEADER = ["ITEM_ID", "GENRES", "PRICE"]
+# item-2 was put twice: the shorthand put-items replaced it whole (no genres any more).
+ITEMS_ROWS = [
+    {"ITEM_ID": "item-1", "GENRES": "Horror|Action", "PRICE": "9.99"},
+    {"ITEM_ID": "item-2", "GENRES": "", "PRICE": "3.75"},
+    {"ITEM_ID": "item-3", "GENRES": "", "PRICE": "12"},
+]
+USERS_HEADER = ["USER_ID", "MEMBERSHIP", "AGE"]
+USERS_ROWS = [
+    {"USER_ID": "user-1", "MEMBERSHIP": "Member|Frequent shopper", "AGE": "45"},
+    {"USER_ID": "user-2", "MEMBERSHIP": "Guest", "AGE": ""},
+]
+
 
 def walkthrough_env(home: Path, endpoint: str, out_dir: Path, suffix: str | None) -> dict[str, str]:
     """A clean environment like the ``aws`` fixture's: credentials in the environment, no ~/.aws."""
@@ -63,25 +78,30 @@ def walkthrough_env(home: Path, endpoint: str, out_dir: Path, suffix: str | None
 
 def run_walkthrough(home: Path, endpoint: str, out_dir: Path, suffix: str | None = None,
                     cwd: Path | None = None) -> tuple[Path, str]:
-    """Runs the script; returns the CSV path it printed last and its stderr (the narration)."""
+    """Runs the script; returns the interactions CSV path it printed and its stderr (the narration), after checking
+    the items and users CSVs it printed after it column for column."""
     done = subprocess.run(["bash", str(SCRIPT)], stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           encoding="utf-8", env=walkthrough_env(home, endpoint, out_dir, suffix),
                           cwd=cwd or home, timeout=240)
     assert done.returncode == 0, f"walkthrough failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
     lines = done.stdout.strip().splitlines()
-    assert lines, f"the walkthrough printed no CSV path:\n{done.stderr}"
-    return Path(lines[-1]), done.stderr
+    assert len(lines) == 3, f"the walkthrough printed {lines!r}, not three CSV paths:\n{done.stderr}"
+    interactions, items, users = map(Path, lines)
+    assert items.name.startswith("walkthrough-items-export-") and users.name.startswith("walkthrough-users-export-")
+    assert_csv(items, ITEMS_HEADER, ITEMS_ROWS)
+    assert_csv(users, USERS_HEADER, USERS_ROWS)
+    return interactions, done.stderr
 
 
-def assert_csv(path: Path):
+def assert_csv(path: Path, header: list[str] = HEADER, expected: list[dict] = ROWS):
     raw = path.read_bytes()
     assert raw.endswith(b"\r\n") and b"\n" not in raw.replace(b"\r\n", b""), "CRLF line ends"
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8"), newline="")))
-    assert rows[0] == HEADER, "the header is the schema's field names, in schema order"
-    assert len(rows) - 1 == len(ROWS), rows
-    for i, (got, want) in enumerate(zip(rows[1:], ROWS)):
-        for column, value in zip(HEADER, got):
-            assert value == want[column], f"row {i + 1} column {column}: {value!r} != {want[column]!r}"
+    assert rows[0] == header, "the header is the schema's field names, in schema order"
+    assert len(rows) - 1 == len(expected), rows
+    for i, (got, want) in enumerate(zip(rows[1:], expected)):
+        for column, value in zip(header, got):
+            assert value == want[column], f"{path.name} row {i + 1} column {column}: {value!r} != {want[column]!r}"
 
 
 def test_the_script_is_a_strict_bash_script():
@@ -97,7 +117,8 @@ def test_awscli_walkthrough_exports_the_expected_csv_and_runs_twice(server, aws,
     assert csv_path == out_dir / "walkthrough-export-t1.csv"
     assert_csv(csv_path)
     assert "export job is ACTIVE" in narration
-    assert sorted(os.listdir(out_dir)) == ["walkthrough-export-t1.csv"]
+    assert sorted(os.listdir(out_dir)) == ["walkthrough-export-t1.csv", "walkthrough-items-export-t1.csv",
+                                           "walkthrough-users-export-t1.csv"]
 
     # What the script made, seen through aws-cli.
     job = json.loads(aws("personalize", "describe-dataset-export-job", "--endpoint-url", server.endpoint,

@@ -4,6 +4,9 @@
 //!
 //! Only members of the default Interactions schema are sent (no `properties`), so the server's
 //! schema checks accept every event.
+//!
+//! PutItems bodies ([`BodyFactory::items`]) work the same way: request `r` carries items
+//! `r * n .. r * n + n`, each with about 1 KB of properties that fit [`ITEMS_SCHEMA`].
 
 use std::fmt::Write as _;
 
@@ -12,11 +15,20 @@ const TEMPLATES: usize = 64;
 /// Width of the decimal counter in an eventId.
 const COUNTER_DIGITS: usize = 16;
 
+/// The Items schema the PutItems scenario's dataset is created with: a required float and a
+/// textual description, which the ~1 KB of properties of every item fill.
+pub const ITEMS_SCHEMA: &str = r#"{"type": "record", "name": "Items", "namespace": "com.amazonaws.personalize.schema",
+  "fields": [{"name": "ITEM_ID", "type": "string"}, {"name": "PRICE", "type": "float"},
+             {"name": "GENRES", "type": ["null", "string"], "categorical": true},
+             {"name": "DESCRIPTION", "type": ["null", "string"], "textual": true}], "version": "1.0"}"#;
+
 /// Builds bodies for one run.
 #[derive(Clone)]
 pub struct BodyFactory {
     events_per_request: usize,
     templates: Vec<Template>,
+    /// The operation's path: `/events` or `/items`.
+    path: &'static str,
 }
 
 #[derive(Clone)]
@@ -61,11 +73,52 @@ impl BodyFactory {
                 Template { bytes: s.into_bytes(), slots }
             })
             .collect();
-        BodyFactory { events_per_request, templates }
+        BodyFactory { events_per_request, templates, path: "/events" }
     }
 
+    /// PutItems bodies into `dataset_arn`: `items_per_request` items of about 1 KB of
+    /// properties each (a price, genres and a ~950-character description).
+    pub fn items(dataset_arn: &str, items_per_request: usize, run_tag: &str) -> Self {
+        let templates = (0..TEMPLATES)
+            .map(|t| {
+                let mut s = String::with_capacity(1200 * items_per_request + 200);
+                let mut slots = Vec::with_capacity(items_per_request);
+                write!(s, r#"{{"datasetArn":"{dataset_arn}","items":["#).unwrap();
+                for i in 0..items_per_request {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    s.push_str(r#"{"itemId":""#);
+                    s.push_str(run_tag);
+                    s.push('-');
+                    slots.push(s.len());
+                    s.push_str(&"0".repeat(COUNTER_DIGITS));
+                    let words: String =
+                        (0..95).map(|w| format!("word{:05} ", (t * 31 + i * 7 + w) % 100_000)).collect();
+                    let properties = format!(
+                        r#"{{"price": {}.5, "genres": "genre-{}|genre-{}", "description": "{}"}}"#,
+                        t + i,
+                        t % 10,
+                        i % 10,
+                        words.trim_end()
+                    );
+                    write!(s, r#"","properties":{}}}"#, serde_json::to_string(&properties).unwrap()).unwrap();
+                }
+                s.push_str("]}");
+                Template { bytes: s.into_bytes(), slots }
+            })
+            .collect();
+        BodyFactory { events_per_request: items_per_request, templates, path: "/items" }
+    }
+
+    /// Records (events or items) per request.
     pub fn events_per_request(&self) -> usize {
         self.events_per_request
+    }
+
+    /// The HTTP path the bodies are posted to.
+    pub fn path(&self) -> &'static str {
+        self.path
     }
 
     /// The body of request number `r`.
@@ -90,6 +143,23 @@ fn write_counter(out: &mut [u8], mut n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn item_bodies_are_json_with_distinct_ids_and_about_1_kb_of_properties() {
+        let f = BodyFactory::items("arn:aws:personalize:us-east-1:000000000000:dataset/default/ITEMS", 10, "abcd1234");
+        let a: serde_json::Value = serde_json::from_slice(&f.body(0)).unwrap();
+        let b: serde_json::Value = serde_json::from_slice(&f.body(1)).unwrap();
+        assert_eq!(f.path(), "/items");
+        let items = a["items"].as_array().unwrap();
+        assert_eq!(items.len(), 10);
+        for item in items {
+            let props = item["properties"].as_str().unwrap();
+            assert!((900..=1100).contains(&props.len()), "{}", props.len());
+            assert!(serde_json::from_str::<serde_json::Value>(props).unwrap().is_object());
+        }
+        assert_eq!(items[0]["itemId"], "abcd1234-0000000000000000");
+        assert_eq!(b["items"][0]["itemId"], "abcd1234-0000000000000010");
+    }
 
     #[test]
     fn bodies_are_json_with_distinct_ids() {

@@ -52,12 +52,13 @@ pub struct Requests {
 impl Requests {
     /// Unique eventIds, signed on the fly.
     pub fn online(host: &str, creds: &Credentials, factory: BodyFactory) -> anyhow::Result<Self> {
-        crate::sign::self_check(creds, host, "/events", &factory.body(0))?;
+        let path = factory.path();
+        crate::sign::self_check(creds, host, path, &factory.body(0))?;
         Ok(Requests {
             host: host.to_owned(),
-            path: "/events".into(),
+            path: path.into(),
             events_per_request: factory.events_per_request(),
-            source: Source::Online { signer: Box::new(FastSigner::new(creds.clone(), host, "/events")), factory },
+            source: Source::Online { signer: Box::new(FastSigner::new(creds.clone(), host, path)), factory },
         })
     }
 
@@ -67,13 +68,13 @@ impl Requests {
         let entries = (0..pool as u64)
             .map(|r| {
                 let body = factory.body(r);
-                let sig = reference_sign(creds, host, "/events", &body, now)?;
+                let sig = reference_sign(creds, host, factory.path(), &body, now)?;
                 Ok((Bytes::from(body), sig))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Requests {
             host: host.to_owned(),
-            path: "/events".into(),
+            path: factory.path().into(),
             events_per_request: factory.events_per_request(),
             source: Source::Pool(entries),
         })

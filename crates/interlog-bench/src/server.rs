@@ -156,10 +156,64 @@ pub fn http_get_signed(addr: SocketAddr, path: &str, creds: &Credentials) -> std
     get(addr, path, &headers)
 }
 
+/// A control-plane call signed with `creds`; the answer's JSON, or why it failed.
+pub fn control(
+    addr: SocketAddr,
+    operation: &str,
+    body: &serde_json::Value,
+    creds: &Credentials,
+) -> anyhow::Result<serde_json::Value> {
+    let target = format!("AmazonPersonalize.{operation}");
+    let body = body.to_string();
+    let signature =
+        crate::sign::sign_control(creds, &addr.to_string(), &target, body.as_bytes(), std::time::SystemTime::now())?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: {target}\r\n\
+         X-Amz-Date: {}\r\nAuthorization: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        signature.amz_date,
+        signature.authorization,
+        body.len()
+    )?;
+    let (status, answer) = read_answer(&mut stream)?;
+    anyhow::ensure!(status == 200, "{operation} answered {status}: {}", String::from_utf8_lossy(&answer));
+    Ok(serde_json::from_slice(&answer)?)
+}
+
+/// Creates an Items dataset with [`crate::body::ITEMS_SCHEMA`] in the server's default dataset
+/// group; its ARN.
+pub fn create_items_dataset(addr: SocketAddr) -> anyhow::Result<String> {
+    let creds = bench_credentials();
+    let schema = control(
+        addr,
+        "CreateSchema",
+        &serde_json::json!({"name": "bench-items", "schema": crate::body::ITEMS_SCHEMA}),
+        &creds,
+    )?;
+    let schema_arn = schema["schemaArn"].as_str().context("CreateSchema gave no schemaArn")?;
+    // The default group of the same account: arn:...:<account>:dataset-group/default.
+    let prefix = schema_arn.rsplit_once(":schema/").context("a schema ARN")?.0;
+    let group = format!("{prefix}:dataset-group/default");
+    let dataset = control(
+        addr,
+        "CreateDataset",
+        &serde_json::json!({"name": "bench-items", "schemaArn": schema_arn, "datasetGroupArn": group, "datasetType": "Items"}),
+        &creds,
+    )?;
+    Ok(dataset["datasetArn"].as_str().context("CreateDataset gave no datasetArn")?.to_owned())
+}
+
 fn get(addr: SocketAddr, path: &str, headers: &str) -> std::io::Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n")?;
+    read_answer(&mut stream)
+}
+
+/// Status and body of an answer on a `Connection: close` stream.
+fn read_answer(stream: &mut TcpStream) -> std::io::Result<(u16, Vec<u8>)> {
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response);

@@ -43,6 +43,19 @@ pub fn reference_sign(
     sign_with_aws_sigv4("POST", &[("content-type", "application/json")], creds, host, path, body, time)
 }
 
+/// Signs a control-plane call (`X-Amz-Target: AmazonPersonalize.<op>`, JSON 1.1), for the
+/// resources a scenario needs before its load.
+pub fn sign_control(
+    creds: &Credentials,
+    host: &str,
+    target: &str,
+    body: &[u8],
+    time: SystemTime,
+) -> anyhow::Result<Signature> {
+    let headers = [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", target)];
+    sign_with_aws_sigv4("POST", &headers, creds, host, "/", body, time)
+}
+
 /// Signs a `GET` without a body (`/_interlog/stats`, which only the root account may read).
 pub fn sign_get(creds: &Credentials, host: &str, path: &str, time: SystemTime) -> anyhow::Result<Signature> {
     sign_with_aws_sigv4("GET", &[], creds, host, path, b"", time)

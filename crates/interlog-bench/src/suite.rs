@@ -86,6 +86,15 @@ pub enum Ids {
     Repeated,
 }
 
+/// Which operation a scenario's requests call.
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+pub enum Operation {
+    /// PutEvents into the default tracker.
+    Events,
+    /// PutItems of ~1 KB-properties items into an Items dataset made before the run.
+    Items,
+}
+
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
 pub enum Targets {
     Both,
@@ -104,6 +113,9 @@ pub struct LoadArgs {
     rate: Option<f64>,
     #[arg(long, value_enum, default_value_t = Ids::Unique)]
     ids: Ids,
+    /// PutEvents, or PutItems (--events-per-request then counts items).
+    #[arg(long, value_enum, default_value_t = Operation::Events)]
+    operation: Operation,
     /// Distinct requests in the pool with --ids repeated.
     #[arg(long, default_value_t = 1000)]
     repeat_pool: usize,
@@ -123,6 +135,8 @@ pub struct LoadArgs {
 struct Scenario {
     name: String,
     description: String,
+    operation: Operation,
+    /// Events (or items) per request.
     events_per_request: usize,
     connections: usize,
     ids: Ids,
@@ -205,7 +219,17 @@ impl Ctx {
     fn requests(&self, server: &Server, sc: &Scenario) -> anyhow::Result<Requests> {
         let creds = bench_credentials();
         let sent_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let factory = BodyFactory::new(TRACKING_ID, sc.events_per_request, &self.next_tag(), sent_at);
+        let factory = match sc.operation {
+            Operation::Events => BodyFactory::new(TRACKING_ID, sc.events_per_request, &self.next_tag(), sent_at),
+            // The no-op baseline answers any body: the dataset is only made on interlog.
+            Operation::Items => {
+                let arn = match store_stats(server) {
+                    Some(_) => server::create_items_dataset(server.addr)?,
+                    None => "arn:aws:personalize:us-east-1:000000000000:dataset/default/ITEMS".to_owned(),
+                };
+                BodyFactory::items(&arn, sc.events_per_request, &self.next_tag())
+            }
+        };
         match sc.ids {
             Ids::Unique => Requests::online(&server.host(), &creds, factory),
             Ids::Repeated => Requests::pool(&server.host(), &creds, &factory, sc.repeat_pool),
@@ -332,7 +356,14 @@ impl Ctx {
         let noop = if pick("noop").is_empty() { Figures::default() } else { median_figures(&pick("noop")) };
         let interlog = if pick("interlog").is_empty() { Figures::default() } else { median_figures(&pick("interlog")) };
         let ratio = |a: f64, b: f64| if b > 0.0 && a.is_finite() { a / b } else { 0.0 };
-        let factory = BodyFactory::new(TRACKING_ID, sc.events_per_request, "00000000", 1_700_000_000);
+        let factory = match sc.operation {
+            Operation::Events => BodyFactory::new(TRACKING_ID, sc.events_per_request, "00000000", 1_700_000_000),
+            Operation::Items => BodyFactory::items(
+                "arn:aws:personalize:us-east-1:000000000000:dataset/default/ITEMS",
+                sc.events_per_request,
+                "00000000",
+            ),
+        };
         Ok(ScenarioReport {
             name: sc.name.clone(),
             description: sc.description.clone(),
@@ -357,6 +388,7 @@ impl Ctx {
         let sc = Scenario {
             name: "fill".into(),
             description: String::new(),
+            operation: Operation::Events,
             events_per_request: 10,
             connections: self.common.connections,
             ids: Ids::Unique,
@@ -456,6 +488,7 @@ pub fn run_load(args: LoadArgs) -> anyhow::Result<()> {
     let sc = Scenario {
         name: "load".into(),
         description: "custom".into(),
+        operation: args.operation,
         events_per_request: args.events_per_request,
         connections: args.common.connections,
         ids: args.ids,
@@ -495,6 +528,7 @@ pub fn run_suite(mut args: SuiteArgs) -> anyhow::Result<()> {
     let scenario = |name: &str, description: &str, events_per_request, ids, rate| Scenario {
         name: name.into(),
         description: description.into(),
+        operation: Operation::Events,
         events_per_request,
         connections: c,
         ids,
@@ -526,6 +560,21 @@ pub fn run_suite(mut args: SuiteArgs) -> anyhow::Result<()> {
             Ids::Unique,
             Some(half_events / 10.0),
         ),
+        Targets::Both,
+    )?);
+
+    eprintln!("== saturation, PutItems, 10 items of ~1 KB properties/request");
+    scenarios.push(ctx.scenario(
+        &Scenario {
+            operation: Operation::Items,
+            ..scenario(
+                "items-10",
+                "saturation, PutItems, 10 items of ~1 KB properties/request (items/s)",
+                10,
+                Ids::Unique,
+                None,
+            )
+        },
         Targets::Both,
     )?);
 

@@ -130,7 +130,7 @@ impl DatasetType {
     }
 
     /// "an Interactions schema", "a Users schema": messages read naturally for every type.
-    fn article(self) -> &'static str {
+    pub fn article(self) -> &'static str {
         match self {
             DatasetType::Users => "a",
             _ => "an",

@@ -145,7 +145,18 @@ async fn purge_chunk(shared: &Shared) -> Result<bool, StoreError> {
                     &[&dataset_id, &PURGE_CHUNK],
                 )
                 .await?;
-            if n < PURGE_CHUNK as u64 {
+            // The dataset's records go once its events are gone, a chunk at a time too.
+            let records = if n < PURGE_CHUNK as u64 {
+                tx.execute(
+                    "DELETE FROM records WHERE dataset_id = $1 AND record_id IN \
+                     (SELECT record_id FROM records WHERE dataset_id = $1 LIMIT $2)",
+                    &[&dataset_id, &(PURGE_CHUNK - n as i64)],
+                )
+                .await?
+            } else {
+                0
+            };
+            if n + records < PURGE_CHUNK as u64 {
                 tx.execute("UPDATE event_logs SET purged = true WHERE dataset_id = $1", &[&dataset_id]).await?;
                 tracing::info!(dataset_id, "the events of a deleted dataset are purged");
             }

@@ -33,9 +33,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use interlog_model::Interaction;
+use interlog_model::{Interaction, Record};
 use interlog_store::window::Window;
-use interlog_store::{AppendOutcome, EventStore, Health, Store, StoreError, StoreStats, StoredEvent, WriterOptions};
+use interlog_store::{
+    AppendOutcome, Entries, EventStore, Health, Store, StoreError, StoreStats, StoredEvent, StoredRecord, WriterOptions,
+};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -254,6 +256,33 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Queues one request's entries for this node's writer and waits for its commit.
+    async fn enqueue(&self, dataset_id: i64, entries: Entries, has_nul: bool) -> Result<AppendOutcome, StoreError> {
+        if entries.is_empty() {
+            return Ok(AppendOutcome::default());
+        }
+        // PostgreSQL text cannot hold U+0000. `properties` is the client's JSON text, where it
+        // can only appear escaped; refusing the odd request here keeps it from failing the
+        // whole group commit it would land in.
+        if has_nul {
+            return Err(StoreError::Invalid("properties must not contain a raw NUL character".into()));
+        }
+        if self.closing.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable("the store is closing".into()));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.jobs.try_send(writer::Job { dataset_id, entries, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                self.shared.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                StoreError::Overloaded
+            }
+            mpsc::error::TrySendError::Closed(_) => StoreError::Unavailable("the writer has stopped".into()),
+        })?;
+        answer.await.map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
+    }
+}
+
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         // Background tasks end; the writer ends when its queue closes with this handle.
@@ -264,27 +293,25 @@ impl Drop for PostgresStore {
 #[async_trait]
 impl EventStore for PostgresStore {
     async fn append(&self, dataset_id: i64, events: Vec<Interaction>) -> Result<AppendOutcome, StoreError> {
-        if events.is_empty() {
-            return Ok(AppendOutcome::default());
+        let nul = events.iter().any(|e| e.properties.as_deref().is_some_and(|p| p.contains('\0')));
+        self.enqueue(dataset_id, Entries::Events(events), nul).await
+    }
+
+    async fn put_records(&self, dataset_id: i64, records: Vec<Record>) -> Result<AppendOutcome, StoreError> {
+        let nul = records.iter().any(|r| r.properties.as_deref().is_some_and(|p| p.contains('\0')));
+        self.enqueue(dataset_id, Entries::Records(records), nul).await
+    }
+
+    async fn read_records(
+        &self,
+        dataset_id: i64,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
         }
-        // PostgreSQL text cannot hold U+0000. `properties` is the client's JSON text, where it
-        // can only appear escaped; refusing the odd request here keeps it from failing the
-        // whole group commit it would land in.
-        if events.iter().any(|e| e.properties.as_deref().is_some_and(|p| p.contains('\0'))) {
-            return Err(StoreError::Invalid("properties must not contain a raw NUL character".into()));
-        }
-        if self.closing.load(Ordering::Relaxed) {
-            return Err(StoreError::Unavailable("the store is closing".into()));
-        }
-        let (reply, answer) = oneshot::channel();
-        self.jobs.try_send(writer::Job { dataset_id, events, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                self.shared.counters.throttled.fetch_add(1, Ordering::Relaxed);
-                StoreError::Overloaded
-            }
-            mpsc::error::TrySendError::Closed(_) => StoreError::Unavailable("the writer has stopped".into()),
-        })?;
-        answer.await.map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
+        self.shared.db.run(async |c| writer::read_records(c, dataset_id, after.as_deref(), limit).await).await
     }
 
     async fn read(&self, dataset_id: i64, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {

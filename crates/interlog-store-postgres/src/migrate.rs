@@ -15,10 +15,11 @@ use crate::error::Fail;
 pub(crate) const LOCK_NAMESPACE: i32 = 0x494C_4F47;
 
 /// The layout, one step at a time. Never edit a step that has shipped: add one.
-pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "events, catalog, keys, event logs",
-    r#"
+pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "events, catalog, keys, event logs",
+        r#"
     -- Every resource of the control plane, whatever its kind (interlog_store::catalog::Row).
     -- Ids come from one sequence and are never reused: a dataset's id names its event log.
     CREATE SEQUENCE resource_ids;
@@ -87,7 +88,23 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[(
         received_at double precision NOT NULL,
         PRIMARY KEY (dataset_id, seq));
     "#,
-)];
+    ),
+    (
+        2,
+        "keyed records of items, users and actions",
+        r#"
+    -- Items, users and actions: one row per ID, the latest committed write replacing the
+    -- earlier one. IDs are bytea like the events' client strings (U+0000), and the key orders an
+    -- export's pages bytewise, as SQLite's TEXT does.
+    CREATE TABLE records(
+        dataset_id bigint NOT NULL,
+        record_id bytea NOT NULL,
+        properties text,
+        received_at double precision NOT NULL,
+        PRIMARY KEY (dataset_id, record_id));
+    "#,
+    ),
+];
 
 pub(crate) fn latest() -> i32 {
     MIGRATIONS.last().map_or(0, |m| m.0)

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::pin_mut;
-use interlog_model::Interaction;
+use interlog_model::{Interaction, Record};
 use interlog_store::window::Window;
-use interlog_store::{AppendOutcome, StoreError, StoredEvent, WriterOptions};
+use interlog_store::{AppendOutcome, Entries, StoreError, StoredEvent, StoredRecord, WriterOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -27,8 +27,19 @@ use crate::Shared;
 
 pub(crate) struct Job {
     pub(crate) dataset_id: i64,
-    pub(crate) events: Vec<Interaction>,
+    /// Events to append or keyed records to upsert: one queue, so both commit in arrival order.
+    pub(crate) entries: Entries,
     pub(crate) reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+impl Job {
+    /// The job's events; none for a job of records.
+    fn events(&self) -> &[Interaction] {
+        match &self.entries {
+            Entries::Events(e) => e,
+            Entries::Records(_) => &[],
+        }
+    }
 }
 
 const COLUMNS: &str = "dataset_id, seq, event_id, session_id, user_id, item_id, event_type, event_value, sent_at, \
@@ -139,12 +150,12 @@ impl Writer {
                 None => rx.recv().await,
             };
             let Some(first) = first else { break };
-            let mut events = first.events.len();
+            let mut events = first.entries.len();
             batch.push(first);
             while events < self.options.max_batch_events {
                 match rx.try_recv() {
                     Ok(job) => {
-                        events += job.events.len();
+                        events += job.entries.len();
                         batch.push(job);
                     }
                     Err(_) => break,
@@ -178,7 +189,7 @@ impl Writer {
                 shared.writer_ok();
                 c.commit(started.elapsed());
                 for (job, outcome) in batch.drain(..).zip(replies) {
-                    if let Ok(o) = &outcome {
+                    if let (Ok(o), Entries::Events(_)) = (&outcome, &job.entries) {
                         c.stored(o.stored as u64, o.duplicates as u64);
                     }
                     let _ = job.reply.send(outcome);
@@ -210,7 +221,7 @@ impl Writer {
         // Each event's window key, hashed once.
         let keys: Vec<Vec<u64>> = batch
             .iter()
-            .map(|job| job.events.iter().map(|e| self.window.key(job.dataset_id, &e.event_id)).collect())
+            .map(|job| job.events().iter().map(|e| self.window.key(job.dataset_id, &e.event_id)).collect())
             .collect();
         // Window hits, confirmed against the stored rows before anything is dropped.
         let mut candidates: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
@@ -236,8 +247,16 @@ impl Writer {
         let mut in_batch: HashSet<(i64, &str)> = HashSet::new();
         let mut per_dataset: BTreeMap<i64, i64> = BTreeMap::new();
         for (j, (job, keys)) in batch.iter().zip(&keys).enumerate() {
-            let mut flags = Vec::with_capacity(job.events.len());
-            for (e, key) in job.events.iter().zip(keys) {
+            if let Entries::Records(records) = &job.entries {
+                // Records take the dataset's log row too: its lock orders them against a
+                // concurrent delete of the dataset, which they must not outlive.
+                outcomes[j].stored = records.len();
+                per_dataset.entry(job.dataset_id).or_default();
+                keep.push(Vec::new());
+                continue;
+            }
+            let mut flags = Vec::with_capacity(job.events().len());
+            for (e, key) in job.events().iter().zip(keys) {
                 let stored_before = self.window.get(*key).is_some_and(|seq| {
                     confirmed.get(&(job.dataset_id, seq)).is_some_and(|id| id.as_slice() == e.event_id.as_bytes())
                 });
@@ -276,7 +295,7 @@ impl Writer {
             if deleted.contains(&job.dataset_id) {
                 continue;
             }
-            for ((e, key), _) in job.events.iter().zip(keys).zip(flags).filter(|(_, k)| **k) {
+            for ((e, key), _) in job.events().iter().zip(keys).zip(flags).filter(|(_, k)| **k) {
                 let seq = next.get_mut(&job.dataset_id).expect("a position for every dataset with events");
                 rows.push(EventRow::new(job.dataset_id, *seq, e, received_at));
                 window_entries.push((*key, *seq));
@@ -306,6 +325,7 @@ impl Writer {
                 }
             }
         }
+        upsert_records(&tx, batch, &deleted, received_at).await?;
         tx.commit().await?;
         // Only committed events enter the window.
         for (key, seq) in window_entries {
@@ -323,6 +343,66 @@ impl Writer {
             })
             .collect())
     }
+}
+
+/// The batch's records, each (dataset, ID) once with its latest write in arrival order, upserted
+/// in key order (the order every node locks rows in, so two nodes never deadlock).
+async fn upsert_records(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: &[Job],
+    deleted: &HashSet<i64>,
+    received_at: f64,
+) -> Result<(), Fail> {
+    let mut latest: BTreeMap<(i64, &[u8]), Option<&str>> = BTreeMap::new();
+    for job in batch.iter().filter(|j| !deleted.contains(&j.dataset_id)) {
+        if let Entries::Records(records) = &job.entries {
+            for r in records {
+                latest.insert((job.dataset_id, r.id.as_bytes()), r.properties.as_deref());
+            }
+        }
+    }
+    if latest.is_empty() {
+        return Ok(());
+    }
+    let datasets: Vec<i64> = latest.keys().map(|k| k.0).collect();
+    let ids: Vec<&[u8]> = latest.keys().map(|k| k.1).collect();
+    let properties: Vec<Option<&str>> = latest.values().copied().collect();
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO records(dataset_id, record_id, properties, received_at) \
+             SELECT d, i, p, $4 FROM unnest($1::bigint[], $2::bytea[], $3::text[]) WITH ORDINALITY AS r(d, i, p, n) \
+             ORDER BY n \
+             ON CONFLICT (dataset_id, record_id) DO UPDATE \
+             SET properties = EXCLUDED.properties, received_at = EXCLUDED.received_at",
+        )
+        .await?;
+    tx.execute(&stmt, &[&datasets, &ids, &properties, &received_at]).await?;
+    Ok(())
+}
+
+/// One page of a keyed dataset's records, in ID order.
+pub(crate) async fn read_records(
+    c: &deadpool_postgres::ClientWrapper,
+    dataset_id: i64,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<StoredRecord>, Fail> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT record_id, properties, received_at FROM records \
+             WHERE dataset_id = $1 AND ($2::bytea IS NULL OR record_id > $2) ORDER BY record_id LIMIT $3",
+        )
+        .await?;
+    let after = after.map(str::as_bytes);
+    let rows = c.query(&stmt, &[&dataset_id, &after, &(limit.min(i64::MAX as usize) as i64)]).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StoredRecord {
+                received_at: r.try_get(2)?,
+                record: Record { id: text(r, 0)?, properties: r.try_get(1)? },
+            })
+        })
+        .collect()
 }
 
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {

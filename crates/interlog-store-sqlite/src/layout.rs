@@ -20,8 +20,9 @@ use crate::error::{classify, Classify};
 /// "ILOG": an interlog database.
 const APPLICATION_ID: i64 = 0x494C_4F47;
 /// The layout this build writes. 1: the first landing (one table per resource kind);
-/// 2: one generic `resources` table, durable purges, the root key, the catalog version.
-pub const LAYOUT: i64 = 2;
+/// 2: one generic `resources` table, durable purges, the root key, the catalog version;
+/// 3: the `records` of keyed datasets (items, users, actions).
+pub const LAYOUT: i64 = 3;
 pub const DB_FILE: &str = "interlog.db";
 pub const LOCK_FILE: &str = "interlog.lock";
 
@@ -128,6 +129,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             None => create as fn(&Transaction<'_>) -> Result<(), StoreError>,
             Some(LAYOUT) => return Ok(()),
             Some(1) => from_1_to_2,
+            Some(2) => from_2_to_3,
             Some(other) => return Err(foreign(path, format!("unknown interlog layout {other}"))),
         };
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).classified()?;
@@ -176,10 +178,26 @@ const EVENTS: &str = "
         impression TEXT, attribution_source TEXT, received_at REAL NOT NULL);
 ";
 
+/// The keyed records of layout 3.
+const RECORDS: &str = "
+    -- Items, users and actions: one row per ID, the latest write replacing the earlier one. The
+    -- key orders an export's pages (bytewise, as PostgreSQL's bytea does).
+    CREATE TABLE records(
+        dataset_id INTEGER NOT NULL, record_id TEXT NOT NULL, properties TEXT, received_at REAL NOT NULL,
+        PRIMARY KEY(dataset_id, record_id)) WITHOUT ROWID;
+";
+
 fn create(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(TABLES_2).classified()?;
     tx.execute_batch(EVENTS).classified()?;
-    tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 2;")).classified()
+    tx.execute_batch(RECORDS).classified()?;
+    tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {LAYOUT};")).classified()
+}
+
+/// Layout 2 gains the `records` table; nothing else changes.
+fn from_2_to_3(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch(RECORDS).classified()?;
+    tx.execute_batch("PRAGMA user_version = 3;").classified()
 }
 
 /// Layout 1 (the first landing: `schemas`, `dataset_groups`, `datasets`, `event_trackers`,

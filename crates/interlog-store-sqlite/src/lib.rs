@@ -25,11 +25,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use interlog_model::Interaction;
+use interlog_model::{Interaction, Record};
 use interlog_store::catalog::{
     Catalog, DeleteRules, InsertRules, KeyRecord, Kind, ListQuery, Meta, NewRow, Page, Row, RowUpdate,
 };
-use interlog_store::{AppendOutcome, EventStore, Health, Store, StoreError, StoreStats, StoredEvent, WriterOptions};
+use interlog_store::{
+    AppendOutcome, Entries, EventStore, Health, Store, StoreError, StoreStats, StoredEvent, StoredRecord, WriterOptions,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use catalog::{Write, Written};
@@ -218,15 +220,11 @@ fn follow_version(conn: rusqlite::Connection, shared: std::sync::Weak<Shared>) -
     stop
 }
 
-fn unexpected(w: Written) -> StoreError {
-    StoreError::internal(format!("the writer answered with {w:?}"))
-}
-
-#[async_trait]
-impl EventStore for SqliteStore {
-    async fn append(&self, dataset_id: i64, events: Vec<Interaction>) -> Result<AppendOutcome, StoreError> {
+impl SqliteStore {
+    /// Queues one request's entries for the writer and waits for its commit.
+    async fn enqueue(&self, dataset_id: i64, entries: Entries) -> Result<AppendOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.writer()?.appends.try_send(AppendJob { dataset_id, events, reply }).map_err(|e| match e {
+        self.writer()?.appends.try_send(AppendJob { dataset_id, entries, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
                 self.shared.counters.throttled.fetch_add(1, Ordering::Relaxed);
                 StoreError::Overloaded
@@ -234,6 +232,30 @@ impl EventStore for SqliteStore {
             mpsc::error::TrySendError::Closed(_) => StoreError::Unavailable("the writer has stopped".into()),
         })?;
         answer.await.map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
+    }
+}
+
+fn unexpected(w: Written) -> StoreError {
+    StoreError::internal(format!("the writer answered with {w:?}"))
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append(&self, dataset_id: i64, events: Vec<Interaction>) -> Result<AppendOutcome, StoreError> {
+        self.enqueue(dataset_id, Entries::Events(events)).await
+    }
+
+    async fn put_records(&self, dataset_id: i64, records: Vec<Record>) -> Result<AppendOutcome, StoreError> {
+        self.enqueue(dataset_id, Entries::Records(records)).await
+    }
+
+    async fn read_records(
+        &self,
+        dataset_id: i64,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        self.readers.run(move |conn| reader::records(conn, dataset_id, after.as_deref(), limit)).await
     }
 
     async fn read(&self, dataset_id: i64, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use interlog_model::Interaction;
-use interlog_store::{StoreError, StoredEvent};
+use interlog_model::{Interaction, Record};
+use interlog_store::{StoreError, StoredEvent, StoredRecord};
 use rusqlite::{params, Connection};
 use tokio::sync::Semaphore;
 
@@ -120,4 +120,40 @@ pub fn events(conn: &Connection, dataset_id: i64, after: i64, limit: usize) -> R
     drop(stmt);
     tx.commit().classified()?;
     Ok(events)
+}
+
+/// Up to `limit` records of a live keyed dataset whose ID sorts after `after`, in ID order. A
+/// deleted dataset reads empty at once, like its events.
+pub fn records(
+    conn: &Connection,
+    dataset_id: i64,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<StoredRecord>, StoreError> {
+    let tx = conn.unchecked_transaction().classified()?;
+    let live: bool = tx
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM resources WHERE id = ?1 AND kind = 'dataset')")
+        .classified()?
+        .query_row([dataset_id], |r| r.get(0))
+        .classified()?;
+    if !live {
+        return Ok(Vec::new());
+    }
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    // TEXT compares with memcmp (the BINARY collation): UTF-8 byte order, like bytea's.
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT record_id, properties, received_at FROM records
+             WHERE dataset_id = ?1 AND (?2 IS NULL OR record_id > ?2) ORDER BY record_id LIMIT ?3",
+        )
+        .classified()?;
+    let rows = stmt
+        .query_map(params![dataset_id, after, limit], |r| {
+            Ok(StoredRecord { received_at: r.get(2)?, record: Record { id: r.get(0)?, properties: r.get(1)? } })
+        })
+        .classified()?;
+    let records = rows.collect::<Result<Vec<_>, _>>().classified()?;
+    drop(stmt);
+    tx.commit().classified()?;
+    Ok(records)
 }

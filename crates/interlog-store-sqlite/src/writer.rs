@@ -16,9 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use interlog_model::Interaction;
 use interlog_store::window::Window;
-use interlog_store::{AppendOutcome, Health, StoreError, WriterOptions};
+use interlog_store::{AppendOutcome, Entries, Health, StoreError, WriterOptions};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -45,7 +44,9 @@ const MAX_RESTARTS_PER_MINUTE: usize = 5;
 
 pub struct AppendJob {
     pub dataset_id: i64,
-    pub events: Vec<Interaction>,
+    /// A request's events (appended to the log) or keyed records (upserted), in one queue so
+    /// both are committed in arrival order by the same group commits.
+    pub entries: Entries,
     pub reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
 }
 
@@ -339,12 +340,12 @@ impl Writer {
     /// Takes `first` and every request waiting behind it (up to the batch size), commits them
     /// in one transaction and answers each.
     fn append_batch(&mut self, first: AppendJob, appends: &mut mpsc::Receiver<AppendJob>, batch: &mut Vec<AppendJob>) {
-        let mut events = first.events.len();
+        let mut events = first.entries.len();
         batch.push(first);
         while events < self.options.max_batch_events {
             match appends.try_recv() {
                 Ok(job) => {
-                    events += job.events.len();
+                    events += job.entries.len();
                     batch.push(job);
                 }
                 Err(_) => break,
@@ -358,7 +359,7 @@ impl Writer {
             Ok(outcomes) => {
                 c.commits.fetch_add(1, Ordering::Relaxed);
                 for (job, outcome) in batch.drain(..).zip(outcomes) {
-                    if let Ok(o) = &outcome {
+                    if let (Ok(o), Entries::Events(_)) = (&outcome, &job.entries) {
                         c.events_stored.fetch_add(o.stored as u64, Ordering::Relaxed);
                         c.duplicates_dropped.fetch_add(o.duplicates as u64, Ordering::Relaxed);
                     }
@@ -397,6 +398,14 @@ impl Writer {
                 .classified()?;
             let mut stored_id =
                 tx.prepare_cached("SELECT dataset_id, event_id FROM events WHERE seq = ?1").classified()?;
+            // The later write of an ID replaces the earlier: statements run in arrival order.
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO records(dataset_id, record_id, properties, received_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(dataset_id, record_id) DO UPDATE
+                     SET properties = excluded.properties, received_at = excluded.received_at",
+                )
+                .classified()?;
             for job in batch {
                 if !live.contains(&job.dataset_id) {
                     outcomes.push(Err(StoreError::NotFound(format!(
@@ -406,7 +415,18 @@ impl Writer {
                     continue;
                 }
                 let mut outcome = AppendOutcome::default();
-                for e in &job.events {
+                let events = match &job.entries {
+                    Entries::Events(events) => events,
+                    Entries::Records(records) => {
+                        for r in records {
+                            upsert.execute(params![job.dataset_id, r.id, r.properties, received_at]).classified()?;
+                        }
+                        outcome.stored = records.len();
+                        outcomes.push(Ok(outcome));
+                        continue;
+                    }
+                };
+                for e in events {
                     let key = window.key(job.dataset_id, &e.event_id);
                     if let Some(seq) = pending.get(&key).copied().or_else(|| window.get(key)) {
                         // Confirmed against the stored row: a hash collision is stored normally.
@@ -471,7 +491,23 @@ impl Writer {
                     done = upto;
                 }
             }
-            if done >= purge.last_seq {
+            // The dataset's records go after its events, a chunk at a time too.
+            let mut records_left = false;
+            if done >= purge.last_seq && removed < PURGE_ROWS {
+                let chunk = PURGE_ROWS - removed;
+                let n = tx
+                    .prepare_cached(
+                        "DELETE FROM records WHERE dataset_id = ?1 AND record_id IN
+                         (SELECT record_id FROM records WHERE dataset_id = ?1 LIMIT ?2)",
+                    )
+                    .classified()?
+                    .execute(params![purge.dataset_id, chunk])
+                    .classified()? as i64;
+                records_left = n >= chunk;
+            } else if done >= purge.last_seq {
+                records_left = true;
+            }
+            if done >= purge.last_seq && !records_left {
                 tx.execute("DELETE FROM purges WHERE dataset_id = ?1", [purge.dataset_id]).classified()?;
             } else {
                 tx.execute(
@@ -481,14 +517,14 @@ impl Writer {
                 .classified()?;
             }
             commit(tx, &shared)?;
-            Ok(done)
+            Ok((done, records_left))
         });
         match result {
-            Ok(done) if done >= purge.last_seq => {
+            Ok((done, false)) if done >= purge.last_seq => {
                 self.purges.pop_front();
                 tracing::info!(dataset_id = purge.dataset_id, "the deleted dataset's events are purged");
             }
-            Ok(done) => {
+            Ok((done, _)) => {
                 if let Some(front) = self.purges.front_mut() {
                     front.done_through = done;
                 }

@@ -1,8 +1,9 @@
-//! The event side of the boundary: appending recorded events durably and reading a dataset's
-//! log back in order.
+//! The data side of the boundary: appending recorded events durably and reading a dataset's
+//! log back in order; writing keyed records (items, users, actions) latest-wins and reading
+//! them back one per ID.
 
 use async_trait::async_trait;
-use interlog_model::Interaction;
+use interlog_model::{ActionInteraction, Interaction, Record};
 
 use crate::StoreError;
 
@@ -52,6 +53,72 @@ pub struct StoredEvent {
     pub interaction: Interaction,
 }
 
+/// One item, user or action as read back: the latest write of its ID.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    /// When the server received the write that holds, in epoch seconds.
+    pub received_at: f64,
+    pub record: Record,
+}
+
+/// What one unit of the writer's queue carries: a request's events or its keyed records. Both
+/// engines group-commit either kind in the same transactions, in arrival order.
+#[derive(Debug, Clone)]
+pub enum Entries {
+    /// Appended to the dataset's log (PutEvents, and PutActionInteractions through [`log_entry`]).
+    Events(Vec<Interaction>),
+    /// Upserted by ID, the later write replacing the earlier (PutItems, PutUsers, PutActions).
+    Records(Vec<Record>),
+}
+
+impl Entries {
+    pub fn len(&self) -> usize {
+        match self {
+            Entries::Events(e) => e.len(),
+            Entries::Records(r) => r.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The log row of an action interaction. An action interaction is an event like PutEvents' (the
+/// same dedup by eventId, the same retry window, the same durable group commit), so it is stored
+/// in the same log: the action fills the item column and `timestamp` the sent-at column; the two
+/// members it lacks stay empty. [`action_interaction`] is the inverse.
+pub fn log_entry(a: ActionInteraction) -> Interaction {
+    Interaction {
+        event_id: a.event_id,
+        session_id: a.session_id,
+        user_id: a.user_id,
+        item_id: Some(a.action_id),
+        event_type: a.event_type,
+        event_value: None,
+        sent_at: a.timestamp,
+        properties: a.properties,
+        recommendation_id: a.recommendation_id,
+        impression: a.impression,
+        event_attribution_source: None,
+    }
+}
+
+/// The action interaction a log row of an Action_Interactions dataset holds.
+pub fn action_interaction(i: &Interaction) -> ActionInteraction {
+    ActionInteraction {
+        event_id: i.event_id.clone(),
+        action_id: i.item_id.clone().unwrap_or_default(),
+        user_id: i.user_id.clone(),
+        session_id: i.session_id.clone(),
+        timestamp: i.sent_at,
+        event_type: i.event_type.clone(),
+        recommendation_id: i.recommendation_id.clone(),
+        impression: i.impression.clone(),
+        properties: i.properties.clone(),
+    }
+}
+
 /// Tuning of a group-commit writer, whatever the engine.
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
@@ -77,6 +144,31 @@ pub trait EventStore: Send + Sync + 'static {
     /// the door (counted in [`AppendOutcome::duplicates`]); older repeats may be stored and are
     /// removed exactly when reading with [`crate::export::UniqueEvents`].
     async fn append(&self, dataset_id: i64, events: Vec<Interaction>) -> Result<AppendOutcome, StoreError>;
+
+    /// Appends one PutActionInteractions request's interactions to an Action_Interactions
+    /// dataset's log: exactly [`EventStore::append`] of their [`log_entry`] rows.
+    async fn append_action_interactions(
+        &self,
+        dataset_id: i64,
+        interactions: Vec<ActionInteraction>,
+    ) -> Result<AppendOutcome, StoreError> {
+        self.append(dataset_id, interactions.into_iter().map(log_entry).collect()).await
+    }
+
+    /// Writes the records of one request to a keyed dataset, all or nothing, through the same
+    /// group-commit writer as [`EventStore::append`], and resolves once they are durable. A
+    /// record replaces the stored one of its ID: the latest write wins, in the order the writes
+    /// commit (within a request, request order). [`AppendOutcome::stored`] counts the records.
+    async fn put_records(&self, dataset_id: i64, records: Vec<Record>) -> Result<AppendOutcome, StoreError>;
+
+    /// Up to `limit` records of a keyed dataset whose ID sorts after `after` (bytewise, UTF-8),
+    /// in ID order: each ID once, with its latest write.
+    async fn read_records(
+        &self,
+        dataset_id: i64,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, StoreError>;
 
     /// Up to `limit` events of a dataset with `seq > after`, in `seq` order, repeats included.
     /// Each call is a short read: a slow consumer never pins a snapshot between pages.

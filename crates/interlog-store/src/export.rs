@@ -1,19 +1,21 @@
-//! Writing a dataset out: Personalize's dataset CSV (§8 of the spec) or JSON lines.
+//! Writing a dataset out, whatever its type: Personalize's dataset CSV (§8 of the spec) or JSON
+//! lines.
 //!
-//! Both `interlog export` and the server's export endpoint use this one writer, so the files
-//! they produce are identical; [`UniqueEvents`] is the one reader that removes repeated eventIds
-//! exactly (first copy wins) over any engine.
+//! `interlog export`, the server's export endpoint and export jobs use this one writer, so the
+//! files they produce are identical; [`UniqueEvents`] is the one reader that removes repeated
+//! eventIds exactly (first copy wins) over any engine, for Interactions and Action_Interactions
+//! datasets; the keyed datasets (Items, Users, Actions) are read one row per ID.
 
 use std::io::{self, Write};
 
 use interlog_model::properties::{check_properties_with, PropertyRules};
 use interlog_model::put_events::normalize_key;
-use interlog_model::schema::Schema;
-use interlog_model::Interaction;
+use interlog_model::schema::{DatasetType, Schema};
+use interlog_model::{Interaction, RecordKind};
 use serde_json::{Map, Value};
 
 use crate::catalog::resources::{CatalogExt, DatasetSpec, GroupSpec, Resource, SchemaSpec};
-use crate::{EventStore, StoreError, StoredEvent};
+use crate::{action_interaction, EventStore, StoreError, StoredEvent, StoredRecord};
 
 /// What a scan read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -112,16 +114,22 @@ impl<'a> UniqueEvents<'a> {
 /// Writes a dataset's first copies through `writer`, reading pages on the async runtime and
 /// formatting on a blocking thread, so neither starves the other; returns what was written and
 /// the writer's sink, flushed. The one export path of the server, its jobs and `interlog export`.
+///
+/// The writer's dataset type ([`ExportWriter::for_dataset`]) chooses the reader: the log's first
+/// copies for the event datasets, the latest write of each ID for the keyed ones (`events` then
+/// counts the rows written).
 pub async fn export_dataset<W: Write + Send + 'static>(
     store: std::sync::Arc<dyn EventStore>,
     dataset_id: i64,
     mut writer: ExportWriter<W>,
 ) -> Result<(ScanStats, W), StoreError> {
-    let (pages, mut incoming) = tokio::sync::mpsc::channel::<Vec<StoredEvent>>(2);
+    let keyed = RecordKind::of_dataset_type(writer.dataset_type).is_some();
+    let (pages, mut incoming) = tokio::sync::mpsc::channel::<Page>(2);
     let format = tokio::task::spawn_blocking(move || -> io::Result<W> {
         while let Some(page) = incoming.blocking_recv() {
-            for e in &page {
-                writer.write(e)?;
+            match page {
+                Page::Events(events) => events.iter().try_for_each(|e| writer.write(e))?,
+                Page::Records(records) => records.iter().try_for_each(|r| writer.write_record(r))?,
             }
         }
         let mut out = writer.finish()?;
@@ -129,10 +137,24 @@ pub async fn export_dataset<W: Write + Send + 'static>(
         Ok(out)
     });
     let mut reader = UniqueEvents::new(&*store, dataset_id);
+    let mut rows = 0u64;
     let read = async {
-        while let Some(page) = reader.next_page().await? {
-            if pages.send(page).await.is_err() {
-                break; // the writer failed: its error is the one to report
+        if keyed {
+            let mut after: Option<String> = None;
+            loop {
+                let page = store.read_records(dataset_id, after.clone(), PAGE_EVENTS).await?;
+                let done = page.len() < PAGE_EVENTS;
+                after = page.last().map(|r| r.record.id.clone());
+                rows += page.len() as u64;
+                if page.is_empty() || pages.send(Page::Records(page)).await.is_err() || done {
+                    break;
+                }
+            }
+        } else {
+            while let Some(page) = reader.next_page().await? {
+                if pages.send(Page::Events(page)).await.is_err() {
+                    break; // the writer failed: its error is the one to report
+                }
             }
         }
         drop(pages);
@@ -142,7 +164,31 @@ pub async fn export_dataset<W: Write + Send + 'static>(
     let out = format.await.map_err(|e| StoreError::internal(format!("the export writer stopped: {e}")))?;
     read?;
     let out = out?;
-    Ok((reader.stats(), out))
+    let stats = if keyed { ScanStats { events: rows, duplicates: 0 } } else { reader.stats() };
+    Ok((stats, out))
+}
+
+/// What the reader hands the formatting thread.
+enum Page {
+    Events(Vec<StoredEvent>),
+    Records(Vec<StoredRecord>),
+}
+
+/// Any dataset of an account by ARN, with its schema: what `interlog export --dataset-arn` and
+/// `GET /_interlog/export?datasetArn=` read. `account: None` looks in every account.
+pub async fn dataset_by_arn(
+    catalog: &dyn crate::Catalog,
+    account: Option<&str>,
+    arn: &str,
+) -> Result<(Resource<DatasetSpec>, Resource<SchemaSpec>), StoreError> {
+    let dataset = match account {
+        Some(account) => catalog.find::<DatasetSpec>(account, arn).await?,
+        None => catalog.list_all::<DatasetSpec>(None, None).await?.into_iter().find(|d| d.meta.arn == arn),
+    };
+    let dataset = dataset.ok_or_else(|| StoreError::NotFound(format!("No dataset {arn} exists")))?;
+    let schema_arn = dataset.meta.uses.clone().unwrap_or_default();
+    let schema = catalog.describe::<SchemaSpec>(&dataset.meta.account, &schema_arn).await?;
+    Ok((dataset, schema))
 }
 
 /// The Interactions dataset of a dataset group, by name or the default group, with its schema:
@@ -234,6 +280,8 @@ impl std::str::FromStr for Format {
 /// Formats stored events onto any writer.
 pub struct ExportWriter<W: Write> {
     format: Format,
+    /// Which rows it writes and how columns map to their members: Interactions unless told.
+    dataset_type: DatasetType,
     columns: Vec<String>,
     /// When known, metadata cells are written as the field's type reads them (`"014"` → `14`).
     schema: Option<Schema>,
@@ -248,9 +296,23 @@ impl<W: Write> ExportWriter<W> {
             Format::Csv => {
                 let mut csv = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(out);
                 csv.write_record(&columns)?;
-                Ok(ExportWriter { format, columns, schema: None, csv: Some(csv), raw: None })
+                Ok(ExportWriter {
+                    format,
+                    dataset_type: DatasetType::Interactions,
+                    columns,
+                    schema: None,
+                    csv: Some(csv),
+                    raw: None,
+                })
             }
-            Format::Jsonl => Ok(ExportWriter { format, columns, schema: None, csv: None, raw: Some(out) }),
+            Format::Jsonl => Ok(ExportWriter {
+                format,
+                dataset_type: DatasetType::Interactions,
+                columns,
+                schema: None,
+                csv: None,
+                raw: Some(out),
+            }),
         }
     }
 
@@ -260,31 +322,81 @@ impl<W: Write> ExportWriter<W> {
         self
     }
 
+    /// Writes rows of a dataset of this type (the event datasets' [`ExportWriter::write`], the
+    /// keyed datasets' [`ExportWriter::write_record`]).
+    pub fn for_dataset(mut self, dataset_type: DatasetType) -> Self {
+        self.dataset_type = dataset_type;
+        self
+    }
+
+    /// The dataset type this writer writes.
+    pub fn dataset_type(&self) -> DatasetType {
+        self.dataset_type
+    }
+
+    /// One event of an Interactions or Action_Interactions dataset.
     pub fn write(&mut self, event: &StoredEvent) -> io::Result<()> {
+        if self.dataset_type == DatasetType::ActionInteractions {
+            let a = action_interaction(&event.interaction);
+            return match self.format {
+                Format::Csv => self.csv_row(a.properties.as_deref(), |c| a.member_cell(c)),
+                Format::Jsonl => self.json_line(&action_jsonl(&a, event.received_at)),
+            };
+        }
         match self.format {
             Format::Csv => {
-                let props = properties_map(&event.interaction);
-                let typed = match (&self.schema, &props) {
-                    (Some(schema), Some(map)) => check_properties_with(schema, "properties", map, LENIENT).ok(),
-                    _ => None,
-                };
-                let row: Vec<String> = self
-                    .columns
-                    .iter()
-                    .map(|c| match typed.as_ref().and_then(|t| t.iter().find(|(col, _)| col == c)) {
-                        Some((_, value)) => value.to_csv_cell(),
-                        None => csv_cell(c, &event.interaction, props.as_ref()),
-                    })
-                    .collect();
-                self.csv.as_mut().expect("csv writer").write_record(&row)?;
+                let i = &event.interaction;
+                self.csv_row(i.properties.as_deref(), |c| interaction_cell(c, i))
             }
+            Format::Jsonl => self.json_line(&jsonl_object(event)),
+        }
+    }
+
+    /// One record of an Items, Users or Actions dataset.
+    pub fn write_record(&mut self, stored: &StoredRecord) -> io::Result<()> {
+        let kind = RecordKind::of_dataset_type(self.dataset_type).unwrap_or(RecordKind::Item);
+        let r = &stored.record;
+        match self.format {
+            Format::Csv => self.csv_row(r.properties.as_deref(), |c| r.member_cell(kind, c)),
             Format::Jsonl => {
-                let out = self.raw.as_mut().expect("raw writer");
-                serde_json::to_writer(&mut *out, &jsonl_object(event))?;
-                out.write_all(b"\n")?;
+                let mut m = Map::new();
+                m.insert(kind.id_member().into(), r.id.clone().into());
+                if let Some(p) = &r.properties {
+                    m.insert("properties".into(), p.clone().into());
+                }
+                m.insert("receivedAt".into(), stored.received_at.into());
+                self.json_line(&Value::Object(m))
             }
         }
+    }
+
+    /// A CSV row: each column from the member that fills it (`member` answers `Some`), else from
+    /// `properties` coerced to the schema's field type, else from the property's raw value.
+    fn csv_row(&mut self, properties: Option<&str>, member: impl Fn(&str) -> Option<String>) -> io::Result<()> {
+        let props = properties.and_then(|p| match serde_json::from_str(p) {
+            Ok(Value::Object(map)) => Some(map),
+            _ => None,
+        });
+        let typed = match (&self.schema, &props) {
+            (Some(schema), Some(map)) => check_properties_with(schema, "properties", map, LENIENT).ok(),
+            _ => None,
+        };
+        let row: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| match typed.as_ref().and_then(|t| t.iter().find(|(col, _)| col == c)) {
+                Some((_, value)) => value.to_csv_cell(),
+                None => member(c).unwrap_or_else(|| property_cell(c, props.as_ref())),
+            })
+            .collect();
+        self.csv.as_mut().expect("csv writer").write_record(&row)?;
         Ok(())
+    }
+
+    fn json_line(&mut self, v: &Value) -> io::Result<()> {
+        let out = self.raw.as_mut().expect("raw writer");
+        serde_json::to_writer(&mut *out, v)?;
+        out.write_all(b"\n")
     }
 
     pub fn finish(self) -> io::Result<W> {
@@ -299,22 +411,15 @@ impl<W: Write> ExportWriter<W> {
 /// Stored events already passed the schema check; reading them back must never refuse one.
 const LENIENT: PropertyRules = PropertyRules { ignore_unknown_keys: true, allow_missing_required: true };
 
-fn properties_map(i: &Interaction) -> Option<Map<String, Value>> {
-    match serde_json::from_str(i.properties.as_deref()?) {
-        Ok(Value::Object(map)) => Some(map),
-        _ => None,
-    }
-}
-
 fn number(v: f64) -> String {
     // Rust prints the shortest representation that round-trips: 4.5, 4, 0.1.
     format!("{v}")
 }
 
-/// The value of one dataset column for one event. Reserved columns come from request members;
-/// any other column comes from the `properties` key that maps to it (camelCase ↔ UPPER_SNAKE).
-fn csv_cell(column: &str, i: &Interaction, props: Option<&Map<String, Value>>) -> String {
-    match column {
+/// The value of one Interactions column that a request member fills; `None` for any other
+/// column, which comes from the `properties` key that maps to it.
+fn interaction_cell(column: &str, i: &Interaction) -> Option<String> {
+    Some(match column {
         "USER_ID" => i.user_id.clone().unwrap_or_default(),
         "ITEM_ID" => i.item_id.clone().unwrap_or_default(),
         "TIMESTAMP" => i.timestamp().to_string(),
@@ -323,17 +428,44 @@ fn csv_cell(column: &str, i: &Interaction, props: Option<&Map<String, Value>>) -
         "IMPRESSION" => i.impression_joined().unwrap_or_default(),
         "RECOMMENDATION_ID" => i.recommendation_id.clone().unwrap_or_default(),
         "EVENT_ATTRIBUTION_SOURCE" => i.event_attribution_source.clone().unwrap_or_default(),
-        other => {
-            let wanted = normalize_key(other);
-            let value = props.and_then(|m| m.iter().find(|(k, _)| normalize_key(k) == wanted).map(|(_, v)| v));
-            match value {
-                None | Some(Value::Null) => String::new(),
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Number(n)) => n.to_string(),
-                Some(v) => v.to_string(),
-            }
-        }
+        _ => return None,
+    })
+}
+
+/// A column from the `properties` key that maps to it (camelCase ↔ UPPER_SNAKE), as sent.
+fn property_cell(column: &str, props: Option<&Map<String, Value>>) -> String {
+    let wanted = normalize_key(column);
+    let value = props.and_then(|m| m.iter().find(|(k, _)| normalize_key(k) == wanted).map(|(_, v)| v));
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(v) => v.to_string(),
     }
+}
+
+/// An action interaction with every stored member, as JSON lines show it.
+fn action_jsonl(a: &interlog_model::ActionInteraction, received_at: f64) -> Value {
+    let mut m = Map::new();
+    m.insert("eventId".into(), a.event_id.clone().into());
+    m.insert("actionId".into(), a.action_id.clone().into());
+    if let Some(v) = &a.user_id {
+        m.insert("userId".into(), v.clone().into());
+    }
+    m.insert("sessionId".into(), a.session_id.clone().into());
+    m.insert("timestamp".into(), a.timestamp.into());
+    m.insert("eventType".into(), a.event_type.clone().into());
+    if let Some(v) = &a.recommendation_id {
+        m.insert("recommendationId".into(), v.clone().into());
+    }
+    if let Some(v) = &a.impression {
+        m.insert("impression".into(), v.clone().into());
+    }
+    if let Some(v) = &a.properties {
+        m.insert("properties".into(), v.clone().into());
+    }
+    m.insert("receivedAt".into(), received_at.into());
+    Value::Object(m)
 }
 
 fn jsonl_object(e: &StoredEvent) -> Value {

@@ -27,7 +27,10 @@ pub use bootstrap::{bootstrap, existing_defaults, Bootstrap, Bootstrapped};
 pub use cache::{CatalogCache, DatasetTarget, TrackerKind, TrackerTarget};
 pub use catalog::Catalog;
 pub use error::StoreError;
-pub use events::{AppendOutcome, EventStore, Health, StoreStats, StoredEvent, WriterOptions};
+pub use events::{
+    action_interaction, log_entry, AppendOutcome, Entries, EventStore, Health, StoreStats, StoredEvent, StoredRecord,
+    WriterOptions,
+};
 
 /// A whole store: events and catalog, one engine.
 #[async_trait]

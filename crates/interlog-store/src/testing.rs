@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use interlog_model::arn::Scope;
-use interlog_model::Interaction;
+use interlog_model::{ActionInteraction, Interaction, Record};
 
 use crate::catalog::resources::{CatalogExt, DatasetSpec, ExportJobSpec, GroupSpec, New, SchemaSpec, TrackerSpec};
 use crate::catalog::{
@@ -48,7 +48,9 @@ macro_rules! conformance_suite {
             deleting_a_dataset_purges_its_events, root_key_first_one_wins, bootstrap_once, cache_follows_the_catalog,
             fresh_store_is_writable, nodes_share_events_and_dedup, nodes_see_each_others_catalog,
             quota_holds_across_nodes, running_quota_holds_across_nodes, name_races_across_nodes_name_the_winner,
-            bootstrap_once_across_nodes);
+            bootstrap_once_across_nodes, records_latest_write_wins,
+            records_survive_a_reopen, concurrent_record_writes_keep_one_row_per_id,
+            deleting_a_dataset_purges_its_records, action_interactions_are_events, nodes_share_records);
     };
     (@cases $engine:expr; $($case:ident),* $(,)?) => {
         $(
@@ -992,4 +994,174 @@ pub async fn bootstrap_once_across_nodes(engine: &dyn Engine) {
     assert_eq!(created, 1);
     assert_eq!(trackers.len(), 1);
     assert_eq!(nodes[2].list_all::<GroupSpec>(Some(ACCOUNT), None).await.unwrap().len(), 1);
+}
+
+// ---- keyed records (items, users, actions) and action interactions ----
+
+fn record(id: &str, properties: Option<&str>) -> Record {
+    Record { id: id.into(), properties: properties.map(str::to_owned) }
+}
+
+/// Every record of a dataset, read in pages of `page`.
+async fn all_records(store: &dyn Store, dataset: i64, page: usize) -> Vec<Record> {
+    let mut out: Vec<Record> = Vec::new();
+    loop {
+        let after = out.last().map(|r| r.id.clone());
+        let got = store.read_records(dataset, after, page).await.expect("read records");
+        assert!(got.len() <= page, "a page holds at most its limit");
+        let done = got.len() < page;
+        out.extend(got.into_iter().map(|r| r.record));
+        if done {
+            return out;
+        }
+    }
+}
+
+pub async fn records_latest_write_wins(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let (_, _, other) = group_with_dataset(&*store, ACCOUNT, "other").await;
+    let before = crate::now();
+    // Within one request the later record of an ID is the latest write.
+    let o = store
+        .put_records(
+            dataset,
+            vec![record("b", Some(r#"{"n": 1}"#)), record("a", None), record("b", Some(r#"{"n": 2}"#))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(o.stored, 3);
+    store.put_records(other, vec![record("a", Some(r#"{"other": true}"#))]).await.unwrap();
+    // A later request replaces what an earlier one wrote, properties absent included.
+    store.put_records(dataset, vec![record("a", Some(r#"{"ü": "✓"}"#)), record("c", None)]).await.unwrap();
+    store.put_records(dataset, vec![record("b", None)]).await.unwrap();
+    let expected = vec![record("a", Some(r#"{"ü": "✓"}"#)), record("b", None), record("c", None)];
+    assert_eq!(all_records(&*store, dataset, 1000).await, expected, "one row per ID, in ID order, latest wins");
+    assert_eq!(all_records(&*store, dataset, 1).await, expected, "pages of one");
+    assert_eq!(all_records(&*store, other, 10).await, vec![record("a", Some(r#"{"other": true}"#))]);
+    let stored = store.read_records(dataset, None, 10).await.unwrap();
+    assert!(stored.iter().all(|r| r.received_at >= before - 1.0 && r.received_at <= crate::now() + 1.0));
+    assert!(all(&*store, dataset).await.is_empty(), "records are not events");
+    // IDs order bytewise (UTF-8), whatever the engine.
+    store.put_records(other, vec![record("é", None), record("Z", None), record("\u{0}x", None)]).await.unwrap();
+    let order: Vec<String> = all_records(&*store, other, 2).await.into_iter().map(|r| r.id).collect();
+    assert_eq!(order, ["\u{0}x", "Z", "a", "é"]);
+}
+
+pub async fn records_survive_a_reopen(engine: &dyn Engine) {
+    let (location, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    for n in 0..5 {
+        store
+            .put_records(dataset, vec![record("x", Some(&format!(r#"{{"n": {n}}}"#))), record(&format!("r{n}"), None)])
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    drop(store);
+    let store = engine.open(&location, WriterOptions::default()).await;
+    let got = all_records(&*store, dataset, 100).await;
+    assert_eq!(got.len(), 6);
+    assert_eq!(got.last().unwrap(), &record("x", Some(r#"{"n": 4}"#)), "the latest write before the restart");
+    store.put_records(dataset, vec![record("x", Some(r#"{"n": 5}"#))]).await.unwrap();
+    assert_eq!(all_records(&*store, dataset, 100).await.last().unwrap(), &record("x", Some(r#"{"n": 5}"#)));
+}
+
+pub async fn concurrent_record_writes_keep_one_row_per_id(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for r in 0..10 {
+                let props = format!(r#"{{"t": {t}, "r": {r}}}"#);
+                let records = (0..10).map(|i| record(&format!("id-{i}"), Some(&props))).collect();
+                store.put_records(dataset, records).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let got = all_records(&*store, dataset, 3).await;
+    assert_eq!(got.len(), 10, "one row per ID");
+    // Each request wrote all ten IDs in one commit: the last commit's values hold for every ID.
+    let first = got[0].properties.clone();
+    assert!(got.iter().all(|r| r.properties == first), "a request's records commit together: {got:?}");
+}
+
+pub async fn deleting_a_dataset_purges_its_records(engine: &dyn Engine) {
+    let (location, store) = open(engine).await;
+    let keep = default_dataset(&*store, ACCOUNT).await;
+    let (_, dataset_arn, gone) = group_with_dataset(&*store, ACCOUNT, "g").await;
+    for r in 0..30 {
+        store.put_records(gone, (0..10).map(|i| record(&format!("{r}-{i}"), None)).collect()).await.unwrap();
+    }
+    store.append(gone, vec![bare("e")]).await.unwrap();
+    store.put_records(keep, vec![record("kept", None)]).await.unwrap();
+    let rules = DeleteRules { purge_events: true, ..Default::default() };
+    store.remove::<DatasetSpec>(ACCOUNT, &dataset_arn, rules).await.unwrap();
+    let err = store.put_records(gone, vec![record("late", None)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "a deleted dataset takes no records: {err:?}");
+    eventually("the purge", Duration::from_secs(20), async || {
+        store.read_records(gone, None, 10).await.unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(all_records(&*store, keep, 10).await, vec![record("kept", None)]);
+    store.close().await;
+    drop(store);
+    let store = engine.open(&location, WriterOptions::default()).await;
+    eventually("the purge after a reopen", Duration::from_secs(20), async || {
+        store.read_records(gone, None, 10).await.unwrap().is_empty()
+    })
+    .await;
+}
+
+fn action(id: &str, action: &str) -> ActionInteraction {
+    ActionInteraction {
+        event_id: id.into(),
+        action_id: action.into(),
+        user_id: Some("u1".into()),
+        session_id: "s1".into(),
+        timestamp: 1_700_000_000.5,
+        event_type: "Not Taken".into(),
+        recommendation_id: Some("RID-1".into()),
+        impression: Some(vec![action.into(), "a2".into()]),
+        properties: Some(r#"{"numberOfActions": "12"}"#.into()),
+    }
+}
+
+pub async fn action_interactions_are_events(engine: &dyn Engine) {
+    let (location, store) = open(engine).await;
+    let (_, _, dataset) = group_with_dataset(&*store, ACCOUNT, "actions").await;
+    let sent = vec![action("a", "first"), action("b", "x"), action("a", "second")];
+    let o = store.append_action_interactions(dataset, sent.clone()).await.unwrap();
+    assert_eq!((o.stored, o.duplicates), (2, 1), "deduplicated by eventId at the door");
+    store.close().await;
+    drop(store);
+    let store = engine.open(&location, WriterOptions::default()).await;
+    let o = store.append_action_interactions(dataset, vec![action("b", "retry"), action("c", "y")]).await.unwrap();
+    assert_eq!((o.stored, o.duplicates), (1, 1), "a retry across a restart is dropped");
+    let got: Vec<ActionInteraction> =
+        unique(&*store, dataset).await.iter().map(|e| crate::action_interaction(&e.interaction)).collect();
+    assert_eq!(
+        got,
+        vec![sent[0].clone(), sent[1].clone(), action("c", "y")],
+        "every member round-trips; first copy wins"
+    );
+}
+
+pub async fn nodes_share_records(engine: &dyn Engine) {
+    let Some(nodes) = nodes(engine, 2).await else { return };
+    let dataset = default_dataset(&*nodes[0], ACCOUNT).await;
+    nodes[0].put_records(dataset, vec![record("x", Some(r#"{"node": 0}"#))]).await.unwrap();
+    nodes[1].put_records(dataset, vec![record("x", Some(r#"{"node": 1}"#)), record("y", None)]).await.unwrap();
+    for node in &nodes {
+        assert_eq!(
+            all_records(&**node, dataset, 10).await,
+            vec![record("x", Some(r#"{"node": 1}"#)), record("y", None)],
+            "the later commit wins on every node"
+        );
+    }
 }

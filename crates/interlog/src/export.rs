@@ -1,4 +1,5 @@
-//! `interlog export`: a dataset group's interactions as dataset CSV or JSON lines, read through
+//! `interlog export`: a dataset group's interactions, or any dataset by ARN (`--dataset-arn`), as
+//! dataset CSV or JSON lines, read through
 //! a running server (`--endpoint-url`), straight from a data dir (`--data-dir`) or from the
 //! PostgreSQL database a deployment shares (`--database-url`).
 
@@ -8,8 +9,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use interlog_model::schema::DatasetType;
 use interlog_model::schema::{field_names, parse_schema};
-use interlog_store::export::{export_dataset, interactions_of_group, ExportWriter, Format};
+use interlog_store::export::{dataset_by_arn, export_dataset, interactions_of_group, ExportWriter, Format};
 use interlog_store::Store;
 
 #[derive(Args)]
@@ -33,9 +35,12 @@ pub(crate) struct ExportArgs {
     /// Send the request unsigned (for a server started with --no-auth).
     #[arg(long)]
     no_sign_request: bool,
-    /// The dataset group to export (the default one when omitted).
-    #[arg(long)]
+    /// The dataset group whose Interactions dataset to export (the default one when omitted).
+    #[arg(long, conflicts_with = "dataset_arn")]
     dataset_group: Option<String>,
+    /// The dataset to export, of any type (Interactions, Items, Users, Actions, Action_Interactions).
+    #[arg(long)]
+    dataset_arn: Option<String>,
     /// csv (Personalize's dataset CSV) or jsonl (every stored member, one event per line).
     #[arg(long, default_value = "csv")]
     format: Format,
@@ -57,7 +62,7 @@ pub(crate) fn run(args: ExportArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot open {}", interlog_server::engine::redact_url(url)))?,
             (None, None) => unreachable!("clap requires a source"),
         };
-        from_store(store, args.dataset_group.as_deref(), args.format, &args.output).await
+        from_store(store, args.dataset_group.as_deref(), args.dataset_arn.as_deref(), args.format, &args.output).await
     })
 }
 
@@ -79,6 +84,10 @@ fn from_server(endpoint: &str, args: &ExportArgs) -> anyhow::Result<()> {
         query.push_str("&datasetGroup=");
         query.push_str(&percent_encode(group));
     }
+    if let Some(arn) = &args.dataset_arn {
+        query.push_str("&datasetArn=");
+        query.push_str(&percent_encode(arn));
+    }
     let env = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
     let fetched = interlog_cli::fetch::signed_get(env, &options, &query).map_err(anyhow::Error::msg)?;
     if fetched.status != 200 {
@@ -96,7 +105,8 @@ fn from_server(endpoint: &str, args: &ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Dataset group names are `[A-Za-z0-9_-]`; anything else is escaped so the query stays intact.
+/// Dataset group names are `[A-Za-z0-9_-]`; anything else (an ARN's `:` and `/`) is escaped so
+/// the query stays intact.
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -114,18 +124,26 @@ fn open_output(path: &PathBuf) -> anyhow::Result<Box<dyn Write + Send>> {
     Ok(Box::new(BufWriter::with_capacity(1 << 16, file)))
 }
 
-/// Writes the default (or named) group's interactions of any account; the output file is
+/// Writes the default (or named) group's interactions, or the dataset an ARN names, of any
+/// account; the output file is
 /// created only once the dataset was found.
 async fn from_store(
     store: std::sync::Arc<dyn Store>,
     group: Option<&str>,
+    dataset_arn: Option<&str>,
     format: Format,
     output: &PathBuf,
 ) -> anyhow::Result<()> {
-    let (dataset, schema) = interactions_of_group(&*store, None, group).await?;
+    let (dataset, schema) = match dataset_arn {
+        Some(arn) => dataset_by_arn(&*store, None, arn).await?,
+        None => interactions_of_group(&*store, None, group).await?,
+    };
     let out = open_output(output)?;
     let columns = field_names(&schema.spec.body).map_err(anyhow::Error::msg)?;
-    let writer = ExportWriter::new(format, columns, out)?.with_schema(parse_schema(&schema.spec.body).ok());
+    let dataset_type = dataset.spec.parsed_type().unwrap_or(DatasetType::Interactions);
+    let writer = ExportWriter::new(format, columns, out)?
+        .with_schema(parse_schema(&schema.spec.body).ok())
+        .for_dataset(dataset_type);
     export_dataset(store, dataset.meta.id, writer).await?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The AWS SDK for Rust against the real server: PutEvents round trips and SigV4 failures as
-//! the SDK reports them.
+//! the SDK reports them; PutItems, PutUsers, PutActions and PutActionInteractions read back
+//! through `interlog export --dataset-arn`, with their error types.
 
 mod common;
 
@@ -11,10 +12,11 @@ use aws_sdk_personalizeevents::config::retry::RetryConfig;
 use aws_sdk_personalizeevents::config::{BehaviorVersion, ConfigBag, Intercept, Region, RuntimeComponents};
 use aws_sdk_personalizeevents::error::{BoxError, ProvideErrorMetadata};
 use aws_sdk_personalizeevents::primitives::DateTime;
-use aws_sdk_personalizeevents::types::{Event, MetricAttribution};
+use aws_sdk_personalizeevents::types::{Action, ActionInteraction, Event, Item, MetricAttribution, User};
 use aws_sdk_personalizeevents::Client;
 use aws_smithy_async::time::StaticTimeSource;
-use common::{export_jsonl, Server, ROOT_KEY, ROOT_SECRET};
+use common::{control, export_jsonl, Key, Server, ROOT_KEY, ROOT_SECRET};
+use serde_json::json;
 
 fn client(server: &Server, key: &str, secret: &str, token: Option<&str>) -> aws_sdk_personalizeevents::config::Builder {
     aws_sdk_personalizeevents::Config::builder()
@@ -225,4 +227,170 @@ async fn another_accounts_key_cannot_use_the_tracker() {
     // The same answer as for a tracking ID that exists nowhere: nothing leaks across accounts.
     assert_eq!(unknown_tracker.code(), Some("InvalidInputException"));
     assert!(export_jsonl(&data).is_empty());
+}
+
+/// `interlog export --data-dir DIR --dataset-arn ARN --format FORMAT`.
+fn export_dataset(data_dir: &std::path::Path, arn: &str, format: &str) -> String {
+    let out = std::process::Command::new(common::bin())
+        .args(["export", "--format", format, "--output", "-", "--dataset-arn", arn, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run interlog export");
+    assert!(out.status.success(), "export failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A dataset of `api_type` in `group`, with a schema of `fields`; its ARN.
+fn dataset(addr: &str, group: &str, api_type: &str, schema_name: &str, fields: serde_json::Value) -> String {
+    let schema = json!({"type": "record", "name": schema_name, "namespace": "com.amazonaws.personalize.schema",
+                        "fields": fields, "version": "1.0"});
+    let name = format!("sdk-{}", api_type.to_ascii_lowercase().replace('_', "-"));
+    let r =
+        control("127.0.0.1", addr, "CreateSchema", &json!({"name": name, "schema": schema.to_string()}), &Key::root());
+    assert_eq!(r.status, 200, "{}", r.body);
+    let schema_arn =
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["schemaArn"].as_str().unwrap().to_owned();
+    let body = json!({"name": name, "schemaArn": schema_arn, "datasetGroupArn": group, "datasetType": api_type});
+    let r = control("127.0.0.1", addr, "CreateDataset", &body, &Key::root());
+    assert_eq!(r.status, 200, "{}", r.body);
+    serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["datasetArn"].as_str().unwrap().to_owned()
+}
+
+fn code<E: ProvideErrorMetadata, R>(e: aws_sdk_personalizeevents::error::SdkError<E, R>) -> String {
+    format!("{}: {}", e.code().unwrap_or("?"), e.message().unwrap_or(""))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_puts_items_users_actions_and_action_interactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let addr = server.addr();
+    let r = control("127.0.0.1", &addr, "CreateDatasetGroup", &json!({"name": "sdk"}), &Key::root());
+    assert_eq!(r.status, 200, "{}", r.body);
+    let group =
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["datasetGroupArn"].as_str().unwrap().to_owned();
+    let items = dataset(
+        &addr,
+        &group,
+        "Items",
+        "Items",
+        json!([
+        {"name": "ITEM_ID", "type": "string"},
+        {"name": "GENRES", "type": ["null", "string"], "categorical": true},
+        {"name": "PRICE", "type": "double"}]),
+    );
+    let users = dataset(
+        &addr,
+        &group,
+        "Users",
+        "Users",
+        json!([
+        {"name": "USER_ID", "type": "string"}, {"name": "AGE", "type": ["null", "int"]}]),
+    );
+    let actions = dataset(
+        &addr,
+        &group,
+        "Actions",
+        "Actions",
+        json!([
+        {"name": "ACTION_ID", "type": "string"}, {"name": "VALUE", "type": ["null", "long"]}]),
+    );
+    let action_interactions = dataset(
+        &addr,
+        &group,
+        "Action_Interactions",
+        "ActionInteractions",
+        json!([
+        {"name": "USER_ID", "type": "string"}, {"name": "ACTION_ID", "type": "string"},
+        {"name": "TIMESTAMP", "type": "long"}, {"name": "EVENT_TYPE", "type": "string"},
+        {"name": "IMPRESSION", "type": ["null", "string"]}]),
+    );
+    let described =
+        control("127.0.0.1", &addr, "DescribeDataset", &json!({"datasetArn": action_interactions}), &Key::root());
+    let tracking_id = serde_json::from_str::<serde_json::Value>(&described.body).unwrap()["dataset"]["trackingId"]
+        .as_str()
+        .expect("an Action_Interactions dataset has its trackingId")
+        .to_owned();
+
+    let client = root(&server);
+    let item = |id: &str, props: &str| Item::builder().item_id(id).properties(props).build().unwrap();
+    client
+        .put_items()
+        .dataset_arn(&items)
+        .items(item("i1", r#"{"genres": "a|b", "price": 1.5}"#))
+        .items(item("i2", r#"{"price": "2"}"#))
+        .send()
+        .await
+        .unwrap();
+    client.put_items().dataset_arn(&items).items(item("i1", r#"{"price": 3.25}"#)).send().await.unwrap();
+    client
+        .put_users()
+        .dataset_arn(&users)
+        .users(User::builder().user_id("u1").properties(r#"{"age": 33}"#).build().unwrap())
+        .users(User::builder().user_id("u2").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    client
+        .put_actions()
+        .dataset_arn(&actions)
+        .actions(Action::builder().action_id("a1").properties(r#"{"value": "100"}"#).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let interaction = |id: &str, action: &str| {
+        ActionInteraction::builder()
+            .event_id(id)
+            .action_id(action)
+            .user_id("u1")
+            .session_id("s1")
+            .timestamp(DateTime::from_secs_f64(1_700_000_000.5))
+            .event_type("Taken")
+            .impression(action)
+            .impression("a2")
+            .build()
+            .unwrap()
+    };
+    client
+        .put_action_interactions()
+        .tracking_id(&tracking_id)
+        .action_interactions(interaction("e1", "a1"))
+        .action_interactions(interaction("e1", "changed"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(export_dataset(dir.path(), &items, "csv"), "ITEM_ID,GENRES,PRICE\r\ni1,,3.25\r\ni2,,2\r\n");
+    assert_eq!(export_dataset(dir.path(), &users, "csv"), "USER_ID,AGE\r\nu1,33\r\nu2,\r\n");
+    assert_eq!(export_dataset(dir.path(), &actions, "csv"), "ACTION_ID,VALUE\r\na1,100\r\n");
+    assert_eq!(
+        export_dataset(dir.path(), &action_interactions, "csv"),
+        "USER_ID,ACTION_ID,TIMESTAMP,EVENT_TYPE,IMPRESSION\r\nu1,a1,1700000000,Taken,a1|a2\r\n",
+        "the first copy of e1 wins"
+    );
+
+    // Each error type as the SDK reports it; nothing is stored.
+    let wrong_type = client.put_users().dataset_arn(&items).users(User::builder().user_id("x").build().unwrap());
+    let e = code(wrong_type.send().await.unwrap_err());
+    assert!(e.starts_with("InvalidInputException: ") && e.contains("PutUsers needs a Users dataset"), "{e}");
+    let unknown = format!("{group}-nope").replace("dataset-group/", "dataset/");
+    let e = code(client.put_items().dataset_arn(&unknown).items(item("x", "{}")).send().await.unwrap_err());
+    assert!(e.starts_with("ResourceNotFoundException: "), "{e}");
+    let e = code(
+        client
+            .put_action_interactions()
+            .tracking_id(&server.tracking_id)
+            .action_interactions(interaction("e9", "a9"))
+            .send()
+            .await
+            .unwrap_err(),
+    );
+    assert!(e.starts_with("InvalidInputException: ") && e.contains("PutEvents"), "{e}");
+    let e = code(
+        client.put_events().tracking_id(&tracking_id).session_id("s").event_list(click("x")).send().await.unwrap_err(),
+    );
+    assert!(e.starts_with("InvalidInputException: "), "{e}");
+    assert_eq!(export_dataset(dir.path(), &users, "csv"), "USER_ID,AGE\r\nu1,33\r\nu2,\r\n");
+    assert!(export_jsonl(dir.path()).is_empty(), "PutEvents stored nothing");
+    server.stop();
 }

@@ -1,4 +1,5 @@
-//! `GET /_interlog/export`: a dataset group's interactions, streamed as dataset CSV or JSON lines.
+//! `GET /_interlog/export`: a dataset group's interactions, or any dataset by ARN
+//! (`?datasetArn=`), streamed as dataset CSV or JSON lines.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -13,7 +14,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use interlog_model::schema::{field_names, parse_schema};
-use interlog_store::export::{export_dataset, interactions_of_group, ExportWriter, Format};
+use interlog_store::export::{dataset_by_arn, export_dataset, interactions_of_group, ExportWriter, Format};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -89,6 +90,7 @@ impl Drop for ExportSlot {
 #[serde(rename_all = "camelCase")]
 pub(super) struct ExportQuery {
     dataset_group: Option<String>,
+    dataset_arn: Option<String>,
     format: Option<String>,
 }
 
@@ -101,9 +103,16 @@ pub(super) async fn export(
     let caller = super::authenticated(&state, &parts, body).await.map_err(|e| e.on(Plane::Interlog))?.caller;
     let format: Format =
         q.format.as_deref().unwrap_or("csv").parse().map_err(|e| ApiError::InvalidInput(e).on(Plane::Interlog))?;
-    let (dataset, schema) = interactions_of_group(&*state.store, Some(&caller.account), q.dataset_group.as_deref())
-        .await
-        .map_err(|e| ApiError::from(e).on(Plane::Interlog))?;
+    let found = match (&q.dataset_arn, &q.dataset_group) {
+        (Some(_), Some(_)) => {
+            return Err(
+                ApiError::InvalidInput("Name either datasetArn or datasetGroup, not both".into()).on(Plane::Interlog)
+            )
+        }
+        (Some(arn), None) => dataset_by_arn(&*state.store, Some(&caller.account), arn).await,
+        (None, group) => interactions_of_group(&*state.store, Some(&caller.account), group.as_deref()).await,
+    };
+    let (dataset, schema) = found.map_err(|e| ApiError::from(e).on(Plane::Interlog))?;
     let columns = field_names(&schema.spec.body).map_err(|e| ApiError::InternalFailure(e).on(Plane::Interlog))?;
 
     let slot = state.exports.start(&caller.account).ok_or_else(|| {
@@ -124,7 +133,8 @@ pub(super) async fn export(
     let sink = ChunkSender { tx, buf: Vec::with_capacity(CHUNK), handle, limits, started: Instant::now(), sent: 0 };
     let writer = ExportWriter::new(format, columns, sink)
         .map_err(|e| ApiError::InternalFailure(e.to_string()).on(Plane::Interlog))?
-        .with_schema(parse_schema(&schema.spec.body).ok());
+        .with_schema(parse_schema(&schema.spec.body).ok())
+        .for_dataset(dataset.spec.parsed_type().unwrap_or(interlog_model::schema::DatasetType::Interactions));
     let store = state.store.clone();
     tokio::spawn(async move {
         let _slot = slot;

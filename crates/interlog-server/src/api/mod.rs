@@ -4,7 +4,9 @@
 mod control;
 pub mod error;
 pub mod export;
+mod put_action_interactions;
 mod put_events;
+mod put_records;
 
 use std::sync::Arc;
 
@@ -15,6 +17,7 @@ use axum::http::{header, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use interlog_model::RecordKind;
 use interlog_store::{CatalogCache, Health, Store};
 
 use crate::auth::{Authenticator, Caller};
@@ -135,12 +138,11 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     if parts.method == Method::POST {
         match operation {
             "events" => return put_events::put_events(state, request).await.into_response(),
-            "items" | "users" | "actions" | "action-interactions" => {
-                return ApiError::UnknownOperation(format!(
-                    "POST {path}: this Personalize Events operation is not implemented by interlog yet"
-                ))
-                .on(Plane::Data)
-                .into_response();
+            "items" => return put_records::put_records(state, request, RecordKind::Item).await.into_response(),
+            "users" => return put_records::put_records(state, request, RecordKind::User).await.into_response(),
+            "actions" => return put_records::put_records(state, request, RecordKind::Action).await.into_response(),
+            "action-interactions" => {
+                return put_action_interactions::put_action_interactions(state, request).await.into_response()
             }
             _ => {}
         }

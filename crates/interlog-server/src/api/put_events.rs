@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use interlog_model::properties::{check_properties_with, PropertyRules};
 use interlog_model::schema::Schema;
-use interlog_model::{parse_put_events, Interaction, ValidationError};
+use interlog_model::{parse_put_events, ValidationError};
 use interlog_store::TrackerKind;
 use serde_json::{Map, Value};
 
@@ -37,7 +37,12 @@ async fn handle(state: AppState, request: AwsRequest) -> Result<Response, ApiErr
         ))
     })?;
     if let Some(schema) = &dataset.schema {
-        check_properties(schema, &put.events, state.allow_unknown_properties)?;
+        check_properties(
+            schema,
+            "eventList",
+            put.events.iter().map(|e| e.properties.as_deref()),
+            state.allow_unknown_properties,
+        )?;
     }
     let outcome = state.store.append(dataset.id, put.events).await.map_err(|e| match e {
         // The dataset was deleted between the lookup and the append: as if it were unknown.
@@ -51,24 +56,31 @@ async fn handle(state: AppState, request: AwsRequest) -> Result<Response, ApiErr
     Ok(StatusCode::OK.into_response())
 }
 
-/// Every event's properties must fit the dataset's schema (§7.5, §7.6): keys map to fields,
-/// values coerce to the field's type; all problems of the request are reported together.
-fn check_properties(schema: &Schema, events: &[Interaction], allow_unknown: bool) -> Result<(), ApiError> {
+/// Every record's properties must fit the dataset's schema (§7.5, §7.6): keys map to fields,
+/// values coerce to the field's type; all problems of the request are reported together. The one
+/// check of every Put* operation: `list` is the request's list member, `properties` each
+/// record's `properties` in request order.
+pub(super) fn check_properties<'a>(
+    schema: &Schema,
+    list: &str,
+    properties: impl IntoIterator<Item = Option<&'a str>>,
+    allow_unknown: bool,
+) -> Result<(), ApiError> {
     let rules = PropertyRules { ignore_unknown_keys: allow_unknown, ..PropertyRules::default() };
     // Without properties an event can only break the schema by missing a required metadata
     // field; most schemas have none, so most events skip the check entirely.
     let requires_metadata = schema.property_fields().any(|f| !f.nullable);
     let mut violations = Vec::new();
-    for (i, event) in events.iter().enumerate() {
-        if event.properties.is_none() && !requires_metadata {
+    for (i, props) in properties.into_iter().enumerate() {
+        if props.is_none() && !requires_metadata {
             continue;
         }
-        let map = match event.properties.as_deref().map(serde_json::from_str::<Value>) {
+        let map = match props.map(serde_json::from_str::<Value>) {
             Some(Ok(Value::Object(map))) => map,
-            // parse_put_events already refused anything else.
+            // The Put* parsers already refused anything else.
             _ => Map::new(),
         };
-        if let Err(v) = check_properties_with(schema, &format!("eventList.{}.member.properties", i + 1), &map, rules) {
+        if let Err(v) = check_properties_with(schema, &format!("{list}.{}.member.properties", i + 1), &map, rules) {
             violations.extend(v);
         }
     }

@@ -82,7 +82,12 @@ impl Service {
             uses: Some(schema.meta.arn),
             status: "ACTIVE".into(),
             tags,
-            spec: DatasetSpec { dataset_type: wanted.arn_segment().to_owned(), tracking_id: None },
+            // An Action_Interactions dataset comes with its action-interaction event tracker
+            // (§3.6): its ID routes PutActionInteractions, and it retires with the dataset.
+            spec: DatasetSpec {
+                dataset_type: wanted.arn_segment().to_owned(),
+                tracking_id: (wanted == DatasetType::ActionInteractions).then(|| uuid::Uuid::new_v4().to_string()),
+            },
         };
         let dataset = self.store.create(new, rules).await?;
         self.changed().await;

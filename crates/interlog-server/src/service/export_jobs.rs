@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use interlog_model::control::{IngestionMode, PathScheme};
 use interlog_model::requests::CreateDatasetExportJob;
+use interlog_model::schema::DatasetType;
 use interlog_store::catalog::resources::{CatalogExt, DatasetSpec, ExportJobSpec, New, Resource, SchemaSpec, Spec};
 use interlog_store::catalog::{InsertRules, Kind, Quota, Requirement};
 use interlog_store::export::{export_dataset, ExportWriter, Format};
@@ -156,7 +157,8 @@ fn export_work(
         let written = async {
             let writer = ExportWriter::new(Format::Csv, columns, std::io::BufWriter::new(file))
                 .map_err(|e| failed("written", &e))?
-                .with_schema(interlog_model::schema::parse_schema(&schema.spec.body).ok());
+                .with_schema(interlog_model::schema::parse_schema(&schema.spec.body).ok())
+                .for_dataset(dataset.spec.parsed_type().unwrap_or(DatasetType::Interactions));
             // interlog records events only through the Put* operations: BULK (imported) data is empty.
             let out = if mode == IngestionMode::Bulk {
                 writer.finish().map_err(|e| failed("written", &e))?

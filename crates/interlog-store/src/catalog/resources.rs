@@ -220,6 +220,11 @@ impl DatasetSpec {
     pub fn unique_key(group_arn: &str, type_segment: &str) -> String {
         format!("{group_arn}/{type_segment}")
     }
+
+    /// The stored type segment as a type; `None` for a segment this build does not know.
+    pub fn parsed_type(&self) -> Option<interlog_model::schema::DatasetType> {
+        interlog_model::schema::DatasetType::ALL.into_iter().find(|t| t.arn_segment() == self.dataset_type)
+    }
 }
 
 /// An event tracker: its group is `meta.parent`.

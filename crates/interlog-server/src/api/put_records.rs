@@ -1,0 +1,87 @@
+//! `POST /items`, `/users`, `/actions` (PutItems, PutUsers, PutActions): validate, resolve the
+//! dataset ARN, check properties against its schema, write the records durably, answer 200 empty.
+//!
+//! One handler serves the three operations, told apart by [`RecordKind`]; the parser, the schema
+//! check ([`super::put_events::check_properties`]) and the group-commit writer are PutEvents'.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use interlog_model::schema::DatasetType;
+use interlog_model::{parse_put_records, RecordKind};
+use interlog_store::{DatasetTarget, StoreError};
+
+use super::error::{ApiError, AwsError, Plane};
+use super::put_events::check_properties;
+use super::{AppState, AwsRequest};
+
+pub(super) async fn put_records(state: AppState, request: AwsRequest, kind: RecordKind) -> Result<Response, AwsError> {
+    handle(state, request, kind).await.map_err(|e| e.on(Plane::Data))
+}
+
+async fn handle(state: AppState, request: AwsRequest, kind: RecordKind) -> Result<Response, ApiError> {
+    let put = parse_put_records(kind, &request.body)?;
+    let dataset = usable_dataset(&state, &request.caller.account, &put.dataset_arn, kind.dataset_type())?;
+    if let Some(schema) = &dataset.schema {
+        check_properties(
+            schema,
+            kind.list_member(),
+            put.records.iter().map(|r| r.properties.as_deref()),
+            state.allow_unknown_properties,
+        )?;
+    }
+    let outcome = state.store.put_records(dataset.id, put.records).await.map_err(|e| gone(e, &put.dataset_arn))?;
+    tracing::debug!(stored = outcome.stored, operation = kind.operation(), "records written");
+    Ok(StatusCode::OK.into_response())
+}
+
+/// The dataset a `datasetArn` names, if the caller may write `wanted` records into it now: one
+/// of the caller's account (another account's is indistinguishable from none: 404), of the
+/// operation's type (400), and ACTIVE (409).
+pub(super) fn usable_dataset(
+    state: &AppState,
+    account: &str,
+    arn: &str,
+    wanted: DatasetType,
+) -> Result<Arc<DatasetTarget>, ApiError> {
+    let dataset = state.cache.dataset(arn).filter(|d| d.account == account).ok_or_else(|| {
+        ApiError::ResourceNotFound(format!(
+            "Could not find dataset {arn} in account {account} (see `aws personalize list-datasets`)"
+        ))
+    })?;
+    if dataset.dataset_type != wanted {
+        return Err(ApiError::InvalidInput(format!(
+            "The dataset {arn} is {} {} dataset; {} needs {} {} dataset",
+            dataset.dataset_type.article(),
+            dataset.dataset_type.api_name(),
+            operation_of(wanted),
+            wanted.article(),
+            wanted.api_name()
+        )));
+    }
+    if dataset.status != "ACTIVE" {
+        return Err(ApiError::ResourceInUse(format!(
+            "The dataset {arn} is {}, not ACTIVE: retry once it is",
+            dataset.status
+        )));
+    }
+    Ok(dataset)
+}
+
+/// The operation that writes a dataset type, for messages.
+fn operation_of(t: DatasetType) -> &'static str {
+    match RecordKind::of_dataset_type(t) {
+        Some(kind) => kind.operation(),
+        None if t == DatasetType::ActionInteractions => "PutActionInteractions",
+        None => "PutEvents",
+    }
+}
+
+/// A dataset deleted between the lookup and the write is as if it had never existed.
+pub(super) fn gone(e: StoreError, arn: &str) -> ApiError {
+    match e {
+        StoreError::NotFound(_) => ApiError::ResourceNotFound(format!("Could not find dataset {arn}")),
+        other => other.into(),
+    }
+}
