@@ -15,10 +15,11 @@ use crate::error::Fail;
 pub(crate) const LOCK_NAMESPACE: i32 = 0x494C_4F47;
 
 /// The layout, one step at a time. Never edit a step that has shipped: add one.
-pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "events, catalog, keys, event logs",
-    r#"
+pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "events, catalog, keys, event logs",
+        r#"
     -- Every resource of the control plane, whatever its kind (interlog_store::catalog::Row).
     -- Ids come from one sequence and are never reused: a dataset's id names its event log.
     CREATE SEQUENCE resource_ids;
@@ -87,7 +88,30 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[(
         received_at double precision NOT NULL,
         PRIMARY KEY (dataset_id, seq));
     "#,
-)];
+    ),
+    (
+        2,
+        "sink cursors and leases",
+        r#"
+    -- Where each sink (NATS, forwarding) stands in each dataset's log: the events are the
+    -- outbox, this row only moves forward, by compare-and-set (interlog_store::sinks).
+    CREATE TABLE sink_cursors(
+        sink text NOT NULL,
+        dataset_id bigint NOT NULL,
+        position bigint NOT NULL,
+        delivered bigint NOT NULL DEFAULT 0,
+        retried bigint NOT NULL DEFAULT 0,
+        last_error text,
+        updated double precision NOT NULL,
+        PRIMARY KEY (sink, dataset_id));
+    -- Which node runs each sink, until `expires` by the database's clock.
+    CREATE TABLE sink_leases(
+        sink text PRIMARY KEY,
+        node text NOT NULL,
+        expires double precision NOT NULL);
+    "#,
+    ),
+];
 
 pub(crate) fn latest() -> i32 {
     MIGRATIONS.last().map_or(0, |m| m.0)

@@ -20,8 +20,9 @@ use crate::error::{classify, Classify};
 /// "ILOG": an interlog database.
 const APPLICATION_ID: i64 = 0x494C_4F47;
 /// The layout this build writes. 1: the first landing (one table per resource kind);
-/// 2: one generic `resources` table, durable purges, the root key, the catalog version.
-pub const LAYOUT: i64 = 2;
+/// 2: one generic `resources` table, durable purges, the root key, the catalog version;
+/// 3: the sinks' cursors and leases.
+pub const LAYOUT: i64 = 3;
 pub const DB_FILE: &str = "interlog.db";
 pub const LOCK_FILE: &str = "interlog.lock";
 
@@ -128,6 +129,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             None => create as fn(&Transaction<'_>) -> Result<(), StoreError>,
             Some(LAYOUT) => return Ok(()),
             Some(1) => from_1_to_2,
+            Some(2) => from_2_to_3,
             Some(other) => return Err(foreign(path, format!("unknown interlog layout {other}"))),
         };
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).classified()?;
@@ -180,6 +182,20 @@ fn create(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(TABLES_2).classified()?;
     tx.execute_batch(EVENTS).classified()?;
     tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 2;")).classified()
+}
+
+/// Layout 3: the outbox's state (`interlog_store::sinks`). The events themselves are the
+/// outbox; these tables only say where each sink stands and which node runs it.
+fn from_2_to_3(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch(
+        "CREATE TABLE sink_cursors(
+             sink TEXT NOT NULL, dataset_id INTEGER NOT NULL, position INTEGER NOT NULL,
+             delivered INTEGER NOT NULL DEFAULT 0, retried INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+             updated REAL NOT NULL, PRIMARY KEY(sink, dataset_id)) WITHOUT ROWID;
+         CREATE TABLE sink_leases(sink TEXT PRIMARY KEY, node TEXT NOT NULL, expires REAL NOT NULL) WITHOUT ROWID;
+         PRAGMA user_version = 3;",
+    )
+    .classified()
 }
 
 /// Layout 1 (the first landing: `schemas`, `dataset_groups`, `datasets`, `event_trackers`,

@@ -17,6 +17,7 @@ pub mod catalog;
 mod error;
 pub mod layout;
 mod reader;
+mod sinks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +30,10 @@ use interlog_model::Interaction;
 use interlog_store::catalog::{
     Catalog, DeleteRules, InsertRules, KeyRecord, Kind, ListQuery, Meta, NewRow, Page, Row, RowUpdate,
 };
-use interlog_store::{AppendOutcome, EventStore, Health, Store, StoreError, StoreStats, StoredEvent, WriterOptions};
+use interlog_store::{
+    AppendOutcome, Backlog, Cursor, EventStore, Health, SinkState, Store, StoreError, StoreStats, StoredEvent,
+    WriterOptions,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use catalog::{Write, Written};
@@ -335,6 +339,68 @@ impl Catalog for SqliteStore {
             Written::Key(k, made) => Ok((k, made)),
             other => Err(unexpected(other)),
         }
+    }
+}
+
+impl SqliteStore {
+    async fn sink_write(&self, w: sinks::SinkWrite) -> Result<sinks::SinkWritten, StoreError> {
+        match self.write(Write::Sink(w)).await? {
+            Written::Sink(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+#[async_trait]
+impl SinkState for SqliteStore {
+    async fn cursor(&self, sink: &str, dataset_id: i64) -> Result<Cursor, StoreError> {
+        let sink = sink.to_owned();
+        self.readers.run(move |conn| sinks::cursor(conn, &sink, dataset_id)).await
+    }
+
+    async fn cursors(&self, sink: &str) -> Result<Vec<Cursor>, StoreError> {
+        let sink = sink.to_owned();
+        self.readers.run(move |conn| sinks::cursors(conn, &sink)).await
+    }
+
+    async fn advance(
+        &self,
+        sink: &str,
+        dataset_id: i64,
+        from: i64,
+        to: i64,
+        delivered: u64,
+    ) -> Result<Cursor, StoreError> {
+        let w = sinks::SinkWrite::Advance { sink: sink.into(), dataset_id, from, to, delivered };
+        match self.sink_write(w).await? {
+            sinks::SinkWritten::Cursor(c) => Ok(c),
+            other => Err(StoreError::internal(format!("the writer answered with {other:?}"))),
+        }
+    }
+
+    async fn sink_failed(&self, sink: &str, dataset_id: i64, error: &str) -> Result<(), StoreError> {
+        let w = sinks::SinkWrite::Failed { sink: sink.into(), dataset_id, error: error.into() };
+        self.sink_write(w).await.map(|_| ())
+    }
+
+    async fn backlog(&self, dataset_id: i64, position: i64) -> Result<Backlog, StoreError> {
+        self.readers.run(move |conn| sinks::backlog(conn, dataset_id, position)).await
+    }
+
+    async fn lease_sink(&self, sink: &str, node: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let w = sinks::SinkWrite::Lease { sink: sink.into(), node: node.into(), ttl: ttl.as_secs_f64() };
+        match self.sink_write(w).await? {
+            sinks::SinkWritten::Leased(held) => Ok(held),
+            other => Err(StoreError::internal(format!("the writer answered with {other:?}"))),
+        }
+    }
+
+    async fn release_sink(&self, sink: &str, node: &str) -> Result<(), StoreError> {
+        self.sink_write(sinks::SinkWrite::Release { sink: sink.into(), node: node.into() }).await.map(|_| ())
+    }
+
+    fn appended(&self) -> watch::Receiver<u64> {
+        self.shared.appended.subscribe()
     }
 }
 

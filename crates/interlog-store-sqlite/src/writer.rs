@@ -73,6 +73,8 @@ pub struct Shared {
     pub fatal: watch::Sender<Option<String>>,
     /// The catalog version, sent after every committed catalog write.
     pub version: watch::Sender<u64>,
+    /// Grows after every committed append batch, so sinks wake at once.
+    pub appended: watch::Sender<u64>,
     #[cfg(feature = "fault-injection")]
     pub faults: crate::Faults,
 }
@@ -84,6 +86,7 @@ impl Shared {
             health: RwLock::new(Health::Writable),
             fatal: watch::channel(None).0,
             version: watch::channel(version).0,
+            appended: watch::channel(0).0,
             #[cfg(feature = "fault-injection")]
             faults: crate::Faults::default(),
         })
@@ -357,6 +360,7 @@ impl Writer {
         match result {
             Ok(outcomes) => {
                 c.commits.fetch_add(1, Ordering::Relaxed);
+                self.shared.appended.send_modify(|n| *n += 1);
                 for (job, outcome) in batch.drain(..).zip(outcomes) {
                     if let Ok(o) = &outcome {
                         c.events_stored.fetch_add(o.stored as u64, Ordering::Relaxed);
