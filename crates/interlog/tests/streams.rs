@@ -5,7 +5,8 @@
 //! Runs when `INTERLOG_TEST_NATS_URL` is set (else each test prints a SKIPPED line), on SQLite
 //! and, with `INTERLOG_TEST_DATABASE_URL`, on PostgreSQL too. Tests that restart NATS start
 //! their own `nats-server -js` on a free port with its own store dir, never touching the
-//! machine's; the others use the machine's with a stream and subject prefix of their own.
+//! machine's; the others use the machine's with a stream and subject prefix of their own. Two
+//! nodes on PostgreSQL show the sink moving to the survivor when its node is SIGKILLed.
 
 mod common;
 
@@ -106,6 +107,7 @@ impl Engine {
             let base = base.trim_end_matches(['?', '&']);
             let _ = Command::new("psql")
                 .args(["-q", "-X", base, "-c", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")])
+                .stderr(Stdio::null())
                 .status();
         }
     }
@@ -527,4 +529,74 @@ fn nats_down_at_start_keeps_ingest_and_delivery_resumes() {
     assert_exactly_once_in_order(&consumed, &stored, &acked);
     assert!(wait_until(Duration::from_secs(30), || sinks(&addr)["sinks"][0]["datasets"][0]["lagEvents"] == 0));
     server.stop();
+}
+
+/// Two nodes on one PostgreSQL database: the sink runs on exactly one; SIGKILL that one
+/// mid-load and the other takes the sink over within seconds, every event still delivered
+/// exactly once, in order.
+#[test]
+fn a_sink_moves_to_the_other_node_when_its_node_dies() {
+    let test = "failover";
+    let Some(nats_url) = nats_or_skip(test) else { return };
+    let Some(engine) = engines(test).into_iter().find(|e| matches!(e, Engine::Postgres(_))) else { return };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = unique(test);
+    let a = Setup::new(engine.clone(), dir_a.path(), &nats_url, &name);
+    let b = Setup::new(engine.clone(), dir_b.path(), &nats_url, &name);
+    let node_a = a.start();
+    let running = |addr: &str| sinks(addr)["sinks"][0]["runningHere"] == true;
+    assert!(wait_until(Duration::from_secs(10), || running(&a.listen)), "the first node runs the sink");
+    let node_b = b.start();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!running(&b.listen), "exactly one node runs the sink");
+
+    let load = Load::start(b.listen.clone(), node_b.tracking_id.clone(), name.clone(), 3000);
+    load.wait_for(1000);
+    node_a.kill9();
+    let killed = Instant::now();
+    assert!(wait_until(Duration::from_secs(20), || running(&b.listen)), "the other node took the sink over");
+    let moved = killed.elapsed();
+    assert!(moved < Duration::from_secs(12), "the sink moved in {moved:?}");
+    let acked = load.finish();
+    let stored = b.stored_ids();
+    let consumed = consume(&nats_url, &b.stream, stored.len());
+    assert_exactly_once_in_order(&consumed, &stored, &acked);
+    node_b.stop();
+    runtime().block_on(async {
+        let js = jetstream::new(async_nats::connect(&nats_url).await.unwrap());
+        let _ = js.delete_stream(&b.stream).await;
+    });
+    println!("{test}: the sink moved {moved:?} after its node was killed; {} events exactly once", stored.len());
+    engine.drop_schema();
+}
+
+/// `GET /_interlog/sinks` names every tenant's datasets: the root account's, like the stats.
+#[test]
+fn sinks_state_needs_the_root_account() {
+    let test = "sinks_auth";
+    let Some(nats_url) = nats_or_skip(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique(test);
+    let setup = Setup::new(Engine::Sqlite, dir.path(), &nats_url, &name);
+    let server = start_on(
+        &dir.path().join("data"),
+        &setup.listen,
+        &["--nats-url", &nats_url, "--nats-stream", &setup.stream, "--nats-subject-prefix", &setup.prefix],
+        &[],
+        None,
+    );
+    let request = format!("GET /_interlog/sinks HTTP/1.1\r\nhost: {}\r\n\r\n", setup.listen);
+    let reply = common::raw_exchange(&setup.listen, request.as_bytes(), Duration::from_secs(10)).unwrap();
+    assert_eq!(reply.status, 403, "{reply:?}");
+    let call = common::Call { method: "GET", path: "/_interlog/sinks", headers: &[], body: b"" };
+    let reply =
+        common::signed_exchange("127.0.0.1", &setup.listen, call, &common::Key::root(), Default::default()).unwrap();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(v["sinks"][0]["name"], "nats");
+    server.stop();
+    runtime().block_on(async {
+        let js = jetstream::new(async_nats::connect(&nats_url).await.unwrap());
+        let _ = js.delete_stream(&setup.stream).await;
+    });
 }
