@@ -119,6 +119,19 @@ impl SinkState for PostgresStore {
             .await
     }
 
+    async fn last_position(&self, dataset_id: i64) -> Result<i64, StoreError> {
+        // `event_logs.last_seq` moves in the committing transaction of every node.
+        self.shared
+            .db
+            .run(async |c| {
+                let stmt = c
+                    .prepare_cached("SELECT coalesce((SELECT last_seq FROM event_logs WHERE dataset_id = $1), 0)")
+                    .await?;
+                Ok(c.query_one(&stmt, &[&dataset_id]).await?.try_get(0)?)
+            })
+            .await
+    }
+
     async fn backlog(&self, dataset_id: i64, position: i64) -> Result<Backlog, StoreError> {
         self.shared
             .db

@@ -383,6 +383,29 @@ impl SinkState for SqliteStore {
         self.sink_write(w).await.map(|_| ())
     }
 
+    async fn last_position(&self, dataset_id: i64) -> Result<i64, StoreError> {
+        // This process makes every append, so once looked up the answer follows the commits;
+        // a read-only store (beside a server) always asks the file.
+        if self.writer.is_some() {
+            if let Some(seq) = self.shared.newest.lock().unwrap_or_else(|p| p.into_inner()).get(&dataset_id) {
+                return Ok(*seq);
+            }
+        }
+        let generation = self.shared.newest_generation.load(Ordering::SeqCst);
+        let seq = self.readers.run(move |conn| sinks::newest(conn, dataset_id)).await?;
+        if self.writer.is_none() {
+            return Ok(seq);
+        }
+        let mut newest = self.shared.newest.lock().unwrap_or_else(|p| p.into_inner());
+        if self.shared.newest_generation.load(Ordering::SeqCst) != generation {
+            // Forgotten meanwhile (a fault): what this lookup saw may be older than the file.
+            return Ok(seq);
+        }
+        let known = newest.entry(dataset_id).or_insert(seq);
+        *known = (*known).max(seq);
+        Ok(*known)
+    }
+
     async fn backlog(&self, dataset_id: i64, position: i64) -> Result<Backlog, StoreError> {
         self.readers.run(move |conn| sinks::backlog(conn, dataset_id, position)).await
     }

@@ -56,6 +56,18 @@ pub fn cursors(conn: &Connection, sink: &str) -> Result<Vec<Cursor>, StoreError>
     rows.collect::<Result<_, _>>().classified()
 }
 
+/// The dataset's newest position, walking the log from its end: quick for a dataset with recent
+/// events, the whole table for one with none (the store caches the answer).
+pub fn newest(conn: &Connection, dataset_id: i64) -> Result<i64, StoreError> {
+    let seq: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM events WHERE dataset_id = ?1 ORDER BY seq DESC LIMIT 1")
+        .classified()?
+        .query_row([dataset_id], |r| r.get(0))
+        .optional()
+        .classified()?;
+    Ok(seq.unwrap_or(0))
+}
+
 /// Events after `position` in the dataset's log. `seq` is the table's rowid, so this walks
 /// only the rows after the position (of every dataset), never the whole table.
 pub fn backlog(conn: &Connection, dataset_id: i64, position: i64) -> Result<Backlog, StoreError> {

@@ -73,6 +73,11 @@ pub trait SinkState: Send + Sync + 'static {
     /// position does not move.
     async fn sink_failed(&self, sink: &str, dataset_id: i64, error: &str) -> Result<(), StoreError>;
 
+    /// The position of the dataset's newest stored event, 0 when it has none. Cheap (no scan of
+    /// the log, after the first call per dataset on SQLite), so an idle sink asks this instead
+    /// of reading: on SQLite a read walks every dataset's events after the cursor.
+    async fn last_position(&self, dataset_id: i64) -> Result<i64, StoreError>;
+
     /// What the dataset's log holds after `position` (a cursor's lag).
     async fn backlog(&self, dataset_id: i64, position: i64) -> Result<Backlog, StoreError>;
 

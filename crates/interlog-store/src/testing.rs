@@ -47,7 +47,8 @@ macro_rules! conformance_suite {
             deleting_a_dataset_purges_its_events, root_key_first_one_wins, bootstrap_once, cache_follows_the_catalog,
             fresh_store_is_writable, nodes_share_events_and_dedup, nodes_see_each_others_catalog,
             quota_holds_across_nodes, bootstrap_once_across_nodes, sink_cursor_survives_a_reopen_and_never_moves_back,
-            sink_cursor_concurrent_advancers, sink_lease_has_one_holder, appends_are_announced);
+            sink_cursor_concurrent_advancers, sink_lease_has_one_holder, appends_are_announced,
+            last_position_follows_appends);
     };
     (@cases $engine:expr; $($case:ident),* $(,)?) => {
         $(
@@ -1007,4 +1008,27 @@ pub async fn appends_are_announced(engine: &dyn Engine) {
         .await
         .expect("a commit is announced")
         .unwrap();
+}
+
+pub async fn last_position_follows_appends(engine: &dyn Engine) {
+    let (location, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let (_, _, other) = group_with_dataset(&*store, ACCOUNT, "g").await;
+    assert_eq!(store.last_position(dataset).await.unwrap(), 0, "an empty log");
+    store.append(dataset, vec![bare("a"), bare("b")]).await.unwrap();
+    assert_eq!(store.last_position(other).await.unwrap(), 0, "another dataset's appends are not its own");
+    let last = all(&*store, dataset).await.last().unwrap().seq;
+    assert_eq!(store.last_position(dataset).await.unwrap(), last);
+    store.append(other, vec![bare("x")]).await.unwrap();
+    store.append(dataset, vec![bare("c")]).await.unwrap();
+    let last = all(&*store, dataset).await.last().unwrap().seq;
+    assert_eq!(store.last_position(dataset).await.unwrap(), last, "it follows the commits");
+    let other_last = all(&*store, other).await.last().unwrap().seq;
+    assert_eq!(store.last_position(other).await.unwrap(), other_last);
+    store.close().await;
+    drop(store);
+    let store = engine.open(&location, WriterOptions::default()).await;
+    assert_eq!(store.last_position(dataset).await.unwrap(), last, "and survives a reopen");
+    store.append(dataset, vec![bare("d")]).await.unwrap();
+    assert_eq!(store.last_position(dataset).await.unwrap(), all(&*store, dataset).await.last().unwrap().seq);
 }
