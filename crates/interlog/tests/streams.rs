@@ -288,8 +288,8 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
-/// Every message of the stream, in stream order: (eventId, datasetArn, position).
-fn consume(nats_url: &str, stream: &str, expect: usize) -> Vec<(String, String, i64)> {
+/// Every message of the stream, in stream order: (eventId, datasetArn, position, subject).
+fn consume(nats_url: &str, stream: &str, expect: usize) -> Vec<(String, String, i64, String)> {
     runtime().block_on(async {
         use futures_util::StreamExt;
         let client = async_nats::connect(nats_url).await.expect("connect to NATS");
@@ -332,16 +332,21 @@ fn consume(nats_url: &str, stream: &str, expect: usize) -> Vec<(String, String, 
             let id = v["eventId"].as_str().unwrap().to_owned();
             let msg_id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_owned());
             assert_eq!(msg_id, Some(format!("{}/{id}", v["datasetArn"].as_str().unwrap())));
-            out.push((id, v["datasetArn"].as_str().unwrap().to_owned(), v["position"].as_i64().unwrap()));
+            out.push((
+                id,
+                v["datasetArn"].as_str().unwrap().to_owned(),
+                v["position"].as_i64().unwrap(),
+                m.subject.to_string(),
+            ));
         }
         out
     })
 }
 
 /// The consumer saw every stored event exactly once, in order per dataset.
-fn assert_exactly_once_in_order(consumed: &[(String, String, i64)], stored: &[String], acked: &[String]) {
+fn assert_exactly_once_in_order(consumed: &[(String, String, i64, String)], stored: &[String], acked: &[String]) {
     let mut seen = HashSet::new();
-    for (id, _, _) in consumed {
+    for (id, ..) in consumed {
         assert!(seen.insert(id.clone()), "{id} was delivered twice");
     }
     let stored_set: HashSet<String> = stored.iter().cloned().collect();
@@ -351,7 +356,7 @@ fn assert_exactly_once_in_order(consumed: &[(String, String, i64)], stored: &[St
         assert!(seen.contains(id), "{id} was acknowledged but never delivered");
     }
     let mut last: HashMap<&str, i64> = HashMap::new();
-    for (id, dataset, position) in consumed {
+    for (id, dataset, position, _) in consumed {
         let before = last.insert(dataset, *position).unwrap_or(0);
         assert!(*position > before, "{id} at {position} came after {before} in {dataset}");
     }
@@ -594,6 +599,83 @@ fn sinks_state_needs_the_root_account() {
     assert_eq!(reply.status, 200, "{reply:?}");
     let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
     assert_eq!(v["sinks"][0]["name"], "nats");
+    server.stop();
+    runtime().block_on(async {
+        let js = jetstream::new(async_nats::connect(&nats_url).await.unwrap());
+        let _ = js.delete_stream(&setup.stream).await;
+    });
+}
+
+/// A second and third dataset group: each group's events go to its own subject, and
+/// `--nats-dataset-group` leaves the groups it does not name out.
+#[test]
+fn each_dataset_group_has_its_subject_and_groups_can_be_chosen() {
+    use serde_json::json;
+    let test = "groups";
+    let Some(nats_url) = nats_or_skip(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique(test);
+    let setup = Setup::new(Engine::Sqlite, dir.path(), &nats_url, &name);
+    let server = start_on(
+        &dir.path().join("data"),
+        &setup.listen,
+        &[
+            "--no-auth",
+            "--nats-url",
+            &nats_url,
+            "--nats-stream",
+            &setup.stream,
+            "--nats-subject-prefix",
+            &setup.prefix,
+            "--nats-dataset-group",
+            "default,g2",
+        ],
+        &[],
+        None,
+    );
+    let addr = setup.listen.clone();
+    let call = |op: &str, body: serde_json::Value| -> serde_json::Value {
+        let r = common::control("127.0.0.1", &addr, op, &body, &common::Key::root());
+        assert_eq!(r.status, 200, "{op}: {r:?}");
+        serde_json::from_str(&r.body).unwrap()
+    };
+    let schema = json!({"type": "record", "name": "Interactions", "namespace": "com.amazonaws.personalize.schema",
+        "fields": [{"name": "USER_ID", "type": "string"}, {"name": "ITEM_ID", "type": "string"},
+                   {"name": "TIMESTAMP", "type": "long"}], "version": "1.0"});
+    let schema_arn = call("CreateSchema", json!({"name": "s", "schema": schema.to_string()}))["schemaArn"].clone();
+    let mut trackers = vec![("default".to_owned(), server.tracking_id.clone())];
+    for group in ["g2", "g3"] {
+        let group_arn = call("CreateDatasetGroup", json!({"name": group}))["datasetGroupArn"].clone();
+        call(
+            "CreateDataset",
+            json!({"name": format!("{group}-ds"), "schemaArn": schema_arn, "datasetGroupArn": group_arn,
+                   "datasetType": "Interactions"}),
+        );
+        let t = call("CreateEventTracker", json!({"name": format!("{group}-t"), "datasetGroupArn": group_arn}));
+        trackers.push((group.to_owned(), t["trackingId"].as_str().unwrap().to_owned()));
+    }
+    let mut acked = Vec::new();
+    for (group, tracking) in &trackers {
+        let ids: Vec<String> = (0..10).map(|i| format!("{name}-{group}-{i}")).collect();
+        let r =
+            post_events(&addr, common::put_events_body(tracking, &ids).as_bytes(), Duration::from_secs(10)).unwrap();
+        assert_eq!(r.status, 200, "{r:?}");
+        if group != "g3" {
+            acked.extend(ids);
+        }
+    }
+    let consumed = consume(&nats_url, &setup.stream, 20);
+    assert_exactly_once_in_order(&consumed, &acked, &acked);
+    for (id, dataset, _, subject) in &consumed {
+        let group = if id.contains("-g2-") { "g2" } else { "default" };
+        assert_eq!(subject, &format!("{}.000000000000.{group}", setup.prefix), "{id}");
+        assert!(dataset.contains(&format!("dataset/{group}/")), "{id} in {dataset}");
+    }
+    let s = sinks(&addr);
+    let datasets: Vec<&str> =
+        s["sinks"][0]["datasets"].as_array().unwrap().iter().map(|d| d["datasetArn"].as_str().unwrap()).collect();
+    assert_eq!(datasets.len(), 2, "g3 is not delivered: {s}");
+    assert!(datasets.iter().all(|d| !d.contains("/g3/")));
     server.stop();
     runtime().block_on(async {
         let js = jetstream::new(async_nats::connect(&nats_url).await.unwrap());
