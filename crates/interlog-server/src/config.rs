@@ -37,6 +37,9 @@ pub struct Config {
     /// `GET /_interlog/stats` without a signature (`--public-stats`); otherwise it needs a
     /// request signed by the root account.
     pub public_stats: bool,
+    /// `--nats-url` and its settings: every stored event also goes to NATS JetStream
+    /// (`docs/streams.md`). None: no NATS sink.
+    pub nats: Option<crate::sinks::nats::NatsConfig>,
 }
 
 /// How requests are authenticated.
@@ -70,6 +73,7 @@ impl Config {
             tls: None,
             export_dir: None,
             public_stats: false,
+            nats: None,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod file_root;
 mod files;
 pub mod service;
+pub mod sinks;
 pub mod startup;
 pub mod tls;
 

@@ -32,6 +32,7 @@ use crate::config::Config;
 
 use crate::service::jobs::{JobSettings, Jobs};
 use crate::service::Service;
+use crate::sinks::{SinkSettings, Sinks};
 use crate::tls::Tls;
 
 /// Why the server could not start. Each message already includes its cause, so no variant
@@ -269,10 +270,15 @@ impl Application {
         let cache = CatalogCache::load(&*store).await.map_err(StartError::Bootstrap)?;
         cache.follow(store.clone());
         let node = crate::service::jobs::node_name(&config.data_dir);
-        let jobs = Jobs::new(store.clone(), JobSettings { node, ..JobSettings::default() });
+        let jobs = Jobs::new(store.clone(), JobSettings { node: node.clone(), ..JobSettings::default() });
         jobs.recover().await.map_err(StartError::Bootstrap)?;
         jobs.spawn_sweeper();
         let service = Service::new(store.clone(), cache.clone(), jobs, file_root);
+        let mut destinations: Vec<Arc<dyn crate::sinks::Destination>> = Vec::new();
+        if let Some(nats) = config.nats.clone() {
+            destinations.push(Arc::new(crate::sinks::nats::Nats::connect(nats).await.map_err(StartError::Config)?));
+        }
+        let sinks = Sinks::start(store.clone(), destinations, SinkSettings { node, ..SinkSettings::default() });
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|reason| StartError::Bind { addr: config.listen, reason })?;
@@ -287,6 +293,7 @@ impl Application {
             body_timeout: limits.body_timeout,
             exports: crate::api::export::ExportGate::new(limits.export_limits()),
             stats_account: (!config.public_stats).then(|| config.account.clone()),
+            sinks,
         };
         Ok(Application { listener, state, tls, addr, bootstrap, root_key, extra_keys, limits })
     }
@@ -309,6 +316,7 @@ impl Application {
         let limits = self.limits.clone();
         let mut state = self.state;
         let store = state.store.clone();
+        let sinks = state.sinks.clone();
         state.body_timeout = limits.body_timeout;
         state.exports = crate::api::export::ExportGate::new(limits.export_limits());
         let peers = PeerShares::new(
@@ -398,6 +406,8 @@ impl Application {
                 Ok(())
             }
         };
+        // Sinks give their leases up, so another node takes them at once.
+        sinks.stop().await;
         // The writer finishes what it holds and the store releases its files (SQLite checkpoints
         // its WAL) before the process goes; a store that cannot finish in a few seconds is left.
         if tokio::time::timeout(Duration::from_secs(10), store.close()).await.is_err() {

@@ -25,6 +25,7 @@ mod catalog;
 mod db;
 mod error;
 mod migrate;
+mod sinks;
 mod writer;
 
 use std::collections::VecDeque;
@@ -91,6 +92,8 @@ pub(crate) struct Shared {
     /// The schema the store lives in (`current_schema()`).
     pub(crate) schema: String,
     pub(crate) version: watch::Sender<u64>,
+    /// Grows after every commit of this node's writer, so sinks wake at once.
+    pub(crate) appended: watch::Sender<u64>,
     pub(crate) counters: Counters,
     /// Why the last probe failed, if it did.
     probe: Mutex<Option<String>>,
@@ -202,6 +205,7 @@ impl PostgresStore {
             db,
             schema,
             version: watch::Sender::new(version),
+            appended: watch::Sender::new(0),
             counters: Counters::default(),
             probe: Mutex::new(None),
             writer_error: Mutex::new(None),

@@ -104,6 +104,28 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         PRIMARY KEY (dataset_id, record_id));
     "#,
     ),
+    (
+        3,
+        "sink cursors and leases",
+        r#"
+    -- Where each sink (NATS, forwarding) stands in each dataset's log: the events are the
+    -- outbox, this row only moves forward, by compare-and-set (interlog_store::sinks).
+    CREATE TABLE sink_cursors(
+        sink text NOT NULL,
+        dataset_id bigint NOT NULL,
+        position bigint NOT NULL,
+        delivered bigint NOT NULL DEFAULT 0,
+        retried bigint NOT NULL DEFAULT 0,
+        last_error text,
+        updated double precision NOT NULL,
+        PRIMARY KEY (sink, dataset_id));
+    -- Which node runs each sink, until `expires` by the database's clock.
+    CREATE TABLE sink_leases(
+        sink text PRIMARY KEY,
+        node text NOT NULL,
+        expires double precision NOT NULL);
+    "#,
+    ),
 ];
 
 pub(crate) fn latest() -> i32 {

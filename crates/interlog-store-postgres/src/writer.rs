@@ -188,6 +188,7 @@ impl Writer {
             Ok(replies) => {
                 shared.writer_ok();
                 c.commit(started.elapsed());
+                shared.appended.send_modify(|n| *n += 1);
                 for (job, outcome) in batch.drain(..).zip(replies) {
                     if let (Ok(o), Entries::Events(_)) = (&outcome, &job.entries) {
                         c.stored(o.stored as u64, o.duplicates as u64);

@@ -203,7 +203,8 @@ async fn nodes_starting_at_once_migrate_once() {
     let rows =
         client.query(&format!("SELECT version FROM {schema}.interlog_migrations ORDER BY version"), &[]).await.unwrap();
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1, 2], "every step recorded once");
+    assert!(versions.len() > 1);
+    assert_eq!(versions, (1..=versions.len() as i32).collect::<Vec<_>>(), "every step recorded once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

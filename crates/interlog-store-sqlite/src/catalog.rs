@@ -16,11 +16,32 @@ use crate::error::{is_unique_violation, Classify};
 #[derive(Debug)]
 pub enum Write {
     Insert(Box<(NewRow, InsertRules)>),
-    Update { account: String, kind: Kind, arn: String, update: RowUpdate },
-    Delete { account: String, kind: Kind, arn: String, rules: DeleteRules },
-    Tag { account: String, arn: String, tags: Vec<(String, String)>, max: usize },
-    Untag { account: String, arn: String, keys: Vec<String> },
+    Update {
+        account: String,
+        kind: Kind,
+        arn: String,
+        update: RowUpdate,
+    },
+    Delete {
+        account: String,
+        kind: Kind,
+        arn: String,
+        rules: DeleteRules,
+    },
+    Tag {
+        account: String,
+        arn: String,
+        tags: Vec<(String, String)>,
+        max: usize,
+    },
+    Untag {
+        account: String,
+        arn: String,
+        keys: Vec<String>,
+    },
     RootKey(KeyRecord),
+    /// The sinks' cursors and leases: not the catalog, so the version does not move.
+    Sink(crate::sinks::SinkWrite),
 }
 
 /// What a committed write returns.
@@ -30,6 +51,7 @@ pub enum Written {
     Deleted(Vec<Meta>),
     Done,
     Key(KeyRecord, bool),
+    Sink(crate::sinks::SinkWritten),
 }
 
 /// What the writer must do after a write commits.
@@ -194,6 +216,10 @@ pub fn write(conn: &Connection, w: Write, now: f64) -> Result<(Written, After), 
                 .classified()?;
             after.changed = inserted;
             Written::Key(stored, inserted)
+        }
+        Write::Sink(w) => {
+            after.changed = false;
+            Written::Sink(crate::sinks::write(conn, w, now)?)
         }
     };
     if after.changed {

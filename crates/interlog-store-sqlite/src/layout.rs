@@ -22,7 +22,8 @@ const APPLICATION_ID: i64 = 0x494C_4F47;
 /// The layout this build writes. 1: the first landing (one table per resource kind);
 /// 2: one generic `resources` table, durable purges, the root key, the catalog version;
 /// 3: the `records` of keyed datasets (items, users, actions).
-pub const LAYOUT: i64 = 3;
+/// 4: the sinks' cursors and leases.
+pub const LAYOUT: i64 = 4;
 pub const DB_FILE: &str = "interlog.db";
 pub const LOCK_FILE: &str = "interlog.lock";
 
@@ -130,6 +131,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             Some(LAYOUT) => return Ok(()),
             Some(1) => from_1_to_2,
             Some(2) => from_2_to_3,
+            Some(3) => from_3_to_4,
             Some(other) => return Err(foreign(path, format!("unknown interlog layout {other}"))),
         };
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).classified()?;
@@ -191,6 +193,7 @@ fn create(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(TABLES_2).classified()?;
     tx.execute_batch(EVENTS).classified()?;
     tx.execute_batch(RECORDS).classified()?;
+    tx.execute_batch(SINKS).classified()?;
     tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {LAYOUT};")).classified()
 }
 
@@ -198,6 +201,22 @@ fn create(tx: &Transaction<'_>) -> Result<(), StoreError> {
 fn from_2_to_3(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(RECORDS).classified()?;
     tx.execute_batch("PRAGMA user_version = 3;").classified()
+}
+
+/// The sinks' tables of layout 4: the outbox's state (`interlog_store::sinks`). The events
+/// themselves are the outbox; these tables only say where each sink stands and which node runs it.
+const SINKS: &str = "
+    CREATE TABLE sink_cursors(
+        sink TEXT NOT NULL, dataset_id INTEGER NOT NULL, position INTEGER NOT NULL,
+        delivered INTEGER NOT NULL DEFAULT 0, retried INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+        updated REAL NOT NULL, PRIMARY KEY(sink, dataset_id)) WITHOUT ROWID;
+    CREATE TABLE sink_leases(sink TEXT PRIMARY KEY, node TEXT NOT NULL, expires REAL NOT NULL) WITHOUT ROWID;
+";
+
+/// Layout 3 gains the sinks' tables; nothing else changes.
+fn from_3_to_4(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch(SINKS).classified()?;
+    tx.execute_batch("PRAGMA user_version = 4;").classified()
 }
 
 /// Layout 1 (the first landing: `schemas`, `dataset_groups`, `datasets`, `event_trackers`,

@@ -17,6 +17,7 @@ pub mod catalog;
 mod error;
 pub mod layout;
 mod reader;
+mod sinks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -30,7 +31,8 @@ use interlog_store::catalog::{
     Catalog, DeleteRules, InsertRules, KeyRecord, Kind, ListQuery, Meta, NewRow, Page, Row, RowUpdate,
 };
 use interlog_store::{
-    AppendOutcome, Entries, EventStore, Health, Store, StoreError, StoreStats, StoredEvent, StoredRecord, WriterOptions,
+    AppendOutcome, Backlog, Cursor, Entries, EventStore, Health, SinkState, Store, StoreError, StoreStats, StoredEvent,
+    StoredRecord, WriterOptions,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -357,6 +359,91 @@ impl Catalog for SqliteStore {
             Written::Key(k, made) => Ok((k, made)),
             other => Err(unexpected(other)),
         }
+    }
+}
+
+impl SqliteStore {
+    async fn sink_write(&self, w: sinks::SinkWrite) -> Result<sinks::SinkWritten, StoreError> {
+        match self.write(Write::Sink(w)).await? {
+            Written::Sink(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+#[async_trait]
+impl SinkState for SqliteStore {
+    async fn cursor(&self, sink: &str, dataset_id: i64) -> Result<Cursor, StoreError> {
+        let sink = sink.to_owned();
+        self.readers.run(move |conn| sinks::cursor(conn, &sink, dataset_id)).await
+    }
+
+    async fn cursors(&self, sink: &str) -> Result<Vec<Cursor>, StoreError> {
+        let sink = sink.to_owned();
+        self.readers.run(move |conn| sinks::cursors(conn, &sink)).await
+    }
+
+    async fn advance(
+        &self,
+        sink: &str,
+        dataset_id: i64,
+        from: i64,
+        to: i64,
+        delivered: u64,
+    ) -> Result<Cursor, StoreError> {
+        let w = sinks::SinkWrite::Advance { sink: sink.into(), dataset_id, from, to, delivered };
+        match self.sink_write(w).await? {
+            sinks::SinkWritten::Cursor(c) => Ok(c),
+            other => Err(StoreError::internal(format!("the writer answered with {other:?}"))),
+        }
+    }
+
+    async fn sink_failed(&self, sink: &str, dataset_id: i64, error: &str) -> Result<(), StoreError> {
+        let w = sinks::SinkWrite::Failed { sink: sink.into(), dataset_id, error: error.into() };
+        self.sink_write(w).await.map(|_| ())
+    }
+
+    async fn last_position(&self, dataset_id: i64) -> Result<i64, StoreError> {
+        // This process makes every append, so once looked up the answer follows the commits;
+        // a read-only store (beside a server) always asks the file.
+        if self.writer.is_some() {
+            if let Some(seq) = self.shared.newest.lock().unwrap_or_else(|p| p.into_inner()).get(&dataset_id) {
+                return Ok(*seq);
+            }
+        }
+        let generation = self.shared.newest_generation.load(Ordering::SeqCst);
+        let seq = self.readers.run(move |conn| sinks::newest(conn, dataset_id)).await?;
+        if self.writer.is_none() {
+            return Ok(seq);
+        }
+        let mut newest = self.shared.newest.lock().unwrap_or_else(|p| p.into_inner());
+        if self.shared.newest_generation.load(Ordering::SeqCst) != generation {
+            // Forgotten meanwhile (a fault): what this lookup saw may be older than the file.
+            return Ok(seq);
+        }
+        let known = newest.entry(dataset_id).or_insert(seq);
+        *known = (*known).max(seq);
+        Ok(*known)
+    }
+
+    async fn backlog(&self, dataset_id: i64, position: i64) -> Result<Backlog, StoreError> {
+        self.readers.run(move |conn| sinks::backlog(conn, dataset_id, position)).await
+    }
+
+    async fn lease_sink(&self, sink: &str, node: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let w = sinks::SinkWrite::Lease { sink: sink.into(), node: node.into(), ttl: ttl.as_secs_f64() };
+        match self.sink_write(w).await? {
+            sinks::SinkWritten::Leased(held) => Ok(held),
+            other => Err(StoreError::internal(format!("the writer answered with {other:?}"))),
+        }
+    }
+
+    async fn release_sink(&self, sink: &str, node: &str) -> Result<(), StoreError> {
+        self.sink_write(sinks::SinkWrite::Release { sink: sink.into(), node: node.into() }).await.map(|_| ())
+    }
+
+    fn appended(&self) -> watch::Receiver<u64> {
+        self.shared.appended.subscribe()
     }
 }
 

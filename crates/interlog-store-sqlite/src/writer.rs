@@ -74,6 +74,14 @@ pub struct Shared {
     pub fatal: watch::Sender<Option<String>>,
     /// The catalog version, sent after every committed catalog write.
     pub version: watch::Sender<u64>,
+    /// Grows after every committed append batch, so sinks wake at once.
+    pub appended: watch::Sender<u64>,
+    /// The newest position of each dataset this process knows of (committed appends, and what
+    /// readers looked up); merged by maximum, so a stale lookup never hides a newer commit.
+    pub newest: std::sync::Mutex<HashMap<i64, i64>>,
+    /// Grows each time `newest` is forgotten (after a fault), so a lookup that began before
+    /// does not put back what it saw.
+    pub newest_generation: AtomicU64,
     #[cfg(feature = "fault-injection")]
     pub faults: crate::Faults,
 }
@@ -85,9 +93,20 @@ impl Shared {
             health: RwLock::new(Health::Writable),
             fatal: watch::channel(None).0,
             version: watch::channel(version).0,
+            appended: watch::channel(0).0,
+            newest: std::sync::Mutex::new(HashMap::new()),
+            newest_generation: AtomicU64::new(0),
             #[cfg(feature = "fault-injection")]
             faults: crate::Faults::default(),
         })
+    }
+
+    /// Records that `dataset`'s newest position is at least `seq`; returns what is known now.
+    pub fn saw_newest(&self, dataset: i64, seq: i64) -> i64 {
+        let mut newest = self.newest.lock().unwrap_or_else(|p| p.into_inner());
+        let known = newest.entry(dataset).or_insert(seq);
+        *known = (*known).max(seq);
+        *known
     }
 
     fn set_health(&self, health: Health) {
@@ -358,6 +377,7 @@ impl Writer {
         match result {
             Ok(outcomes) => {
                 c.commits.fetch_add(1, Ordering::Relaxed);
+                self.shared.appended.send_modify(|n| *n += 1);
                 for (job, outcome) in batch.drain(..).zip(outcomes) {
                     if let (Ok(o), Entries::Events(_)) = (&outcome, &job.entries) {
                         c.events_stored.fetch_add(o.stored as u64, Ordering::Relaxed);
@@ -385,6 +405,7 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(batch.len());
         // Entries become visible to the window only once the commit succeeded.
         let mut pending: HashMap<u64, i64> = HashMap::new();
+        let mut newest: HashMap<i64, i64> = HashMap::new();
         let Writer { conn, window, live, .. } = self;
         let conn = conn.as_mut().ok_or_else(|| StoreError::Unavailable("no connection".into()))?;
         let tx = conn.transaction().classified()?;
@@ -456,6 +477,7 @@ impl Writer {
                         ])
                         .classified()?;
                     pending.insert(key, tx.last_insert_rowid());
+                    newest.insert(job.dataset_id, tx.last_insert_rowid());
                     outcome.stored += 1;
                 }
                 outcomes.push(Ok(outcome));
@@ -464,6 +486,9 @@ impl Writer {
         commit(tx, shared)?;
         for (key, seq) in pending {
             window.insert(key, seq);
+        }
+        for (dataset, seq) in newest {
+            shared.saw_newest(dataset, seq);
         }
         Ok(outcomes)
     }
@@ -656,6 +681,14 @@ impl Writer {
         } else {
             self.reload()?;
         }
+        // Newest positions too (such a commit never told them): looked up again, and the sinks
+        // woken to look.
+        {
+            let mut newest = self.shared.newest.lock().unwrap_or_else(|p| p.into_inner());
+            self.shared.newest_generation.fetch_add(1, Ordering::SeqCst);
+            newest.clear();
+        }
+        self.shared.appended.send_modify(|n| *n += 1);
         Ok(())
     }
 

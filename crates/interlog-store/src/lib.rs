@@ -7,7 +7,8 @@
 //! `interlog-store-postgres`) and prove themselves against one [`testing`] conformance suite.
 //! What is written once for every engine lives here: the typed resources
 //! ([`catalog::resources`]), the hot path's [`cache`], the first start's [`bootstrap`], the
-//! export writer and exact de-duplication ([`export`]) and the retry [`window`].
+//! export writer and exact de-duplication ([`export`]), the retry [`window`], and the durable
+//! cursors and leases of the sinks that carry events on ([`sinks`]).
 
 pub mod bootstrap;
 pub mod cache;
@@ -15,6 +16,7 @@ pub mod catalog;
 pub mod error;
 pub mod events;
 pub mod export;
+pub mod sinks;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod window;
@@ -31,10 +33,11 @@ pub use events::{
     action_interaction, log_entry, AppendOutcome, Entries, EventStore, Health, StoreStats, StoredEvent, StoredRecord,
     WriterOptions,
 };
+pub use sinks::{Backlog, Cursor, SinkState};
 
 /// A whole store: events and catalog, one engine.
 #[async_trait]
-pub trait Store: EventStore + Catalog {
+pub trait Store: EventStore + Catalog + SinkState {
     /// `sqlite` or `postgres`, for logs and metrics.
     fn engine(&self) -> &'static str;
 

@@ -50,7 +50,9 @@ macro_rules! conformance_suite {
             quota_holds_across_nodes, running_quota_holds_across_nodes, name_races_across_nodes_name_the_winner,
             bootstrap_once_across_nodes, records_latest_write_wins,
             records_survive_a_reopen, concurrent_record_writes_keep_one_row_per_id,
-            deleting_a_dataset_purges_its_records, action_interactions_are_events, nodes_share_records);
+            deleting_a_dataset_purges_its_records, action_interactions_are_events, nodes_share_records,
+            sink_cursor_survives_a_reopen_and_never_moves_back, sink_cursor_concurrent_advancers, sink_lease_has_one_holder,
+            appends_are_announced, last_position_follows_appends);
     };
     (@cases $engine:expr; $($case:ident),* $(,)?) => {
         $(
@@ -1164,4 +1166,159 @@ pub async fn nodes_share_records(engine: &dyn Engine) {
             "the later commit wins on every node"
         );
     }
+}
+
+// ---- sinks: cursors and leases ----
+
+pub async fn sink_cursor_survives_a_reopen_and_never_moves_back(engine: &dyn Engine) {
+    let (location, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let fresh = store.cursor("nats", dataset).await.unwrap();
+    assert_eq!(fresh, crate::Cursor::start("nats", dataset), "a sink that never delivered starts at 0");
+    store.append(dataset, (0..5).map(|i| bare(&format!("e{i}"))).collect()).await.unwrap();
+    let page = store.read(dataset, 0, 3).await.unwrap();
+    let third = page[2].seq;
+    let c = store.advance("nats", dataset, 0, third, 3).await.unwrap();
+    assert_eq!((c.position, c.delivered, c.retried), (third, 3, 0));
+    store.sink_failed("nats", dataset, "nats: connection refused").await.unwrap();
+    store.sink_failed("nats", dataset, "nats: timed out").await.unwrap();
+    let c = store.cursor("nats", dataset).await.unwrap();
+    assert_eq!((c.position, c.retried, c.last_error.as_deref()), (third, 2, Some("nats: timed out")));
+    assert!(c.updated > 0.0);
+
+    // Backwards, standing still, and from a position it is not at: refused, nothing moves.
+    assert!(matches!(store.advance("nats", dataset, third, third - 1, 1).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(store.advance("nats", dataset, third, third, 0).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(store.advance("nats", dataset, 0, third + 1, 1).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.cursor("nats", dataset).await.unwrap().position, third);
+
+    // Another sink's cursor is its own.
+    assert_eq!(store.cursor("forward", dataset).await.unwrap().position, 0);
+    let backlog = store.backlog(dataset, third).await.unwrap();
+    assert_eq!(backlog.events, 2);
+    assert!(backlog.oldest_received_at.is_some());
+    let last = store.read(dataset, third, 10).await.unwrap().last().unwrap().seq;
+    assert_eq!(store.backlog(dataset, last).await.unwrap(), crate::Backlog::default());
+
+    store.close().await;
+    drop(store);
+    let store = engine.open(&location, WriterOptions::default()).await;
+    let c = store.cursor("nats", dataset).await.unwrap();
+    assert_eq!((c.position, c.delivered, c.retried), (third, 3, 2), "the cursor survives a reopen");
+    let c = store.advance("nats", dataset, third, last, 2).await.unwrap();
+    assert_eq!((c.position, c.delivered, c.last_error.as_deref()), (last, 5, None), "a delivery clears the last error");
+    assert_eq!(store.cursors("nats").await.unwrap(), vec![c]);
+    assert!(store.cursors("forward").await.unwrap().is_empty());
+}
+
+/// Advancers racing from the same positions, on one store and (shared engines) on two nodes:
+/// at each position exactly one wins and the cursor only ever moves forward.
+pub async fn sink_cursor_concurrent_advancers(engine: &dyn Engine) {
+    let stores: Vec<Arc<dyn Store>> = match nodes(engine, 2).await {
+        Some(n) => n,
+        None => {
+            let (_, store) = open(engine).await;
+            vec![store.clone(), store]
+        }
+    };
+    let dataset = default_dataset(&*stores[0], ACCOUNT).await;
+    let mut tasks = Vec::new();
+    for (n, store) in stores.iter().chain(stores.iter()).enumerate() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut won = Vec::new();
+            for _ in 0..40 {
+                let at = store.cursor("race", dataset).await.unwrap().position;
+                match store.advance("race", dataset, at, at + 1, 1).await {
+                    Ok(c) => {
+                        assert_eq!(c.position, at + 1);
+                        won.push(at + 1);
+                    }
+                    Err(StoreError::Conflict(_)) => {}
+                    Err(e) => panic!("advancer {n}: {e}"),
+                }
+                let now = store.cursor("race", dataset).await.unwrap().position;
+                assert!(now > at, "the cursor moved back or did not move ({at} then {now})");
+            }
+            won
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let end = stores[1].cursor("race", dataset).await.unwrap();
+    all.sort_unstable();
+    let expected: Vec<i64> = (1..=end.position).collect();
+    assert_eq!(all, expected, "every step was won exactly once");
+    assert_eq!(end.delivered, end.position as u64);
+}
+
+pub async fn sink_lease_has_one_holder(engine: &dyn Engine) {
+    let stores: Vec<Arc<dyn Store>> = match nodes(engine, 2).await {
+        Some(n) => n,
+        None => {
+            let (_, store) = open(engine).await;
+            vec![store.clone(), store]
+        }
+    };
+    let ttl = Duration::from_millis(800);
+    assert!(stores[0].lease_sink("nats", "node-a", ttl).await.unwrap());
+    assert!(!stores[1].lease_sink("nats", "node-b", ttl).await.unwrap(), "a held lease is not taken");
+    assert!(stores[0].lease_sink("nats", "node-a", ttl).await.unwrap(), "the holder renews");
+    assert!(stores[1].lease_sink("forward", "node-b", ttl).await.unwrap(), "another sink's lease is free");
+    // Not renewed: another node takes it once it expired.
+    tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+    assert!(stores[1].lease_sink("nats", "node-b", ttl).await.unwrap());
+    assert!(!stores[0].lease_sink("nats", "node-a", ttl).await.unwrap(), "the old holder lost it");
+    // Released: free at once.
+    stores[1].release_sink("nats", "node-b").await.unwrap();
+    assert!(stores[0].lease_sink("nats", "node-a", ttl).await.unwrap());
+    // Many nodes racing for a free lease: one wins.
+    stores[0].release_sink("nats", "node-a").await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = stores[i % 2].clone();
+        tasks.push(tokio::spawn(async move { store.lease_sink("nats", &format!("n{i}"), ttl).await.unwrap() }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
+}
+
+pub async fn appends_are_announced(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let mut appended = store.appended();
+    let before = *appended.borrow_and_update();
+    store.append(dataset, vec![bare("x")]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), appended.wait_for(|n| *n > before))
+        .await
+        .expect("a commit is announced")
+        .unwrap();
+}
+
+pub async fn last_position_follows_appends(engine: &dyn Engine) {
+    let (location, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let (_, _, other) = group_with_dataset(&*store, ACCOUNT, "g").await;
+    assert_eq!(store.last_position(dataset).await.unwrap(), 0, "an empty log");
+    store.append(dataset, vec![bare("a"), bare("b")]).await.unwrap();
+    assert_eq!(store.last_position(other).await.unwrap(), 0, "another dataset's appends are not its own");
+    let last = all(&*store, dataset).await.last().unwrap().seq;
+    assert_eq!(store.last_position(dataset).await.unwrap(), last);
+    store.append(other, vec![bare("x")]).await.unwrap();
+    store.append(dataset, vec![bare("c")]).await.unwrap();
+    let last = all(&*store, dataset).await.last().unwrap().seq;
+    assert_eq!(store.last_position(dataset).await.unwrap(), last, "it follows the commits");
+    let other_last = all(&*store, other).await.last().unwrap().seq;
+    assert_eq!(store.last_position(other).await.unwrap(), other_last);
+    store.close().await;
+    drop(store);
+    let store = engine.open(&location, WriterOptions::default()).await;
+    assert_eq!(store.last_position(dataset).await.unwrap(), last, "and survives a reopen");
+    store.append(dataset, vec![bare("d")]).await.unwrap();
+    assert_eq!(store.last_position(dataset).await.unwrap(), all(&*store, dataset).await.last().unwrap().seq);
 }

@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server: PutEvents and the Personalize control plane on one port.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Write a dataset group's recorded interactions as Personalize dataset CSV or JSON lines.
     Export(export::ExportArgs),
     /// `aws personalize-events put-events`, option for option (see `interlog put-events help`).
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Export(args) => export::run(args),
         Command::PutEvents(a) => return aws_cli("put-events", a.args),
         Command::PutItems(a) => return aws_cli("put-items", a.args),

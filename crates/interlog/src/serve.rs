@@ -58,6 +58,29 @@ pub(crate) struct ServeArgs {
     /// Answer GET /_interlog/stats without a signature (otherwise: root account only).
     #[arg(long, env = "INTERLOG_PUBLIC_STATS")]
     public_stats: bool,
+    /// Publish every stored event to NATS JetStream at this server (docs/streams.md), e.g.
+    /// nats://127.0.0.1:4222. Delivery runs behind the store: NATS being down never stops ingest.
+    #[arg(long, env = "INTERLOG_NATS_URL", value_name = "URL", hide_env_values = true)]
+    nats_url: Option<String>,
+    /// Subjects are PREFIX.<account>.<dataset group name>.
+    #[arg(long, env = "INTERLOG_NATS_SUBJECT_PREFIX", default_value = "interlog.events", value_name = "PREFIX")]
+    nats_subject_prefix: String,
+    /// The JetStream stream capturing PREFIX.>, created if missing.
+    #[arg(long, env = "INTERLOG_NATS_STREAM", default_value = "INTERLOG_EVENTS", value_name = "NAME")]
+    nats_stream: String,
+    /// Retention of a stream interlog creates: limits, interest or workqueue.
+    #[arg(long, env = "INTERLOG_NATS_RETENTION", default_value = "limits")]
+    nats_retention: String,
+    /// Duplicate window of a stream interlog creates, in seconds: a replay after a crash within
+    /// it is dropped by Nats-Msg-Id.
+    #[arg(long, env = "INTERLOG_NATS_DUPLICATE_WINDOW_SECS", default_value_t = 600, value_name = "SECS")]
+    nats_duplicate_window_secs: u64,
+    /// Maximum age of messages in a stream interlog creates, in seconds (0: no limit).
+    #[arg(long, env = "INTERLOG_NATS_MAX_AGE_SECS", default_value_t = 0, value_name = "SECS")]
+    nats_max_age_secs: u64,
+    /// Only these dataset groups (name or ARN; repeat, or comma-separate) go to NATS; all by default.
+    #[arg(long, env = "INTERLOG_NATS_DATASET_GROUPS", value_delimiter = ',', value_name = "GROUP")]
+    nats_dataset_group: Vec<String>,
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -92,6 +115,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.export_dir = args.export_dir;
     config.public_stats = args.public_stats;
+    if let Some(url) = args.nats_url.clone() {
+        let mut nats = interlog_server::sinks::nats::NatsConfig::new(url);
+        nats.prefix = args.nats_subject_prefix.clone();
+        nats.stream = args.nats_stream.clone();
+        nats.retention = interlog_server::sinks::nats::retention(&args.nats_retention).map_err(anyhow::Error::msg)?;
+        nats.duplicate_window = std::time::Duration::from_secs(args.nats_duplicate_window_secs.max(1));
+        nats.max_age = (args.nats_max_age_secs > 0).then(|| std::time::Duration::from_secs(args.nats_max_age_secs));
+        nats.dataset_groups = args.nats_dataset_group.clone();
+        nats.check().map_err(anyhow::Error::msg)?;
+        config.nats = Some(nats);
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async move {
@@ -99,6 +133,14 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         // Handlers first: a SIGTERM right after the banner must still be a graceful stop.
         let stop = shutdown_signal();
         print_banner(&app, &args.data_dir, args.database_url.as_deref());
+        if let Some(url) = &args.nats_url {
+            println!(
+                "nats:          {} stream {} subjects {}.<account>.<dataset group>",
+                interlog_server::sinks::nats::redact(url),
+                args.nats_stream,
+                args.nats_subject_prefix
+            );
+        }
         app.run_until_stopped(stop).await.context("server failed")?;
         Ok(())
     });

@@ -43,6 +43,8 @@ pub struct AppState {
     /// Who may read `GET /_interlog/stats`: requests signed by this (the root) account, or
     /// anyone when None (`--public-stats`).
     pub stats_account: Option<String>,
+    /// The sinks of this node, for `GET /_interlog/sinks`.
+    pub sinks: crate::sinks::Sinks,
 }
 
 /// The whole HTTP surface. A plain function so tests can drive it without a socket.
@@ -51,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/_interlog/health", get(health))
         .route("/_interlog/export", get(export::export))
         .route("/_interlog/stats", get(stats))
+        .route("/_interlog/sinks", get(sinks))
         .fallback(dispatch)
         .layer(axum::middleware::map_response(request_id))
         .with_state(state)
@@ -73,21 +76,8 @@ async fn health(State(state): State<AppState>) -> Response {
 /// Write-path counters for operators and the benchmark. They add up every tenant's traffic, so
 /// only the root account may read them (a signed request), unless `--public-stats`.
 async fn stats(State(state): State<AppState>, request: Request) -> Response {
-    if let Some(root) = &state.stats_account {
-        let (parts, body) = request.into_parts();
-        let caller = match authenticated(&state, &parts, body).await {
-            Ok(r) => r.caller,
-            Err(e) => return e.on(Plane::Interlog).into_response(),
-        };
-        if &caller.account != root {
-            return ApiError::AccessDenied(format!(
-                "Account {} may not read the server's statistics: they are the root account's \
-                 (or public with interlog serve --public-stats)",
-                caller.account
-            ))
-            .on(Plane::Interlog)
-            .into_response();
-        }
+    if let Err(refused) = root_only(&state, request, "the server's statistics").await {
+        return refused;
     }
     let s = state.store.stats();
     let body = serde_json::json!({
@@ -98,6 +88,38 @@ async fn stats(State(state): State<AppState>, request: Request) -> Response {
         "throttled": s.throttled,
     });
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// Each sink's cursor, lag, counters and last error per dataset (`docs/streams.md`). Every
+/// tenant's datasets are in it, so it is the root account's, like the statistics.
+async fn sinks(State(state): State<AppState>, request: Request) -> Response {
+    if let Err(refused) = root_only(&state, request, "the state of the sinks").await {
+        return refused;
+    }
+    match state.sinks.status().await {
+        Ok(sinks) => {
+            let body = serde_json::json!({ "sinks": sinks });
+            ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        }
+        Err(e) => ApiError::from(e).on(Plane::Interlog).into_response(),
+    }
+}
+
+/// Lets only requests signed by the root account through (everyone with `--public-stats`).
+async fn root_only(state: &AppState, request: Request, what: &str) -> Result<(), Response> {
+    let Some(root) = &state.stats_account else { return Ok(()) };
+    let (parts, body) = request.into_parts();
+    let caller = authenticated(state, &parts, body).await.map_err(|e| e.on(Plane::Interlog).into_response())?.caller;
+    if &caller.account != root {
+        return Err(ApiError::AccessDenied(format!(
+            "Account {} may not read {what}: only the root account may \
+             (or everyone with interlog serve --public-stats)",
+            caller.account
+        ))
+        .on(Plane::Interlog)
+        .into_response());
+    }
+    Ok(())
 }
 
 /// Every response carries a request ID, which all SDKs surface (botocore: `ResponseMetadata`).

@@ -1,0 +1,434 @@
+//! The sinks that carry every stored event on (NATS JetStream today): one task per (sink,
+//! dataset) that reads the dataset's log after its durable cursor, page by page, delivers the
+//! page and moves the cursor only after the destination confirmed it.
+//!
+//! - **From the store, never from memory, never on the write path.** A sink reads what is
+//!   committed ([`interlog_store::EventStore::read`]); appends do not wait for it, and a sink
+//!   that fell behind (destination down for hours) catches up from disk.
+//! - **Woken at once, polled as a fallback.** A task sleeps on [`interlog_store::SinkState::appended`] (this
+//!   process's commits); on a shared store other nodes' commits are found by polling.
+//! - **At least once, exactly once where the destination deduplicates.** The cursor moves after
+//!   the confirmation, so a crash in between delivers the page again; every message carries an
+//!   idempotency key (NATS: `Nats-Msg-Id`) so the destination drops the replay.
+//! - **One node per sink.** A sink runs where it holds its lease ([`interlog_store::SinkState::lease_sink`]),
+//!   renewed every few seconds; a node that dies stops renewing and another takes the sink over
+//!   once the lease expired. The cursor is a compare-and-set, so a node that lost its lease
+//!   without knowing it cannot move the cursor under the new holder.
+
+pub mod nats;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use interlog_store::catalog::resources::{CatalogExt, DatasetSpec};
+use interlog_store::{Cursor, Store, StoreError, StoredEvent};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The dataset a task delivers from, as its messages name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// Names the dataset's log.
+    pub id: i64,
+    pub arn: String,
+    pub account: String,
+    pub dataset_type: String,
+    pub group_arn: String,
+    /// The last segment of the group's ARN.
+    pub group_name: String,
+}
+
+/// What a destination confirmed of one page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The leading events of the page the destination confirmed (all of them on success).
+    pub confirmed: usize,
+    /// Why the rest was not confirmed; the task retries it after a backoff.
+    pub error: Option<String>,
+}
+
+/// Somewhere events go.
+#[async_trait]
+pub trait Destination: Send + Sync + 'static {
+    /// The sink's name: the key of its cursors and its lease (`nats`).
+    fn name(&self) -> &str;
+    /// Where it delivers, for `GET /_interlog/sinks` (no secrets).
+    fn describe(&self) -> String;
+    /// Whether events of this dataset go to this sink (per dataset group, or all).
+    fn wants(&self, source: &Source) -> bool;
+    /// Delivers `events` (one page, in log order) and says how many of the first ones the
+    /// destination confirmed durably.
+    async fn deliver(&self, source: &Source, events: &[StoredEvent]) -> Delivery;
+}
+
+/// How sinks run.
+#[derive(Debug, Clone)]
+pub struct SinkSettings {
+    /// This node's name in leases (`service::jobs::node_name`).
+    pub node: String,
+    /// Events read and delivered at once.
+    pub page: usize,
+    /// How often an idle task looks for other nodes' commits (shared stores only).
+    pub poll: Duration,
+    /// A lease not renewed for this long goes to another node.
+    pub lease_ttl: Duration,
+    /// How often the lease is renewed and the datasets looked up.
+    pub renew_every: Duration,
+    /// The first and the longest wait after a failed delivery (doubling, with jitter).
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for SinkSettings {
+    fn default() -> Self {
+        SinkSettings {
+            node: "node".into(),
+            page: 500,
+            poll: Duration::from_millis(500),
+            lease_ttl: Duration::from_secs(6),
+            renew_every: Duration::from_secs(2),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The sinks of this node.
+#[derive(Clone)]
+pub struct Sinks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    destinations: Vec<Arc<dyn Destination>>,
+    settings: SinkSettings,
+    /// Sinks whose lease this node holds now.
+    running: Mutex<HashMap<String, bool>>,
+    stop: watch::Sender<bool>,
+    supervisors: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// One sink as `GET /_interlog/sinks` shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkStatus {
+    pub name: String,
+    pub destination: String,
+    /// This node holds the sink's lease and runs it (on a shared store another node may).
+    pub running_here: bool,
+    pub datasets: Vec<DatasetStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatasetStatus {
+    pub dataset_arn: String,
+    pub dataset_id: i64,
+    /// The last position delivered and confirmed.
+    pub position: i64,
+    /// Events stored after the position.
+    pub lag_events: u64,
+    /// How long the oldest of them has waited; 0 when there is none.
+    pub lag_seconds: f64,
+    pub delivered: u64,
+    pub retried: u64,
+    pub last_error: Option<String>,
+}
+
+impl Sinks {
+    /// Starts a supervisor per destination: it takes the sink's lease and, while it holds it,
+    /// runs one task per wanted dataset.
+    pub fn start(store: Arc<dyn Store>, destinations: Vec<Arc<dyn Destination>>, settings: SinkSettings) -> Sinks {
+        let (stop, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            store,
+            destinations,
+            settings,
+            running: Mutex::new(HashMap::new()),
+            stop,
+            supervisors: Mutex::new(Vec::new()),
+        });
+        let handles: Vec<_> =
+            inner.destinations.iter().map(|d| tokio::spawn(supervise(inner.clone(), d.clone()))).collect();
+        *inner.supervisors.lock().unwrap_or_else(|p| p.into_inner()) = handles;
+        Sinks { inner }
+    }
+
+    /// Every sink with every dataset it delivers from: the durable cursor (whichever node
+    /// moved it) and the lag behind it.
+    pub async fn status(&self) -> Result<Vec<SinkStatus>, StoreError> {
+        let store = &*self.inner.store;
+        let sources = sources(store).await?;
+        let now = interlog_store::now();
+        let mut out = Vec::new();
+        for d in &self.inner.destinations {
+            let cursors: HashMap<i64, Cursor> =
+                store.cursors(d.name()).await?.into_iter().map(|c| (c.dataset_id, c)).collect();
+            let mut datasets = Vec::new();
+            for source in sources.iter().filter(|s| d.wants(s)) {
+                let c = cursors.get(&source.id).cloned().unwrap_or_else(|| Cursor::start(d.name(), source.id));
+                let backlog = store.backlog(source.id, c.position).await?;
+                datasets.push(DatasetStatus {
+                    dataset_arn: source.arn.clone(),
+                    dataset_id: source.id,
+                    position: c.position,
+                    lag_events: backlog.events,
+                    lag_seconds: backlog
+                        .oldest_received_at
+                        .map_or(0.0, |t| ((now - t) * 1000.0).round().max(0.0) / 1000.0),
+                    delivered: c.delivered,
+                    retried: c.retried,
+                    last_error: c.last_error,
+                });
+            }
+            let running_here =
+                self.inner.running.lock().unwrap_or_else(|p| p.into_inner()).get(d.name()).copied().unwrap_or(false);
+            out.push(SinkStatus { name: d.name().into(), destination: d.describe(), running_here, datasets });
+        }
+        Ok(out)
+    }
+
+    /// Stops every task and gives the leases up, so another node takes the sinks at once.
+    /// A page being delivered is abandoned; its cursor did not move, so it is delivered again.
+    pub async fn stop(&self) {
+        let _ = self.inner.stop.send(true);
+        let handles = std::mem::take(&mut *self.inner.supervisors.lock().unwrap_or_else(|p| p.into_inner()));
+        for h in handles {
+            let _ = tokio::time::timeout(Duration::from_secs(3), h).await;
+        }
+    }
+}
+
+/// Every dataset of every account, as sources.
+async fn sources(store: &dyn Store) -> Result<Vec<Source>, StoreError> {
+    let datasets = store.list_all::<DatasetSpec>(None, None).await?;
+    Ok(datasets
+        .into_iter()
+        .map(|d| {
+            let group_arn = d.meta.parent.clone().unwrap_or_default();
+            let group_name = group_arn.rsplit('/').next().unwrap_or_default().to_owned();
+            Source {
+                id: d.meta.id,
+                arn: d.meta.arn,
+                account: d.meta.account,
+                dataset_type: d.spec.dataset_type,
+                group_arn,
+                group_name,
+            }
+        })
+        .collect())
+}
+
+/// Holds the sink's lease and runs its dataset tasks while it does.
+async fn supervise(inner: Arc<Inner>, dest: Arc<dyn Destination>) {
+    let name = dest.name().to_owned();
+    let s = &inner.settings;
+    let mut stop = inner.stop.subscribe();
+    let mut catalog = inner.store.watch();
+    let mut tasks: HashMap<i64, (Source, JoinHandle<()>)> = HashMap::new();
+    // Until when the lease is surely still ours: the last renewal plus the TTL, less a renewal
+    // period of margin so the tasks stop before another node may start.
+    let mut held_until: Option<Instant> = None;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let asked = Instant::now();
+        match inner.store.lease_sink(&name, &s.node, s.lease_ttl).await {
+            Ok(true) => {
+                if held_until.is_none() {
+                    tracing::info!(sink = %name, node = %s.node, "this node runs the sink");
+                }
+                held_until = Some(asked + s.lease_ttl.saturating_sub(s.renew_every));
+            }
+            Ok(false) => {
+                if held_until.take().is_some() {
+                    tracing::warn!(sink = %name, "another node took the sink's lease over; stopping here");
+                }
+            }
+            Err(e) => tracing::warn!(sink = %name, error = %e, "cannot renew the sink's lease"),
+        }
+        if held_until.is_some_and(|t| Instant::now() >= t) {
+            tracing::warn!(sink = %name, "the sink's lease could not be renewed in time; stopping here");
+            held_until = None;
+        }
+        let holding = held_until.is_some();
+        inner.running.lock().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), holding);
+        if holding {
+            match sources(&*inner.store).await {
+                Ok(all) => {
+                    let wanted: HashMap<i64, Source> =
+                        all.into_iter().filter(|src| dest.wants(src)).map(|src| (src.id, src)).collect();
+                    tasks.retain(|id, (src, handle)| {
+                        let keep = wanted.get(id) == Some(src) && !handle.is_finished();
+                        if !keep {
+                            handle.abort();
+                        }
+                        keep
+                    });
+                    for (id, src) in wanted {
+                        if let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(id) {
+                            let handle = tokio::spawn(deliver(inner.clone(), dest.clone(), src.clone()));
+                            slot.insert((src, handle));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(sink = %name, error = %e, "cannot list the datasets"),
+            }
+        } else {
+            for (_, (_, handle)) in tasks.drain() {
+                handle.abort();
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(s.renew_every) => {}
+            _ = catalog.changed() => {}
+            _ = stop.changed() => {}
+        }
+    }
+    for (_, (_, handle)) in tasks.drain() {
+        handle.abort();
+    }
+    inner.running.lock().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), false);
+    if held_until.is_some() {
+        if let Err(e) = inner.store.release_sink(&name, &s.node).await {
+            tracing::warn!(sink = %name, error = %e, "cannot give the sink's lease up; it expires by itself");
+        }
+    }
+}
+
+/// One (sink, dataset): read after the cursor, deliver, advance, forever.
+async fn deliver(inner: Arc<Inner>, dest: Arc<dyn Destination>, source: Source) {
+    let store = &*inner.store;
+    let s = &inner.settings;
+    let name = dest.name();
+    let mut appended = store.appended();
+    let mut backoff = Backoff::new(s.backoff_min, s.backoff_max);
+    let mut position = loop {
+        match store.cursor(name, source.id).await {
+            Ok(c) => break c.position,
+            Err(e) => {
+                tracing::warn!(sink = %name, dataset = %source.arn, error = %e, "cannot read the sink's cursor");
+                backoff.wait().await;
+            }
+        }
+    };
+    tracing::debug!(sink = %name, dataset = %source.arn, position, "delivering");
+    loop {
+        // Marked seen before looking, so a commit after the look wakes the wait below.
+        appended.borrow_and_update();
+        // Asked first: nothing new costs a key lookup, not a read (on SQLite a read walks every
+        // dataset's events after the cursor).
+        let page = match store.last_position(source.id).await {
+            Ok(newest) if newest <= position => Ok(Vec::new()),
+            Ok(_) => store.read(source.id, position, s.page).await,
+            Err(e) => Err(e),
+        };
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(sink = %name, dataset = %source.arn, error = %e, "cannot read the dataset's log");
+                backoff.wait().await;
+                continue;
+            }
+        };
+        if page.is_empty() {
+            if store.shared() {
+                tokio::select! {
+                    _ = appended.changed() => {}
+                    _ = tokio::time::sleep(s.poll) => {}
+                }
+            } else if appended.changed().await.is_err() {
+                // The store is gone: nothing more will be appended.
+                return;
+            }
+            continue;
+        }
+        let delivery = dest.deliver(&source, &page).await;
+        let confirmed = delivery.confirmed.min(page.len());
+        if confirmed > 0 {
+            let to = page[confirmed - 1].seq;
+            match store.advance(name, source.id, position, to, confirmed as u64).await {
+                Ok(c) => position = c.position,
+                Err(StoreError::Conflict(why)) => {
+                    // Another node moved it: it runs the sink now, or did until our lease
+                    // came back. Start from where it stands; the supervisor stops this task
+                    // if the lease is not ours.
+                    tracing::warn!(sink = %name, dataset = %source.arn, %why, "the cursor moved under this node");
+                    if let Ok(c) = store.cursor(name, source.id).await {
+                        position = c.position;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    // Delivered but not recorded: the page goes again, and the destination's
+                    // idempotency key drops the copies.
+                    tracing::warn!(sink = %name, dataset = %source.arn, error = %e, "cannot advance the cursor");
+                    backoff.wait().await;
+                    continue;
+                }
+            }
+        }
+        match delivery.error {
+            None => backoff.reset(),
+            Some(error) => {
+                tracing::warn!(sink = %name, dataset = %source.arn, position, %error, "delivery failed; retrying");
+                if let Err(e) = store.sink_failed(name, source.id, &error).await {
+                    tracing::warn!(sink = %name, error = %e, "cannot record the failed delivery");
+                }
+                backoff.wait().await;
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter: each wait is random in [current/2, current], current
+/// doubling from `min` to `max`, so many tasks failing at once do not retry in lockstep.
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff { min, max, current: min }
+    }
+
+    fn reset(&mut self) {
+        self.current = self.min;
+    }
+
+    fn next(&mut self) -> Duration {
+        let ceiling = self.current;
+        self.current = (self.current * 2).min(self.max);
+        // uuid's v4 generator is the random source the server already has.
+        let r = (uuid::Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0;
+        ceiling.mul_f64(0.5 + r / 2.0)
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.next()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_ceiling_with_jitter() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let waits: Vec<Duration> = (0..8).map(|_| b.next()).collect();
+        assert!(waits[0] >= Duration::from_millis(50) && waits[0] <= Duration::from_millis(100));
+        assert!(waits[1] >= Duration::from_millis(100) && waits[1] <= Duration::from_millis(200));
+        assert!(waits.iter().all(|w| *w <= Duration::from_secs(1)));
+        assert!(waits[7] >= Duration::from_millis(500));
+        b.reset();
+        assert!(b.next() <= Duration::from_millis(100));
+    }
+}
