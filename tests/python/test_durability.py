@@ -13,8 +13,6 @@ from datetime import datetime, timezone
 
 import pytest
 
-# These servers keep properties keys the default schema does not declare (see lenient.py).
-from lenient import module_server, server, server_factory  # noqa: F401
 
 BASE_TIME = 1700000000
 SIGNALS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGKILL, id="SIGKILL")]

@@ -14,8 +14,6 @@ from decimal import Decimal
 
 import pytest
 
-# These servers keep properties keys the default schema does not declare (see lenient.py).
-from lenient import module_server, server, server_factory  # noqa: F401
 
 CSV_HEADER = ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE", "IMPRESSION", "RECOMMENDATION_ID",
               "EVENT_ATTRIBUTION_SOURCE"]

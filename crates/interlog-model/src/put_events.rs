@@ -181,6 +181,8 @@ fn validate_event(check: &mut Checker, prefix: ListPath, e: WireEvent, req: &Wir
         recommendation_id: e.recommendation_id,
         impression: e.impression,
         event_attribution_source: e.metric_attribution.and_then(|m| m.event_attribution_source),
+        // The schema check flags; the parser knows no schema.
+        flags: Vec::new(),
     })
 }
 

@@ -15,10 +15,11 @@ use crate::error::Fail;
 pub(crate) const LOCK_NAMESPACE: i32 = 0x494C_4F47;
 
 /// The layout, one step at a time. Never edit a step that has shipped: add one.
-pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "events, catalog, keys, event logs",
-    r#"
+pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "events, catalog, keys, event logs",
+        r#"
     -- Every resource of the control plane, whatever its kind (interlog_store::catalog::Row).
     -- Ids come from one sequence and are never reused: a dataset's id names its event log.
     CREATE SEQUENCE resource_ids;
@@ -87,7 +88,18 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[(
         received_at double precision NOT NULL,
         PRIMARY KEY (dataset_id, seq));
     "#,
-)];
+    ),
+    (
+        2,
+        "events.flags",
+        r#"
+    -- Why a kept event would not reach a model (docs/api.md): a JSON array of {kind, message},
+    -- NULL for the usual event without flags. A nullable column without a default changes only
+    -- the catalog, not the rows, so this is instant however many events the table holds.
+    ALTER TABLE events ADD COLUMN flags text;
+    "#,
+    ),
+];
 
 pub(crate) fn latest() -> i32 {
     MIGRATIONS.last().map_or(0, |m| m.0)

@@ -2,7 +2,7 @@
 //! log back in order.
 
 use async_trait::async_trait;
-use interlog_model::Interaction;
+use interlog_model::{FlagCounts, Interaction};
 
 use crate::StoreError;
 
@@ -12,6 +12,19 @@ use crate::StoreError;
 pub struct AppendOutcome {
     pub stored: usize,
     pub duplicates: usize,
+    /// The stored events that carry flags, by kind (a repeat dropped at the door is not counted:
+    /// its first copy was).
+    pub flagged: FlagCounts,
+}
+
+impl AppendOutcome {
+    /// Counts one event the engine stored.
+    pub fn stored_one(&mut self, event: &Interaction) {
+        self.stored += 1;
+        if !event.flags.is_empty() {
+            self.flagged.add_record(&event.flags);
+        }
+    }
 }
 
 /// Counters of the write path since the store was opened (this process only).
