@@ -1184,8 +1184,9 @@ def test_restart_keeps_every_resource(server, personalize, events, out_dir):
 
     # The trackers still route, with their schemas' checks.
     put(ev, a.tracking_id, [event("keep-2", 1700000001, "i2", {"numberOfRatings": 2})])
-    expect_error("InvalidInputException", ev.put_events, "properties key 'devise'", trackingId=a.tracking_id,
-                 sessionId="s", eventList=[event("keep-3", 1700000002, "i3", {"devise": "x", "numberOfRatings": 3})])
+    expect_error("InvalidInputException", ev.put_events, "properties key 'numberOfRatings' (field NUMBER_OF_RATINGS",
+                 trackingId=a.tracking_id, sessionId="s",
+                 eventList=[event("keep-3", 1700000002, "i3", {"numberOfRatings": "three"})])
     put(ev, b.tracking_id, [event("keep-4", 1700000003, "i4", {"device": "tv"})])
     # Names are still taken, and the quota still counts the groups from before the restart.
     expect_error("ResourceAlreadyExistsException", p.create_schema, name="keep-schema", schema=CUSTOM_SCHEMA)

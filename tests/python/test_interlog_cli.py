@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, ServerPool, client_env, parse_export
+from conftest import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, ServerPool, client_env, default_schema_flags, \
+    parse_export
 
 PROFILE = "interlog-cli-test"
 WRONG_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYWRONGWRONG"
@@ -24,7 +25,7 @@ MISMATCH_MESSAGE = ("The request signature we calculated does not match the sign
                     "Secret Access Key and signing method. Consult the service documentation for details.")
 JSONL_MEMBERS = {
     "eventId", "sessionId", "userId", "eventType", "eventValue", "itemId", "properties", "sentAt",
-    "recommendationId", "impression", "metricAttribution", "receivedAt",
+    "recommendationId", "impression", "metricAttribution", "receivedAt", "flags",
 }
 GENERATED = object()  # an eventId the server generates (a UUID)
 
@@ -186,6 +187,8 @@ def assert_stored(rows: list[dict], expected: list[dict], received_between: tupl
         got = dict(got)
         assert set(got) <= JSONL_MEMBERS, got
         received_at = got.pop("receivedAt")
+        # The default schema declares no metadata field: every properties key is kept and flagged.
+        assert got.pop("flags", None) == default_schema_flags(want.get("properties")), got
         assert lo - 1 <= received_at <= hi + 1, (received_at, received_between)
         if want["eventId"] is GENERATED:
             assert str(uuid.UUID(got["eventId"])) == got["eventId"], got["eventId"]
