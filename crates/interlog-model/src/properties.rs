@@ -13,8 +13,9 @@ use std::num::IntErrorKind;
 use serde_json::{Map, Value};
 
 use crate::flag::{Flag, FlagKind};
-use crate::schema::{camel_case, is_avro_name, Field, FieldType, Schema};
+use crate::schema::{is_avro_name, Field, FieldType, Schema};
 use crate::validation::{json_kind, Violation};
+use crate::wire::same_key;
 
 /// Categorical values, `|` separators included (§7.4).
 pub const MAX_CATEGORICAL_CHARS: usize = 1000;
@@ -188,31 +189,44 @@ pub fn check_properties(
     }
 }
 
-/// [`normalize_key`](crate::wire::normalize_key) equality without allocating: it runs for every key of every
-/// record.
-fn same_key(a: &str, b: &str) -> bool {
-    fn fold(s: &str) -> impl Iterator<Item = char> + '_ {
-        s.chars().filter(|c| *c != '_').flat_map(char::to_lowercase)
-    }
-    fold(a).eq(fold(b))
-}
-
 /// Why an undeclared key never reaches a model, and the field that would take it. With `fields` (strict mode) the
 /// schema's metadata fields are listed too, for the misspelt key.
 fn undeclared_message(key: &str, schema_name: &str, fields: Option<&str>) -> String {
-    let listed = fields.map(|f| format!(" ({f})")).unwrap_or_default();
+    // Built by hand rather than with format!: flagging runs for every undeclared key of every record.
+    let mut m = String::with_capacity(key.len() * 3 + schema_name.len() + 96);
+    m.push_str("properties key '");
+    m.push_str(key);
+    m.push_str("' matches no field of schema ");
+    m.push_str(schema_name);
+    if let Some(f) = fields {
+        m.push_str(" (");
+        m.push_str(f);
+        m.push(')');
+    }
     match field_name_for(key) {
         Some(field) => {
-            let camel = camel_case(&field);
-            format!(
-                "properties key '{key}' matches no field of schema {schema_name}{listed}; declare {field} (camelCase \
-                 {camel}) to use it"
-            )
+            m.push_str("; declare ");
+            m.push_str(&field);
+            m.push_str(" (camelCase ");
+            push_camel(&mut m, &field);
+            m.push_str(") to use it");
         }
-        None => format!(
-            "properties key '{key}' matches no field of schema {schema_name}{listed}; no field can be named for it \
-             (field names are letters, digits and '_', not starting with a digit), so it never reaches a model"
+        None => m.push_str(
+            "; no field can be named for it (field names are letters, digits and '_', not starting with a digit), \
+             so it never reaches a model",
         ),
+    }
+    m
+}
+
+/// [`camel_case`](crate::schema::camel_case) of an ASCII field name, appended without allocating.
+fn push_camel(out: &mut String, field: &str) {
+    let mut first_part = true;
+    for part in field.split('_').filter(|p| !p.is_empty()) {
+        for (i, c) in part.chars().enumerate() {
+            out.push(if i == 0 && !first_part { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
+        }
+        first_part = false;
     }
 }
 
@@ -665,6 +679,27 @@ mod tests {
         ));
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(got[0].starts_with("properties key 'age' (field AGE, \"int\") must be an integer"), "{got:?}");
+    }
+
+    #[test]
+    fn camel_spelling_matches_the_fields() {
+        for name in ["NUMBER_OF_RATINGS", "GENRE_L2", "I_PHONE_MODEL", "A", "_X__Y_", "ALREADYONE"] {
+            let mut out = String::new();
+            push_camel(&mut out, name);
+            assert_eq!(out, crate::schema::camel_case(name), "{name}");
+        }
+        for (a, b, same) in [
+            ("numberOfRatings", "NUMBER_OF_RATINGS", true),
+            ("n_o", "NO", true),
+            ("no", "non", false),
+            ("ÉTÉ", "été", true),
+            ("été", "ete", false),
+            ("", "_", true),
+            ("a", "", false),
+        ] {
+            assert_eq!(same_key(a, b), same, "{a} {b}");
+            assert_eq!(crate::wire::normalize_key(a) == crate::wire::normalize_key(b), same, "{a} {b}");
+        }
     }
 
     #[test]
