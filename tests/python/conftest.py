@@ -14,6 +14,8 @@ Everything here talks to a real server process on a free loopback port with its 
 * ``signed_post``       -- a raw HTTP POST signed with SigV4 (for bodies the SDKs refuse to send).
 * ``run_cli``           -- run aws-cli, `interlog` or the aws-cli venv's python with a given environment
                          (``client_env(home, extra)`` builds a clean one).
+* ``default_schema_flags`` -- the ``flags`` the JSONL export shows for an event with given ``properties`` on the
+                         default schema (every key undeclared, docs/api.md), or None.
 * ``account_dir``       -- ``account_dir(account="000000000000")``: a new folder inside the export root that every
                          server of the session gets as ``--export-dir``, under that account's part of it (the only
                          place a ``file://`` export destination of that account may point).
@@ -76,6 +78,45 @@ CSV_HEADER = [
 ]
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+# properties keys that request members fill on an Interactions dataset (and sessionId): never metadata, never flagged.
+_MEMBER_KEYS = {"userid", "itemid", "timestamp", "eventtype", "eventvalue", "impression", "recommendationid",
+                "eventattributionsource", "sessionid"}
+
+
+def _field_for(key: str) -> str | None:
+    """The schema field a properties key would name (numberOfRatings -> NUMBER_OF_RATINGS), None if no Avro name."""
+    out, after_lower = [], False
+    for c in key:
+        if c.isascii() and c.isupper() and after_lower:
+            out.append("_")
+        after_lower = c.isascii() and (c.islower() or c.isdigit())
+        out.append(c.upper() if c.isascii() else c)
+    name = "".join(out)
+    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else None
+
+
+def _camel(name: str) -> str:
+    parts = [p.lower() for p in name.split("_") if p]
+    return "".join([parts[0], *(p[:1].upper() + p[1:] for p in parts[1:])]) if parts else ""
+
+
+def default_schema_flags(properties: str | None, schema: str = "default-interactions") -> list[dict] | None:
+    """The ``flags`` of an exported event whose ``properties`` (JSON text) went to a schema declaring no metadata
+    field, such as the default one: one per key, in key order (docs/api.md); None when there are none."""
+    if properties is None:
+        return None
+    flags = []
+    for key in sorted(json.loads(properties)):
+        if key.replace("_", "").lower() in _MEMBER_KEYS:
+            continue
+        field = _field_for(key)
+        reason = (f"declare {field} (camelCase {_camel(field)}) to use it" if field else
+                  "no field can be named for it (field names are letters, digits and '_', not starting with a "
+                  "digit), so it never reaches a model")
+        flags.append({"kind": "undeclaredProperty",
+                      "message": f"properties key '{key}' matches no field of schema {schema}; {reason}"})
+    return flags or None
 
 # Which store engine every server of the run uses: sqlite (the default, data in the data dir) or postgres (each data
 # dir gets its own schema in INTERLOG_TEST_DATABASE_URL, so the same tests run once per engine; scripts/test does).

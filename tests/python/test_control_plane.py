@@ -1195,8 +1195,9 @@ def test_restart_keeps_every_resource(server, personalize, events, out_dir):
 
     # The trackers still route, with their schemas' checks.
     put(ev, a.tracking_id, [event("keep-2", 1700000001, "i2", {"numberOfRatings": 2})])
-    expect_error("InvalidInputException", ev.put_events, "properties key 'devise'", trackingId=a.tracking_id,
-                 sessionId="s", eventList=[event("keep-3", 1700000002, "i3", {"devise": "x", "numberOfRatings": 3})])
+    expect_error("InvalidInputException", ev.put_events, "properties key 'numberOfRatings' (field NUMBER_OF_RATINGS",
+                 trackingId=a.tracking_id, sessionId="s",
+                 eventList=[event("keep-3", 1700000002, "i3", {"numberOfRatings": "three"})])
     put(ev, b.tracking_id, [event("keep-4", 1700000003, "i4", {"device": "tv"})])
     # Names are still taken, and the quota still counts the groups from before the restart.
     expect_error("ResourceAlreadyExistsException", p.create_schema, name="keep-schema", schema=CUSTOM_SCHEMA)
@@ -1436,10 +1437,9 @@ PROPERTY_CASES = [
     ("categorical-1001-chars", "devices", {"device": CATEGORICAL_1000 + "f"},
      ["properties key 'device' (field DEVICE", "categorical and has 1001 characters", "at most 1000",
       "'|' separators included"]),
-    ("unknown-key", "world", {"devise": "phone", "numberOfRatings": 1},
-     ["properties key 'devise' matches no field of the schema", FIELDS_LISTED]),
-    ("unknown-key-default-schema", "default", {"numberOfRatings": 1},
-     ["properties key 'numberOfRatings' matches no field of the schema", "the schema has no metadata fields"]),
+    # Undeclared keys are kept and flagged (docs/api.md, test_undeclared_properties.py): no column, no refusal.
+    ("undeclared-key", "world", {"devise": "phone", "numberOfRatings": 1}, {"DEVICE": "", "NUMBER_OF_RATINGS": "1"}),
+    ("undeclared-key-default-schema", "default", {"numberOfRatings": 1}, {"USER_ID": "u1"}),
     ("wrong-type-string-for-int", "world", {"numberOfRatings": "abc"},
      ["properties key 'numberOfRatings' (field NUMBER_OF_RATINGS, \"int\")", "must be an integer",
       "non-numeric string"]),
@@ -1489,7 +1489,23 @@ def test_legacy_item_id_and_event_value_in_properties_are_not_metadata(p, ev, wo
     assert [(r["EVENT_VALUE"], r["DEVICE"], r["NUMBER_OF_RATINGS"]) for r in rows] == [("2.5", "", "8")]
 
 
+def test_strict_properties_refuses_undeclared_keys_listing_the_schema_fields(server_factory, personalize, events,
+                                                                             out_dir):
+    server = server_factory(args=("--strict-properties",))
+    p, ev = personalize(server.endpoint), events(server.endpoint)
+    w = make_pipeline(p, "strict")
+    expect_error("InvalidInputException", ev.put_events, "eventList.2.member.properties",
+                 f"properties key 'devise' matches no field of schema strict-schema ({FIELDS_LISTED}); declare DEVISE "
+                 "(camelCase devise) to use it",
+                 trackingId=w.tracking_id, sessionId="s",
+                 eventList=[event("s-1", 1700000000, "i1", {"numberOfRatings": 1}),
+                            event("s-2", 1700000000, "i2", {"devise": "x", "numberOfRatings": 1})])
+    put(ev, w.tracking_id, [event("s-3", 1700000000, "i3", {"device": "tv", "numberOfRatings": 1})])
+    assert [r["ITEM_ID"] for r in exported_rows(p, w.dataset_arn, out_dir)] == ["i3"], "nothing of the refused request"
+
+
 def test_allow_unknown_properties_keeps_checking_the_declared_fields(server_factory, personalize, events, out_dir):
+    # The old flag is an alias of the default: undeclared keys kept and flagged, declared ones still checked.
     server = server_factory(env={"INTERLOG_ALLOW_UNKNOWN_PROPERTIES": "true"})
     p, ev = personalize(server.endpoint), events(server.endpoint)
     w = make_pipeline(p, "lenient")
@@ -1509,12 +1525,14 @@ def test_allow_unknown_properties_keeps_checking_the_declared_fields(server_fact
 
 def test_one_bad_event_refuses_the_whole_request_and_every_problem_is_listed(p, ev, world, tmp_path):
     good = event("batch-1", 1700000000, "item-batch-1", {"numberOfRatings": 1})
-    bad_key = event("batch-2", 1700000000, "item-batch-2", {"colour": "red", "numberOfRatings": 1})
+    flagged = event("batch-2", 1700000000, "item-batch-2", {"colour": "red", "numberOfRatings": 1})
     bad_value = event("batch-3", 1700000000, "item-batch-3", {"numberOfRatings": "many"})
+    missing = event("batch-4", 1700000000, "item-batch-4", {"device": "tv"})
     message = expect_error("InvalidInputException", ev.put_events, "2 validation errors detected",
-                           "at 'eventList.2.member.properties'", "properties key 'colour'",
                            "at 'eventList.3.member.properties'", "'numberOfRatings' (field NUMBER_OF_RATINGS",
-                           trackingId=world.tracking_id, sessionId="s1", eventList=[good, bad_key, bad_value])
-    assert "eventList.1" not in message
+                           "at 'eventList.4.member.properties'", "properties must contain 'numberOfRatings'",
+                           trackingId=world.tracking_id, sessionId="s1", eventList=[good, flagged, bad_value, missing])
+    assert "eventList.1" not in message and "eventList.2" not in message, "an undeclared key is not a refusal"
     items = {r["ITEM_ID"] for r in exported_rows(p, world.dataset_arn, new_account_dir())}
-    assert not items & {"item-batch-1", "item-batch-2", "item-batch-3"}, "nothing of a refused request is stored"
+    assert not items & {"item-batch-1", "item-batch-2", "item-batch-3", "item-batch-4"}, \
+        "nothing of a refused request is stored, the flagged event included"

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, client_env, parse_export
-# The events carry free-form properties keys the default schema does not declare (see lenient.py).
-from lenient import KeepUnknownProperties, module_server  # noqa: F401
+from conftest import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, ServerPool, client_env, default_schema_flags, \
+    parse_export
 
 PROFILE = "interlog-cli-test"
 WRONG_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYWRONGWRONG"
@@ -26,7 +25,7 @@ MISMATCH_MESSAGE = ("The request signature we calculated does not match the sign
                     "Secret Access Key and signing method. Consult the service documentation for details.")
 JSONL_MEMBERS = {
     "eventId", "sessionId", "userId", "eventType", "eventValue", "itemId", "properties", "sentAt",
-    "recommendationId", "impression", "metricAttribution", "receivedAt",
+    "recommendationId", "impression", "metricAttribution", "receivedAt", "flags",
 }
 GENERATED = object()  # an eventId the server generates (a UUID)
 
@@ -188,6 +187,8 @@ def assert_stored(rows: list[dict], expected: list[dict], received_between: tupl
         got = dict(got)
         assert set(got) <= JSONL_MEMBERS, got
         received_at = got.pop("receivedAt")
+        # The default schema declares no metadata field: every properties key is kept and flagged.
+        assert got.pop("flags", None) == default_schema_flags(want.get("properties")), got
         assert lo - 1 <= received_at <= hi + 1, (received_at, received_between)
         if want["eventId"] is GENERATED:
             assert str(uuid.UUID(got["eventId"])) == got["eventId"], got["eventId"]
@@ -237,7 +238,7 @@ TWIN_TRACKING_ID = "7d1f0c2e-1c5b-4f0e-9a53-interlogtwin"
 @pytest.fixture(scope="module")
 def twins(tmp_path_factory):
     """Two empty servers with the same tracking ID: one for interlog, one for aws-cli."""
-    pool = KeepUnknownProperties(tmp_path_factory.mktemp("twins"))
+    pool = ServerPool(tmp_path_factory.mktemp("twins"))
     pair = {c: pool(args=("--default-tracking-id", TWIN_TRACKING_ID)) for c in ("interlog", "aws")}
     yield pair
     pool.close()
@@ -324,7 +325,7 @@ def test_no_region_fails_like_awscli(module_server, homes, run_cli, tmp_path):
 @pytest.fixture(scope="module")
 def export_server(tmp_path_factory):
     """A server with a few events of every shape in it."""
-    pool = KeepUnknownProperties(tmp_path_factory.mktemp("export-server"))
+    pool = ServerPool(tmp_path_factory.mktemp("export-server"))
     server = pool()
     events = [dict(e, eventId=f"exp-{i}") for i, e in enumerate(JSON_EVENTS)]
     for session in ("exp-a", "exp-b"):

@@ -14,15 +14,15 @@ from decimal import Decimal
 
 import pytest
 
-# These servers keep properties keys the default schema does not declare (see lenient.py).
-from lenient import module_server, server, server_factory  # noqa: F401
+from conftest import default_schema_flags
+
 
 CSV_HEADER = ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE", "IMPRESSION", "RECOMMENDATION_ID",
               "EVENT_ATTRIBUTION_SOURCE"]
 
 JSONL_MEMBERS = {
     "eventId", "sessionId", "userId", "eventType", "eventValue", "itemId", "properties", "sentAt",
-    "recommendationId", "impression", "metricAttribution", "receivedAt",
+    "recommendationId", "impression", "metricAttribution", "receivedAt", "flags",
 }
 OPTIONAL_EVENT_MEMBERS = ("eventValue", "itemId", "properties", "recommendationId", "impression", "metricAttribution")
 
@@ -75,6 +75,8 @@ def assert_exported(export, server, session_id, user_id, wire_events, sent_betwe
     for (j, c), wire in zip(pairs, wire_events):
         assert set(j) <= JSONL_MEMBERS, f"unexpected members in {j}"
         received_at = j.pop("receivedAt")
+        # The default schema declares no metadata field: every properties key is kept and flagged.
+        assert j.pop("flags", None) == default_schema_flags(wire.get("properties")), j
         assert j == expected_jsonl(session_id, user_id, wire)
         if sent_between is not None:
             lo, hi = sent_between

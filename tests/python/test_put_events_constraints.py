@@ -12,8 +12,6 @@ import re
 
 import pytest
 
-# These servers keep properties keys the default schema does not declare (see lenient.py).
-from lenient import module_server, server, server_factory  # noqa: F401
 
 MISSING = object()
 SESSION = "constraints-session"

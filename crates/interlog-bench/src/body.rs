@@ -2,8 +2,10 @@
 //! eventId slots that are patched in place, so request `r` always carries eventIds
 //! `r * n .. r * n + n` of the run and a unique-id load never repeats an eventId.
 //!
-//! Only members of the default Interactions schema are sent (no `properties`), so the server's
-//! schema checks accept every event.
+//! Every event carries the members of the default Interactions schema and, unless the run asks
+//! for none, the `properties` example of the PutEvents documentation, `{"numberOfRatings": "12"}`:
+//! the default schema declares no such field, so the server keeps each event and flags it
+//! (docs/api.md), and the benchmark measures that path as a new user's first requests take it.
 //!
 //! PutItems bodies ([`BodyFactory::items`]) work the same way: request `r` carries items
 //! `r * n .. r * n + n`, each with about 1 KB of properties that fit [`ITEMS_SCHEMA`].
@@ -14,6 +16,8 @@ use std::fmt::Write as _;
 const TEMPLATES: usize = 64;
 /// Width of the decimal counter in an eventId.
 const COUNTER_DIGITS: usize = 16;
+/// The documented example of `Event.properties`, as a JSON string member of the body.
+const DOCUMENTED_PROPERTIES: &str = r#","properties":"{\"numberOfRatings\": \"12\"}""#;
 
 /// The Items schema the PutItems scenario's dataset is created with: a required float and a
 /// textual description, which the ~1 KB of properties of every item fill.
@@ -40,7 +44,8 @@ struct Template {
 
 impl BodyFactory {
     /// `run_tag` (8 hex digits) keeps two runs into the same store from sharing eventIds.
-    pub fn new(tracking_id: &str, events_per_request: usize, run_tag: &str, sent_at: u64) -> Self {
+    /// `properties`: every event carries the documented `properties` example.
+    pub fn new(tracking_id: &str, events_per_request: usize, run_tag: &str, sent_at: u64, properties: bool) -> Self {
         let templates = (0..TEMPLATES)
             .map(|t| {
                 let mut s = String::with_capacity(300 * events_per_request + 200);
@@ -68,6 +73,10 @@ impl BodyFactory {
                         (item + 2) % 1_000_000,
                     )
                     .unwrap();
+                    if properties {
+                        // Inside the event object, before its closing brace.
+                        s.insert_str(s.len() - 1, DOCUMENTED_PROPERTIES);
+                    }
                 }
                 s.push_str("]}");
                 Template { bytes: s.into_bytes(), slots }
@@ -163,7 +172,7 @@ mod tests {
 
     #[test]
     fn bodies_are_json_with_distinct_ids() {
-        let f = BodyFactory::new("tid", 10, "abcd0123", 1_700_000_000);
+        let f = BodyFactory::new("tid", 10, "abcd0123", 1_700_000_000, false);
         let mut ids = std::collections::HashSet::new();
         for r in [0u64, 1, 63, 64, 12345] {
             let v: serde_json::Value = serde_json::from_slice(&f.body(r)).unwrap();
@@ -175,5 +184,20 @@ mod tests {
         }
         let v: serde_json::Value = serde_json::from_slice(&f.body(1)).unwrap();
         assert_eq!(v["eventList"][0]["eventId"], "abcd0123-0000000000000010");
+    }
+
+    #[test]
+    fn documented_properties_ride_in_every_event() {
+        let f = BodyFactory::new("tid", 3, "abcd0123", 1_700_000_000, true);
+        for r in [0u64, 5] {
+            let v: serde_json::Value = serde_json::from_slice(&f.body(r)).unwrap();
+            for e in v["eventList"].as_array().unwrap() {
+                assert_eq!(e["properties"], r#"{"numberOfRatings": "12"}"#);
+                assert!(e["eventId"].as_str().unwrap().starts_with("abcd0123-"));
+            }
+        }
+        let plain: serde_json::Value =
+            serde_json::from_slice(&BodyFactory::new("tid", 3, "abcd0123", 1, false).body(0)).unwrap();
+        assert!(plain["eventList"][0].get("properties").is_none());
     }
 }

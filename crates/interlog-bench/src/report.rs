@@ -42,6 +42,10 @@ pub struct Settings {
     pub generator_threads: usize,
 }
 
+fn no_properties() -> String {
+    "none".into()
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScenarioReport {
     pub name: String,
@@ -53,6 +57,10 @@ pub struct ScenarioReport {
     pub ids: String,
     /// Open-loop offered load in requests/s; `null` for closed loop (saturation).
     pub rate_requests_per_s: Option<f64>,
+    /// What `properties` each event carried: `documented` (the PutEvents example, flagged by the
+    /// default schema) or `none`. Reports from before the option read as `none`.
+    #[serde(default = "no_properties")]
+    pub properties: String,
     pub body_bytes: usize,
     /// Every run, in the order run (baseline and interlog alternate).
     pub runs: Vec<RunReport>,
@@ -325,8 +333,8 @@ pub fn scenario_table(s: &ScenarioReport, runs: usize) -> String {
     });
     writeln!(
         out,
-        "\n== {}: {} ({} ev/req, {} B body, {} connections, {} ids, {rate}; medians of {runs})",
-        s.name, s.description, s.events_per_request, s.body_bytes, s.connections, s.ids
+        "\n== {}: {} ({} ev/req, {} B body, properties {}, {} connections, {} ids, {rate}; medians of {runs})",
+        s.name, s.description, s.events_per_request, s.body_bytes, s.properties, s.connections, s.ids
     )
     .unwrap();
     writeln!(

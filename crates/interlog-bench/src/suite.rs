@@ -50,6 +50,27 @@ pub struct Common {
     /// revision of the working tree this benchmark was built in, `+dirty` if it has changes).
     #[arg(long)]
     revision: Option<String>,
+    /// What `properties` each event carries: the PutEvents documentation's example (kept and
+    /// flagged by the default schema, which does not declare it) or none.
+    #[arg(long, value_enum, default_value_t = Properties::Documented)]
+    properties: Properties,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+pub enum Properties {
+    /// `{"numberOfRatings": "12"}` in every event: the server's flagging path.
+    Documented,
+    /// No `properties` member.
+    None,
+}
+
+impl Properties {
+    fn name(self) -> &'static str {
+        match self {
+            Properties::Documented => "documented",
+            Properties::None => "none",
+        }
+    }
 }
 
 #[derive(Args)]
@@ -187,6 +208,10 @@ impl Ctx {
         })
     }
 
+    fn properties(&self) -> bool {
+        self.common.properties == Properties::Documented
+    }
+
     fn next_tag(&self) -> String {
         let n = self.run_counter.get() + 1;
         self.run_counter.set(n);
@@ -220,7 +245,9 @@ impl Ctx {
         let creds = bench_credentials();
         let sent_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let factory = match sc.operation {
-            Operation::Events => BodyFactory::new(TRACKING_ID, sc.events_per_request, &self.next_tag(), sent_at),
+            Operation::Events => {
+                BodyFactory::new(TRACKING_ID, sc.events_per_request, &self.next_tag(), sent_at, self.properties())
+            }
             // The no-op baseline answers any body: the dataset is only made on interlog.
             Operation::Items => {
                 let arn = match store_stats(server) {
@@ -357,7 +384,9 @@ impl Ctx {
         let interlog = if pick("interlog").is_empty() { Figures::default() } else { median_figures(&pick("interlog")) };
         let ratio = |a: f64, b: f64| if b > 0.0 && a.is_finite() { a / b } else { 0.0 };
         let factory = match sc.operation {
-            Operation::Events => BodyFactory::new(TRACKING_ID, sc.events_per_request, "00000000", 1_700_000_000),
+            Operation::Events => {
+                BodyFactory::new(TRACKING_ID, sc.events_per_request, "00000000", 1_700_000_000, self.properties())
+            }
             Operation::Items => BodyFactory::items(
                 "arn:aws:personalize:us-east-1:000000000000:dataset/default/ITEMS",
                 sc.events_per_request,
@@ -374,6 +403,7 @@ impl Ctx {
                 Ids::Repeated => format!("repeated (pool of {} requests)", sc.repeat_pool),
             },
             rate_requests_per_s: sc.rate,
+            properties: self.common.properties.name().into(),
             body_bytes: factory.body(0).len(),
             ratio_requests_per_s: ratio(interlog.requests_per_s, noop.requests_per_s),
             ratio_server_cpu_per_request: ratio(interlog.server_cpu_us_per_request, noop.server_cpu_us_per_request),

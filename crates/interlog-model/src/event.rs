@@ -21,6 +21,9 @@ pub struct Interaction {
     pub recommendation_id: Option<String>,
     pub impression: Option<Vec<String>>,
     pub event_attribution_source: Option<String>,
+    /// Why the event, accepted and kept, would not reach a model as sent (an undeclared `properties` key); filled
+    /// by the server's schema check, stored with the event and read back with it. Empty for most events.
+    pub flags: Vec<crate::Flag>,
 }
 
 impl Interaction {

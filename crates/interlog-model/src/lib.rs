@@ -8,6 +8,7 @@
 pub mod arn;
 pub mod control;
 pub mod event;
+pub mod flag;
 pub mod properties;
 pub mod put_action_interactions;
 pub mod put_events;
@@ -19,6 +20,7 @@ pub mod validation;
 pub mod wire;
 
 pub use event::{ActionInteraction, Interaction};
+pub use flag::{Flag, FlagCounts, FlagKind};
 pub use put_action_interactions::{parse_put_action_interactions, PutActionInteractions};
 pub use put_events::{parse_put_events, PutEvents};
 pub use put_records::{parse_put_actions, parse_put_items, parse_put_records, parse_put_users};

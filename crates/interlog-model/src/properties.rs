@@ -3,21 +3,25 @@
 //! `properties` arrives as a JSON object (the Put* parsers decode the double encoding). Each key names a schema
 //! column in camelCase (`numberOfRatings` ↔ `NUMBER_OF_RATINGS`); this module maps keys to columns, coerces the
 //! values to the columns' Avro types and reports every mismatch as a Coral-style [`Violation`] on the
-//! `properties` member. Property values are sensitive in the model, so messages name keys, never values.
+//! `properties` member. A key the schema does not declare is kept and the record flagged ([`Flag`]), as AWS
+//! accepts such keys (docs/api.md); strict rules refuse it instead. Property values are sensitive in the model,
+//! so messages name keys, never values.
 
+use std::fmt;
 use std::num::IntErrorKind;
 
 use serde_json::{Map, Value};
 
-use crate::put_events::normalize_key;
-use crate::schema::{Field, FieldType, Schema};
+use crate::flag::{Flag, FlagKind};
+use crate::schema::{is_avro_name, Field, FieldType, Schema};
 use crate::validation::{json_kind, Violation};
+use crate::wire::same_key;
 
 /// Categorical values, `|` separators included (§7.4).
 pub const MAX_CATEGORICAL_CHARS: usize = 1000;
 /// Textual (free-text Items) values (§6.2).
 pub const MAX_TEXTUAL_CHARS: usize = 20_000;
-/// Unknown-key messages list at most this many accepted fields, so a 100-field Items schema stays readable.
+/// Strict mode's messages list at most this many accepted fields, so a 100-field Items schema stays readable.
 const MAX_LISTED_FIELDS: usize = 20;
 
 /// One typed cell of a metadata column.
@@ -51,21 +55,51 @@ impl MetaValue {
 /// The typed metadata of one record: every `properties`-filled column of the schema, in schema order.
 pub type Metadata = Vec<(String, MetaValue)>;
 
+/// What happens to a `properties` key that matches no field of the schema.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UndeclaredKeys {
+    /// Keep the record (its `properties` text is stored verbatim) and flag it with the reason the key will not
+    /// reach a model: AWS answers 200 to such keys, and refusing them would drop the good records of the same
+    /// request with them.
+    #[default]
+    Flag,
+    /// Refuse the record (`--strict-properties`), for teams whose CI should fail on them.
+    Refuse,
+    /// Neither flag nor refuse: reading back records that were already accepted.
+    Ignore,
+}
+
 /// How strict the mapping is where the documentation is silent (§7.5, §7.6, §10.2).
-///
-/// The default is strict on both counts: a misspelt key is far more often a client bug than intent, and silently
-/// dropping it would only surface as worse recommendations much later.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PropertyRules {
-    /// Drop keys that match no column instead of refusing the record.
-    pub ignore_unknown_keys: bool,
+    pub undeclared_keys: UndeclaredKeys,
     /// Record a missing non-nullable column as null instead of refusing the record.
     pub allow_missing_required: bool,
 }
 
-/// Checks `properties` against `schema` with the strict default rules; see [`check_properties_with`].
-pub fn check_properties(schema: &Schema, path: &str, props: &Map<String, Value>) -> Result<Metadata, Vec<Violation>> {
-    check_properties_with(schema, path, props, PropertyRules::default())
+/// What a record's `properties` came to: its typed metadata and the flags it carries.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Checked {
+    pub metadata: Metadata,
+    /// One [`FlagKind::UndeclaredProperty`] per key that matches no field (with [`UndeclaredKeys::Flag`]).
+    pub flags: Vec<Flag>,
+}
+
+/// Checks one record's `properties` text as a Put* handler does: `None` (no `properties`) is an empty object, so
+/// a schema with required metadata still refuses the record. A text that is not an object counts as empty (the
+/// Put* parsers already refused it). This is the one check every Put* operation shares.
+pub fn check_record_properties(
+    schema: &Schema,
+    schema_name: &str,
+    path: &dyn fmt::Display,
+    properties: Option<&str>,
+    rules: PropertyRules,
+) -> Result<Checked, Vec<Violation>> {
+    let map = match properties.map(serde_json::from_str::<Map<String, Value>>) {
+        Some(Ok(map)) => map,
+        _ => Map::new(),
+    };
+    check_properties(schema, schema_name, path, &map, rules)
 }
 
 /// Maps `properties` onto the schema's metadata columns and coerces each value (§7.5, §7.6).
@@ -78,35 +112,42 @@ pub fn check_properties(schema: &Schema, path: &str, props: &Map<String, Value>)
 /// - **Required metadata must be present**: a column whose type is not a union with `null` must be set by every
 ///   record, because the dataset cannot represent its absence. Callers pass an empty map when the request has no
 ///   `properties`, so such records are refused too. (`rules.allow_missing_required` relaxes this.)
-/// - A key matching no column is a violation naming the accepted fields (`rules.ignore_unknown_keys` relaxes
-///   this).
+/// - A key matching no column is flagged, refused or ignored as `rules.undeclared_keys` says; the message names
+///   the schema (`schema_name`, the catalog's name for it) and the field to declare.
 ///
-/// `path` is the member in Coral notation, e.g. `eventList.1.member.properties`.
-pub fn check_properties_with(
+/// `path` is the member in Coral notation, e.g. `eventList.1.member.properties`; it is rendered only into
+/// violations, so the common case formats nothing.
+pub fn check_properties(
     schema: &Schema,
-    path: &str,
+    schema_name: &str,
+    path: &dyn fmt::Display,
     props: &Map<String, Value>,
     rules: PropertyRules,
-) -> Result<Metadata, Vec<Violation>> {
+) -> Result<Checked, Vec<Violation>> {
     let columns: Vec<&Field> = schema.property_fields().collect();
-    let mut skipped: Vec<String> = schema.dataset_type.member_columns().iter().map(|c| normalize_key(c)).collect();
-    skipped.push("sessionid".to_owned());
+    let member_columns = schema.dataset_type.member_columns();
 
     let mut violations = Vec::new();
-    let mut rule = |text: String| violations.push(Violation::new(path, None, text));
+    let mut flags = Vec::new();
+    let mut rule = |text: String| violations.push(Violation::new(path.to_string(), None, text));
     // Per column, in `columns` order: the key that named it, and its value once coerced. A key whose value was
     // refused still counts as naming the column, so the column is not reported missing as well.
     let mut keys: Vec<Option<&str>> = vec![None; columns.len()];
     let mut cells: Vec<Option<MetaValue>> = vec![None; columns.len()];
 
     for (key, value) in props {
-        let norm = normalize_key(key);
-        if skipped.contains(&norm) {
+        if same_key(key, "sessionId") || member_columns.iter().any(|c| same_key(key, c)) {
             continue;
         }
-        let Some(i) = columns.iter().position(|f| normalize_key(&f.name) == norm) else {
-            if !rules.ignore_unknown_keys {
-                rule(unknown_key_message(key, &columns));
+        let Some(i) = columns.iter().position(|f| same_key(key, &f.name)) else {
+            match rules.undeclared_keys {
+                UndeclaredKeys::Flag => {
+                    flags.push(Flag::new(FlagKind::UndeclaredProperty, undeclared_message(key, schema_name, None)))
+                }
+                UndeclaredKeys::Refuse => {
+                    rule(undeclared_message(key, schema_name, Some(&field_listing(&columns))));
+                }
+                UndeclaredKeys::Ignore => {}
             }
             continue;
         };
@@ -142,22 +183,78 @@ pub fn check_properties_with(
         }
     }
     if violations.is_empty() {
-        Ok(metadata)
+        Ok(Checked { metadata, flags })
     } else {
         Err(violations)
     }
 }
 
-fn unknown_key_message(key: &str, columns: &[&Field]) -> String {
+/// Why an undeclared key never reaches a model, and the field that would take it. With `fields` (strict mode) the
+/// schema's metadata fields are listed too, for the misspelt key.
+fn undeclared_message(key: &str, schema_name: &str, fields: Option<&str>) -> String {
+    // Built by hand rather than with format!: flagging runs for every undeclared key of every record.
+    let mut m = String::with_capacity(key.len() * 3 + schema_name.len() + 96);
+    m.push_str("properties key '");
+    m.push_str(key);
+    m.push_str("' matches no field of schema ");
+    m.push_str(schema_name);
+    if let Some(f) = fields {
+        m.push_str(" (");
+        m.push_str(f);
+        m.push(')');
+    }
+    match field_name_for(key) {
+        Some(field) => {
+            m.push_str("; declare ");
+            m.push_str(&field);
+            m.push_str(" (camelCase ");
+            push_camel(&mut m, &field);
+            m.push_str(") to use it");
+        }
+        None => m.push_str(
+            "; no field can be named for it (field names are letters, digits and '_', not starting with a digit), \
+             so it never reaches a model",
+        ),
+    }
+    m
+}
+
+/// [`camel_case`](crate::schema::camel_case) of an ASCII field name, appended without allocating.
+fn push_camel(out: &mut String, field: &str) {
+    let mut first_part = true;
+    for part in field.split('_').filter(|p| !p.is_empty()) {
+        for (i, c) in part.chars().enumerate() {
+            out.push(if i == 0 && !first_part { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
+        }
+        first_part = false;
+    }
+}
+
+/// The schema field a key would name: `numberOfRatings` → `NUMBER_OF_RATINGS`, `genreL2` → `GENRE_L2`; `None` when
+/// no valid Avro name comes out (`my-key`, `1st`, `café`).
+fn field_name_for(key: &str) -> Option<String> {
+    let mut out = String::with_capacity(key.len() + 4);
+    let mut after_lower = false;
+    for c in key.chars() {
+        if c.is_ascii_uppercase() && after_lower {
+            out.push('_');
+        }
+        after_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        out.push(c.to_ascii_uppercase());
+    }
+    is_avro_name(&out).then_some(out)
+}
+
+fn field_listing(columns: &[&Field]) -> String {
     if columns.is_empty() {
-        return format!("properties key '{key}' matches no field of the schema; the schema has no metadata fields");
+        return "it has no metadata fields".to_owned();
     }
     let mut listed: Vec<String> =
         columns.iter().take(MAX_LISTED_FIELDS).map(|f| format!("{} ({})", f.name, f.camel_name())).collect();
     if columns.len() > MAX_LISTED_FIELDS {
         listed.push(format!("and {} more", columns.len() - MAX_LISTED_FIELDS));
     }
-    format!("properties key '{key}' matches no field of the schema; its metadata fields are {}", listed.join(", "))
+    format!("its metadata fields are {}", listed.join(", "))
 }
 
 /// Coerces one value to the column's type (§7.6). The error completes "properties key 'k' (field F, type) ...".
@@ -320,7 +417,28 @@ mod tests {
         }
     }
 
-    fn messages(r: Result<Metadata, Vec<Violation>>) -> Vec<String> {
+    const NAME: &str = "my-schema";
+
+    /// The default rules (undeclared keys flagged), metadata only; flags must be empty.
+    fn check(schema: &Schema, props: &Map<String, Value>) -> Result<Metadata, Vec<Violation>> {
+        check_with(schema, props, PropertyRules::default())
+    }
+
+    fn check_with(
+        schema: &Schema,
+        props: &Map<String, Value>,
+        rules: PropertyRules,
+    ) -> Result<Metadata, Vec<Violation>> {
+        check_properties(schema, NAME, &PATH, props, rules).map(|c| {
+            assert_eq!(c.flags, vec![], "no flags expected");
+            c.metadata
+        })
+    }
+
+    const STRICT: PropertyRules =
+        PropertyRules { undeclared_keys: UndeclaredKeys::Refuse, allow_missing_required: false };
+
+    fn messages<T: fmt::Debug>(r: Result<T, Vec<Violation>>) -> Vec<String> {
         let list = r.expect_err("violations");
         assert!(list.iter().all(|v| v.path == PATH && v.value.is_none()), "{list:?}");
         list.into_iter().map(|v| v.rule).collect()
@@ -362,7 +480,7 @@ mod tests {
         ];
         let schema = items();
         for (json, column, want) in cases {
-            let row = check_properties(&schema, PATH, &obj(&json)).unwrap_or_else(|v| panic!("{json}: {v:?}"));
+            let row = check(&schema, &obj(&json)).unwrap_or_else(|v| panic!("{json}: {v:?}"));
             let names: Vec<&str> = row.iter().map(|(c, _)| c.as_str()).collect();
             assert_eq!(
                 names,
@@ -400,12 +518,11 @@ mod tests {
             (r#"{"title": {"a": 1}}"#.into(), &["'title' (field TITLE", "must be a string, not an object"]),
             (format!(r#"{{"genres": "{}"}}"#, "g".repeat(1001)), &["'genres' (field GENRES", "categorical and has 1001 characters", "at most 1000, '|' separators included"]),
             (format!(r#"{{"description": "{}"}}"#, "d".repeat(20_001)), &["'description'", "textual and has 20001 characters"]),
-            (r#"{"numRatingz": 1}"#.into(), &["properties key 'numRatingz' matches no field of the schema; its metadata fields are NUMBER_OF_RATINGS (numberOfRatings), VIEWS (views), PRICE (price), SCORE (score), IS_NEW (isNew), GENRES (genres), TITLE (title), DESCRIPTION (description)"]),
             (r#"{"numberOfRatings": 1, "NUMBER_OF_RATINGS": 2}"#.into(), &["properties keys 'NUMBER_OF_RATINGS' and 'numberOfRatings' both set field NUMBER_OF_RATINGS"]),
         ];
         let schema = items();
         for (json, wanted) in cases {
-            let got = messages(check_properties(&schema, PATH, &obj(&json)));
+            let got = messages(check(&schema, &obj(&json)));
             assert_eq!(got.len(), 1, "{json}: {got:?}");
             for w in wanted {
                 assert!(got[0].contains(w), "{json}: {:?} lacks {w:?}", got[0]);
@@ -441,7 +558,7 @@ mod tests {
             ),
         ];
         for (json, rules, want) in cases {
-            let got = check_properties_with(&schema, PATH, &obj(json), rules);
+            let got = check_with(&schema, &obj(json), rules);
             match want {
                 Ok(row) => assert_eq!(got, Ok(row), "{json}"),
                 Err(w) => {
@@ -452,42 +569,153 @@ mod tests {
         }
     }
 
-    #[test]
-    fn keys_filled_from_request_members_are_not_metadata() {
-        let default = parse_schema(DEFAULT_INTERACTIONS_SCHEMA).unwrap();
-        let canonical = parse_schema(
+    fn canonical() -> Schema {
+        parse_schema(
             r#"{"type":"record","name":"Interactions","fields":[{"name":"USER_ID","type":"string"},
             {"name":"ITEM_ID","type":"string"},{"name":"EVENT_TYPE","type":"string"},
             {"name":"LOCATION","type":"string","categorical":true},{"name":"DEVICE","type":["string","null"],"categorical":true},
             {"name":"TIMESTAMP","type":"long"}]}"#,
         )
-        .unwrap();
-        let items = items();
-        let cases: Vec<(&Schema, &str, PropertyRules, Result<Metadata, &str>)> = vec![
-            // Legacy members and forbidden keys are the PutEvents parser's business, not metadata.
-            (&default, r#"{"itemId": "choc", "eventValue": 4, "EVENT_ATTRIBUTION_SOURCE": "x", "sessionId": "s"}"#, PropertyRules::default(), Ok(vec![])),
-            (&default, r#"{"numberOfRatings": "12"}"#, PropertyRules::default(), Err("properties key 'numberOfRatings' matches no field of the schema; the schema has no metadata fields")),
-            (&default, r#"{"numberOfRatings": "12"}"#, PropertyRules { ignore_unknown_keys: true, ..PropertyRules::default() }, Ok(vec![])),
-            (&canonical, r#"{"location": "Ohio", "itemId": "i"}"#, PropertyRules::default(), Ok(vec![("LOCATION".into(), MetaValue::String("Ohio".into())), ("DEVICE".into(), MetaValue::Null)])),
-            (&canonical, r#"{"location": "Ohio", "numRatingz": 3}"#, PropertyRules::default(), Err("properties key 'numRatingz' matches no field of the schema; its metadata fields are LOCATION (location), DEVICE (device)")),
-            // Member columns are per dataset type: an Items record has no user, so `userId` is unknown there.
-            (&items, r#"{"itemId": "i", "userId": "u"}"#, PropertyRules::default(), Err("properties key 'userId' matches no field")),
-        ];
-        for (schema, json, rules, want) in cases {
-            let got = check_properties_with(schema, PATH, &obj(json), rules);
-            match want {
-                Ok(row) => assert_eq!(got, Ok(row), "{json}"),
-                Err(w) => {
-                    let got = messages(got);
-                    assert!(got.len() == 1 && got[0].contains(w), "{json}: {got:?} lacks {w:?}");
-                }
-            }
+        .unwrap()
+    }
+
+    #[test]
+    fn keys_filled_from_request_members_are_not_metadata() {
+        let default = parse_schema(DEFAULT_INTERACTIONS_SCHEMA).unwrap();
+        // Legacy members and forbidden keys are the PutEvents parser's business: neither metadata nor flagged.
+        let legacy = obj(r#"{"itemId": "choc", "eventValue": 4, "EVENT_ATTRIBUTION_SOURCE": "x", "sessionId": "s"}"#);
+        assert_eq!(check_with(&default, &legacy, STRICT), Ok(vec![]));
+        let located = obj(r#"{"location": "Ohio", "itemId": "i"}"#);
+        assert_eq!(
+            check(&canonical(), &located),
+            Ok(vec![("LOCATION".into(), MetaValue::String("Ohio".into())), ("DEVICE".into(), MetaValue::Null)])
+        );
+    }
+
+    /// The rule of docs/api.md: an undeclared key is kept and flagged by default, refused in strict mode (naming the
+    /// schema's fields, for the misspelt key), ignored when reading back.
+    #[test]
+    fn undeclared_keys_are_flagged_refused_or_ignored() {
+        let default = parse_schema(DEFAULT_INTERACTIONS_SCHEMA).unwrap();
+        let flagged = |schema: &Schema, json: &str| -> (Metadata, Vec<String>) {
+            let c = check_properties(schema, NAME, &PATH, &obj(json), PropertyRules::default()).expect("accepted");
+            assert!(c.flags.iter().all(|f| f.kind == FlagKind::UndeclaredProperty), "{:?}", c.flags);
+            (c.metadata, c.flags.into_iter().map(|f| f.message).collect())
+        };
+        // The documented example on the default schema.
+        assert_eq!(
+            flagged(&default, r#"{"numberOfRatings": "12"}"#),
+            (
+                vec![],
+                vec!["properties key 'numberOfRatings' matches no field of schema my-schema; declare \
+                           NUMBER_OF_RATINGS (camelCase numberOfRatings) to use it"
+                    .to_owned()]
+            )
+        );
+        assert_eq!(
+            messages(check_properties(&default, NAME, &PATH, &obj(r#"{"numberOfRatings": "12"}"#), STRICT)),
+            vec![
+                "properties key 'numberOfRatings' matches no field of schema my-schema (it has no metadata fields); \
+                  declare NUMBER_OF_RATINGS (camelCase numberOfRatings) to use it"
+            ]
+        );
+        let ignore = PropertyRules { undeclared_keys: UndeclaredKeys::Ignore, ..PropertyRules::default() };
+        assert_eq!(check_with(&default, &obj(r#"{"numberOfRatings": "12"}"#), ignore), Ok(vec![]));
+
+        // Declared keys are still typed beside a flagged one; strict mode lists the fields.
+        let (row, flags) = flagged(&canonical(), r#"{"location": "Ohio", "numRatingz": 3}"#);
+        assert_eq!(
+            row,
+            vec![("LOCATION".into(), MetaValue::String("Ohio".into())), ("DEVICE".into(), MetaValue::Null)]
+        );
+        assert_eq!(flags, ["properties key 'numRatingz' matches no field of schema my-schema; declare NUM_RATINGZ (camelCase numRatingz) to use it"]);
+        assert_eq!(
+            messages(check_properties(
+                &canonical(),
+                NAME,
+                &PATH,
+                &obj(r#"{"location": "Ohio", "numRatingz": 3}"#),
+                STRICT
+            )),
+            ["properties key 'numRatingz' matches no field of schema my-schema (its metadata fields are LOCATION \
+              (location), DEVICE (device)); declare NUM_RATINGZ (camelCase numRatingz) to use it"]
+        );
+        // Member columns are per dataset type: an Items record has no user, so `userId` is undeclared there.
+        assert_eq!(flagged(&items(), r#"{"userId": "u"}"#).1, ["properties key 'userId' matches no field of schema my-schema; declare USER_ID (camelCase userId) to use it"]);
+        // One flag per key; every spelling names the field it would take.
+        let (_, flags) =
+            flagged(&default, r#"{"genreL2": 1, "NUMBER_OF_VIEWS": 2, "is_new": true, "iPhoneModel": "x"}"#);
+        let mut named: Vec<&str> = flags.iter().map(|m| m.split("declare ").nth(1).unwrap()).collect();
+        named.sort();
+        assert_eq!(
+            named,
+            [
+                "GENRE_L2 (camelCase genreL2) to use it",
+                "IS_NEW (camelCase isNew) to use it",
+                "I_PHONE_MODEL (camelCase iPhoneModel) to use it",
+                "NUMBER_OF_VIEWS (camelCase numberOfViews) to use it",
+            ]
+        );
+        // A key no Avro field name can match is kept and flagged all the same.
+        for key in ["my-key", "1st", "café", "a b", ""] {
+            let (_, flags) = flagged(&default, &serde_json::json!({ key: 1 }).to_string());
+            assert_eq!(
+                flags,
+                [format!(
+                    "properties key '{key}' matches no field of schema my-schema; no field can be named for it \
+                          (field names are letters, digits and '_', not starting with a digit), so it never reaches a \
+                          model"
+                )],
+                "{key:?}"
+            );
+        }
+        // A flag never excuses a bad value of a declared field.
+        let got = messages(check_properties(
+            &users(),
+            NAME,
+            &PATH,
+            &obj(r#"{"age": "old", "colour": "red"}"#),
+            PropertyRules::default(),
+        ));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with("properties key 'age' (field AGE, \"int\") must be an integer"), "{got:?}");
+    }
+
+    #[test]
+    fn camel_spelling_matches_the_fields() {
+        for name in ["NUMBER_OF_RATINGS", "GENRE_L2", "I_PHONE_MODEL", "A", "_X__Y_", "ALREADYONE"] {
+            let mut out = String::new();
+            push_camel(&mut out, name);
+            assert_eq!(out, crate::schema::camel_case(name), "{name}");
+        }
+        for (a, b, same) in [
+            ("numberOfRatings", "NUMBER_OF_RATINGS", true),
+            ("n_o", "NO", true),
+            ("no", "non", false),
+            ("ÉTÉ", "été", true),
+            ("été", "ete", false),
+            ("", "_", true),
+            ("a", "", false),
+        ] {
+            assert_eq!(same_key(a, b), same, "{a} {b}");
+            assert_eq!(crate::wire::normalize_key(a) == crate::wire::normalize_key(b), same, "{a} {b}");
         }
     }
 
     #[test]
+    fn record_properties_text_is_decoded_and_absence_is_an_empty_object() {
+        let users = users();
+        let rules = PropertyRules::default();
+        let c = check_record_properties(&users, NAME, &PATH, Some(r#"{"age": 30, "x": 1}"#), rules).unwrap();
+        assert_eq!(c.metadata[0], ("AGE".into(), MetaValue::Int(30)));
+        assert_eq!(c.flags.len(), 1);
+        let none = messages(check_record_properties(&users, NAME, &PATH, None, rules));
+        assert!(none[0].starts_with("properties must contain 'age'"), "{none:?}");
+    }
+
+    #[test]
     fn every_violation_is_reported_and_reads_like_coral() {
-        let got = check_properties(&users(), PATH, &obj(r#"{"nope": 1, "gender": []}"#)).unwrap_err();
+        let got = check_properties(&users(), NAME, &PATH, &obj(r#"{"nope": 1, "gender": []}"#), STRICT).unwrap_err();
         assert_eq!(got.len(), 3, "{got:?}");
         let text = crate::ValidationError::Violations(got).to_string();
         assert!(

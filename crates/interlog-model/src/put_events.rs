@@ -181,6 +181,8 @@ fn validate_event(check: &mut Checker, prefix: ListPath, e: WireEvent, req: &Wir
         recommendation_id: e.recommendation_id,
         impression: e.impression,
         event_attribution_source: e.metric_attribution.and_then(|m| m.event_attribution_source),
+        // The schema check flags; the parser knows no schema.
+        flags: Vec::new(),
     })
 }
 
@@ -194,8 +196,7 @@ fn legacy_members(
     event_value: &mut Option<f64>,
 ) {
     for (key, value) in map {
-        let norm = normalize_key(key);
-        if norm == "itemid" && item_id.is_none() {
+        if item_id.is_none() && wire::same_key(key, "itemid") {
             let id = match value {
                 Value::String(s) => Some(s.clone()),
                 Value::Number(n) => Some(n.to_string()),
@@ -214,7 +215,7 @@ fn legacy_members(
                     format!("properties.{key} (the legacy itemId) must be a string, not {}", json_kind(value)),
                 )),
             }
-        } else if norm == "eventvalue" && event_value.is_none() {
+        } else if event_value.is_none() && wire::same_key(key, "eventvalue") {
             let v = match value {
                 Value::Number(n) => n.as_f64(),
                 Value::String(s) => s.trim().parse::<f64>().ok(),

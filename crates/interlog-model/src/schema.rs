@@ -270,20 +270,7 @@ impl Field {
     /// `numberOfRatings`, `GENRE_L2` → `genreL2`. Keys match fields by [`normalize_key`], so this is only the
     /// spelling shown in messages.
     pub fn camel_name(&self) -> String {
-        let mut out = String::with_capacity(self.name.len());
-        for part in self.name.split('_').filter(|p| !p.is_empty()) {
-            let lower = part.to_lowercase();
-            if out.is_empty() {
-                out.push_str(&lower);
-            } else {
-                let mut chars = lower.chars();
-                if let Some(first) = chars.next() {
-                    out.extend(first.to_uppercase());
-                    out.push_str(chars.as_str());
-                }
-            }
-        }
-        out
+        camel_case(&self.name)
     }
 
     /// The type as it would be written in the schema: `"long"` or `["null", "float"]`.
@@ -645,8 +632,26 @@ fn union_message(t: &Value) -> String {
     )
 }
 
+/// The camelCase spelling of a field name (`NUMBER_OF_RATINGS` → `numberOfRatings`); see [`Field::camel_name`].
+pub fn camel_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for part in name.split('_').filter(|p| !p.is_empty()) {
+        let lower = part.to_lowercase();
+        if out.is_empty() {
+            out.push_str(&lower);
+        } else {
+            let mut chars = lower.chars();
+            if let Some(first) = chars.next() {
+                out.extend(first.to_uppercase());
+                out.push_str(chars.as_str());
+            }
+        }
+    }
+    out
+}
+
 /// Avro names: `[A-Za-z_][A-Za-z0-9_]*`.
-fn is_avro_name(name: &str) -> bool {
+pub(crate) fn is_avro_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')

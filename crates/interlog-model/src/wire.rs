@@ -34,6 +34,28 @@ pub fn normalize_key(key: &str) -> String {
     key.chars().filter(|c| *c != '_').flat_map(char::to_lowercase).collect()
 }
 
+/// `normalize_key(a) == normalize_key(b)` without allocating: it runs for every `properties` key of every record
+/// against every reserved name and field, so the ASCII case (nearly every key) compares bytes.
+pub fn same_key(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        fn bytes(s: &str) -> impl Iterator<Item = u8> + '_ {
+            s.as_bytes().iter().filter(|c| **c != b'_').map(u8::to_ascii_lowercase)
+        }
+        let (mut x, mut y) = (bytes(a), bytes(b));
+        loop {
+            match (x.next(), y.next()) {
+                (None, None) => return true,
+                (Some(p), Some(q)) if p == q => {}
+                _ => return false,
+            }
+        }
+    }
+    fn fold(s: &str) -> impl Iterator<Item = char> + '_ {
+        s.chars().filter(|c| *c != '_').flat_map(char::to_lowercase)
+    }
+    fold(a).eq(fold(b))
+}
+
 /// True when the JSON text is an object (its first non-blank byte is `{`).
 pub(crate) fn is_object(json: &[u8]) -> bool {
     json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
@@ -262,7 +284,7 @@ pub(crate) fn properties_object(
 pub(crate) fn forbidden_keys(check: &mut Checker, path: &str, map: &Map<String, Value>) -> bool {
     let mut clean = true;
     for key in map.keys() {
-        if FORBIDDEN_PROPERTY_KEYS.contains(&normalize_key(key).as_str()) {
+        if FORBIDDEN_PROPERTY_KEYS.iter().any(|f| same_key(key, f)) {
             clean = false;
             check.push(Violation::new(
                 path,

@@ -26,9 +26,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub store: interlog_store::WriterOptions,
     pub auth: AuthConfig,
-    /// Accept `properties` keys that match no field of the dataset's schema instead of refusing
-    /// the event (`--allow-unknown-properties`).
-    pub allow_unknown_properties: bool,
+    /// Refuse `properties` keys that match no field of the dataset's schema
+    /// (`--strict-properties`) instead of keeping the event and flagging it (the default).
+    pub strict_properties: bool,
     /// Serve HTTPS with this certificate and key (`--tls-cert` / `--tls-key`).
     pub tls: Option<crate::tls::TlsFiles>,
     /// The only directory `file://` export destinations may name (`--export-dir`); each
@@ -69,7 +69,7 @@ impl Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             store: Default::default(),
             auth: AuthConfig { enabled: true, ..Default::default() },
-            allow_unknown_properties: false,
+            strict_properties: false,
             tls: None,
             export_dir: None,
             public_stats: false,

@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod file_root;
 mod files;
+pub mod flags;
 pub mod service;
 pub mod sinks;
 pub mod startup;

@@ -39,6 +39,7 @@ fn event(n: u64, dup_every: u64) -> Interaction {
         recommendation_id: None,
         impression: Some(vec!["item-1".into(), "item-2".into(), "item-3".into()]),
         event_attribution_source: None,
+        flags: vec![],
     }
 }
 

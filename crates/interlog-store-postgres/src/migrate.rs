@@ -126,6 +126,16 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         expires double precision NOT NULL);
     "#,
     ),
+    (
+        4,
+        "events.flags",
+        r#"
+    -- Why a kept event would not reach a model (docs/api.md): a JSON array of {kind, message},
+    -- NULL for the usual event without flags. A nullable column without a default changes only
+    -- the catalog, not the rows, so this is instant however many events the table holds.
+    ALTER TABLE events ADD COLUMN flags text;
+    "#,
+    ),
 ];
 
 pub(crate) fn latest() -> i32 {

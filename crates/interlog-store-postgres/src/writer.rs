@@ -43,9 +43,9 @@ impl Job {
 }
 
 const COLUMNS: &str = "dataset_id, seq, event_id, session_id, user_id, item_id, event_type, event_value, sent_at, \
-                       properties, recommendation_id, impression, attribution_source, received_at";
+                       properties, recommendation_id, impression, attribution_source, received_at, flags";
 
-const TYPES: [Type; 14] = [
+const TYPES: [Type; COLUMN_COUNT] = [
     Type::INT8,
     Type::INT8,
     Type::BYTEA,
@@ -60,9 +60,13 @@ const TYPES: [Type; 14] = [
     Type::BYTEA_ARRAY,
     Type::BYTEA,
     Type::FLOAT8,
+    Type::TEXT,
 ];
 
-/// Rows per multi-row INSERT statement (14 parameters each, under PostgreSQL's 65,535).
+/// Columns of one event row, hence parameters per row of a multi-row INSERT.
+const COLUMN_COUNT: usize = 15;
+
+/// Rows per multi-row INSERT statement (15 parameters each, under PostgreSQL's 65,535).
 const INSERT_ROWS: usize = 1000;
 
 /// One event as the row's column values, borrowed from the request.
@@ -81,6 +85,8 @@ struct EventRow<'a> {
     impression: Option<Vec<&'a [u8]>>,
     attribution_source: Option<&'a [u8]>,
     received_at: f64,
+    /// JSON text, `None` for an event without flags.
+    flags: Option<String>,
 }
 
 impl<'a> EventRow<'a> {
@@ -100,10 +106,11 @@ impl<'a> EventRow<'a> {
             impression: e.impression.as_ref().map(|l| l.iter().map(|s| s.as_bytes()).collect()),
             attribution_source: e.event_attribution_source.as_deref().map(str::as_bytes),
             received_at,
+            flags: interlog_model::flag::encode_flags(&e.flags),
         }
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 14] {
+    fn params(&self) -> [&(dyn ToSql + Sync); COLUMN_COUNT] {
         [
             &self.dataset_id,
             &self.seq,
@@ -119,6 +126,7 @@ impl<'a> EventRow<'a> {
             &self.impression,
             &self.attribution_source,
             &self.received_at,
+            &self.flags,
         ]
     }
 }
@@ -265,7 +273,7 @@ impl Writer {
                 if repeat {
                     outcomes[j].duplicates += 1;
                 } else {
-                    outcomes[j].stored += 1;
+                    outcomes[j].stored_one(e);
                     *per_dataset.entry(job.dataset_id).or_default() += 1;
                 }
                 flags.push(!repeat);
@@ -417,11 +425,11 @@ fn insert_sql(rows: usize) -> String {
             sql.push(',');
         }
         sql.push('(');
-        for c in 0..14 {
+        for c in 0..COLUMN_COUNT {
             if c > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!("${}", r * 14 + c + 1));
+            sql.push_str(&format!("${}", r * COLUMN_COUNT + c + 1));
         }
         sql.push(')');
     }
@@ -517,6 +525,7 @@ fn stored_event(r: &tokio_postgres::Row) -> Result<StoredEvent, Fail> {
             recommendation_id: opt_text(r, 10)?,
             impression,
             event_attribution_source: opt_text(r, 12)?,
+            flags: interlog_model::flag::decode_flags(r.try_get::<_, Option<&str>>(14)?),
         },
     })
 }

@@ -1,7 +1,7 @@
 //! What only the PostgreSQL engine has to prove: positions in commit order across nodes (no
 //! reader ever sees a gap filled later), first copy wins across nodes, migrations (concurrent,
-//! newer layout, foreign schema), refused appends to a deleted dataset, values PostgreSQL text
-//! could not hold, and faults — the database unreachable, hung, or cutting connections under
+//! newer layout, foreign schema, `events.flags` added to a layout-1 database), refused appends
+//! to a deleted dataset, values PostgreSQL text could not hold, and faults — the database unreachable, hung, or cutting connections under
 //! load — through a TCP proxy in front of the real server.
 //! Runs when `INTERLOG_TEST_DATABASE_URL` is set; otherwise every test prints `SKIPPED`.
 
@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use interlog_model::arn::Scope;
+use interlog_model::{Flag, FlagKind, Interaction};
 use interlog_store::export::UniqueEvents;
 use interlog_store::testing::{bare, event};
 use interlog_store::{
@@ -205,6 +206,35 @@ async fn nodes_starting_at_once_migrate_once() {
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
     assert!(versions.len() > 1);
     assert_eq!(versions, (1..=versions.len() as i32).collect::<Vec<_>>(), "every step recorded once");
+}
+
+/// A database laid out before `events.flags` (layouts 1-3) keeps its events and takes flags after the
+/// migration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layout_1_database_gains_flags_and_keeps_its_events() {
+    let pg = pg_or_skip!();
+    let schema = pg.schema().await;
+    let url = url_in(&pg.url, &schema);
+    let store = open(&url).await;
+    let dataset = dataset(&*store).await;
+    store.append(dataset, vec![event("old", "i")]).await.unwrap();
+    store.close().await;
+    drop(store);
+    // Back to layout 3, as a build before the flags wrote it.
+    let client = admin(&pg.url).await;
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE {schema}.events DROP COLUMN flags; DELETE FROM {schema}.interlog_migrations WHERE version = 4"
+        ))
+        .await
+        .unwrap();
+    let store = open(&url).await;
+    let mut flagged = bare("new");
+    flagged.properties = Some(r#"{"numberOfRatings": "12"}"#.into());
+    flagged.flags = vec![Flag::new(FlagKind::UndeclaredProperty, "declare NUMBER_OF_RATINGS")];
+    store.append(dataset, vec![flagged.clone()]).await.unwrap();
+    let got: Vec<Interaction> = all(&*store, dataset).await.into_iter().map(|e| e.interaction).collect();
+    assert_eq!(got, [event("old", "i"), flagged]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,8 @@ const APPLICATION_ID: i64 = 0x494C_4F47;
 /// 2: one generic `resources` table, durable purges, the root key, the catalog version;
 /// 3: the `records` of keyed datasets (items, users, actions).
 /// 4: the sinks' cursors and leases.
-pub const LAYOUT: i64 = 4;
+/// 5: `events.flags`, why a kept event would not reach a model (docs/api.md).
+pub const LAYOUT: i64 = 5;
 pub const DB_FILE: &str = "interlog.db";
 pub const LOCK_FILE: &str = "interlog.lock";
 
@@ -132,6 +133,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             Some(1) => from_1_to_2,
             Some(2) => from_2_to_3,
             Some(3) => from_3_to_4,
+            Some(4) => from_4_to_5,
             Some(other) => return Err(foreign(path, format!("unknown interlog layout {other}"))),
         };
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).classified()?;
@@ -170,14 +172,15 @@ const TABLES_2: &str = "
     CREATE TABLE purges(dataset_id INTEGER PRIMARY KEY, done_through INTEGER NOT NULL, last_seq INTEGER NOT NULL);
 ";
 
-/// The events table, the same in layouts 1 and 2.
+/// The events table of layout 5 (layouts 1-4 had it without `flags`).
 const EVENTS: &str = "
     -- Append-only: no secondary index, so a commit touches only the table's last pages.
+    -- `flags`: a JSON array of {kind, message}, NULL for the (usual) event without flags.
     CREATE TABLE events(
         seq INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL, event_id TEXT NOT NULL,
         session_id TEXT NOT NULL, user_id TEXT, item_id TEXT, event_type TEXT NOT NULL,
         event_value REAL, sent_at REAL NOT NULL, properties TEXT, recommendation_id TEXT,
-        impression TEXT, attribution_source TEXT, received_at REAL NOT NULL);
+        impression TEXT, attribution_source TEXT, received_at REAL NOT NULL, flags TEXT);
 ";
 
 /// The keyed records of layout 3.
@@ -217,6 +220,13 @@ const SINKS: &str = "
 fn from_3_to_4(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(SINKS).classified()?;
     tx.execute_batch("PRAGMA user_version = 4;").classified()
+}
+
+/// Layout 4 to 5: the events gain `flags`. Adding a nullable column without a default only
+/// rewrites the table's definition, not its rows, so this is instant however many events the
+/// file holds; the events already stored read back without flags.
+fn from_4_to_5(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch("ALTER TABLE events ADD COLUMN flags TEXT; PRAGMA user_version = 5;").classified()
 }
 
 /// Layout 1 (the first landing: `schemas`, `dataset_groups`, `datasets`, `event_trackers`,

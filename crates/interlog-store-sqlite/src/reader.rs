@@ -90,7 +90,7 @@ pub fn events(conn: &Connection, dataset_id: i64, after: i64, limit: usize) -> R
     let mut stmt = tx
         .prepare_cached(
             "SELECT seq, event_id, session_id, user_id, item_id, event_type, event_value, sent_at, properties,
-                    recommendation_id, impression, attribution_source, received_at
+                    recommendation_id, impression, attribution_source, received_at, flags
              FROM events WHERE seq > ?2 AND dataset_id = ?1 ORDER BY seq LIMIT ?3",
         )
         .classified()?;
@@ -112,6 +112,7 @@ pub fn events(conn: &Connection, dataset_id: i64, after: i64, limit: usize) -> R
                     recommendation_id: r.get(9)?,
                     impression: impression.and_then(|s| serde_json::from_str(&s).ok()),
                     event_attribution_source: r.get(11)?,
+                    flags: interlog_model::flag::decode_flags(r.get::<_, Option<String>>(13)?.as_deref()),
                 },
             })
         })

@@ -413,8 +413,8 @@ impl Writer {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO events(dataset_id, event_id, session_id, user_id, item_id, event_type, event_value,
-                        sent_at, properties, recommendation_id, impression, attribution_source, received_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                        sent_at, properties, recommendation_id, impression, attribution_source, received_at, flags)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 )
                 .classified()?;
             let mut stored_id =
@@ -474,11 +474,12 @@ impl Writer {
                             impression,
                             e.event_attribution_source,
                             received_at,
+                            interlog_model::flag::encode_flags(&e.flags),
                         ])
                         .classified()?;
                     pending.insert(key, tx.last_insert_rowid());
                     newest.insert(job.dataset_id, tx.last_insert_rowid());
-                    outcome.stored += 1;
+                    outcome.stored_one(e);
                 }
                 outcomes.push(Ok(outcome));
             }

@@ -73,6 +73,7 @@ fn big_event(id: &str) -> Interaction {
         recommendation_id: None,
         impression: Some((0..4).map(|n| format!("{n}-{}", "m".repeat(190))).collect()),
         event_attribution_source: None,
+        flags: vec![],
     }
 }
 

@@ -1,6 +1,6 @@
-//! What only the SQLite engine promises: the migration from the first landing's layout, refusing
-//! foreign and newer files, the read-only store beside a running one, file modes, and purges
-//! that really remove the rows and survive a restart.
+//! What only the SQLite engine promises: the migrations from the first landing's layout and from
+//! layout 2 (no `events.flags`), refusing foreign and newer files, the read-only store beside a
+//! running one, file modes, and purges that really remove the rows and survive a restart.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use interlog_model::arn::Scope;
-use interlog_model::Interaction;
+use interlog_model::{Flag, FlagKind, Interaction};
 use interlog_store::catalog::resources::{CatalogExt, DatasetSpec, ExportJobSpec, GroupSpec, SchemaSpec, TrackerSpec};
 use interlog_store::catalog::{DeleteRules, Kind};
 use interlog_store::testing::{bare, event};
@@ -299,6 +299,38 @@ async fn a_layout_1_store_is_migrated_with_ids_arns_statuses_tags_and_events() {
         assert_eq!(all(&*again, 1).await.len(), 4);
         again.close().await;
     }
+}
+
+/// A layout-2 file (no records, no sinks, events without `flags`) keeps its events and takes flags
+/// after the migrations through layouts 3, 4 and 5.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layout_2_store_gains_flags_and_keeps_its_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await;
+    let dataset = bootstrap(&*store, &Bootstrap { scope: scope(), tracking_id: None }).await.unwrap().dataset.meta.id;
+    store.append(dataset, vec![event("old", "i")]).await.unwrap();
+    store.close().await;
+    drop(store);
+    // Back to layout 2, as a build before the flags wrote it.
+    Connection::open(dir.join("interlog.db"))
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE events DROP COLUMN flags; DROP TABLE records; DROP TABLE sink_cursors; DROP TABLE sink_leases;
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    let store = open(&dir).await;
+    let version: i64 =
+        Connection::open(dir.join("interlog.db")).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, interlog_store_sqlite::layout::LAYOUT);
+    let mut flagged = bare("new");
+    flagged.properties = Some(r#"{"numberOfRatings": "12"}"#.into());
+    flagged.flags = vec![Flag::new(FlagKind::UndeclaredProperty, "declare NUMBER_OF_RATINGS")];
+    store.append(dataset, vec![flagged.clone()]).await.unwrap();
+    assert_eq!(all(&*store, dataset).await, [event("old", "i"), flagged]);
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    store.close().await;
 }
 
 fn purge_rules() -> DeleteRules {

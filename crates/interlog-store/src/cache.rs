@@ -29,6 +29,8 @@ pub struct DatasetTarget {
     /// if the stored schema no longer parses (then nothing is checked rather than locking the
     /// dataset out).
     pub schema: Option<Arc<Schema>>,
+    /// The schema's name in the catalog, which flags and refusals name (`default-interactions`).
+    pub schema_name: String,
 }
 
 /// Which operation a tracking ID serves.
@@ -129,7 +131,7 @@ impl CatalogCache {
 }
 
 async fn build(catalog: &dyn Catalog, version: u64) -> Result<Snapshot, StoreError> {
-    let mut schemas: HashMap<String, Option<Arc<Schema>>> = HashMap::new();
+    let mut schemas: HashMap<String, (String, Option<Arc<Schema>>)> = HashMap::new();
     for s in catalog.list_all::<SchemaSpec>(None, None).await? {
         let parsed = match interlog_model::schema::parse_schema(&s.spec.body) {
             Ok(p) => Some(Arc::new(p)),
@@ -138,7 +140,7 @@ async fn build(catalog: &dyn Catalog, version: u64) -> Result<Snapshot, StoreErr
                 None
             }
         };
-        schemas.insert(s.meta.arn, parsed);
+        schemas.insert(s.meta.arn, (s.meta.name, parsed));
     }
     let mut datasets = HashMap::new();
     let mut trackers = HashMap::new();
@@ -155,7 +157,8 @@ async fn build(catalog: &dyn Catalog, version: u64) -> Result<Snapshot, StoreErr
             dataset_group_arn: d.meta.parent.clone().unwrap_or_default(),
             dataset_type,
             status: d.meta.status.clone(),
-            schema: d.meta.uses.as_ref().and_then(|s| schemas.get(s).cloned().flatten()),
+            schema: d.meta.uses.as_ref().and_then(|s| schemas.get(s)).and_then(|s| s.1.clone()),
+            schema_name: d.meta.uses.as_ref().and_then(|s| schemas.get(s)).map(|s| s.0.clone()).unwrap_or_default(),
         });
         if dataset_type == DatasetType::Interactions {
             interactions_of_group.insert(target.dataset_group_arn.clone(), target.clone());

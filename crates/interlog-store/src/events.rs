@@ -3,7 +3,7 @@
 //! them back one per ID.
 
 use async_trait::async_trait;
-use interlog_model::{ActionInteraction, Interaction, Record};
+use interlog_model::{ActionInteraction, FlagCounts, Interaction, Record};
 
 use crate::StoreError;
 
@@ -13,6 +13,19 @@ use crate::StoreError;
 pub struct AppendOutcome {
     pub stored: usize,
     pub duplicates: usize,
+    /// The stored events that carry flags, by kind (a repeat dropped at the door is not counted:
+    /// its first copy was).
+    pub flagged: FlagCounts,
+}
+
+impl AppendOutcome {
+    /// Counts one event the engine stored.
+    pub fn stored_one(&mut self, event: &Interaction) {
+        self.stored += 1;
+        if !event.flags.is_empty() {
+            self.flagged.add_record(&event.flags);
+        }
+    }
 }
 
 /// Counters of the write path since the store was opened (this process only).
@@ -101,6 +114,8 @@ pub fn log_entry(a: ActionInteraction) -> Interaction {
         recommendation_id: a.recommendation_id,
         impression: a.impression,
         event_attribution_source: None,
+        // Counted by the server, not stored: an action interaction carries no flags (yet).
+        flags: Vec::new(),
     }
 }
 

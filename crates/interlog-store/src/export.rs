@@ -8,7 +8,7 @@
 
 use std::io::{self, Write};
 
-use interlog_model::properties::{check_properties_with, PropertyRules};
+use interlog_model::properties::{check_properties, PropertyRules, UndeclaredKeys};
 use interlog_model::put_events::normalize_key;
 use interlog_model::schema::{DatasetType, Schema};
 use interlog_model::{Interaction, RecordKind};
@@ -262,7 +262,9 @@ fn rand_seed() -> u64 {
 pub enum Format {
     /// Header = the schema's field names; `|`-joined impressions; empty cells for missing values.
     Csv,
-    /// One JSON object per event with every stored member, including eventId and sessionId.
+    /// One JSON object per event with every stored member, including eventId, sessionId, the
+    /// `properties` text exactly as sent (undeclared keys too) and, when it has any, the event's
+    /// `flags` (`[{"kind", "message"}]`).
     Jsonl,
 }
 
@@ -378,7 +380,9 @@ impl<W: Write> ExportWriter<W> {
             _ => None,
         });
         let typed = match (&self.schema, &props) {
-            (Some(schema), Some(map)) => check_properties_with(schema, "properties", map, LENIENT).ok(),
+            (Some(schema), Some(map)) => {
+                check_properties(schema, "", &"properties", map, LENIENT).ok().map(|c| c.metadata)
+            }
             _ => None,
         };
         let row: Vec<String> = self
@@ -409,7 +413,8 @@ impl<W: Write> ExportWriter<W> {
 }
 
 /// Stored events already passed the schema check; reading them back must never refuse one.
-const LENIENT: PropertyRules = PropertyRules { ignore_unknown_keys: true, allow_missing_required: true };
+/// Undeclared keys were flagged when the event was accepted; a CSV has no column for them.
+const LENIENT: PropertyRules = PropertyRules { undeclared_keys: UndeclaredKeys::Ignore, allow_missing_required: true };
 
 fn number(v: f64) -> String {
     // Rust prints the shortest representation that round-trips: 4.5, 4, 0.1.
@@ -499,6 +504,11 @@ fn jsonl_object(e: &StoredEvent) -> Value {
         m.insert("metricAttribution".into(), Value::Object(ma));
     }
     m.insert("receivedAt".into(), e.received_at.into());
+    if !i.flags.is_empty() {
+        // What the server flagged when it accepted the event, for whoever reads the export to debug it.
+        let flags = i.flags.iter().map(|f| serde_json::json!({ "kind": f.kind.as_str(), "message": f.message }));
+        m.insert("flags".into(), Value::Array(flags.collect()));
+    }
     Value::Object(m)
 }
 
@@ -522,6 +532,7 @@ mod tests {
                 recommendation_id: None,
                 impression: Some(vec!["a".into(), "b".into()]),
                 event_attribution_source: None,
+                flags: vec![],
             },
         }
     }
@@ -557,5 +568,25 @@ mod tests {
         assert_eq!(v["eventId"], "e1");
         assert_eq!(v["sentAt"], 1_700_000_000.9);
         assert_eq!(v["impression"][1], "b");
+    }
+
+    /// An undeclared key stays in the JSONL `properties` and the flags show; the CSV has no column for it.
+    #[test]
+    fn undeclared_properties_are_in_jsonl_only() {
+        let mut e = event();
+        e.interaction.properties = Some(r#"{"numberOfRatings": "12"}"#.into());
+        e.interaction.flags = vec![interlog_model::Flag::new(interlog_model::FlagKind::UndeclaredProperty, "why")];
+        let mut w = ExportWriter::new(Format::Jsonl, vec![], Vec::new()).unwrap();
+        w.write(&e).unwrap();
+        let v: Value = serde_json::from_slice(&w.finish().unwrap()).unwrap();
+        assert_eq!(v["properties"], r#"{"numberOfRatings": "12"}"#);
+        assert_eq!(v["flags"], serde_json::json!([{"kind": "undeclaredProperty", "message": "why"}]));
+
+        let schema = interlog_model::schema::parse_schema(interlog_model::schema::DEFAULT_INTERACTIONS_SCHEMA).unwrap();
+        let columns: Vec<String> = schema.field_names().iter().map(|s| s.to_string()).collect();
+        let mut w = ExportWriter::new(Format::Csv, columns, Vec::new()).unwrap().with_schema(Some(schema));
+        w.write(&e).unwrap();
+        let out = String::from_utf8(w.finish().unwrap()).unwrap();
+        assert!(!out.contains("12") && !out.to_lowercase().contains("rating"), "{out}");
     }
 }

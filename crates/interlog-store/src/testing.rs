@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use interlog_model::arn::Scope;
-use interlog_model::{ActionInteraction, Interaction, Record};
+use interlog_model::{ActionInteraction, Flag, FlagKind, Interaction, Record};
 
 use crate::catalog::resources::{CatalogExt, DatasetSpec, ExportJobSpec, GroupSpec, New, SchemaSpec, TrackerSpec};
 use crate::catalog::{
@@ -40,7 +40,8 @@ macro_rules! conformance_suite {
     ($engine:expr) => {
         $crate::conformance_suite!(@cases $engine;
             append_then_read_in_order, repeats_are_dropped_at_the_door, unique_events_drop_repeats_past_the_window,
-            events_survive_a_reopen_and_the_window_is_warmed, concurrent_appends_land_once_each,
+            events_survive_a_reopen_and_the_window_is_warmed, flags_and_undeclared_properties_round_trip,
+            concurrent_appends_land_once_each,
             datasets_are_separate, read_pages_are_bounded, insert_get_list_update_delete,
             names_and_arns_are_unique, already_exists_names_the_holder, quota_holds_under_concurrent_inserts,
             quota_counts_only_given_statuses, running_quota_holds_under_concurrent_inserts,
@@ -89,6 +90,7 @@ pub fn event(id: &str, item: &str) -> Interaction {
         recommendation_id: Some("rec-1".into()),
         impression: Some(vec![item.into(), "other, \"quoted\"".into()]),
         event_attribution_source: Some("email".into()),
+        flags: vec![],
     }
 }
 
@@ -106,6 +108,7 @@ pub fn bare(id: &str) -> Interaction {
         recommendation_id: None,
         impression: None,
         event_attribution_source: None,
+        flags: vec![],
     }
 }
 
@@ -326,6 +329,36 @@ pub async fn events_survive_a_reopen_and_the_window_is_warmed(engine: &dyn Engin
     let o = store.append(dataset, vec![event("b", "retry"), event("c", "3")]).await.unwrap();
     assert_eq!((o.stored, o.duplicates), (1, 1), "a retry across a restart is dropped at the door");
     assert_eq!(default_dataset(&*store, ACCOUNT).await, dataset, "bootstrap reuses the stored resources");
+}
+
+/// What the server keeps of an event with undeclared `properties` keys (docs/api.md): the text
+/// exactly as sent and the flags saying why they never reach a model, across a reopen; counted
+/// by kind once per stored event, not for a repeat dropped at the door.
+pub async fn flags_and_undeclared_properties_round_trip(engine: &dyn Engine) {
+    let (location, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let mut flagged = bare("flagged");
+    flagged.properties = Some(r#"{ "numberOfRatings" : "12",  "ünïcode": "✓\u0000" }"#.into());
+    flagged.flags = vec![
+        Flag::new(
+            FlagKind::UndeclaredProperty,
+            "properties key 'numberOfRatings' matches no field of schema default-interactions; declare \
+             NUMBER_OF_RATINGS (camelCase numberOfRatings) to use it",
+        ),
+        Flag::new(FlagKind::UndeclaredProperty, "properties key 'ünïcode' matches \"no\" field ✓"),
+    ];
+    let sent = vec![flagged.clone(), event("plain", "i")];
+    let o = store.append(dataset, sent.clone()).await.unwrap();
+    assert_eq!((o.stored, o.flagged.get(FlagKind::UndeclaredProperty)), (2, 1), "one flagged event");
+    let o = store.append(dataset, vec![flagged.clone()]).await.unwrap();
+    assert_eq!((o.duplicates, o.flagged.get(FlagKind::UndeclaredProperty)), (1, 0), "a repeat is not counted");
+    let got: Vec<Interaction> = all(&*store, dataset).await.into_iter().map(|e| e.interaction).collect();
+    assert_eq!(got, sent, "properties verbatim, flags whole, no flags on the plain event");
+    store.close().await;
+    drop(store);
+    let store = engine.open(&location, WriterOptions::default()).await;
+    let got: Vec<Interaction> = all(&*store, dataset).await.into_iter().map(|e| e.interaction).collect();
+    assert_eq!(got, sent, "and the same after a reopen");
 }
 
 pub async fn concurrent_appends_land_once_each(engine: &dyn Engine) {

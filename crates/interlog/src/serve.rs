@@ -34,8 +34,13 @@ pub(crate) struct ServeArgs {
     /// Accept requests without verifying signatures (local development only). Also INTERLOG_AUTH=off.
     #[arg(long)]
     no_auth: bool,
-    /// Accept event properties whose keys match no field of the dataset's schema (they are
-    /// stored as sent but not exported) instead of refusing the request.
+    /// Refuse events whose properties have keys the dataset's schema does not declare
+    /// (InvalidInputException, nothing of the request stored). By default such events are
+    /// stored with their properties as sent and flagged (docs/api.md), as AWS accepts them.
+    #[arg(long, env = "INTERLOG_STRICT_PROPERTIES")]
+    strict_properties: bool,
+    /// Keep and flag events whose properties have undeclared keys: the default, accepted so
+    /// older scripts keep working.
     #[arg(long, env = "INTERLOG_ALLOW_UNKNOWN_PROPERTIES")]
     allow_unknown_properties: bool,
     /// A TOML file of more access keys, each bound to a 12-digit account ID (see docs/auth.md).
@@ -92,6 +97,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             "--default-tracking-id must be 1 to 256 characters without spaces"
         );
     }
+    anyhow::ensure!(
+        !(args.strict_properties && args.allow_unknown_properties),
+        "--strict-properties (INTERLOG_STRICT_PROPERTIES) refuses properties keys the schema does not declare, \
+         --allow-unknown-properties (INTERLOG_ALLOW_UNKNOWN_PROPERTIES) keeps them: give only one of the two"
+    );
     let auth_off = match std::env::var("INTERLOG_AUTH").as_deref() {
         Ok("off" | "false" | "0") => true,
         Ok("on" | "true" | "1" | "") | Err(_) => false,
@@ -106,7 +116,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.region_pinned = true;
     }
     config.auth.enabled = !(args.no_auth || auth_off);
-    config.allow_unknown_properties = args.allow_unknown_properties;
+    // --allow-unknown-properties is the default behaviour: nothing to set.
+    config.strict_properties = args.strict_properties;
     config.auth.credentials_file = args.credentials_file;
     config.auth.root_access_key_id = args.root_access_key_id;
     config.auth.root_secret_access_key = std::env::var("INTERLOG_SECRET_ACCESS_KEY").ok();

@@ -69,8 +69,8 @@ async fn put(client: &Client, server: &Server, id: &str) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn sdk_put_events_round_trips_every_field() {
     let dir = tempfile::tempdir().unwrap();
-    // The default schema declares no metadata fields; this test round-trips free-form properties.
-    let server = Server::start(dir.path(), &["--allow-unknown-properties"]);
+    // The default schema declares no metadata field: the properties are kept as sent and flagged.
+    let server = Server::start(dir.path(), &[]);
     let full = Event::builder()
         .event_id("e-full")
         .event_type("rate")
@@ -104,6 +104,8 @@ async fn sdk_put_events_round_trips_every_field() {
     assert_eq!(e["eventValue"], 4.5);
     assert_eq!(e["itemId"], "item-1");
     assert_eq!(e["properties"], r#"{"numberOfRatings": "12"}"#);
+    assert_eq!(e["flags"][0]["kind"], "undeclaredProperty");
+    assert!(rows[1].get("flags").is_none(), "an event without properties has no flags");
     assert_eq!(e["sentAt"], 1_700_000_000.25);
     assert_eq!(e["recommendationId"], "RID-1");
     assert_eq!(e["impression"], serde_json::json!(["item-1", "item-2"]));

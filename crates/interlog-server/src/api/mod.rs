@@ -4,6 +4,7 @@
 mod control;
 pub mod error;
 pub mod export;
+mod properties;
 mod put_action_interactions;
 mod put_events;
 mod put_records;
@@ -34,8 +35,11 @@ pub struct AppState {
     pub service: Service,
     pub auth: Authenticator,
     pub max_body_bytes: usize,
-    /// Accept `properties` keys that match no schema field (they are kept, not exported).
-    pub allow_unknown_properties: bool,
+    /// `--strict-properties`: refuse `properties` keys that match no schema field instead of
+    /// keeping the event and flagging it.
+    pub strict_properties: bool,
+    /// Flagged events by kind, and the rate-limited warning about them.
+    pub flagged: Arc<crate::flags::Flagged>,
     /// An admitted body must arrive whole within this long (`INTERLOG_BODY_TIMEOUT_SECS`).
     pub body_timeout: std::time::Duration,
     /// `GET /_interlog/export`: its limits and the exports running per account.
@@ -80,12 +84,16 @@ async fn stats(State(state): State<AppState>, request: Request) -> Response {
         return refused;
     }
     let s = state.store.stats();
+    let flagged: serde_json::Map<String, serde_json::Value> =
+        state.flagged.counts().map(|(kind, n)| (kind.as_str().to_owned(), n.into())).collect();
     let body = serde_json::json!({
         "commits": s.commits,
         "failedCommits": s.failed_commits,
         "eventsStored": s.events_stored,
         "duplicatesDropped": s.duplicates_dropped,
         "throttled": s.throttled,
+        // Stored events that carry flags, by kind (docs/api.md).
+        "flagged": flagged,
     });
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }

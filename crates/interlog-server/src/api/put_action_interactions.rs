@@ -4,12 +4,12 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use interlog_model::parse_put_action_interactions;
 use interlog_model::schema::DatasetType;
+use interlog_model::{parse_put_action_interactions, FlagCounts};
 use interlog_store::TrackerKind;
 
 use super::error::{ApiError, AwsError, Plane};
-use super::put_events::check_properties;
+use super::properties::check_records;
 use super::put_records::{gone, usable_dataset};
 use super::{AppState, AwsRequest};
 
@@ -18,7 +18,7 @@ pub(super) async fn put_action_interactions(state: AppState, request: AwsRequest
 }
 
 async fn handle(state: AppState, request: AwsRequest) -> Result<Response, ApiError> {
-    let put = parse_put_action_interactions(&request.body)?;
+    let mut put = parse_put_action_interactions(&request.body)?;
     let account = request.caller.account.as_str();
     // Another account's tracker is indistinguishable from an unknown one.
     let tracker = state.cache.tracker(&put.tracking_id).filter(|t| t.account == account).ok_or_else(|| {
@@ -37,19 +37,26 @@ async fn handle(state: AppState, request: AwsRequest) -> Result<Response, ApiErr
     }
     let dataset_arn = tracker.dataset.as_ref().map(|d| d.arn.clone()).unwrap_or_default();
     let dataset = usable_dataset(&state, account, &dataset_arn, DatasetType::ActionInteractions)?;
-    if let Some(schema) = &dataset.schema {
-        check_properties(
-            schema,
-            "actionInteractions",
-            put.interactions.iter().map(|a| a.properties.as_deref()),
-            state.allow_unknown_properties,
-        )?;
-    }
+    // Undeclared keys are kept and flagged as PutEvents' are; the flags are counted and warned
+    // about, not stored with the action interaction (its log row has no place for them yet).
+    let (mut flagged, mut example) = (FlagCounts::default(), None);
+    check_records(
+        &dataset,
+        "actionInteractions",
+        &mut put.interactions,
+        state.strict_properties,
+        |a| a.properties.as_deref(),
+        |_, flags| {
+            flagged.add_record(&flags);
+            example = example.take().or_else(|| flags.into_iter().next());
+        },
+    )?;
     let outcome = state
         .store
         .append_action_interactions(dataset.id, put.interactions)
         .await
         .map_err(|e| gone(e, &dataset_arn))?;
+    state.flagged.record(&flagged, example.as_ref());
     tracing::debug!(stored = outcome.stored, duplicates = outcome.duplicates, "PutActionInteractions");
     Ok(StatusCode::OK.into_response())
 }

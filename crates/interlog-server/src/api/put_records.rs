@@ -2,18 +2,20 @@
 //! dataset ARN, check properties against its schema, write the records durably, answer 200 empty.
 //!
 //! One handler serves the three operations, told apart by [`RecordKind`]; the parser, the schema
-//! check ([`super::put_events::check_properties`]) and the group-commit writer are PutEvents'.
+//! check ([`super::properties::check_records`]: undeclared keys kept and flagged, or refused with
+//! `--strict-properties`) and the group-commit writer are PutEvents'. A record's flags are counted
+//! in `/_interlog/stats` and warned about; unlike an event's, they are not stored with it.
 
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use interlog_model::schema::DatasetType;
-use interlog_model::{parse_put_records, RecordKind};
+use interlog_model::{parse_put_records, FlagCounts, RecordKind};
 use interlog_store::{DatasetTarget, StoreError};
 
 use super::error::{ApiError, AwsError, Plane};
-use super::put_events::check_properties;
+use super::properties::check_records;
 use super::{AppState, AwsRequest};
 
 pub(super) async fn put_records(state: AppState, request: AwsRequest, kind: RecordKind) -> Result<Response, AwsError> {
@@ -21,17 +23,22 @@ pub(super) async fn put_records(state: AppState, request: AwsRequest, kind: Reco
 }
 
 async fn handle(state: AppState, request: AwsRequest, kind: RecordKind) -> Result<Response, ApiError> {
-    let put = parse_put_records(kind, &request.body)?;
+    let mut put = parse_put_records(kind, &request.body)?;
     let dataset = usable_dataset(&state, &request.caller.account, &put.dataset_arn, kind.dataset_type())?;
-    if let Some(schema) = &dataset.schema {
-        check_properties(
-            schema,
-            kind.list_member(),
-            put.records.iter().map(|r| r.properties.as_deref()),
-            state.allow_unknown_properties,
-        )?;
-    }
+    let (mut flagged, mut example) = (FlagCounts::default(), None);
+    check_records(
+        &dataset,
+        kind.list_member(),
+        &mut put.records,
+        state.strict_properties,
+        |r| r.properties.as_deref(),
+        |_, flags| {
+            flagged.add_record(&flags);
+            example = example.take().or_else(|| flags.into_iter().next());
+        },
+    )?;
     let outcome = state.store.put_records(dataset.id, put.records).await.map_err(|e| gone(e, &put.dataset_arn))?;
+    state.flagged.record(&flagged, example.as_ref());
     tracing::debug!(stored = outcome.stored, operation = kind.operation(), "records written");
     Ok(StatusCode::OK.into_response())
 }

@@ -244,6 +244,7 @@ pub fn message(source: &Source, e: &StoredEvent) -> Vec<u8> {
     opt("recommendationId", i.recommendation_id.as_ref().map(|v| json!(v)));
     opt("impression", i.impression.as_ref().map(|v| json!(v)));
     opt("metricAttribution", i.event_attribution_source.as_ref().map(|v| json!({ "eventAttributionSource": v })));
+    opt("flags", (!i.flags.is_empty()).then(|| json!(i.flags)));
     serde_json::to_vec(&Value::Object(m)).unwrap_or_default()
 }
 
@@ -291,9 +292,11 @@ mod tests {
                 recommendation_id: Some("r".into()),
                 impression: Some(vec!["a".into(), "b".into()]),
                 event_attribution_source: Some("email".into()),
+                flags: vec![interlog_model::Flag::new(interlog_model::FlagKind::UndeclaredProperty, "declare it")],
             },
         };
         let v: Value = serde_json::from_slice(&message(&source(), &e)).unwrap();
+        assert_eq!(v["flags"], json!([{"kind": "undeclaredProperty", "message": "declare it"}]));
         assert_eq!(v["version"], 1);
         assert_eq!(v["datasetArn"], source().arn);
         assert_eq!(v["datasetGroupArn"], source().group_arn);
