@@ -227,7 +227,8 @@ class Server:
         self.endpoint: str | None = None
         self.tracking_id: str | None = None
         self.dataset_group_arn: str | None = None
-        self.bootstrap: str | None = None  # "created" or "reusing"
+        self.bootstrap: str | None = None  # "created", "reusing" or "none" (--no-default-resources)
+        self.banner_done = False  # the tracking ID line (the banner's last parsed line) was seen
         self.stdout_lines: list[str] = []
         self.log_path: Path | None = None
         self.starts = 0
@@ -245,6 +246,7 @@ class Server:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.log_dir / f"interlog-{Server._counter}.log"
         self.endpoint = self.tracking_id = self.dataset_group_arn = self.bootstrap = None
+        self.banner_done = False
         self.stdout_lines = []
         export_dir = () if "--export-dir" in self.args or EXPORT_ROOT is None else ("--export-dir", str(EXPORT_ROOT))
         cmd = [str(INTERLOG_BIN), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir), *export_dir,
@@ -259,7 +261,7 @@ class Server:
         self._reader.start()
 
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while self.tracking_id is None:
+        while not self.banner_done:
             try:
                 line = lines.get(timeout=max(0.05, deadline - time.monotonic()))
             except queue.Empty:
@@ -298,8 +300,11 @@ class Server:
             self.endpoint = m.group(1)
         elif m := re.match(r"dataset group:\s+(\S+) \((created|reusing)\)", line):
             self.dataset_group_arn, self.bootstrap = m.group(1), m.group(2)
+        elif re.match(r"dataset group:\s+- \(none", line):  # --no-default-resources
+            self.dataset_group_arn, self.bootstrap = None, "none"
         elif m := re.match(r"tracking ID:\s+(\S+)\s*$", line):
-            self.tracking_id = m.group(1)
+            self.tracking_id = None if m.group(1) == "-" else m.group(1)
+            self.banner_done = True
 
     def _fail_start(self, why: str):
         rc = None

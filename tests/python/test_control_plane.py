@@ -691,12 +691,23 @@ def test_invalid_input(operation, arguments, code, fragments, p, world):
     assert before == after, "a refused request changed nothing"
 
 
-def test_unsupported_operations_are_404_unknown_operation(module_server, p):
+def test_unsupported_operations_are_400_unknown_operation(module_server, p):
+    """AWS's JSON 1.1 front ends answer an X-Amz-Target they do not serve with 400 UnknownOperationException."""
     for call, name in [(p.list_solutions, "ListSolutions"), (p.list_recipes, "ListRecipes")]:
-        expect_error("UnknownOperationException", call, name, status=404)
-    r = raw_control(module_server.endpoint, "CreateCampaign", {"name": "c"})
-    assert r.status == 404 and r.json()["__type"].endswith("UnknownOperationException"), r
-    assert "CreateCampaign" in r.json()["message"]
+        expect_error("UnknownOperationException", call, name, status=400)
+    for target in ["AmazonPersonalize.CreateCampaign", "AmazonPersonalize.", "AmazonPersonalizeEvents.PutEvents",
+                   "PutEvents", "amazonpersonalize.ListSchemas"]:
+        r = signed_request("POST", module_server.endpoint + "/", json.dumps({"name": "c"}).encode(),
+                           headers={"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"})
+        assert r.status == 400, (target, r)
+        assert r.headers["x-amzn-errortype"] == "UnknownOperationException", (target, r)
+        assert r.headers["content-type"] == "application/x-amz-json-1.1", (target, r)
+        assert r.json()["__type"] == "UnknownOperationException", (target, r)
+        assert target in r.json()["message"] or target.split(".", 1)[-1] in r.json()["message"], (target, r)
+        assert set(r.json()) == {"__type", "message"}, r
+    # A rest-json path that names no operation stays a 404.
+    r = signed_request("POST", module_server.endpoint + "/no-such-operation", b"{}")
+    assert (r.status, r.json()["__type"]) == (404, "UnknownOperationException"), r
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 
 mod body;
 mod load;
+mod postgres;
 mod procfs;
 mod report;
 mod server;
@@ -30,6 +31,10 @@ enum Command {
     /// at half the maximum rate, each alternated with the no-op baseline; client comparison;
     /// export throughput; goals. Writes the table to stdout and every figure to --json.
     Suite(suite::SuiteArgs),
+    /// The PostgreSQL scenarios: one node and two nodes on one database, each beside the same
+    /// rows appended by the store alone (same concurrency, hence the same commit sizes), and an
+    /// open loop at half the one-node rate. Goals of issue 12.
+    Postgres(postgres::PostgresArgs),
     /// One load scenario with every knob, alternated with the no-op baseline.
     Load(suite::LoadArgs),
     /// Checks that a report has every field (exit 1 if not); what CI runs after --smoke.
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Suite(args) => suite::run_suite(args),
         Command::Load(args) => suite::run_load(args),
+        Command::Postgres(args) => postgres::run_postgres(args),
         Command::Check { file } => check(&file),
         Command::SignCost(args) => sign_cost(&args),
         Command::NoopServer { listen } => server::run_noop_server(listen),

@@ -29,6 +29,18 @@ pub fn cpu_seconds(pid: u32, ticks: f64) -> Option<f64> {
     Some((utime + stime) / ticks)
 }
 
+/// utime + stime of every process whose command name is `comm` (e.g. `postgres`: the server's
+/// backends, WAL writer and checkpointer), in seconds. A process that exits between two calls
+/// takes its time with it, so use this over windows where the processes stay.
+pub fn cpu_seconds_of_command(comm: &str, ticks: f64) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return f64::NAN };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm))
+        .filter_map(|pid| cpu_seconds(pid, ticks))
+        .sum()
+}
+
 /// A `kB` line of /proc/PID/status (`VmHWM`, `VmRSS`), in MiB.
 pub fn status_mib(pid: u32, key: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -32,12 +32,22 @@ pub struct Server {
 impl Server {
     /// `interlog serve` on a free port with its data in `data_dir`.
     pub fn interlog(bin: &Path, data_dir: &Path, log: &Path) -> anyhow::Result<Server> {
+        Server::interlog_on(bin, data_dir, log, None)
+    }
+
+    /// As [`Server::interlog`]; with a database URL the node keeps everything in PostgreSQL
+    /// (several nodes may be given the same URL).
+    pub fn interlog_on(bin: &Path, data_dir: &Path, log: &Path, database_url: Option<&str>) -> anyhow::Result<Server> {
         let creds = bench_credentials();
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .args(["--default-tracking-id", TRACKING_ID])
+            .env_remove("INTERLOG_DATABASE_URL");
+        if let Some(url) = database_url {
+            cmd.args(["--database-url", url]);
+        }
+        cmd.args(["--default-tracking-id", TRACKING_ID])
             .env("INTERLOG_ACCESS_KEY_ID", &creds.access_key_id)
             .env("INTERLOG_SECRET_ACCESS_KEY", &creds.secret_access_key)
             .env("INTERLOG_LOG", std::env::var("INTERLOG_LOG").unwrap_or_else(|_| "warn".into()))

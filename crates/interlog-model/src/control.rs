@@ -28,6 +28,9 @@ pub const MAX_TAG_KEY_CHARS: usize = 128;
 pub const MAX_TAG_VALUE_CHARS: usize = 256;
 pub const MAX_NEXT_TOKEN_CHARS: usize = 1500;
 pub const MAX_RESULTS: i64 = 100;
+/// Tag keys and values AWS keeps for itself ("Your tag keys and tag values can't start with `aws:`"); compared
+/// without regard to case, as AWS's tagging rules do.
+pub const RESERVED_TAG_PREFIX: &str = "aws:";
 
 /// One entry of a `tags` list; both members are required by the model, so both are optional here and reported.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -135,7 +138,8 @@ pub fn data_path(path: &str, value: &str) -> Result<PathScheme, Vec<Violation>> 
 }
 
 /// `tags`: 0..200 entries; each `tagKey` 1..128 and `tagValue` 0..256 characters of letters, separators, numbers
-/// and `_.:/=+-@`. Tags are sensitive in the model, so values are not echoed.
+/// and `_.:/=+-@`, neither beginning with `aws:` ([`reserved_tag`]). Tags are sensitive in the model, so values are
+/// not echoed.
 pub fn tags(path: &str, list: &[Tag]) -> Vec<Violation> {
     let mut out = Vec::new();
     if list.len() > MAX_TAGS {
@@ -154,11 +158,25 @@ pub fn tags(path: &str, list: &[Tag]) -> Vec<Violation> {
                     if !v.chars().all(is_tag_char) {
                         out.push(pattern(&p, None, TAG_PATTERN));
                     }
+                    out.extend(reserved_tag(&p, v));
                 }
             }
         }
     }
     out
+}
+
+/// A tag key or value beginning with `aws:` (any case): AWS applies such tags itself and no caller may set or
+/// remove them, so TagResource, every Create* with `tags` and UntagResource refuse them.
+pub fn reserved_tag(path: &str, value: &str) -> Option<Violation> {
+    let reserved = value.get(..RESERVED_TAG_PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_TAG_PREFIX));
+    reserved.then(|| {
+        Violation::new(
+            path,
+            None,
+            format!("Member must not begin with '{RESERVED_TAG_PREFIX}', a prefix reserved for AWS use"),
+        )
+    })
 }
 
 /// `maxResults`: 1..100.
@@ -435,6 +453,7 @@ mod tests {
     fn tags_are_checked_entry_by_entry_without_echoing() {
         let tag = |k: Option<&str>, v: Option<&str>| Tag { tag_key: k.map(Into::into), tag_value: v.map(Into::into) };
         let pattern = r"Member must satisfy regular expression pattern: ^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$";
+        const RESERVED: &str = "Member must not begin with 'aws:', a prefix reserved for AWS use";
         let cases: Vec<(Vec<Tag>, Vec<PathRule>)> = vec![
             (vec![], vec![]),
             (vec![tag(Some("team"), Some("recs"))], vec![]),
@@ -455,6 +474,12 @@ mod tests {
                 ],
             ),
             (vec![tag(Some("k"), Some("v")); 201], vec![("tags", "Member must have length less than or equal to 200")]),
+            (vec![tag(Some("aws:cloudformation:stack-name"), Some("v"))], vec![("tags.1.member.tagKey", RESERVED)]),
+            (
+                vec![tag(Some("AWS:x"), Some("v")), tag(Some("k"), Some("Aws:y"))],
+                vec![("tags.1.member.tagKey", RESERVED), ("tags.2.member.tagValue", RESERVED)],
+            ),
+            (vec![tag(Some("aws"), Some("aws-cli")), tag(Some("my:aws:key"), Some(" aws:v"))], vec![]),
         ];
         for (list, want) in cases {
             let got = tags("tags", &list);

@@ -23,13 +23,29 @@ fn required(value: Option<String>, path: &str, v: &mut Vec<Violation>) -> String
     })
 }
 
-fn arn_member(value: Option<String>, path: &str, v: &mut Vec<Violation>) -> String {
-    let present = value.is_some();
-    let arn = required(value, path, v);
-    if present {
-        v.extend(check::arn(path, &arn));
+/// A required member whose constraints `check` reports only when it is present: a missing member is one
+/// violation (null), not also the length and pattern violations of an empty string, as Coral reports it.
+fn required_checked(
+    value: Option<String>,
+    path: &str,
+    check: impl FnOnce(&str, &str) -> Vec<Violation>,
+    v: &mut Vec<Violation>,
+) -> String {
+    match value {
+        Some(value) => {
+            v.extend(check(path, &value));
+            value
+        }
+        None => required(None, path, v),
     }
-    arn
+}
+
+fn arn_member(value: Option<String>, path: &str, v: &mut Vec<Violation>) -> String {
+    required_checked(value, path, check::arn, v)
+}
+
+fn name_member(value: Option<String>, path: &str, v: &mut Vec<Violation>) -> String {
+    required_checked(value, path, check::resource_name, v)
 }
 
 /// Tags as `(key, value)` pairs, checked.
@@ -134,8 +150,7 @@ pub struct CreateSchema {
 impl CreateSchemaRequest {
     pub fn validate(self) -> Result<CreateSchema, ValidationError> {
         let mut v = Vec::new();
-        let name = required(self.name, "name", &mut v);
-        v.extend(check::resource_name("name", &name));
+        let name = name_member(self.name, "name", &mut v);
         let schema = required(self.schema, "schema", &mut v);
         let domain = self.domain.and_then(|d| check::domain("domain", &d).map_err(|e| v.extend(e)).ok());
         done(v)?;
@@ -166,8 +181,7 @@ pub struct CreateDatasetGroup {
 impl CreateDatasetGroupRequest {
     pub fn validate(self) -> Result<CreateDatasetGroup, ValidationError> {
         let mut v = Vec::new();
-        let name = required(self.name, "name", &mut v);
-        v.extend(check::resource_name("name", &name));
+        let name = name_member(self.name, "name", &mut v);
         if let Some(r) = &self.role_arn {
             v.extend(check::role_arn("roleArn", r));
         }
@@ -176,6 +190,18 @@ impl CreateDatasetGroupRequest {
         }
         let domain = self.domain.and_then(|d| check::domain("domain", &d).map_err(|e| v.extend(e)).ok());
         done(v)?;
+        // "Supplying an IAM role is only valid when also specifying a KMS key", and a key is used through the role.
+        let missing = match (&self.role_arn, &self.kms_key_arn) {
+            (Some(_), None) => Some("kmsKeyArn"),
+            (None, Some(_)) => Some("roleArn"),
+            _ => None,
+        };
+        if let Some(missing) = missing {
+            return Err(ValidationError::Body(format!(
+                "roleArn and kmsKeyArn must be given together (a dataset group is encrypted with the KMS key \
+                 kmsKeyArn through the IAM role roleArn), or neither: {missing} is missing"
+            )));
+        }
         let mut v = Vec::new();
         let tags = tag_pairs(self.tags, "tags", &mut v);
         done(v)?;
@@ -205,8 +231,7 @@ pub struct CreateDataset {
 impl CreateDatasetRequest {
     pub fn validate(self) -> Result<CreateDataset, ValidationError> {
         let mut v = Vec::new();
-        let name = required(self.name, "name", &mut v);
-        v.extend(check::resource_name("name", &name));
+        let name = name_member(self.name, "name", &mut v);
         let schema_arn = arn_member(self.schema_arn, "schemaArn", &mut v);
         let dataset_group_arn = arn_member(self.dataset_group_arn, "datasetGroupArn", &mut v);
         let dataset_type = match self.dataset_type {
@@ -243,8 +268,7 @@ pub struct CreateEventTracker {
 impl CreateEventTrackerRequest {
     pub fn validate(self) -> Result<CreateEventTracker, ValidationError> {
         let mut v = Vec::new();
-        let name = required(self.name, "name", &mut v);
-        v.extend(check::resource_name("name", &name));
+        let name = name_member(self.name, "name", &mut v);
         let dataset_group_arn = arn_member(self.dataset_group_arn, "datasetGroupArn", &mut v);
         done(v)?;
         let mut v = Vec::new();
@@ -294,11 +318,9 @@ pub struct CreateDatasetExportJob {
 impl CreateDatasetExportJobRequest {
     pub fn validate(self) -> Result<CreateDatasetExportJob, ValidationError> {
         let mut v = Vec::new();
-        let job_name = required(self.job_name, "jobName", &mut v);
-        v.extend(check::resource_name("jobName", &job_name));
+        let job_name = name_member(self.job_name, "jobName", &mut v);
         let dataset_arn = arn_member(self.dataset_arn, "datasetArn", &mut v);
-        let role_arn = required(self.role_arn, "roleArn", &mut v);
-        v.extend(check::role_arn("roleArn", &role_arn));
+        let role_arn = required_checked(self.role_arn, "roleArn", check::role_arn, &mut v);
         let ingestion_mode = match self.ingestion_mode.as_deref().map(|m| check::ingestion_mode("ingestionMode", m)) {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
@@ -391,16 +413,112 @@ impl TagsRequest {
             ));
         }
         for (i, k) in keys.iter().enumerate() {
+            let path = format!("tagKeys.{}.member", i + 1);
             let n = k.chars().count();
             if !(1..=check::MAX_TAG_KEY_CHARS).contains(&n) {
                 v.push(Violation::new(
-                    format!("tagKeys.{}.member", i + 1),
+                    path.clone(),
                     None,
                     format!("Member must have length between 1 and {}", check::MAX_TAG_KEY_CHARS),
                 ));
             }
+            // AWS's own tags cannot be removed either.
+            v.extend(check::reserved_tag(&path, k));
         }
         done(v)?;
         Ok((arn, keys))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse<T: serde::de::DeserializeOwned>(json: &str) -> T {
+        serde_json::from_str(json).expect("a request body")
+    }
+
+    fn violations(e: ValidationError) -> Vec<(String, String)> {
+        match e {
+            ValidationError::Violations(list) => list.into_iter().map(|v| (v.path, v.rule)).collect(),
+            ValidationError::Body(m) => panic!("expected violations, got {m}"),
+        }
+    }
+
+    const NULL: &str = "Member must not be null";
+
+    #[test]
+    fn a_missing_required_member_is_one_violation_not_also_its_pattern() {
+        let job = r#"{"jobName": "j", "datasetArn": "arn:aws:personalize:us-east-1:000000000000:dataset/g/INTERACTIONS",
+                      "jobOutput": {"s3DataDestination": {"path": "file:///x/"}}}"#;
+        let e = parse::<CreateDatasetExportJobRequest>(job).validate().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "1 validation error detected: Value null at 'roleArn' failed to satisfy constraint: \
+                                   Member must not be null"
+        );
+        let e = parse::<CreateDatasetExportJobRequest>("{}").validate().unwrap_err();
+        let paths: Vec<_> = violations(e).into_iter().map(|(p, r)| (p, r == NULL)).collect();
+        assert_eq!(
+            paths,
+            [("jobName", true), ("datasetArn", true), ("roleArn", true), ("jobOutput", true)]
+                .map(|(p, n)| (p.to_owned(), n))
+        );
+        let e = parse::<CreateSchemaRequest>(r#"{"schema": "{}"}"#).validate().unwrap_err();
+        assert_eq!(violations(e), [("name".to_owned(), NULL.to_owned())]);
+        let e = parse::<CreateDatasetGroupRequest>("{}").validate().unwrap_err();
+        assert_eq!(violations(e), [("name".to_owned(), NULL.to_owned())]);
+        let e = parse::<CreateEventTrackerRequest>("{}").validate().unwrap_err();
+        assert_eq!(violations(e).len(), 2, "name and datasetGroupArn, once each");
+        // Present but wrong is still checked.
+        let bad_role = job.replace(r#""jobName": "j""#, r#""jobName": "j", "roleArn": "arn:aws:iam::1:role/x""#);
+        let e = parse::<CreateDatasetExportJobRequest>(&bad_role).validate().unwrap_err();
+        assert_eq!(violations(e).len(), 1);
+        assert!(parse::<CreateDatasetExportJobRequest>(&bad_role.replace("::1:", "::123456789012:"))
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn a_kms_key_and_its_role_come_together() {
+        const ROLE: &str = r#""roleArn": "arn:aws:iam::123456789012:role/kms""#;
+        const KMS: &str = r#""kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/k1""#;
+        for (members, missing) in [(ROLE, "kmsKeyArn"), (KMS, "roleArn")] {
+            let e =
+                parse::<CreateDatasetGroupRequest>(&format!(r#"{{"name": "g", {members}}}"#)).validate().unwrap_err();
+            let message = e.to_string();
+            assert!(matches!(e, ValidationError::Body(_)), "{message}");
+            assert!(message.contains("roleArn and kmsKeyArn"), "{message}");
+            assert!(message.ends_with(&format!("{missing} is missing")), "{message}");
+        }
+        let both =
+            parse::<CreateDatasetGroupRequest>(&format!(r#"{{"name": "g", {ROLE}, {KMS}}}"#)).validate().unwrap();
+        assert_eq!(both.role_arn.as_deref(), Some("arn:aws:iam::123456789012:role/kms"));
+        assert_eq!(both.kms_key_arn.as_deref(), Some("arn:aws:kms:us-east-1:123456789012:key/k1"));
+        assert!(parse::<CreateDatasetGroupRequest>(r#"{"name": "g"}"#).validate().is_ok());
+        // A malformed member is reported as such first.
+        let e = parse::<CreateDatasetGroupRequest>(r#"{"name": "g", "roleArn": "x"}"#).validate().unwrap_err();
+        assert_eq!(violations(e)[0].0, "roleArn");
+    }
+
+    #[test]
+    fn aws_tags_are_refused_everywhere_tags_are_taken() {
+        const ARN: &str = "arn:aws:personalize:us-east-1:000000000000:dataset-group/g";
+        let reserved = |e: ValidationError| {
+            let message = e.to_string();
+            assert!(message.contains("must not begin with 'aws:'"), "{message}");
+            violations(e).into_iter().map(|(p, _)| p).collect::<Vec<_>>()
+        };
+        let tag = parse::<TagsRequest>(&format!(
+            r#"{{"resourceArn": "{ARN}", "tags": [{{"tagKey": "ok", "tagValue": "aws:x"}}]}}"#
+        ));
+        assert_eq!(reserved(tag.tag().unwrap_err()), ["tags.1.member.tagValue"]);
+        let untag = parse::<TagsRequest>(&format!(r#"{{"resourceArn": "{ARN}", "tagKeys": ["mine", "AWS:theirs"]}}"#));
+        assert_eq!(reserved(untag.untag().unwrap_err()), ["tagKeys.2.member"]);
+        let group =
+            parse::<CreateDatasetGroupRequest>(r#"{"name": "g", "tags": [{"tagKey": "aws:k", "tagValue": "v"}]}"#);
+        assert_eq!(reserved(group.validate().unwrap_err()), ["tags.1.member.tagKey"]);
+        let untag = parse::<TagsRequest>(&format!(r#"{{"resourceArn": "{ARN}", "tagKeys": ["awsome", "aws"]}}"#));
+        assert_eq!(untag.untag().unwrap().1, ["awsome", "aws"]);
     }
 }

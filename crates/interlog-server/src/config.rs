@@ -12,6 +12,9 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Tracking ID for the default tracker created on first start; random when `None`.
     pub default_tracking_id: Option<String>,
+    /// Create the default dataset group, schema, dataset and tracker on first start (false with
+    /// `--no-default-resources`: a fresh server's account is empty).
+    pub default_resources: bool,
     /// Region used in ARNs of resources created without a signed request (the bootstrap).
     pub region: String,
     /// When true (`--region` given), every ARN uses `region`; otherwise a request's ARNs use the
@@ -56,6 +59,7 @@ impl Config {
             data_dir,
             database_url: None,
             default_tracking_id: None,
+            default_resources: true,
             region: "us-east-1".into(),
             region_pinned: false,
             account: interlog_auth::DEFAULT_ACCOUNT_ID.into(),

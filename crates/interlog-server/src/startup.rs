@@ -221,8 +221,9 @@ pub struct Application {
     tls: Option<Arc<Tls>>,
     /// The address actually bound (port 0 resolves to a free port).
     pub addr: SocketAddr,
-    /// The default dataset group and tracker, and whether this start created them.
-    pub bootstrap: Bootstrapped,
+    /// The default dataset group and tracker, and whether this start created them; `None` with
+    /// `--no-default-resources` when no earlier start made them.
+    pub bootstrap: Option<Bootstrapped>,
     /// The root key and where it came from; `None` with `--no-auth`.
     pub root_key: Option<RootKey>,
     /// How many keys `--credentials-file` added.
@@ -259,10 +260,12 @@ impl Application {
             config.account = root.credential.account_id().to_owned();
         }
         let scope = Scope { region: config.region.clone(), account: config.account.clone() };
-        let bootstrap =
-            interlog_store::bootstrap(&*store, &Bootstrap { scope, tracking_id: config.default_tracking_id.clone() })
-                .await
-                .map_err(StartError::Bootstrap)?;
+        let bootstrap = if config.default_resources {
+            let spec = Bootstrap { scope, tracking_id: config.default_tracking_id.clone() };
+            Some(interlog_store::bootstrap(&*store, &spec).await.map_err(StartError::Bootstrap)?)
+        } else {
+            interlog_store::existing_defaults(&*store, &scope.account).await.map_err(StartError::Bootstrap)?
+        };
         let cache = CatalogCache::load(&*store).await.map_err(StartError::Bootstrap)?;
         cache.follow(store.clone());
         let node = crate::service::jobs::node_name(&config.data_dir);

@@ -8,7 +8,7 @@
 //! - a quota takes a transaction-scoped advisory lock per (schema, account, kind) before it
 //!   counts, so two inserts on different nodes cannot both see room for one more;
 //! - uniqueness is the unique indexes' (ARN; account + kind + unique key); a violation is
-//!   `AlreadyExists` with the caller's message;
+//!   `AlreadyExists` with the caller's message, naming the resource that holds the ARN or key;
 //! - `expect_status` is a conditional `UPDATE`: PostgreSQL re-checks the condition on the row
 //!   a concurrent claimer just changed, so exactly one claim wins;
 //! - each write ends by bumping the one `catalog_version` row (whose lock orders versions by
@@ -16,8 +16,8 @@
 
 use async_trait::async_trait;
 use interlog_store::catalog::{
-    in_use, missing, no_resource, not_active, too_many_tags, Catalog, DeleteRules, InsertRules, KeyRecord, Kind,
-    ListQuery, Meta, NewRow, Page, Row, RowUpdate,
+    already_exists, in_use, missing, no_resource, not_active, too_many_tags, Catalog, DeleteRules, InsertRules,
+    KeyRecord, Kind, ListQuery, Meta, NewRow, Page, Row, RowUpdate,
 };
 use interlog_store::StoreError;
 use tokio_postgres::error::SqlState;
@@ -26,6 +26,12 @@ use crate::error::Fail;
 use crate::{PostgresStore, CHANNEL};
 
 const COLS: &str = "id, kind, account, arn, name, parent, uses, status, created, updated, doc";
+
+/// The ARN of the resource that holds a new row's ARN or unique key ($1 ARN, $2 key, $3 account,
+/// $4 kind), the ARN's own holder first.
+const HOLDER: &str = "SELECT arn FROM resources WHERE arn = $1 \
+                      OR ($2::text IS NOT NULL AND account = $3 AND kind = $4 AND unique_key = $2) \
+                      ORDER BY arn = $1 DESC LIMIT 1";
 
 fn meta(r: &tokio_postgres::Row) -> Result<Meta, Fail> {
     let kind: &str = r.try_get(1)?;
@@ -99,16 +105,10 @@ impl Catalog for PostgresStore {
                         return Err(not_active(&found).into());
                     }
                 }
-                let exists = || StoreError::AlreadyExists(rules.exists_message.clone());
-                let taken = tx
-                    .query_opt(
-                        "SELECT 1 FROM resources WHERE arn = $1 \
-                         OR ($2::text IS NOT NULL AND account = $3 AND kind = $4 AND unique_key = $2) LIMIT 1",
-                        &[&new.arn, &new.unique_key, &new.account, &new.kind.as_str()],
-                    )
-                    .await?;
-                if taken.is_some() {
-                    return Err(exists().into());
+                let holder_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                    [&new.arn, &new.unique_key, &new.account, &new.kind.as_str()];
+                if let Some(taken) = tx.query_opt(HOLDER, &holder_params).await? {
+                    return Err(already_exists(&rules, taken.try_get(0)?).into());
                 }
                 if let Some(quota) = &rules.quota {
                     // Held to the commit: the next insert of this kind in this account, on any
@@ -150,8 +150,17 @@ impl Catalog for PostgresStore {
                     .await;
                 let inserted = match inserted {
                     Ok(r) => r,
-                    // Another node inserted the same ARN or key after our check.
-                    Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => return Err(exists().into()),
+                    // Another node inserted the same ARN or key after our check: name its row,
+                    // read after this (aborted) transaction is rolled back.
+                    Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                        drop(tx);
+                        let taken = c.query_opt(HOLDER, &holder_params).await?;
+                        let holder = match &taken {
+                            Some(r) => r.try_get(0)?,
+                            None => new.arn.as_str(),
+                        };
+                        return Err(already_exists(&rules, holder).into());
+                    }
                     Err(e) => return Err(e.into()),
                 };
                 let (keys, values) = dedup_tags(&new.tags);

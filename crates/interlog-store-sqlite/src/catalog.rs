@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use interlog_store::catalog::{
-    in_use, missing, no_resource, not_active, too_many_tags, DeleteRules, InsertRules, KeyRecord, Kind, ListQuery,
-    Meta, NewRow, Page, Row, RowUpdate, MAX_TAGS_PER_RESOURCE,
+    already_exists, in_use, missing, no_resource, not_active, too_many_tags, DeleteRules, InsertRules, KeyRecord, Kind,
+    ListQuery, Meta, NewRow, Page, Row, RowUpdate, MAX_TAGS_PER_RESOURCE,
 };
 use interlog_store::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -209,16 +209,8 @@ fn insert(conn: &Connection, new: NewRow, rules: &InsertRules, now: f64) -> Resu
             return Err(not_active(&found.meta));
         }
     }
-    let taken: bool = conn
-        .prepare_cached(
-            "SELECT EXISTS(SELECT 1 FROM resources WHERE arn = ?1)
-                 OR EXISTS(SELECT 1 FROM resources WHERE account = ?2 AND kind = ?3 AND unique_key = ?4)",
-        )
-        .classified()?
-        .query_row(params![new.arn, new.account, new.kind.as_str(), new.unique_key], |r| r.get(0))
-        .classified()?;
-    if taken {
-        return Err(StoreError::AlreadyExists(rules.exists_message.clone()));
+    if let Some(holder) = holder(conn, &new)? {
+        return Err(already_exists(rules, &holder));
     }
     if let Some(quota) = &rules.quota {
         let count: i64 = if quota.statuses.is_empty() {
@@ -261,12 +253,13 @@ fn insert(conn: &Connection, new: NewRow, rules: &InsertRules, now: f64) -> Resu
         new.doc,
         now
     ])
-    .map_err(|e| {
+    .or_else(|e| {
         // Checked above; kept for a race no single writer can have, so the answer stays right.
         if is_unique_violation(&e) {
-            StoreError::AlreadyExists(rules.exists_message.clone())
+            let holder = holder(conn, &new)?.unwrap_or_else(|| new.arn.clone());
+            Err(already_exists(rules, &holder))
         } else {
-            crate::error::classify(e)
+            Err(crate::error::classify(e))
         }
     })?;
     let id = conn.last_insert_rowid();
@@ -275,6 +268,18 @@ fn insert(conn: &Connection, new: NewRow, rules: &InsertRules, now: f64) -> Resu
         .classified()?
         .query_row([id], row)
         .classified()
+}
+
+/// The ARN of the resource that already has `new`'s ARN or its unique key, if any.
+fn holder(conn: &Connection, new: &NewRow) -> Result<Option<String>, StoreError> {
+    conn.prepare_cached(
+        "SELECT arn FROM resources WHERE arn = ?1 OR (account = ?2 AND kind = ?3 AND unique_key = ?4)
+         ORDER BY arn = ?1 DESC LIMIT 1",
+    )
+    .classified()?
+    .query_row(params![new.arn, new.account, new.kind.as_str(), new.unique_key], |r| r.get(0))
+    .optional()
+    .classified()
 }
 
 fn set_tags(conn: &Connection, id: i64, tags: &[(String, String)]) -> Result<(), StoreError> {

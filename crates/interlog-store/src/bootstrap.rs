@@ -2,6 +2,9 @@
 //! an event tracker, made with the same catalog operations as the control plane's, so they are
 //! ordinary resources. Every step is idempotent and guarded by the catalog's uniqueness rules,
 //! so however many nodes start at once on an empty shared store, the resources exist once.
+//!
+//! A server started with `--no-default-resources` makes none of them and only reports those an
+//! earlier start made ([`existing_defaults`]), so test suites that expect an empty account get one.
 
 use interlog_model::arn::Scope;
 use interlog_model::schema::DEFAULT_INTERACTIONS_SCHEMA;
@@ -99,7 +102,7 @@ pub async fn bootstrap(catalog: &dyn Catalog, spec: &Bootstrap) -> Result<Bootst
                     parent: Some(group_arn.clone()),
                     uses: Some(schema.clone()),
                     status: "ACTIVE".into(),
-                    unique_key: None,
+                    unique_key: Some(DatasetSpec::unique_key(&group_arn, "INTERACTIONS")),
                     tags: vec![],
                     spec: DatasetSpec { dataset_type: "INTERACTIONS".into(), tracking_id: None },
                 },
@@ -152,6 +155,18 @@ pub async fn bootstrap(catalog: &dyn Catalog, spec: &Bootstrap) -> Result<Bootst
         }
     }
     Ok(Bootstrapped { created, dataset_group: group, dataset, tracker })
+}
+
+/// The default resources an earlier start made, without creating anything: `None` unless the
+/// account has its default dataset group with an Interactions dataset and an event tracker.
+pub async fn existing_defaults(catalog: &dyn Catalog, account: &str) -> Result<Option<Bootstrapped>, StoreError> {
+    let Some(group) = default_group(catalog, account).await? else { return Ok(None) };
+    let datasets = catalog.list_all::<DatasetSpec>(Some(account), Some(&group.meta.arn)).await?;
+    let Some(dataset) = datasets.into_iter().find(|d| d.spec.dataset_type == "INTERACTIONS") else { return Ok(None) };
+    let Some(tracker) = catalog.list_all::<TrackerSpec>(Some(account), Some(&group.meta.arn)).await?.pop() else {
+        return Ok(None);
+    };
+    Ok(Some(Bootstrapped { created: false, dataset_group: group, dataset, tracker }))
 }
 
 /// The account's default dataset group, if it has one.

@@ -206,7 +206,11 @@ pub async fn interactions_of_group(
     };
     let group = found.ok_or_else(|| match group {
         Some(n) => StoreError::NotFound(format!("No dataset group named '{n}' exists")),
-        None => StoreError::NotFound("No default dataset group exists (has the server been started once?)".into()),
+        None => StoreError::NotFound(
+            "No default dataset group exists (the server was never started, or was started with \
+             --no-default-resources): name a dataset group"
+                .into(),
+        ),
     })?;
     let datasets = catalog.list_all::<DatasetSpec>(Some(&group.meta.account), Some(&group.meta.arn)).await?;
     let dataset = datasets.into_iter().find(|d| d.spec.dataset_type == "INTERACTIONS").ok_or_else(|| {

@@ -23,7 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-pub use bootstrap::{bootstrap, Bootstrap, Bootstrapped};
+pub use bootstrap::{bootstrap, existing_defaults, Bootstrap, Bootstrapped};
 pub use cache::{CatalogCache, DatasetTarget, TrackerKind, TrackerTarget};
 pub use catalog::Catalog;
 pub use error::StoreError;

@@ -42,11 +42,13 @@ macro_rules! conformance_suite {
             append_then_read_in_order, repeats_are_dropped_at_the_door, unique_events_drop_repeats_past_the_window,
             events_survive_a_reopen_and_the_window_is_warmed, concurrent_appends_land_once_each,
             datasets_are_separate, read_pages_are_bounded, insert_get_list_update_delete,
-            names_and_arns_are_unique, quota_holds_under_concurrent_inserts, quota_counts_only_given_statuses,
+            names_and_arns_are_unique, already_exists_names_the_holder, quota_holds_under_concurrent_inserts,
+            quota_counts_only_given_statuses, running_quota_holds_under_concurrent_inserts,
             requirements_must_hold, delete_rules, claims_with_expected_status, tags, version_grows_and_is_watched,
             deleting_a_dataset_purges_its_events, root_key_first_one_wins, bootstrap_once, cache_follows_the_catalog,
             fresh_store_is_writable, nodes_share_events_and_dedup, nodes_see_each_others_catalog,
-            quota_holds_across_nodes, bootstrap_once_across_nodes, records_latest_write_wins,
+            quota_holds_across_nodes, running_quota_holds_across_nodes, name_races_across_nodes_name_the_winner,
+            bootstrap_once_across_nodes, records_latest_write_wins,
             records_survive_a_reopen, concurrent_record_writes_keep_one_row_per_id,
             deleting_a_dataset_purges_its_records, action_interactions_are_events, nodes_share_records);
     };
@@ -455,6 +457,32 @@ pub async fn names_and_arns_are_unique(engine: &dyn Engine) {
     assert_eq!(store.list_all::<SchemaSpec>(Some(ACCOUNT), None).await.unwrap().len(), 2);
 }
 
+/// `AlreadyExists` names the resource that holds the ARN or the unique key: for a name taken in
+/// another region, that one, not the ARN the refused insert would have had.
+pub async fn already_exists_names_the_holder(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let rules = || plain("taken by {arn}");
+    let mut there = schema_new(ACCOUNT, "s");
+    there.arn = there.arn.replace("us-east-1", "eu-west-1");
+    let held = store.create(there, rules()).await.unwrap();
+    let here = schema_new(ACCOUNT, "s");
+    assert_ne!(here.arn, held.meta.arn);
+    match store.create(here, rules()).await {
+        Err(StoreError::AlreadyExists(m)) => assert_eq!(m, format!("taken by {}", held.meta.arn)),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    // The same ARN under another unique key: the ARN's holder.
+    let mut twin = schema_new(ACCOUNT, "t");
+    twin.arn = held.meta.arn.clone();
+    match store.create(twin, rules()).await {
+        Err(StoreError::AlreadyExists(m)) => assert_eq!(m, format!("taken by {}", held.meta.arn)),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    // A message without `{arn}` is kept as it is.
+    let err = store.create(schema_new(ACCOUNT, "s"), plain("plain")).await.unwrap_err();
+    assert_eq!(err.to_string(), StoreError::AlreadyExists("plain".into()).to_string());
+}
+
 fn quota(max: u64) -> Quota {
     Quota { max, statuses: vec![], message: format!("quota of {max}") }
 }
@@ -501,6 +529,45 @@ pub async fn quota_counts_only_given_statuses(engine: &dyn Engine) {
     let j1 = scope(ACCOUNT).arn("dataset-export-job", "j1");
     store.change::<ExportJobSpec>(ACCOUNT, &j1, None, Some("ACTIVE"), None).await.unwrap();
     store.create(job_new(ACCOUNT, "j3", &dataset_arn, dataset_id), rules()).await.unwrap();
+}
+
+fn running_quota(max: u64) -> InsertRules {
+    InsertRules {
+        quota: Some(Quota {
+            max,
+            statuses: vec!["CREATE PENDING".into(), "CREATE IN_PROGRESS".into()],
+            message: format!("{max} running"),
+        }),
+        exists_message: "x".into(),
+        ..Default::default()
+    }
+}
+
+/// Concurrent creates of jobs (the export-job quota counts only jobs not ended) never exceed the
+/// quota; ended jobs leave room.
+pub async fn running_quota_holds_under_concurrent_inserts(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let (_, dataset_arn, dataset_id) = group_with_dataset(&*store, ACCOUNT, "g").await;
+    let ended = store.create(job_new(ACCOUNT, "ended", &dataset_arn, dataset_id), running_quota(5)).await.unwrap();
+    store.change::<ExportJobSpec>(ACCOUNT, &ended.meta.arn, None, Some("CREATE FAILED"), None).await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, dataset_arn) = (store.clone(), dataset_arn.clone());
+            tokio::spawn(async move {
+                store.create(job_new(ACCOUNT, &format!("j{i}"), &dataset_arn, dataset_id), running_quota(5)).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::LimitExceeded(m)) => assert_eq!(m, "5 running"),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(ok, 5);
+    assert_eq!(store.list_all::<ExportJobSpec>(Some(ACCOUNT), None).await.unwrap().len(), 6);
 }
 
 pub async fn requirements_must_hold(engine: &dyn Engine) {
@@ -853,6 +920,57 @@ pub async fn quota_holds_across_nodes(engine: &dyn Engine) {
         ok += usize::from(t.await.unwrap());
     }
     assert_eq!(ok, 5);
+}
+
+pub async fn running_quota_holds_across_nodes(engine: &dyn Engine) {
+    let Some(nodes) = nodes(engine, 3).await else { return };
+    let (_, dataset_arn, dataset_id) = group_with_dataset(&*nodes[0], ACCOUNT, "g").await;
+    let tasks: Vec<_> = (0..18)
+        .map(|i| {
+            let (node, dataset_arn) = (nodes[i % 3].clone(), dataset_arn.clone());
+            tokio::spawn(async move {
+                let job = job_new(ACCOUNT, &format!("j{i}"), &dataset_arn, dataset_id);
+                node.create(job, running_quota(5)).await.is_ok()
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap());
+    }
+    assert_eq!(ok, 5);
+    assert_eq!(nodes[1].list_all::<ExportJobSpec>(Some(ACCOUNT), None).await.unwrap().len(), 5);
+}
+
+/// Nodes creating one name at once, each in its own region: one wins, and every loser, whether
+/// its check saw the winner or its insert hit the unique index, is told the winner's ARN.
+pub async fn name_races_across_nodes_name_the_winner(engine: &dyn Engine) {
+    let Some(nodes) = nodes(engine, 3).await else { return };
+    for round in 0..5 {
+        let name = format!("race-{round}");
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let (node, name) = (nodes[i % 3].clone(), name.clone());
+                tokio::spawn(async move {
+                    let mut new = schema_new(ACCOUNT, &name);
+                    new.arn = new.arn.replace("us-east-1", &format!("region-{i}"));
+                    node.create(new, plain("taken by {arn}")).await
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        let mut told = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(r) => winners.push(r.meta.arn),
+                Err(StoreError::AlreadyExists(m)) => told.push(m),
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        assert_eq!(told.len(), 11);
+        assert!(told.iter().all(|m| *m == format!("taken by {}", winners[0])), "{told:?}");
+    }
 }
 
 pub async fn bootstrap_once_across_nodes(engine: &dyn Engine) {

@@ -23,6 +23,10 @@ pub(crate) struct ServeArgs {
     /// Tracking ID of the default event tracker created on first start (random otherwise).
     #[arg(long, env = "INTERLOG_DEFAULT_TRACKING_ID")]
     default_tracking_id: Option<String>,
+    /// Create no default dataset group, schema, dataset or event tracker on first start: the
+    /// account starts empty, as a new AWS account does (for test suites that expect that).
+    #[arg(long, env = "INTERLOG_NO_DEFAULT_RESOURCES", conflicts_with = "default_tracking_id")]
+    no_default_resources: bool,
     /// Pin the region of every ARN (otherwise: the region of each request's credential scope,
     /// and us-east-1 for the resources created at first start).
     #[arg(long, env = "INTERLOG_REGION")]
@@ -72,6 +76,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut config = Config::new(args.listen, args.data_dir.clone());
     config.default_tracking_id = args.default_tracking_id;
+    config.default_resources = !args.no_default_resources;
     config.database_url = args.database_url.clone();
     if let Some(region) = args.region {
         config.region = region;
@@ -116,15 +121,23 @@ fn print_banner(app: &Application, data_dir: &std::path::Path, database_url: Opt
     let host =
         if app.addr.ip().is_unspecified() { format!("127.0.0.1:{}", app.addr.port()) } else { app.addr.to_string() };
     let endpoint = format!("{}://{host}", if app.is_tls() { "https" } else { "http" });
-    let b = &app.bootstrap;
-    let what = if b.created { "created" } else { "reusing" };
     println!("interlog {} listening on {endpoint}", env!("CARGO_PKG_VERSION"));
     match database_url {
         Some(url) => println!("database:      {}", interlog_server::engine::redact_url(url)),
         None => println!("data dir:      {}", data_dir.display()),
     }
-    println!("dataset group: {} ({what})", b.dataset_group.meta.arn);
-    println!("tracking ID:   {}", b.tracker.spec.tracking_id);
+    // The tracking ID line ends the part of the banner scripts parse; `-` when there is none.
+    match &app.bootstrap {
+        Some(b) => {
+            let what = if b.created { "created" } else { "reusing" };
+            println!("dataset group: {} ({what})", b.dataset_group.meta.arn);
+            println!("tracking ID:   {}", b.tracker.spec.tracking_id);
+        }
+        None => {
+            println!("dataset group: - (none: --no-default-resources)");
+            println!("tracking ID:   -");
+        }
+    }
     let client_flags = match &app.root_key {
         None => {
             eprintln!("WARNING: authentication is OFF (--no-auth / INTERLOG_AUTH=off): anyone who can reach");
@@ -176,14 +189,21 @@ fn print_banner(app: &Application, data_dir: &std::path::Path, database_url: Opt
         println!("               + {} keys from the credentials file", app.extra_keys);
     }
     println!();
+    let (tracking_id, group_flag) = match &app.bootstrap {
+        Some(b) => (b.tracker.spec.tracking_id.clone(), String::new()),
+        None => {
+            println!("Create a schema, a dataset group, its Interactions dataset and an event tracker first:");
+            println!("  aws personalize create-dataset-group{client_flags} --endpoint-url {endpoint} --name NAME ...");
+            ("<trackingId of create-event-tracker>".to_owned(), " --dataset-group NAME".to_owned())
+        }
+    };
     println!("Record an event:");
     println!(
-        "  aws personalize-events put-events{client_flags} --endpoint-url {endpoint} --tracking-id {} \
+        "  aws personalize-events put-events{client_flags} --endpoint-url {endpoint} --tracking-id {tracking_id} \
          --session-id session-1 --event-list '[{{\"eventType\":\"click\",\"itemId\":\"item-1\",\"sentAt\":{}}}]'",
-        b.tracker.spec.tracking_id,
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     );
     println!("Read them back:");
     let export_flags = if client_flags == " --profile interlog" { " --profile interlog" } else { "" };
-    println!("  interlog export{export_flags} --endpoint-url {endpoint} --output -");
+    println!("  interlog export{export_flags} --endpoint-url {endpoint}{group_flag} --output -");
 }

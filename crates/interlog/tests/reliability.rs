@@ -314,7 +314,7 @@ async fn a_full_store_queue_answers_throttling_and_stores_nothing_of_it() {
     config.store.queue_requests = 1;
     let app = interlog_server::Application::build(config).await.unwrap();
     let addr = app.addr.to_string();
-    let tracking_id = app.bootstrap.tracker.spec.tracking_id.clone();
+    let tracking_id = app.bootstrap.as_ref().expect("default resources").tracker.spec.tracking_id.clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(app.run_until_stopped(async move {
         let _ = stop_rx.await;
@@ -481,7 +481,7 @@ async fn a_retry_past_the_window_is_stored_but_exported_once() {
     config.store.window_events = 2;
     let app = interlog_server::Application::build(config).await.unwrap();
     let addr = app.addr.to_string();
-    let tracking_id = app.bootstrap.tracker.spec.tracking_id.clone();
+    let tracking_id = app.bootstrap.as_ref().expect("default resources").tracker.spec.tracking_id.clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(app.run_until_stopped(async move {
         let _ = stop_rx.await;

@@ -82,6 +82,9 @@ impl ApiError {
         match (self, plane) {
             (ApiError::ResourceNotFound(_), Plane::Data | Plane::Interlog) => StatusCode::NOT_FOUND,
             (ApiError::ResourceInUse(_), Plane::Data | Plane::Interlog) => StatusCode::CONFLICT,
+            // JSON 1.1 front ends answer an unknown X-Amz-Target with 400 (every modeled error there
+            // is 400 too); a rest-json path that names no operation is a 404.
+            (ApiError::UnknownOperation(_), Plane::Control) => StatusCode::BAD_REQUEST,
             (ApiError::UnknownOperation(_), _) => StatusCode::NOT_FOUND,
             (ApiError::RequestEntityTooLarge(_), _) => StatusCode::PAYLOAD_TOO_LARGE,
             (ApiError::ServiceUnavailable(_), _) => StatusCode::SERVICE_UNAVAILABLE,
@@ -189,7 +192,8 @@ mod tests {
         assert_eq!(nf().status(Plane::Data), StatusCode::NOT_FOUND);
         assert_eq!(nf().status(Plane::Control), StatusCode::BAD_REQUEST);
         assert_eq!(ApiError::Throttling("x".into()).status(Plane::Data), StatusCode::BAD_REQUEST);
-        assert_eq!(ApiError::UnknownOperation("x".into()).status(Plane::Control), StatusCode::NOT_FOUND);
+        assert_eq!(ApiError::UnknownOperation("x".into()).status(Plane::Control), StatusCode::BAD_REQUEST);
+        assert_eq!(ApiError::UnknownOperation("x".into()).status(Plane::Data), StatusCode::NOT_FOUND);
     }
 
     #[test]

@@ -35,7 +35,8 @@ impl Service {
                 ),
             }),
             requires: vec![],
-            exists_message: format!("A dataset group named {} already exists ({arn})", cmd.name),
+            // `{arn}`: the group that has the name, which may be another region's.
+            exists_message: format!("A dataset group named {} already exists ({{arn}})", cmd.name),
         };
         let new = New {
             account: caller.account.clone(),

@@ -58,7 +58,7 @@ impl Service {
                 group.spec.domain.as_deref().unwrap_or("none")
             )));
         }
-        // The ARN names the group and the type, so it is unique per type per group by itself.
+        // One per type per group: the unique key says so, whatever region the ARN names.
         let arn = scope(caller).arn("dataset", &format!("{}/{}", group.meta.name, wanted.arn_segment()));
         let tags = checked_tags(&arn, cmd.tags)?;
         let rules = InsertRules {
@@ -67,16 +67,20 @@ impl Service {
                 Requirement { kind: GroupSpec::KIND, arn: group.meta.arn.clone(), active: true },
                 Requirement { kind: SchemaSpec::KIND, arn: schema.meta.arn.clone(), active: false },
             ],
-            exists_message: format!("Dataset group {} already has a dataset of this type ({arn})", group.meta.arn),
+            exists_message: format!(
+                "Dataset group {} already has a dataset of type {} ({{arn}})",
+                group.meta.arn,
+                wanted.api_name()
+            ),
         };
         let new = New {
             account: account.to_owned(),
+            unique_key: Some(DatasetSpec::unique_key(&group.meta.arn, wanted.arn_segment())),
             arn,
             name: cmd.name,
             parent: Some(group.meta.arn),
             uses: Some(schema.meta.arn),
             status: "ACTIVE".into(),
-            unique_key: None,
             tags,
             // An Action_Interactions dataset comes with its action-interaction event tracker
             // (§3.6): its ID routes PutActionInteractions, and it retires with the dataset.

@@ -29,7 +29,7 @@ impl Service {
             quota: None,
             requires: vec![Requirement { kind: GroupSpec::KIND, arn: group.clone(), active: true }],
             exists_message: format!(
-                "Dataset group {group} already has an event tracker; only one is allowed per group"
+                "Dataset group {group} already has an event tracker ({{arn}}); only one is allowed per group"
             ),
         };
         let new = New {

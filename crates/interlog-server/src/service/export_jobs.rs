@@ -19,7 +19,9 @@ use crate::auth::Caller;
 use crate::file_root::{ConfineError, ConfinedDir};
 
 /// Export jobs pending or in progress at once per account (the documented import-job quota,
-/// applied to exports too): each one holds a reader and a file open until it ends.
+/// applied to exports too): each one holds a reader and a file open until it ends. The sixth is
+/// `LimitExceededException`, enforced by the catalog in the insert's transaction, so it holds
+/// under concurrent creates on every node of a shared store.
 pub const MAX_RUNNING_EXPORT_JOBS: u64 = 5;
 
 impl Managed for ExportJobSpec {
@@ -35,25 +37,34 @@ impl Service {
         let account = caller.account.as_str();
         let dataset = self.store.describe::<DatasetSpec>(account, &cmd.dataset_arn).await?;
         let arn = scope(caller).arn("dataset-export-job", &cmd.job_name);
-        let exists = || format!("A dataset export job named {} already exists ({arn})", cmd.job_name);
+        // `{arn}`: the job that has the name (another region's, when the name was taken there).
+        let exists = format!("A dataset export job named {} already exists ({{arn}})", cmd.job_name);
         // A taken name is the first thing to report (the insert checks it again, atomically).
         if self.store.find::<ExportJobSpec>(account, &arn).await?.is_some() {
-            return Err(ApiError::ResourceAlreadyExists(exists()));
+            return Err(ApiError::ResourceAlreadyExists(exists.replace("{arn}", &arn)));
+        }
+        let quota = Quota {
+            max: MAX_RUNNING_EXPORT_JOBS,
+            statuses: RUNNING.iter().map(|s| s.to_string()).collect(),
+            message: format!(
+                "Account {account} already has {MAX_RUNNING_EXPORT_JOBS} dataset export jobs pending or in progress, \
+                 the quota; wait until one ends"
+            ),
+        };
+        // So is a full quota, before the destination's folders are made: the insert enforces the
+        // quota atomically, this only spares a caller at the limit any side effect.
+        let jobs = self.store.list_all::<ExportJobSpec>(Some(account), None).await?;
+        let running = jobs.iter().filter(|j| quota.statuses.contains(&j.meta.status)).count();
+        if running as u64 >= quota.max {
+            return Err(ApiError::LimitExceeded(quota.message));
         }
         // A file:// destination must lie in the caller's folder of the export root: checked
         // (and its folders made) before the job exists, so a refused one never becomes a job.
         let destination = self.confine(account, &cmd.path, cmd.scheme).await?;
         let rules = InsertRules {
-            quota: Some(Quota {
-                max: MAX_RUNNING_EXPORT_JOBS,
-                statuses: RUNNING.iter().map(|s| s.to_string()).collect(),
-                message: format!(
-                    "Account {account} already has {MAX_RUNNING_EXPORT_JOBS} dataset export jobs pending or in \
-                     progress, the quota; wait until one ends"
-                ),
-            }),
+            quota: Some(quota),
             requires: vec![Requirement { kind: DatasetSpec::KIND, arn: dataset.meta.arn.clone(), active: true }],
-            exists_message: exists(),
+            exists_message: exists,
         };
         let new = New {
             account: account.to_owned(),

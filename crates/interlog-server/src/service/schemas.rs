@@ -29,7 +29,7 @@ impl Service {
                 ),
             }),
             requires: vec![],
-            exists_message: format!("A schema named {} already exists ({arn})", cmd.name),
+            exists_message: format!("A schema named {} already exists ({{arn}})", cmd.name),
         };
         let new = New {
             account: caller.account.clone(),

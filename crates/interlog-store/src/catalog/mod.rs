@@ -125,7 +125,9 @@ pub struct InsertRules {
     pub quota: Option<Quota>,
     /// Resources of the same account that must exist (and, if asked, be `ACTIVE`).
     pub requires: Vec<Requirement>,
-    /// The message when the ARN or the unique key is taken (ResourceAlreadyExistsException).
+    /// The message when the ARN or the unique key is taken (ResourceAlreadyExistsException);
+    /// `{arn}` in it is replaced by the ARN of the resource that holds it ([`already_exists`]),
+    /// which may differ from the new row's (a name taken in another region).
     pub exists_message: String,
 }
 
@@ -304,6 +306,11 @@ pub fn in_use(resource: &Meta, dependant: &Meta) -> StoreError {
         ),
     };
     StoreError::Conflict(message)
+}
+
+/// The `AlreadyExists` of an insert whose ARN or unique key `holder` already has.
+pub fn already_exists(rules: &InsertRules, holder: &str) -> StoreError {
+    StoreError::AlreadyExists(rules.exists_message.replace("{arn}", holder))
 }
 
 pub fn too_many_tags(arn: &str, count: usize, max: usize) -> StoreError {

@@ -215,6 +215,12 @@ impl Spec for DatasetSpec {
 }
 
 impl DatasetSpec {
+    /// A dataset's unique key: one dataset per type per group, whichever region the ARN of a
+    /// second one would carry (a dataset's ARN names its caller's region).
+    pub fn unique_key(group_arn: &str, type_segment: &str) -> String {
+        format!("{group_arn}/{type_segment}")
+    }
+
     /// The stored type segment as a type; `None` for a segment this build does not know.
     pub fn parsed_type(&self) -> Option<interlog_model::schema::DatasetType> {
         interlog_model::schema::DatasetType::ALL.into_iter().find(|t| t.arn_segment() == self.dataset_type)

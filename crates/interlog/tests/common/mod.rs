@@ -127,10 +127,26 @@ pub fn try_start_on(
     env: &[(&str, &str)],
     log: Option<&Path>,
 ) -> Result<Server, String> {
+    try_start_keyed(data_dir, listen, args, env, log, true)
+}
+
+/// As [`try_start_on`]; with `root_key_from_env` false the test root key is not given, so the
+/// server loads or makes its own (on PostgreSQL: the one the database keeps for every node).
+pub fn try_start_keyed(
+    data_dir: &Path,
+    listen: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    log: Option<&Path>,
+    root_key_from_env: bool,
+) -> Result<Server, String> {
     let mut cmd = Command::new(bin());
     cmd.arg("serve").arg("--listen").arg(listen).arg("--data-dir").arg(data_dir).args(args);
     cmd.env_remove("INTERLOG_ACCESS_KEY_ID").env_remove("INTERLOG_SECRET_ACCESS_KEY").env_remove("INTERLOG_AUTH");
-    cmd.env("INTERLOG_ACCESS_KEY_ID", ROOT_KEY).env("INTERLOG_SECRET_ACCESS_KEY", ROOT_SECRET);
+    cmd.env_remove("INTERLOG_DATABASE_URL");
+    if root_key_from_env {
+        cmd.env("INTERLOG_ACCESS_KEY_ID", ROOT_KEY).env("INTERLOG_SECRET_ACCESS_KEY", ROOT_SECRET);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -1,7 +1,8 @@
 //! The Personalize control plane on the wire (AWS JSON 1.1, `X-Amz-Target:
 //! AmazonPersonalize.<Op>`, §4 of the spec): one small handler per operation, each parsing its
 //! request shape (`interlog_model::requests`), calling the service layer and rendering the
-//! answer ([`shapes`]). Every modeled error is HTTP 400 here.
+//! answer ([`shapes`]). Every modeled error is HTTP 400 here, and so is an operation interlog does not
+//! serve (`UnknownOperationException`, as AWS's JSON 1.1 front ends answer it).
 
 mod shapes;
 

@@ -3,7 +3,7 @@
 //! the dataset. The baseline the server's PostgreSQL scenarios are compared with.
 //!
 //! `INTERLOG_BENCH_DATABASE_URL=postgres://root@127.0.0.1:5432/test \
-//!  cargo run --release -p interlog-store-postgres --example append_bench -- [EVENTS] [CONCURRENCY] [DUP%] [copy|insert] [NODES] [RECORDS]`
+//!  cargo run --release -p interlog-store-postgres --example pg_append_bench -- [EVENTS] [CONCURRENCY] [DUP%] [copy|insert] [NODES] [RECORDS]`
 //!
 //! With RECORDS, it then writes that many ~1 KB-properties records in 10-record requests (the
 //! PutItems baseline) through the first node into another dataset.
