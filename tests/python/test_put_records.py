@@ -2,7 +2,7 @@
 
 * items, users, actions and action interactions put with boto3 and with aws-cli, read back field by field through an
   export job (CreateDatasetExportJob) and through `interlog export --dataset-arn`;
-* latest write wins for items, users and actions, across requests and across a restart; the first copy of an action
+* latest write wins for items, users and actions, across requests and across a restart (SIGTERM and SIGKILL); the first copy of an action
   interaction's eventId wins, and an eventId is generated when absent;
 * every error type of the four operations, one table, each case leaving every dataset unchanged;
 * the action-interaction tracker: exposed by DescribeDataset, usable with PutActionInteractions only, retired with its
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -244,6 +245,11 @@ def test_latest_write_wins_across_requests_and_across_a_restart(server, boto3_se
     assert export(server.data_dir, "csv", dataset_arn=s.actions) == [
         {"ACTION_ID": "a1", "VALUE": "", "REPEAT_FREQUENCY": ""}]
     assert [r["ACTION_ID"] for r in export(server.data_dir, "csv", dataset_arn=s.action_interactions)] == ["a1", "a2"]
+    # A 200 means durable: what was acknowledged survives SIGKILL too, the latest write still winning.
+    ok(ev.put_items(datasetArn=s.items, items=[item("i2", price=6), item("i3", price=7)]))
+    server.restart(signal.SIGKILL)
+    assert [(r["ITEM_ID"], r["PRICE"]) for r in export(server.data_dir, "csv", dataset_arn=s.items)] == [
+        ("i1", "5"), ("i2", "6"), ("i3", "7")]
 
 
 # --------------------------------------------------------------------------------------------------------------------

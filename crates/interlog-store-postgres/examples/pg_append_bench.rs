@@ -3,7 +3,10 @@
 //! the dataset. The baseline the server's PostgreSQL scenarios are compared with.
 //!
 //! `INTERLOG_BENCH_DATABASE_URL=postgres://root@127.0.0.1:5432/test \
-//!  cargo run --release -p interlog-store-postgres --example pg_append_bench -- [EVENTS] [CONCURRENCY] [DUP%] [copy|insert] [NODES]`
+//!  cargo run --release -p interlog-store-postgres --example pg_append_bench -- [EVENTS] [CONCURRENCY] [DUP%] [copy|insert] [NODES] [RECORDS]`
+//!
+//! With RECORDS, it then writes that many ~1 KB-properties records in 10-record requests (the
+//! PutItems baseline) through the first node into another dataset.
 //!
 //! With NODES > 1, that many stores are opened on the same schema (nodes of one deployment in
 //! one process) and the requests are spread over them, all into one dataset.
@@ -61,6 +64,7 @@ fn main() {
         Some(other) => panic!("unknown insert mode {other} (copy or insert)"),
     };
     let nodes = number(4, 1).max(1);
+    let records = number(5, 0);
     let dup_every = 100u64.checked_div(dup_percent).unwrap_or(0);
     let url = std::env::var("INTERLOG_BENCH_DATABASE_URL")
         .or_else(|_| std::env::var("INTERLOG_TEST_DATABASE_URL"))
@@ -153,6 +157,12 @@ fn main() {
             .unwrap()
             .get(0);
         println!("disk: {:.0} bytes/event (table + primary key)", size as f64 / total as f64);
+        if records > 0 {
+            let scope = Scope { region: "us-east-1".into(), account: "111111111111".into() };
+            let items = bootstrap(&*store, &Bootstrap { scope, tracking_id: None }).await.unwrap().dataset.meta.id;
+            let first: Arc<dyn Store> = store.clone();
+            println!("{}", interlog_store::testing::put_records_load(first, items, records, concurrency).await);
+        }
         for node in &stores {
             node.close().await;
         }

@@ -1,8 +1,9 @@
 //! Measures the store alone: durable appends per second through the group-commit writer, with
 //! many concurrent 10-event requests, then the speed of a deduplicating export scan.
 //!
-//! `cargo run --release -p interlog-store-sqlite --example append_bench -- [EVENTS] [CONCURRENCY] [DUP%]`
-//! (data in a temporary dir under `$BENCH_DIR`, default the current dir).
+//! `cargo run --release -p interlog-store-sqlite --example append_bench -- [EVENTS] [CONCURRENCY] [DUP%] [RECORDS]`
+//! (data in a temporary dir under `$BENCH_DIR`, default the current dir). With RECORDS, it then
+//! writes that many ~1 KB-properties records (the PutItems baseline) into another dataset.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -43,6 +44,7 @@ fn main() {
     let concurrency = args.get(1).copied().unwrap_or(256);
     let dup_percent = args.get(2).copied().unwrap_or(0);
     let dup_every = 100u64.checked_div(dup_percent).unwrap_or(0);
+    let records = args.get(3).copied().unwrap_or(0);
     let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
@@ -126,6 +128,16 @@ fn main() {
         println!("disk: {:.0} bytes/event", size as f64 / total as f64);
         let wal = std::fs::metadata(dir.path().join("interlog.db-wal")).map(|m| m.len()).unwrap_or(0);
         println!("wal: {:.1} MB at the end", wal as f64 / 1e6);
+        if records > 0 {
+            // Records go to a dataset of their own (the store does not look at its type).
+            let other = Bootstrap {
+                scope: Scope { region: "us-east-1".into(), account: "111111111111".into() },
+                tracking_id: None,
+            };
+            let items = bootstrap(&*store, &other).await.unwrap().dataset.meta.id;
+            let all: std::sync::Arc<dyn Store> = store.clone();
+            println!("{}", interlog_store::testing::put_records_load(all, items, records, concurrency).await);
+        }
         store.close().await;
     });
 }

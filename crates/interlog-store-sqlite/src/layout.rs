@@ -186,10 +186,12 @@ const EVENTS: &str = "
 /// The keyed records of layout 3.
 const RECORDS: &str = "
     -- Items, users and actions: one row per ID, the latest write replacing the earlier one. The
-    -- key orders an export's pages (bytewise, as PostgreSQL's bytea does).
+    -- unique key orders an export's pages (bytewise, as PostgreSQL's bytea does). A rowid table,
+    -- not WITHOUT ROWID: records carry up to 32 KB of properties, and wide rows in the key's
+    -- B-tree would make every upsert and page read move them.
     CREATE TABLE records(
-        dataset_id INTEGER NOT NULL, record_id TEXT NOT NULL, properties TEXT, received_at REAL NOT NULL,
-        PRIMARY KEY(dataset_id, record_id)) WITHOUT ROWID;
+        id INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL, record_id TEXT NOT NULL, properties TEXT,
+        received_at REAL NOT NULL, UNIQUE(dataset_id, record_id));
 ";
 
 fn create(tx: &Transaction<'_>) -> Result<(), StoreError> {

@@ -1355,3 +1355,51 @@ pub async fn last_position_follows_appends(engine: &dyn Engine) {
     store.append(dataset, vec![bare("d")]).await.unwrap();
     assert_eq!(store.last_position(dataset).await.unwrap(), all(&*store, dataset).await.last().unwrap().seq);
 }
+
+// ---- the store-alone PutItems baseline (the engines' `append_bench` examples) ----
+
+/// Writes `total` records to `dataset` in 10-record requests with about 1 KB of properties each
+/// (the benchmark's PutItems shape), `concurrency` requests at once through the engine's
+/// writer, every ID new; one line with the durable records/s and the request latencies.
+pub async fn put_records_load(store: Arc<dyn Store>, dataset: i64, total: u64, concurrency: u64) -> String {
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (store, next) = (store.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let first = next.fetch_add(10, std::sync::atomic::Ordering::Relaxed);
+                if first >= total {
+                    return latencies;
+                }
+                let records = (first..first + 10)
+                    .map(|n| {
+                        let words: String = (0..95).map(|w| format!("word{:05} ", (n + w) % 100_000)).collect();
+                        let props = serde_json::json!({"price": n as f64 + 0.5, "description": words.trim_end()});
+                        record(&format!("item-{n:012}"), Some(&props.to_string()))
+                    })
+                    .collect();
+                let t = Instant::now();
+                store.put_records(dataset, records).await.expect("put_records");
+                latencies.push(t.elapsed().as_micros() as u64);
+            }
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.expect("a writer task"));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)] as f64 / 1000.0;
+    format!(
+        "put_records: {total} records (~1 KB properties), {concurrency} concurrent 10-record requests: {:.0} \
+         records/s durable; request latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        total as f64 / secs,
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    )
+}
