@@ -209,7 +209,8 @@ impl Ctx<'_> {
                 let (factory, next) = (factory.clone(), next.clone());
                 tasks.push(tokio::spawn(async move {
                     let mut latency = load::histogram();
-                    let (mut ok, mut errors) = (0u64, 0u64);
+                    let mut ok = 0u64;
+                    let mut errors = std::collections::BTreeMap::<String, u64>::new();
                     loop {
                         let r = next.fetch_add(1, Ordering::Relaxed);
                         // The same bytes the server would get, through the same parser.
@@ -226,7 +227,8 @@ impl Ctx<'_> {
                                     ok += 1;
                                     latency.saturating_record((done - sent).as_micros() as u64);
                                 }
-                                Err(_) => errors += 1,
+                                // By kind and message, so a report says what failed.
+                                Err(e) => *errors.entry(format!("{e:?}").chars().take(160).collect()).or_insert(0) += 1,
                             }
                         }
                     }
@@ -241,11 +243,14 @@ impl Ctx<'_> {
             let commits1: u64 = stores.iter().map(|s| s.commit_stats().commits).sum();
             let load_1m = procfs::load_average()[0];
             let mut latency = load::histogram();
-            let (mut ok, mut errors) = (0, 0);
+            let mut ok = 0;
+            let mut error_kinds = std::collections::BTreeMap::new();
             for t in tasks {
                 let (o, e, h) = t.await?;
                 ok += o;
-                errors += e;
+                for (kind, n) in e {
+                    *error_kinds.entry(kind).or_insert(0) += n;
+                }
                 latency.add(&h)?;
             }
             for store in &stores {
@@ -253,15 +258,11 @@ impl Ctx<'_> {
             }
             let window = duration.as_secs_f64();
             let commits = commits1.saturating_sub(commits0);
-            let mut error_kinds = std::collections::BTreeMap::new();
-            if errors > 0 {
-                error_kinds.insert("store error".to_owned(), errors);
-            }
             Ok(PgFigures {
                 window_s: window,
                 requests_per_s: ok as f64 / window,
                 events_per_s: ok as f64 * 10.0 / window,
-                errors,
+                errors: error_kinds.values().sum(),
                 error_kinds,
                 latency_us: Percentiles::of(&latency),
                 events_per_commit: (commits > 0).then(|| ok as f64 * 10.0 / commits as f64),
@@ -462,6 +463,9 @@ impl PgScenario {
             f.machine_cores,
             f.errors
         );
+        for (kind, n) in &f.error_kinds {
+            eprintln!("    {n} x {kind}");
+        }
         self.runs.push(f);
         let m = |g: fn(&PgFigures) -> f64| median(&mut self.runs.iter().map(g).collect::<Vec<_>>());
         self.median_events_per_s = m(|f| f.events_per_s);

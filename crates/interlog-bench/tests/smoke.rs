@@ -73,3 +73,40 @@ fn smoke_run_writes_a_complete_report() {
     // The store's counters come from GET /_interlog/stats, which only a signed root request reads.
     assert!(sat["interlog"]["store_commits_per_s"].is_number(), "no store counters: {}", sat["interlog"]);
 }
+
+/// `interlog-bench postgres --smoke` against the test database: every scenario ran, every
+/// figure is in the report and nothing failed. Skipped (with a printed line) without one.
+#[test]
+fn postgres_smoke_run_writes_every_scenario() {
+    let Some(url) = std::env::var("INTERLOG_TEST_DATABASE_URL").ok().filter(|u| !u.trim().is_empty()) else {
+        eprintln!("SKIPPED postgres_smoke_run: INTERLOG_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let server = interlog_bin();
+    assert!(server.is_file(), "{} is missing: build the server first (cargo build -p interlog)", server.display());
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench-pg.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_interlog-bench"))
+        .args(["postgres", "--smoke", "--database-url", &url, "--server-bin"])
+        .arg(&server)
+        .arg("--json")
+        .arg(&json)
+        .arg("--work-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "postgres smoke run failed\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1 node / store alone"), "no table on stdout:\n{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let names: Vec<&str> =
+        report["scenarios"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["pg-store-1", "pg-1node", "pg-store-2", "pg-2nodes", "pg-half-1node"]);
+    for sc in report["scenarios"].as_array().unwrap() {
+        let run = &sc["runs"][0];
+        assert!(run["events_per_s"].as_f64().unwrap() > 0.0, "{} stored nothing: {run}", sc["name"]);
+        assert_eq!(run["errors"], 0, "{}: {}", sc["name"], run["error_kinds"]);
+        assert!(run["events_per_commit"].is_number(), "{}: no commit sizes", sc["name"]);
+    }
+    assert_eq!(report["goals"].as_array().unwrap().len(), 3);
+}
