@@ -227,18 +227,19 @@ impl Destination for Nats {
         }
         // Confirmed: the leading events whose PubAck came back. After the first that did not,
         // none counts (a later one may have been stored; its replay is dropped as a duplicate).
+        // The messages sent before a failed send are awaited too.
         let mut confirmed = 0;
         let mut last_was_duplicate = false;
         for ack in acks {
-            if error.is_some() {
-                break;
-            }
             match ack.await {
                 Ok(ack) => {
                     confirmed += 1;
                     last_was_duplicate = ack.duplicate;
                 }
-                Err(e) => error = Some(format!("nats: no PubAck from stream {}: {e}", self.config.stream)),
+                Err(e) => {
+                    error = Some(format!("nats: no PubAck from stream {}: {e}", self.config.stream));
+                    break;
+                }
             }
         }
         *chain = if error.is_some() {
