@@ -682,3 +682,82 @@ fn each_dataset_group_has_its_subject_and_groups_can_be_chosen() {
         let _ = js.delete_stream(&setup.stream).await;
     });
 }
+
+/// Messages interlog did not send land in its stream between pages (with and without a
+/// `Nats-Msg-Id`): the sink's chain of `Nats-Expected-Last-Msg-Id` finds its anchor again and
+/// every event still arrives exactly once, in order.
+#[test]
+fn foreign_messages_in_the_stream_do_not_stop_delivery() {
+    let test = "foreign";
+    let Some(nats_url) = nats_or_skip(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique(test);
+    let setup = Setup::new(Engine::Sqlite, dir.path(), &nats_url, &name);
+    let server = setup.start();
+    let load = Load::start(setup.listen.clone(), server.tracking_id.clone(), name.clone(), 2000);
+    load.wait_for(300);
+    let subject = format!("{}.intruder", setup.prefix);
+    runtime().block_on(async {
+        let js = jetstream::new(async_nats::connect(&nats_url).await.unwrap());
+        for i in 0..3 {
+            let mut headers = async_nats::HeaderMap::new();
+            if i != 1 {
+                headers.insert("Nats-Msg-Id", format!("intruder-{i}").as_str());
+            }
+            js.publish_with_headers(subject.clone(), headers, "{}".into()).await.unwrap().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let acked = load.finish();
+    let stored = setup.stored_ids();
+    let addr = setup.listen.clone();
+    assert!(
+        wait_until(Duration::from_secs(60), || sinks(&addr)["sinks"][0]["datasets"][0]["lagEvents"] == 0),
+        "the sink caught up: {}",
+        sinks(&addr)
+    );
+    let all = consume_raw(&nats_url, &setup.stream);
+    assert_eq!(all.iter().filter(|(s, _)| *s == subject).count(), 3);
+    let ours: Vec<(String, String, i64, String)> = all
+        .into_iter()
+        .filter(|(s, _)| *s != subject)
+        .map(|(s, v)| {
+            (
+                v["eventId"].as_str().unwrap().to_owned(),
+                v["datasetArn"].as_str().unwrap().to_owned(),
+                v["position"].as_i64().unwrap(),
+                s,
+            )
+        })
+        .collect();
+    assert_exactly_once_in_order(&ours, &stored, &acked);
+    server.stop();
+    runtime().block_on(async {
+        let js = jetstream::new(async_nats::connect(&nats_url).await.unwrap());
+        let _ = js.delete_stream(&setup.stream).await;
+    });
+}
+
+/// Every message of the stream as (subject, JSON payload), whoever sent it.
+fn consume_raw(nats_url: &str, stream: &str) -> Vec<(String, serde_json::Value)> {
+    runtime().block_on(async {
+        use futures_util::StreamExt;
+        let js = jetstream::new(async_nats::connect(nats_url).await.unwrap());
+        let mut s = js.get_stream(stream).await.unwrap();
+        let total = s.info().await.unwrap().state.messages as usize;
+        let consumer = s
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut messages = consumer.messages().await.unwrap();
+        let mut out = Vec::new();
+        while out.len() < total {
+            let m = tokio::time::timeout(Duration::from_secs(10), messages.next()).await.unwrap().unwrap().unwrap();
+            out.push((m.subject.to_string(), serde_json::from_slice(&m.payload).unwrap()));
+        }
+        out
+    })
+}

@@ -86,7 +86,7 @@ impl Default for SinkSettings {
     fn default() -> Self {
         SinkSettings {
             node: "node".into(),
-            page: 500,
+            page: 2000,
             poll: Duration::from_millis(500),
             lease_ttl: Duration::from_secs(6),
             renew_every: Duration::from_secs(2),

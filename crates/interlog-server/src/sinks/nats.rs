@@ -1,7 +1,9 @@
 //! Sink 1: NATS JetStream (`--nats-url`). One JSON message per stored event, on a subject per
 //! account and dataset group, with `Nats-Msg-Id` from the dataset and the eventId so that
 //! JetStream's duplicate window drops a page delivered again after a crash; the cursor moves
-//! on the stream's PubAck. The message format is in `docs/streams.md` (version 1).
+//! on the stream's PubAck. Each message also names its predecessor (`Nats-Expected-Last-Msg-Id`),
+//! so the stream keeps each dataset in position order across a connection lost mid-page. The
+//! message format is in `docs/streams.md` (version 1).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -88,6 +90,14 @@ pub struct Nats {
     js: jetstream::Context,
     /// The stream is known to exist (checked once, again after any failure).
     ready: AtomicBool,
+    /// The `Nats-Msg-Id` of the stream's last message as far as this process knows: `None`
+    /// unknown (looked up before the next page), `Some(None)` an empty stream. Every message
+    /// carries `Nats-Expected-Last-Msg-Id` = its predecessor's ID, so the stream stores a message
+    /// only right after the one sent before it. That keeps each dataset in position order even
+    /// when the client sends, after a reconnect, the end of a page whose middle was lost with
+    /// the old connection: those messages are refused, and sent again after the middle. Pages
+    /// are published one at a time under this lock, so the chain is one sequence.
+    chain: tokio::sync::Mutex<Option<Option<String>>>,
 }
 
 impl Nats {
@@ -112,11 +122,30 @@ impl Nats {
             .map_err(|e| format!("--nats-url {}: {e}", config.url))?;
         let mut js = jetstream::new(client);
         js.set_timeout(config.ack_timeout);
-        Ok(Nats { config, js, ready: AtomicBool::new(false) })
+        Ok(Nats { config, js, ready: AtomicBool::new(false), chain: tokio::sync::Mutex::new(None) })
     }
 
     fn subject(&self, source: &Source) -> String {
         format!("{}.{}.{}", self.config.prefix, source.account, source.group_name)
+    }
+
+    /// The `Nats-Msg-Id` of the stream's last message (`None`: empty, or a message without one).
+    async fn last_message_id(&self) -> Result<Option<String>, String> {
+        let name = &self.config.stream;
+        let lookup = async {
+            let mut stream = self.js.get_stream(name).await.map_err(|e| e.to_string())?;
+            let state = stream.info().await.map_err(|e| e.to_string())?.state.clone();
+            if state.messages == 0 {
+                return Ok::<_, String>(None);
+            }
+            let last = stream.get_raw_message(state.last_sequence).await.map_err(|e| e.to_string())?;
+            Ok(last.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_owned()))
+        };
+        match tokio::time::timeout(self.config.ack_timeout, lookup).await {
+            Ok(Ok(id)) => Ok(id),
+            Ok(Err(e)) => Err(format!("nats: cannot read the last message of stream {name}: {e}")),
+            Err(_) => Err(format!("nats: no answer about the last message of stream {name}")),
+        }
     }
 
     async fn ensure_stream(&self) -> Result<(), String> {
@@ -164,15 +193,26 @@ impl Destination for Nats {
         if let Err(error) = self.ensure_stream().await {
             return Delivery { confirmed: 0, error: Some(error) };
         }
+        let mut chain = self.chain.lock().await;
+        let mut expected = match chain.clone() {
+            Some(last) => last,
+            None => match self.last_message_id().await {
+                Ok(last) => last,
+                Err(error) => return Delivery { confirmed: 0, error: Some(error) },
+            },
+        };
         let subject = self.subject(source);
         let timeout = self.config.ack_timeout;
         // Everything is sent before any PubAck is awaited: one round trip per page, not per event.
         let mut acks = Vec::with_capacity(events.len());
         let mut error = None;
         for e in events {
-            let publish = PublishMessage::build()
-                .payload(message(source, e).into())
-                .message_id(message_id(&source.arn, &e.interaction.event_id));
+            let id = message_id(&source.arn, &e.interaction.event_id);
+            let mut publish = PublishMessage::build().payload(message(source, e).into()).message_id(&id);
+            if let Some(last) = &expected {
+                publish = publish.expected_last_message_id(last);
+            }
+            expected = Some(id);
             match tokio::time::timeout(timeout, self.js.send_publish(subject.clone(), publish)).await {
                 Ok(Ok(ack)) => acks.push(ack),
                 Ok(Err(e)) => {
@@ -187,19 +227,30 @@ impl Destination for Nats {
         }
         // Confirmed: the leading events whose PubAck came back. After the first that did not,
         // none counts (a later one may have been stored; its replay is dropped as a duplicate).
+        // The messages sent before a failed send are awaited too.
         let mut confirmed = 0;
+        let mut last_was_duplicate = false;
         for ack in acks {
-            if error.is_some() {
-                break;
-            }
             match ack.await {
-                Ok(_) => confirmed += 1,
-                Err(e) => error = Some(format!("nats: no PubAck from stream {}: {e}", self.config.stream)),
+                Ok(ack) => {
+                    confirmed += 1;
+                    last_was_duplicate = ack.duplicate;
+                }
+                Err(e) => {
+                    error = Some(format!("nats: no PubAck from stream {}: {e}", self.config.stream));
+                    break;
+                }
             }
         }
-        if error.is_some() {
+        *chain = if error.is_some() {
             self.ready.store(false, Ordering::Release);
-        }
+            None
+        } else if last_was_duplicate {
+            // A replay: the stream's last message is a later one, looked up next time.
+            None
+        } else {
+            Some(expected)
+        };
         Delivery { confirmed, error }
     }
 }
