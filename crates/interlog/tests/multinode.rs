@@ -121,9 +121,10 @@ fn nodes_at_once(dir: &Path, count: usize, db: &PgSchema, root_key_from_env: boo
             .map(|n| {
                 let barrier = &barrier;
                 s.spawn(move || {
-                    let listen = free_port();
                     barrier.wait();
-                    node(dir, n, &listen, db, root_key_from_env)
+                    // Port 0: the node takes one itself and prints it. A port picked beforehand
+                    // can be taken by a parallel test before the node binds it.
+                    node(dir, n, "127.0.0.1:0", db, root_key_from_env)
                 })
             })
             .collect();
@@ -213,11 +214,14 @@ struct Ledger {
 fn three_nodes_one_killed_mid_load_every_acknowledged_event_is_exported_once() {
     let Some(db) = PgSchema::create("three_nodes_one_killed_mid_load") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<String> = (0..3).map(|_| free_port()).collect();
-    let first = node(dir.path(), 0, &ports[0], &db, true);
+    // Port 0: each node takes one itself (a port picked beforehand can be taken by a parallel
+    // test before the node binds it); the killed node is restarted on the one it had.
+    let first = node(dir.path(), 0, "127.0.0.1:0", &db, true);
     let tracking_id = first.tracking_id.clone();
     let mut nodes: Vec<Option<Server>> =
-        std::iter::once(first).chain((1..3).map(|n| node(dir.path(), n, &ports[n], &db, true))).map(Some).collect();
+        std::iter::once(first).chain((1..3).map(|n| node(dir.path(), n, "127.0.0.1:0", &db, true))).map(Some).collect();
+    let ports: Vec<String> =
+        nodes.iter().map(|n| n.as_ref().unwrap().endpoint.trim_start_matches("http://").to_owned()).collect();
     let addrs: Vec<String> = ports.clone();
 
     // Six clients, each sending 10-event requests round-robin over the three nodes; a request
@@ -389,8 +393,8 @@ fn put_until(
 fn a_resource_created_or_deleted_through_one_node_is_honoured_by_another_within_a_second() {
     let Some(db) = PgSchema::create("catalog_changes_cross_nodes") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let a = node(dir.path(), 0, &free_port(), &db, true);
-    let b = node(dir.path(), 1, &free_port(), &db, true);
+    let a = node(dir.path(), 0, "127.0.0.1:0", &db, true);
+    let b = node(dir.path(), 1, "127.0.0.1:0", &db, true);
     let schema = interactions_schema(&a, "mn-schema");
     let refused = |r: &Reply| r.status == 400 && r.error_type == "InvalidInputException";
     let mut acked = Vec::new();
