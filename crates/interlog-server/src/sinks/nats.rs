@@ -355,7 +355,8 @@ mod tests {
         assert_eq!(v["properties"], r#"{"numberOfRatings":"12"}"#);
         assert_eq!(v["impression"], json!(["a", "b"]));
         assert_eq!(v["metricAttribution"]["eventAttributionSource"], "email");
-        assert_eq!(v.as_object().unwrap().len(), 18);
+        // Every member of the format, `flags` included (present because this event has one).
+        assert_eq!(v.as_object().unwrap().len(), 19);
         let bare = StoredEvent {
             interaction: Interaction {
                 user_id: None,
