@@ -366,6 +366,7 @@ mod tests {
                 recommendation_id: None,
                 impression: None,
                 event_attribution_source: None,
+                flags: Vec::new(),
                 ..e.interaction.clone()
             },
             ..e
