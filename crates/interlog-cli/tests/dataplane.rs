@@ -1,7 +1,7 @@
 //! The four data-plane commands besides put-events (`put-items`, `put-users`, `put-actions`,
 //! `put-action-interactions`) against two corpora of the real aws-cli 1.46.3, both kept in the repo:
 //!
-//! - `tests/corpus/awscli-dataplane/`: the recordings of `../shared/conformance/awscli-dataplane/`
+//! - `tests/corpus/awscli-dataplane/`: a copy of the reference recordings `conformance/awscli-dataplane/`
 //!   (238 cases, see its README);
 //! - `tests/corpus/awscli-dataplane-recorded/`: this project's own, recorded by
 //!   `scripts/record-cli-corpus` (run it again after changing its case list).
