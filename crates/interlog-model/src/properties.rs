@@ -134,20 +134,15 @@ pub fn check_properties(
     // refused still counts as naming the column, so the column is not reported missing as well.
     let mut keys: Vec<Option<&str>> = vec![None; columns.len()];
     let mut cells: Vec<Option<MetaValue>> = vec![None; columns.len()];
+    let mut undeclared: Vec<&str> = Vec::new();
 
     for (key, value) in props {
         if same_key(key, "sessionId") || member_columns.iter().any(|c| same_key(key, c)) {
             continue;
         }
         let Some(i) = columns.iter().position(|f| same_key(key, &f.name)) else {
-            match rules.undeclared_keys {
-                UndeclaredKeys::Flag => {
-                    flags.push(Flag::new(FlagKind::UndeclaredProperty, undeclared_message(key, schema_name, None)))
-                }
-                UndeclaredKeys::Refuse => {
-                    rule(undeclared_message(key, schema_name, Some(&field_listing(&columns))));
-                }
-                UndeclaredKeys::Ignore => {}
+            if rules.undeclared_keys != UndeclaredKeys::Ignore {
+                undeclared.push(key.as_str());
             }
             continue;
         };
@@ -162,6 +157,19 @@ pub fn check_properties(
         match coerce(field, value) {
             Ok(v) => cells[i] = Some(v),
             Err(why) => rule(format!("properties key '{key}' (field {}, {}) {why}", field.name, field.type_json())),
+        }
+    }
+
+    // In key order, so flags and messages are the same whether or not serde_json keeps the request's key order
+    // (its `preserve_order` feature, which another crate of a build can switch on).
+    undeclared.sort_unstable();
+    for key in undeclared {
+        match rules.undeclared_keys {
+            UndeclaredKeys::Flag => {
+                flags.push(Flag::new(FlagKind::UndeclaredProperty, undeclared_message(key, schema_name, None)))
+            }
+            UndeclaredKeys::Refuse => rule(undeclared_message(key, schema_name, Some(&field_listing(&columns)))),
+            UndeclaredKeys::Ignore => {}
         }
     }
 
@@ -590,6 +598,19 @@ mod tests {
             check(&canonical(), &located),
             Ok(vec![("LOCATION".into(), MetaValue::String("Ohio".into())), ("DEVICE".into(), MetaValue::Null)])
         );
+    }
+
+    /// Flags come in key order whatever order the map iterates in (serde_json's `preserve_order` feature, switched on
+    /// by another crate of a build, keeps the request's order; a CI run's binary had it, a plain build not).
+    #[test]
+    fn flags_come_in_key_order_whatever_the_map_order() {
+        let default = parse_schema(DEFAULT_INTERACTIONS_SCHEMA).unwrap();
+        let mut props = Map::new();
+        props.insert("zeta".into(), Value::from(1));
+        props.insert("alpha".into(), Value::from(2));
+        let c = check_properties(&default, NAME, &PATH, &props, PropertyRules::default()).expect("accepted");
+        let keys: Vec<&str> = c.flags.iter().map(|f| f.message.split('\'').nth(1).unwrap()).collect();
+        assert_eq!(keys, ["alpha", "zeta"]);
     }
 
     /// The rule of docs/api.md: an undeclared key is kept and flagged by default, refused in strict mode (naming the
