@@ -270,9 +270,12 @@ impl Application {
         let cache = CatalogCache::load(&*store).await.map_err(StartError::Bootstrap)?;
         cache.follow(store.clone());
         let node = crate::service::jobs::node_name(&config.data_dir);
-        let jobs = Jobs::new(store.clone(), JobSettings { node: node.clone(), ..JobSettings::default() });
+        let job_settings =
+            JobSettings { node: node.clone(), activation_delay: config.activation_delay, ..JobSettings::default() };
+        let jobs = Jobs::new(store.clone(), job_settings);
         jobs.recover().await.map_err(StartError::Bootstrap)?;
         jobs.spawn_sweeper();
+        jobs.spawn_activator();
         let service = Service::new(store.clone(), cache.clone(), jobs, file_root);
         let mut destinations: Vec<Arc<dyn crate::sinks::Destination>> = Vec::new();
         if let Some(nats) = config.nats.clone() {

@@ -136,6 +136,14 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     ALTER TABLE events ADD COLUMN flags text;
     "#,
     ),
+    (
+        5,
+        "records.flags",
+        r#"
+    -- The same for items, users and actions; instant as events.flags was.
+    ALTER TABLE records ADD COLUMN flags text;
+    "#,
+    ),
 ];
 
 pub(crate) fn latest() -> i32 {

@@ -24,7 +24,8 @@ const APPLICATION_ID: i64 = 0x494C_4F47;
 /// 3: the `records` of keyed datasets (items, users, actions).
 /// 4: the sinks' cursors and leases.
 /// 5: `events.flags`, why a kept event would not reach a model (docs/api.md).
-pub const LAYOUT: i64 = 5;
+/// 6: `records.flags`, the same for items, users and actions.
+pub const LAYOUT: i64 = 6;
 pub const DB_FILE: &str = "interlog.db";
 pub const LOCK_FILE: &str = "interlog.lock";
 
@@ -134,6 +135,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             Some(2) => from_2_to_3,
             Some(3) => from_3_to_4,
             Some(4) => from_4_to_5,
+            Some(5) => from_5_to_6,
             Some(other) => return Err(foreign(path, format!("unknown interlog layout {other}"))),
         };
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).classified()?;
@@ -183,12 +185,19 @@ const EVENTS: &str = "
         impression TEXT, attribution_source TEXT, received_at REAL NOT NULL, flags TEXT);
 ";
 
-/// The keyed records of layout 3.
+/// The keyed records of layout 6 (layouts 3-5 had them without `flags`).
 const RECORDS: &str = "
     -- Items, users and actions: one row per ID, the latest write replacing the earlier one. The
     -- unique key orders an export's pages (bytewise, as PostgreSQL's bytea does). A rowid table,
     -- not WITHOUT ROWID: records carry up to 32 KB of properties, and wide rows in the key's
-    -- B-tree would make every upsert and page read move them.
+    -- B-tree would make every upsert and page read move them. `flags` as the events'.
+    CREATE TABLE records(
+        id INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL, record_id TEXT NOT NULL, properties TEXT,
+        received_at REAL NOT NULL, flags TEXT, UNIQUE(dataset_id, record_id));
+";
+
+/// The keyed records as layout 3 introduced them.
+const RECORDS_3: &str = "
     CREATE TABLE records(
         id INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL, record_id TEXT NOT NULL, properties TEXT,
         received_at REAL NOT NULL, UNIQUE(dataset_id, record_id));
@@ -204,7 +213,7 @@ fn create(tx: &Transaction<'_>) -> Result<(), StoreError> {
 
 /// Layout 2 gains the `records` table; nothing else changes.
 fn from_2_to_3(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    tx.execute_batch(RECORDS).classified()?;
+    tx.execute_batch(RECORDS_3).classified()?;
     tx.execute_batch("PRAGMA user_version = 3;").classified()
 }
 
@@ -229,6 +238,12 @@ fn from_3_to_4(tx: &Transaction<'_>) -> Result<(), StoreError> {
 /// file holds; the events already stored read back without flags.
 fn from_4_to_5(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch("ALTER TABLE events ADD COLUMN flags TEXT; PRAGMA user_version = 5;").classified()
+}
+
+/// Layout 5 to 6: the keyed records gain `flags`, instantly as the events did; records already
+/// stored read back without flags.
+fn from_5_to_6(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch("ALTER TABLE records ADD COLUMN flags TEXT; PRAGMA user_version = 6;").classified()
 }
 
 /// Layout 1 (the first landing: `schemas`, `dataset_groups`, `datasets`, `event_trackers`,

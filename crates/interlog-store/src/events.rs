@@ -114,8 +114,7 @@ pub fn log_entry(a: ActionInteraction) -> Interaction {
         recommendation_id: a.recommendation_id,
         impression: a.impression,
         event_attribution_source: None,
-        // Counted by the server, not stored: an action interaction carries no flags (yet).
-        flags: Vec::new(),
+        flags: a.flags,
     }
 }
 
@@ -131,6 +130,7 @@ pub fn action_interaction(i: &Interaction) -> ActionInteraction {
         recommendation_id: i.recommendation_id.clone(),
         impression: i.impression.clone(),
         properties: i.properties.clone(),
+        flags: i.flags.clone(),
     }
 }
 

@@ -43,6 +43,10 @@ pub(crate) struct ServeArgs {
     /// older scripts keep working.
     #[arg(long, env = "INTERLOG_ALLOW_UNKNOWN_PROPERTIES")]
     allow_unknown_properties: bool,
+    /// A new dataset reports CREATE PENDING for this many seconds before it turns ACTIVE, as on
+    /// AWS (Put* calls to it meanwhile get ResourceInUseException); 0, the default: ACTIVE at once.
+    #[arg(long, env = "INTERLOG_ACTIVATION_DELAY", default_value_t = 0.0, value_name = "SECONDS")]
+    activation_delay: f64,
     /// A TOML file of more access keys, each bound to a 12-digit account ID (see docs/auth.md).
     #[arg(long, env = "INTERLOG_CREDENTIALS_FILE")]
     credentials_file: Option<PathBuf>,
@@ -118,6 +122,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.auth.enabled = !(args.no_auth || auth_off);
     // --allow-unknown-properties is the default behaviour: nothing to set.
     config.strict_properties = args.strict_properties;
+    anyhow::ensure!(
+        args.activation_delay.is_finite() && (0.0..=86_400.0).contains(&args.activation_delay),
+        "--activation-delay (INTERLOG_ACTIVATION_DELAY) must be 0 to 86400 seconds, not {}",
+        args.activation_delay
+    );
+    config.activation_delay = std::time::Duration::from_secs_f64(args.activation_delay);
     config.auth.credentials_file = args.credentials_file;
     config.auth.root_access_key_id = args.root_access_key_id;
     config.auth.root_secret_access_key = std::env::var("INTERLOG_SECRET_ACCESS_KEY").ok();

@@ -34,6 +34,14 @@ async fn handle(state: AppState, request: AwsRequest) -> Result<Response, ApiErr
             target.dataset_group_arn
         ))
     })?;
+    // A dataset still being created (`--activation-delay`): PutEvents models only
+    // InvalidInputException, so it is one, saying when to retry.
+    if dataset.status != "ACTIVE" {
+        return Err(ApiError::InvalidInput(format!(
+            "The Interactions dataset {} of this event tracker is {}, not ACTIVE: retry once it is",
+            dataset.arn, dataset.status
+        )));
+    }
     properties::check_records(
         dataset,
         "eventList",
