@@ -172,7 +172,7 @@ def test_default_tracking_id_fixes_the_tracking_id(server_factory, events_client
 
 def first_copy(event_id: str) -> dict:
     return {"eventId": event_id, "eventType": "first", "itemId": "item-first", "eventValue": 1.0,
-            "sentAt": BASE_TIME, "properties": '{"copy": "1"}', "impression": ["a"],
+            "sentAt": BASE_TIME, "properties": '{"copy": "1"}', "impression": ["a", "item-first"],
             "metricAttribution": {"eventAttributionSource": "first-source"}}
 
 

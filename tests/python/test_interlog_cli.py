@@ -84,14 +84,14 @@ def row(event_id, session_id, event_type, sent_at, user_id=None, **members) -> d
 
 
 def style_shorthand(tracking_id: str, s: str, cwd: Path):
-    first = (f"eventId={s}-1,eventType=click,sentAt=1700000000,itemId=i1,eventValue=4.5,impression=a,b,c,"
+    first = (f"eventId={s}-1,eventType=click,sentAt=1700000000,itemId=i1,eventValue=4.5,impression=i1,b,c,"
              "properties='{\"numberOfRatings\": \"12\"}',recommendationId=RID-sh,"
              "metricAttribution={eventAttributionSource=partner site}")
     second = f"eventId={s}-2,eventType=view,sentAt=2023-11-14T22:13:21Z,itemId=i2"
     argv = ["--tracking-id", tracking_id, "--session-id", s, "--user-id", "sh-user", "--event-list", first, second]
     return argv, [
         row(f"{s}-1", s, "click", 1700000000, "sh-user", itemId="i1", eventValue=Decimal("4.5"),
-            impression=["a", "b", "c"], properties='{"numberOfRatings": "12"}', recommendationId="RID-sh",
+            impression=["i1", "b", "c"], properties='{"numberOfRatings": "12"}', recommendationId="RID-sh",
             metricAttribution={"eventAttributionSource": "partner site"}),
         row(f"{s}-2", s, "view", 1700000001, "sh-user", itemId="i2"),
     ]
@@ -136,7 +136,7 @@ def style_json(tracking_id: str, s: str, cwd: Path):
 def style_file(tracking_id: str, s: str, cwd: Path):
     events = [
         {"eventId": f"{s}-1", "eventType": "purchase", "sentAt": 1700000200, "itemId": 'café, "☕"',
-         "eventValue": 19.99, "impression": ["x|y?", "z"]},
+         "eventValue": 19.99, "impression": ["x|y?", 'café, "☕"', "z"]},
         {"eventId": f"{s}-2", "eventType": "click", "sentAt": 1700000201,
          "properties": json.dumps({"numberOfRatings": 13, "note": "ünï"}, ensure_ascii=False)},
     ]
@@ -146,7 +146,7 @@ def style_file(tracking_id: str, s: str, cwd: Path):
             "--event-list", f"file://{s}-events.json"]
     return argv, [
         row(f"{s}-1", s, "purchase", 1700000200, "üser-2", itemId='café, "☕"', eventValue=Decimal("19.99"),
-            impression=["x|y?", "z"]),
+            impression=["x|y?", 'café, "☕"', "z"]),
         row(f"{s}-2", s, "click", 1700000201, "üser-2", properties=events[1]["properties"]),
     ]
 

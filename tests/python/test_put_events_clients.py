@@ -115,7 +115,7 @@ def test_awscli_json_syntax(module_server, aws, export):
 
 def test_awscli_shorthand_syntax(module_server, aws, export):
     s = module_server
-    first = ("eventId=cli-sh-1,eventType=click,sentAt=1700000000,itemId=i1,eventValue=4.5,impression=a,b,c,"
+    first = ("eventId=cli-sh-1,eventType=click,sentAt=1700000000,itemId=i1,eventValue=4.5,impression=i1,b,c,"
              "properties='{\"numberOfRatings\": \"12\"}',recommendationId=RID-sh,"
              "metricAttribution={eventAttributionSource=partner site}")
     second = "eventId=cli-sh-2,eventType=view,sentAt=2023-11-14T22:13:21Z,itemId=i2"
@@ -125,7 +125,7 @@ def test_awscli_shorthand_syntax(module_server, aws, export):
 
     wire = [
         {"eventId": "cli-sh-1", "eventType": "click", "sentAt": 1700000000, "itemId": "i1", "eventValue": 4.5,
-         "impression": ["a", "b", "c"], "properties": '{"numberOfRatings": "12"}', "recommendationId": "RID-sh",
+         "impression": ["i1", "b", "c"], "properties": '{"numberOfRatings": "12"}', "recommendationId": "RID-sh",
          "metricAttribution": {"eventAttributionSource": "partner site"}},
         {"eventId": "cli-sh-2", "eventType": "view", "sentAt": 1700000001, "itemId": "i2"},
     ]
@@ -136,7 +136,7 @@ def test_awscli_event_list_and_tracking_id_from_files(module_server, aws, export
     s = module_server
     events = [
         {"eventId": "cli-file-1", "eventType": "purchase", "sentAt": 1700000200, "itemId": 'café, "☕"',
-         "eventValue": 19.99, "impression": ["x|y?", "z"]},
+         "eventValue": 19.99, "impression": ["x|y?", 'café, "☕"', "z"]},
         {"eventId": "cli-file-2", "eventType": "click", "sentAt": 1700000201,
          "properties": json.dumps({"numberOfRatings": 13, "note": "ünï"}, ensure_ascii=False)},
     ]
