@@ -191,6 +191,12 @@ impl Writer {
             }
             Err(e) => Err(e),
         };
+        self.options.observer.committed(interlog_store::CommitReport {
+            requests: batch.len(),
+            entries: batch.iter().map(|j| j.entries.len()).sum(),
+            duration: started.elapsed(),
+            ok: result.is_ok(),
+        });
         let c = &shared.counters;
         match result {
             Ok(replies) => {

@@ -67,6 +67,21 @@ pub fn prepare_files(data_dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Bytes the database, its WAL and shared-memory files take on disk (allocated blocks, so a sparse
+/// or preallocated file counts what it holds); a file that does not exist counts 0.
+pub fn size_on_disk(db: &Path) -> Result<u64, StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for file in [db.to_path_buf(), wal_path(db), shm_path(db)] {
+        match std::fs::metadata(&file) {
+            Ok(m) => total += m.blocks() * 512,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(total)
+}
+
 pub fn wal_path(db: &Path) -> PathBuf {
     PathBuf::from(format!("{}-wal", db.display()))
 }

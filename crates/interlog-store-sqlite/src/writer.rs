@@ -372,7 +372,14 @@ impl Writer {
         }
         let shared = self.shared.clone();
         let jobs = &*batch;
+        let started = Instant::now();
         let result = self.guarded(|w| w.commit_appends(jobs, &shared));
+        self.options.observer.committed(interlog_store::CommitReport {
+            requests: batch.len(),
+            entries: events,
+            duration: started.elapsed(),
+            ok: result.is_ok(),
+        });
         let c = &self.shared.counters;
         match result {
             Ok(outcomes) => {

@@ -93,7 +93,7 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
+    init_logging()?;
     if let Some(id) = &args.default_tracking_id {
         let n = id.chars().count();
         anyhow::ensure!(
@@ -172,10 +172,21 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     result
 }
 
-fn init_logging() {
+/// Logs to stderr, filtered by `INTERLOG_LOG`; `INTERLOG_LOG_FORMAT=json` writes one JSON object
+/// per line (for log shippers), `text` (the default) lines for people. Either way a request's
+/// lines carry its `request_id` (the `request` span of `interlog_server::telemetry`).
+fn init_logging() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("INTERLOG_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    match std::env::var("INTERLOG_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("" | "text") => builder.init(),
+        // The span's fields flattened into each line's "span" object, no list of parents: a
+        // request has one span.
+        Ok("json") => builder.json().with_current_span(true).with_span_list(false).init(),
+        Ok(other) => anyhow::bail!("INTERLOG_LOG_FORMAT={other:?} is not a log format: use text or json"),
+    }
+    Ok(())
 }
 
 /// What a new user needs to send a first event, printed on every start.
