@@ -54,7 +54,7 @@ macro_rules! conformance_suite {
             deleting_a_dataset_purges_its_records, action_interactions_are_events, records_and_action_interactions_keep_flags,
             nodes_share_records,
             sink_cursor_survives_a_reopen_and_never_moves_back, sink_cursor_concurrent_advancers, sink_lease_has_one_holder,
-            appends_are_announced, last_position_follows_appends);
+            appends_are_announced, last_position_follows_appends, commits_are_observed_and_the_store_has_a_size);
     };
     (@cases $engine:expr; $($case:ident),* $(,)?) => {
         $(
@@ -301,6 +301,32 @@ pub async fn repeats_are_dropped_at_the_door(engine: &dyn Engine) {
     assert_eq!(ids(&got), ["a", "b"]);
     assert_eq!(got[0].interaction.item_id.as_deref(), Some("first"), "the first copy wins");
     assert_eq!(store.stats().duplicates_dropped, 2);
+}
+
+/// Counts what the writer reports, for [`commits_are_observed_and_the_store_has_a_size`].
+#[derive(Default)]
+struct Reports(std::sync::Mutex<Vec<crate::CommitReport>>);
+
+impl crate::ObserveCommits for Reports {
+    fn committed(&self, report: &crate::CommitReport) {
+        self.0.lock().unwrap().push(*report);
+    }
+}
+
+/// The writer tells its observer of each commit of appended entries (the server's metrics), and the store
+/// measures its size on disk.
+pub async fn commits_are_observed_and_the_store_has_a_size(engine: &dyn Engine) {
+    let location = engine.location().await;
+    let reports = Arc::new(Reports::default());
+    let options = WriterOptions { observer: crate::CommitObserver::new(reports.clone()), ..Default::default() };
+    let store = engine.open(&location, options).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    store.append(dataset, vec![event("a", "i"), event("b", "i"), event("a", "again")]).await.unwrap();
+    store.append(dataset, vec![event("c", "i")]).await.unwrap();
+    let got = reports.0.lock().unwrap().clone();
+    assert_eq!(got.iter().map(|r| (r.requests, r.entries, r.ok)).collect::<Vec<_>>(), [(1, 3, true), (1, 1, true)]);
+    assert_eq!(store.stats().queue_depth, 0, "nothing waits once every append was answered");
+    assert!(store.size_on_disk().await.unwrap() > 0);
 }
 
 pub async fn unique_events_drop_repeats_past_the_window(engine: &dyn Engine) {
