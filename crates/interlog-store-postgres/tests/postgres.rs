@@ -237,6 +237,45 @@ async fn a_layout_1_database_gains_flags_and_keeps_its_events() {
     assert_eq!(got, [event("old", "i"), flagged]);
 }
 
+/// A database of layout 4 (no history index) gains it, and the events already stored are indexed
+/// in the background; history answers whole before and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layout_4_database_gains_the_history_index_and_indexes_its_events() {
+    let pg = pg_or_skip!();
+    let schema = pg.schema().await;
+    let url = url_in(&pg.url, &schema);
+    let store = open(&url).await;
+    let dataset = dataset(&*store).await;
+    store.append(dataset, vec![event("old-1", "i"), event("old-2", "i")]).await.unwrap();
+    store.close().await;
+    drop(store);
+    let client = admin(&pg.url).await;
+    client
+        .batch_execute(&format!(
+            "DROP TABLE {schema}.history; DELETE FROM {schema}.sink_cursors WHERE sink = 'history';
+             DELETE FROM {schema}.interlog_migrations WHERE version = 5"
+        ))
+        .await
+        .unwrap();
+    let store = open(&url).await;
+    let user = || interlog_store::Who::User("user-1".into());
+    let ids =
+        |events: Vec<StoredEvent>| -> Vec<String> { events.into_iter().map(|e| e.interaction.event_id).collect() };
+    assert_eq!(ids(store.history(dataset, user(), 10).await.unwrap()), ["old-2", "old-1"]);
+    let start = Instant::now();
+    loop {
+        let row =
+            client.query_one(&format!("SELECT count(*) FROM {schema}.history WHERE kind = 1"), &[]).await.unwrap();
+        if row.get::<_, i64>(0) == 2 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the old events were not indexed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ids(store.history(dataset, user(), 10).await.unwrap()), ["old-2", "old-1"]);
+    store.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_layout_or_a_foreign_schema_stops_start_up() {
     let pg = pg_or_skip!();
