@@ -49,7 +49,7 @@ impl Who {
 /// Puts the index's answer and the tail's together: newest first, at most `limit`, each
 /// position once.
 pub fn newest_first(mut events: Vec<crate::StoredEvent>, limit: usize) -> Vec<crate::StoredEvent> {
-    events.sort_unstable_by(|a, b| b.seq.cmp(&a.seq));
+    events.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
     events.dedup_by_key(|e| e.seq);
     events.truncate(limit);
     events
