@@ -1,4 +1,4 @@
-//! The history index on PostgreSQL (migration 5): `history(dataset_id, kind, who, seq)`, filled
+//! The history index on PostgreSQL (migration 7): `history(dataset_id, kind, who, seq)`, filled
 //! by a background task on every node, never by the writer (`interlog_store::history`).
 //!
 //! Positions are per dataset, so the indexer keeps one cursor per dataset (`sink_cursors` rows
@@ -110,7 +110,7 @@ async fn index_chunk(shared: &Shared, dataset_id: i64, last: i64) -> Result<bool
             )
             .await?;
             tx.execute(
-                "UPDATE sink_cursors SET position = $3, delivered = delivered + ($3 - $4),
+                "UPDATE sink_cursors SET position = $3::bigint, delivered = delivered + ($3::bigint - $4::bigint),
                      updated = extract(epoch from clock_timestamp())::float8
                  WHERE sink = $1 AND dataset_id = $2",
                 &[&HISTORY_CURSOR, &dataset_id, &to, &from],

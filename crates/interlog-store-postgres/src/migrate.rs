@@ -136,8 +136,9 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     ALTER TABLE events ADD COLUMN flags text;
     "#,
     ),
+    // 5 and 6 belong to work landing beside this one (they go before this step once they land).
     (
-        5,
+        7,
         "history index of users and sessions",
         r#"
     -- One row per (event, user) and (event, session): kind 1 is a user, 2 a session. Filled by

@@ -1,4 +1,4 @@
-//! The history index in SQLite (layout 6): `history(dataset_id, kind, who, seq)`, filled by the
+//! The history index in SQLite (layout 8): `history(dataset_id, kind, who, seq)`, filled by the
 //! writer thread off the hot path (between append batches, a bounded chunk at a time, never
 //! inside an append's transaction), queried on read-only connections (`interlog_store::history`).
 //!

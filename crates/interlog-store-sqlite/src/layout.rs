@@ -24,8 +24,9 @@ const APPLICATION_ID: i64 = 0x494C_4F47;
 /// 3: the `records` of keyed datasets (items, users, actions).
 /// 4: the sinks' cursors and leases.
 /// 5: `events.flags`, why a kept event would not reach a model (docs/api.md).
-/// 6: the `history` index of users and sessions, filled off the hot path (`history.rs`).
-pub const LAYOUT: i64 = 6;
+/// 8: the `history` index of users and sessions, filled off the hot path (`history.rs`).
+/// Layouts 6 and 7 belong to work landing beside this one; until it lands, 5 goes straight to 8.
+pub const LAYOUT: i64 = 8;
 pub const DB_FILE: &str = "interlog.db";
 pub const LOCK_FILE: &str = "interlog.lock";
 
@@ -135,7 +136,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             Some(2) => from_2_to_3,
             Some(3) => from_3_to_4,
             Some(4) => from_4_to_5,
-            Some(5) => from_5_to_6,
+            Some(5) => from_5_to_8,
             Some(other) => return Err(foreign(path, format!("unknown interlog layout {other}"))),
         };
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).classified()?;
@@ -234,7 +235,7 @@ fn from_4_to_5(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch("ALTER TABLE events ADD COLUMN flags TEXT; PRAGMA user_version = 5;").classified()
 }
 
-/// The history index of layout 6 (`interlog_store::history`): one row per (event, user) and
+/// The history index of layout 8 (`interlog_store::history`): one row per (event, user) and
 /// (event, session), written by the writer thread's background indexer, never by an append.
 /// `kind` 1 is a user, 2 a session. WITHOUT ROWID: the key is the whole row.
 const HISTORY: &str = "
@@ -243,11 +244,12 @@ const HISTORY: &str = "
         PRIMARY KEY(dataset_id, kind, who, seq)) WITHOUT ROWID;
 ";
 
-/// Layout 5 to 6: the empty history index. Its cursor starts at 0, so the indexer works through
-/// the events already stored in the background; until it is through, queries scan the rest.
-fn from_5_to_6(tx: &Transaction<'_>) -> Result<(), StoreError> {
+/// Layout 5 to 8 (6 and 7 are not written yet, see [`LAYOUT`]): the empty history index. Its
+/// cursor starts at 0, so the indexer works through the events already stored in the
+/// background; until it is through, queries scan the rest.
+fn from_5_to_8(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(HISTORY).classified()?;
-    tx.execute_batch("PRAGMA user_version = 6;").classified()
+    tx.execute_batch("PRAGMA user_version = 8;").classified()
 }
 
 /// Layout 1 (the first landing: `schemas`, `dataset_groups`, `datasets`, `event_trackers`,
