@@ -136,7 +136,15 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     ALTER TABLE events ADD COLUMN flags text;
     "#,
     ),
-    // 5 and 6 belong to work landing beside this one (they go before this step once they land).
+    (
+        5,
+        "records.flags",
+        r#"
+    -- The same for items, users and actions; instant as events.flags was.
+    ALTER TABLE records ADD COLUMN flags text;
+    "#,
+    ),
+    // 6 belongs to work landing beside this one (it goes before this step once it lands).
     (
         7,
         "history index of users and sessions",

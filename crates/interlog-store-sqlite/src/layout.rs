@@ -24,8 +24,9 @@ const APPLICATION_ID: i64 = 0x494C_4F47;
 /// 3: the `records` of keyed datasets (items, users, actions).
 /// 4: the sinks' cursors and leases.
 /// 5: `events.flags`, why a kept event would not reach a model (docs/api.md).
+/// 6: `records.flags`, the same for items, users and actions.
 /// 8: the `history` index of users and sessions, filled off the hot path (`history.rs`).
-/// Layouts 6 and 7 belong to work landing beside this one; until it lands, 5 goes straight to 8.
+/// Layout 7 belongs to work landing beside this one; until it lands, 6 goes straight to 8.
 pub const LAYOUT: i64 = 8;
 pub const DB_FILE: &str = "interlog.db";
 pub const LOCK_FILE: &str = "interlog.lock";
@@ -66,6 +67,21 @@ pub fn prepare_files(data_dir: &Path) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// Bytes the database, its WAL and shared-memory files take on disk (allocated blocks, so a sparse
+/// or preallocated file counts what it holds); a file that does not exist counts 0.
+pub fn size_on_disk(db: &Path) -> Result<u64, StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for file in [db.to_path_buf(), wal_path(db), shm_path(db)] {
+        match std::fs::metadata(&file) {
+            Ok(m) => total += m.blocks() * 512,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(total)
 }
 
 pub fn wal_path(db: &Path) -> PathBuf {
@@ -136,7 +152,8 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             Some(2) => from_2_to_3,
             Some(3) => from_3_to_4,
             Some(4) => from_4_to_5,
-            Some(5) => from_5_to_8,
+            Some(5) => from_5_to_6,
+            Some(6) => from_6_to_8,
             Some(other) => return Err(foreign(path, format!("unknown interlog layout {other}"))),
         };
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).classified()?;
@@ -186,12 +203,19 @@ const EVENTS: &str = "
         impression TEXT, attribution_source TEXT, received_at REAL NOT NULL, flags TEXT);
 ";
 
-/// The keyed records of layout 3.
+/// The keyed records of layout 6 (layouts 3-5 had them without `flags`).
 const RECORDS: &str = "
     -- Items, users and actions: one row per ID, the latest write replacing the earlier one. The
     -- unique key orders an export's pages (bytewise, as PostgreSQL's bytea does). A rowid table,
     -- not WITHOUT ROWID: records carry up to 32 KB of properties, and wide rows in the key's
-    -- B-tree would make every upsert and page read move them.
+    -- B-tree would make every upsert and page read move them. `flags` as the events'.
+    CREATE TABLE records(
+        id INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL, record_id TEXT NOT NULL, properties TEXT,
+        received_at REAL NOT NULL, flags TEXT, UNIQUE(dataset_id, record_id));
+";
+
+/// The keyed records as layout 3 introduced them.
+const RECORDS_3: &str = "
     CREATE TABLE records(
         id INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL, record_id TEXT NOT NULL, properties TEXT,
         received_at REAL NOT NULL, UNIQUE(dataset_id, record_id));
@@ -208,7 +232,7 @@ fn create(tx: &Transaction<'_>) -> Result<(), StoreError> {
 
 /// Layout 2 gains the `records` table; nothing else changes.
 fn from_2_to_3(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    tx.execute_batch(RECORDS).classified()?;
+    tx.execute_batch(RECORDS_3).classified()?;
     tx.execute_batch("PRAGMA user_version = 3;").classified()
 }
 
@@ -235,6 +259,12 @@ fn from_4_to_5(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch("ALTER TABLE events ADD COLUMN flags TEXT; PRAGMA user_version = 5;").classified()
 }
 
+/// Layout 5 to 6: the keyed records gain `flags`, instantly as the events did; records already
+/// stored read back without flags.
+fn from_5_to_6(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch("ALTER TABLE records ADD COLUMN flags TEXT; PRAGMA user_version = 6;").classified()
+}
+
 /// The history index of layout 8 (`interlog_store::history`): one row per (event, user) and
 /// (event, session), written by the writer thread's background indexer, never by an append.
 /// `kind` 1 is a user, 2 a session. WITHOUT ROWID: the key is the whole row.
@@ -244,10 +274,10 @@ const HISTORY: &str = "
         PRIMARY KEY(dataset_id, kind, who, seq)) WITHOUT ROWID;
 ";
 
-/// Layout 5 to 8 (6 and 7 are not written yet, see [`LAYOUT`]): the empty history index. Its
+/// Layout 6 to 8 (7 is not written yet, see [`LAYOUT`]): the empty history index. Its
 /// cursor starts at 0, so the indexer works through the events already stored in the
 /// background; until it is through, queries scan the rest.
-fn from_5_to_8(tx: &Transaction<'_>) -> Result<(), StoreError> {
+fn from_6_to_8(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(HISTORY).classified()?;
     tx.execute_batch("PRAGMA user_version = 8;").classified()
 }
