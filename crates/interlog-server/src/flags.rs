@@ -129,9 +129,13 @@ mod tests {
         f.record(&FlagCounts::default(), None);
         assert!(f.warning_due(), "nothing flagged, nothing logged");
         f.record(&one(2), None);
-        assert!(!f.warning_due(), "the first flagged request logs and closes the window");
+        assert_eq!(f.logged[0].load(Ordering::Relaxed), 2, "the first flagged request logs and closes the window");
+        assert!(f.warning_due(), "the other kinds' windows are still open");
         f.record(&one(3), None);
-        assert_eq!(f.counts().collect::<Vec<_>>(), [(FlagKind::UndeclaredProperty, 5)]);
+        f.record_duplicates(4);
+        let nonzero: Vec<_> = f.counts().filter(|(_, n)| *n > 0).collect();
+        assert_eq!(nonzero, [(FlagKind::UndeclaredProperty, 5), (FlagKind::DuplicateEventId, 4)]);
+        assert_eq!(f.counts().count(), FlagKind::ALL.len(), "every kind listed, zeros included");
         assert_eq!(f.logged[0].load(Ordering::Relaxed), 2, "the second request was not logged");
 
         let f = Flagged::with_interval(Duration::ZERO);

@@ -181,9 +181,15 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// per line (for log shippers), `text` (the default) lines for people. Either way a request's
 /// lines carry its `request_id` (the `request` span of `interlog_server::telemetry`).
 fn init_logging() -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("INTERLOG_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    // Colours for a terminal only: a log file or collector gets plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal());
     match std::env::var("INTERLOG_LOG_FORMAT").as_deref() {
         Err(_) | Ok("" | "text") => builder.init(),
         // The span's fields flattened into each line's "span" object, no list of parents: a
@@ -192,6 +198,11 @@ fn init_logging() -> anyhow::Result<()> {
         Ok(other) => anyhow::bail!("INTERLOG_LOG_FORMAT={other:?} is not a log format: use text or json"),
     }
     Ok(())
+}
+
+/// True with `INTERLOG_LOG_FORMAT=json`: everything the server writes to stderr is then a log line.
+fn json_logs() -> bool {
+    std::env::var("INTERLOG_LOG_FORMAT").as_deref() == Ok("json")
 }
 
 /// What a new user needs to send a first event, printed on every start.
@@ -219,8 +230,19 @@ fn print_banner(app: &Application, data_dir: &std::path::Path, database_url: Opt
     }
     let client_flags = match &app.root_key {
         None => {
-            eprintln!("WARNING: authentication is OFF (--no-auth / INTERLOG_AUTH=off): anyone who can reach");
-            eprintln!("WARNING: {endpoint} can record events and read them back. Use it for local development only.");
+            if json_logs() {
+                // stderr is a stream of JSON objects then: the warning is one of them.
+                tracing::warn!(
+                    %endpoint,
+                    "authentication is OFF (--no-auth / INTERLOG_AUTH=off): anyone who can reach the endpoint can \
+                     record events and read them back. Use it for local development only."
+                );
+            } else {
+                eprintln!("WARNING: authentication is OFF (--no-auth / INTERLOG_AUTH=off): anyone who can reach");
+                eprintln!(
+                    "WARNING: {endpoint} can record events and read them back. Use it for local development only."
+                );
+            }
             println!("auth:          OFF: requests are not verified (aws --no-sign-request works)");
             " --no-sign-request"
         }
