@@ -348,6 +348,14 @@ impl Keyring {
         self.keys.get(access_key_id).map(|e| &e.credential)
     }
 
+    /// The credential of `access_key_id` if `secret` is its secret (compared in constant time):
+    /// the sign-in of the web debugger, which has no request to sign.
+    pub fn check_secret(&self, access_key_id: &str, secret: &str) -> Option<&Credential> {
+        use subtle::ConstantTimeEq;
+        let credential = self.get(access_key_id)?;
+        bool::from(credential.secret_access_key().as_bytes().ct_eq(secret.as_bytes())).then_some(credential)
+    }
+
     /// How many keys there are.
     pub fn len(&self) -> usize {
         self.keys.len()

@@ -37,6 +37,9 @@ enum Command {
     Postgres(postgres::PostgresArgs),
     /// One load scenario with every knob, alternated with the no-op baseline.
     Load(suite::LoadArgs),
+    /// The history index: PutEvents with the indexer on vs off, and history query latencies on
+    /// a store of --events events (issue 15).
+    History(suite::HistoryArgs),
     /// Checks that a report has every field (exit 1 if not); what CI runs after --smoke.
     Check {
         /// The JSON report to check.
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Suite(args) => suite::run_suite(args),
         Command::Load(args) => suite::run_load(args),
+        Command::History(args) => suite::run_history(args),
         Command::Postgres(args) => postgres::run_postgres(args),
         Command::Check { file } => check(&file),
         Command::SignCost(args) => sign_cost(&args),

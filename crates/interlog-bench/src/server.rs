@@ -38,6 +38,17 @@ impl Server {
     /// As [`Server::interlog`]; with a database URL the node keeps everything in PostgreSQL
     /// (several nodes may be given the same URL).
     pub fn interlog_on(bin: &Path, data_dir: &Path, log: &Path, database_url: Option<&str>) -> anyhow::Result<Server> {
+        Server::interlog_with(bin, data_dir, log, database_url, &[])
+    }
+
+    /// As [`Server::interlog_on`], with more environment variables (`INTERLOG_NO_HISTORY_INDEX`).
+    pub fn interlog_with(
+        bin: &Path,
+        data_dir: &Path,
+        log: &Path,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
         let creds = bench_credentials();
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
@@ -53,7 +64,9 @@ impl Server {
             .env("INTERLOG_LOG", std::env::var("INTERLOG_LOG").unwrap_or_else(|_| "warn".into()))
             .env_remove("INTERLOG_AUTH")
             .env_remove("INTERLOG_LISTEN")
-            .env_remove("INTERLOG_DATA_DIR");
+            .env_remove("INTERLOG_DATA_DIR")
+            .env_remove("INTERLOG_NO_HISTORY_INDEX")
+            .envs(env.iter().copied());
         Server::spawn(cmd, log).with_context(|| format!("starting {} serve", bin.display()))
     }
 

@@ -826,3 +826,160 @@ fn dir_size(dir: &Path) -> u64 {
         .map(|entries| entries.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
         .unwrap_or(0)
 }
+
+#[derive(Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Events in the store the history queries run on.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Timed queries per measurement.
+    #[arg(long, default_value_t = 200)]
+    queries: usize,
+    /// Longest wait for the indexer to catch up after the fill, in seconds.
+    #[arg(long, default_value_t = 180.0)]
+    catch_up_limit: f64,
+}
+
+/// Query latencies of one moment, in microseconds (signed GET on a new connection each).
+#[derive(serde::Serialize, Default)]
+struct QueryFigures {
+    /// Seconds after the fill ended.
+    after_fill_s: f64,
+    /// A user with many events (the newest 100 of ~1/64 of the store).
+    busy_user_us: Percentiles,
+    /// A user with none: the index answers at once, a scan reads the whole unindexed tail.
+    absent_user_us: Percentiles,
+}
+
+#[derive(serde::Serialize)]
+struct HistoryReport {
+    command: String,
+    revision: String,
+    events: u64,
+    fill_events_per_s: f64,
+    /// PutEvents saturation (10 events/request), alternated runs with the indexer on and off.
+    put_events_index_on: Vec<Figures>,
+    put_events_index_off: Vec<Figures>,
+    median_events_per_s_index_on: f64,
+    median_events_per_s_index_off: f64,
+    /// on / off: the goal is at least 0.95.
+    ratio_on_off: f64,
+    /// Right after the fill (the indexer behind, queries scan the tail), then every few
+    /// seconds until the latencies stop falling.
+    queries: Vec<QueryFigures>,
+}
+
+/// `history`: what the history index costs PutEvents (indexer on vs off) and what a history
+/// query costs on a store of `--events` events.
+pub fn run_history(args: HistoryArgs) -> anyhow::Result<()> {
+    let tmp = server::work_dir(args.common.work_dir.as_ref())?;
+    let ctx = Ctx::new(args.common.clone(), None, tmp.path())?;
+    let sc = Scenario {
+        name: "sat-10ev".into(),
+        description: "saturation, 10 events/request".into(),
+        operation: Operation::Events,
+        events_per_request: 10,
+        connections: ctx.common.connections,
+        ids: Ids::Unique,
+        repeat_pool: 0,
+        rate: None,
+    };
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for index in 0..ctx.common.runs {
+        for indexed in [true, false] {
+            let label = format!("history-{}-{index}", if indexed { "on" } else { "off" });
+            let data = ctx.work.join(format!("data-{label}"));
+            let env: &[(&str, &str)] = if indexed { &[] } else { &[("INTERLOG_NO_HISTORY_INDEX", "true")] };
+            let server = Server::interlog_with(
+                &ctx.common.server_bin,
+                &data,
+                &ctx.work.join(format!("{label}.log")),
+                None,
+                env,
+            )?;
+            let figures = ctx.measure(&server, &sc, &label);
+            server.stop()?;
+            let _ = std::fs::remove_dir_all(&data);
+            let figures = figures?;
+            eprintln!("  {label}: {:>9.0} events/s, p99 {:.2} ms", figures.events_per_s, figures.latency_us.p99 / 1e3);
+            if indexed {
+                on.push(figures)
+            } else {
+                off.push(figures)
+            }
+        }
+    }
+    let median_of = |f: &[Figures]| median(&mut f.iter().map(|x| x.events_per_s).collect::<Vec<_>>());
+    let (on_rate, off_rate) = (median_of(&on), median_of(&off));
+
+    let data = ctx.work.join("data-history-fill");
+    let server = Server::interlog(&ctx.common.server_bin, &data, &ctx.work.join("history-fill.log"))?;
+    let fill_rate = ctx.fill(&server, args.events)?;
+    let filled = Instant::now();
+    let creds = bench_credentials();
+    let measure = |user: &str| -> anyhow::Result<Percentiles> {
+        let path = format!("/_interlog/v1/events?trackingId={TRACKING_ID}&userId={user}&limit=100");
+        let mut h = hdrhistogram::Histogram::<u64>::new(3)?;
+        for _ in 0..args.queries {
+            let t = Instant::now();
+            let (status, body) = server::http_get_signed(server.addr, &path, &creds)?;
+            anyhow::ensure!(status == 200, "history query answered {status}: {}", String::from_utf8_lossy(&body));
+            h.record(t.elapsed().as_micros() as u64)?;
+        }
+        Ok(Percentiles::of(&h))
+    };
+    let mut queries: Vec<QueryFigures> = Vec::new();
+    loop {
+        let after_fill_s = filled.elapsed().as_secs_f64();
+        let q =
+            QueryFigures { after_fill_s, busy_user_us: measure("user-000001")?, absent_user_us: measure("nobody")? };
+        eprintln!(
+            "  history after {after_fill_s:>5.1} s: busy user p50 {:.2} ms p99 {:.2} ms, absent user p50 {:.2} ms p99 {:.2} ms",
+            q.busy_user_us.p50 / 1e3,
+            q.busy_user_us.p99 / 1e3,
+            q.absent_user_us.p50 / 1e3,
+            q.absent_user_us.p99 / 1e3
+        );
+        let settled = queries.last().is_some_and(|last| q.absent_user_us.p50 >= last.absent_user_us.p50 * 0.8);
+        queries.push(q);
+        if settled || after_fill_s > args.catch_up_limit {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    server.stop()?;
+    let report = HistoryReport {
+        command: command_line(),
+        revision: args
+            .common
+            .revision
+            .clone()
+            .unwrap_or_else(|| procfs::git_revision(Path::new(env!("CARGO_MANIFEST_DIR")))),
+        events: args.events,
+        fill_events_per_s: fill_rate,
+        put_events_index_on: on,
+        put_events_index_off: off,
+        median_events_per_s_index_on: on_rate,
+        median_events_per_s_index_off: off_rate,
+        ratio_on_off: if off_rate > 0.0 { on_rate / off_rate } else { 0.0 },
+        queries,
+    };
+    println!(
+        "PutEvents sat-10ev: index on {:.0} events/s, off {:.0} events/s: on/off {:.3} (goal >= 0.95)",
+        report.median_events_per_s_index_on, report.median_events_per_s_index_off, report.ratio_on_off
+    );
+    for q in &report.queries {
+        println!(
+            "history on {} events, {:>5.1} s after the fill: busy user p50 {:.2} ms p99 {:.2} ms; absent user p50 {:.2} ms p99 {:.2} ms",
+            report.events,
+            q.after_fill_s,
+            q.busy_user_us.p50 / 1e3,
+            q.busy_user_us.p99 / 1e3,
+            q.absent_user_us.p50 / 1e3,
+            q.absent_user_us.p99 / 1e3
+        );
+    }
+    write_json(ctx.common.json.as_ref(), &report)
+}

@@ -110,3 +110,33 @@ fn postgres_smoke_run_writes_every_scenario() {
     }
     assert_eq!(report["goals"].as_array().unwrap().len(), 3);
 }
+
+/// `interlog-bench history` in miniature: one short run with the indexer on and off, a store of
+/// a few thousand events, the queries; the report has every part.
+#[test]
+fn history_smoke_run_reports_both_indexer_settings_and_query_latencies() {
+    let server = interlog_bin();
+    assert!(server.is_file(), "{} is missing: build the server first (cargo build -p interlog)", server.display());
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("history.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_interlog-bench"))
+        .args(["history", "--runs", "1", "--warmup", "0.2", "--duration", "0.6", "--events", "5000", "--queries", "5"])
+        .args(["--catch-up-limit", "10", "--connections", "8", "--server-bin"])
+        .arg(&server)
+        .arg("--json")
+        .arg(&json)
+        .arg("--work-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "history run failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("on/off") && stdout.contains("history on 5000 events"), "no figures on stdout:\n{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["put_events_index_on"].as_array().map(Vec::len), Some(1));
+    assert_eq!(report["put_events_index_off"].as_array().map(Vec::len), Some(1));
+    let first = &report["queries"][0];
+    assert!(first["busy_user_us"]["count"].as_u64() == Some(5), "{report}");
+    assert!(first["absent_user_us"]["p50"].as_f64().is_some_and(|p| p > 0.0), "{report}");
+}

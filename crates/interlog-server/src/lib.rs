@@ -8,6 +8,7 @@ mod admission;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod debugger;
 pub mod engine;
 pub mod file_root;
 mod files;

@@ -145,8 +145,9 @@ async fn purge_chunk(shared: &Shared) -> Result<bool, StoreError> {
                     &[&dataset_id, &PURGE_CHUNK],
                 )
                 .await?;
-            // The dataset's records go once its events are gone, a chunk at a time too.
-            let records = if n < PURGE_CHUNK as u64 {
+            // The dataset's records go once its events are gone, a chunk at a time too, and
+            // then its rows of the history index.
+            let mut records = if n < PURGE_CHUNK as u64 {
                 tx.execute(
                     "DELETE FROM records WHERE dataset_id = $1 AND record_id IN \
                      (SELECT record_id FROM records WHERE dataset_id = $1 LIMIT $2)",
@@ -156,6 +157,15 @@ async fn purge_chunk(shared: &Shared) -> Result<bool, StoreError> {
             } else {
                 0
             };
+            if n + records < PURGE_CHUNK as u64 {
+                records += tx
+                    .execute(
+                        "DELETE FROM history WHERE dataset_id = $1 AND (kind, who, seq) IN \
+                         (SELECT kind, who, seq FROM history WHERE dataset_id = $1 LIMIT $2)",
+                        &[&dataset_id, &(PURGE_CHUNK - (n + records) as i64)],
+                    )
+                    .await?;
+            }
             if n + records < PURGE_CHUNK as u64 {
                 tx.execute("UPDATE event_logs SET purged = true WHERE dataset_id = $1", &[&dataset_id]).await?;
                 tracing::info!(dataset_id, "the events of a deleted dataset are purged");

@@ -24,6 +24,7 @@ mod background;
 mod catalog;
 mod db;
 mod error;
+mod history;
 mod migrate;
 mod sinks;
 mod writer;
@@ -213,13 +214,17 @@ impl PostgresStore {
         });
         let (shutdown, stop) = watch::channel(false);
         let (jobs, rx) = mpsc::channel(options.queue_requests.max(1));
+        let history_index = options.history_index;
         let writer = writer::Writer { shared: shared.clone(), window, options, insert: pg.insert };
         let writer = tokio::spawn(writer.run(rx, stop.clone()));
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(background::listen(shared.clone(), stop.clone())),
             tokio::spawn(background::monitor(shared.clone(), stop.clone())),
-            tokio::spawn(background::purge(shared.clone(), stop)),
+            tokio::spawn(background::purge(shared.clone(), stop.clone())),
         ];
+        if history_index {
+            tasks.push(tokio::spawn(history::indexer(shared.clone(), stop)));
+        }
         tracing::info!(location = %location, schema = %shared.schema, "PostgreSQL store open");
         Ok(Arc::new(PostgresStore {
             shared,
@@ -323,6 +328,18 @@ impl EventStore for PostgresStore {
             return Ok(Vec::new());
         }
         self.shared.db.run(async |c| writer::read(c, dataset_id, after, limit).await).await
+    }
+
+    async fn history(
+        &self,
+        dataset_id: i64,
+        who: interlog_store::Who,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.shared.db.run(async |c| history::query(c, dataset_id, &who, limit).await).await
     }
 
     fn stats(&self) -> StoreStats {

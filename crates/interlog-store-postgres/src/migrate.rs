@@ -144,6 +144,22 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     ALTER TABLE records ADD COLUMN flags text;
     "#,
     ),
+    // 6 belongs to work landing beside this one (it goes before this step once it lands).
+    (
+        7,
+        "history index of users and sessions",
+        r#"
+    -- One row per (event, user) and (event, session): kind 1 is a user, 2 a session. Filled by
+    -- the background indexer after the `history` cursors of sink_cursors, never by an append
+    -- (interlog_store::history); a deleted dataset's rows go with its purge.
+    CREATE TABLE history(
+        dataset_id bigint NOT NULL,
+        kind smallint NOT NULL,
+        who bytea NOT NULL,
+        seq bigint NOT NULL,
+        PRIMARY KEY (dataset_id, kind, who, seq));
+    "#,
+    ),
 ];
 
 pub(crate) fn latest() -> i32 {

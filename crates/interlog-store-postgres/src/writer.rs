@@ -42,7 +42,8 @@ impl Job {
     }
 }
 
-const COLUMNS: &str = "dataset_id, seq, event_id, session_id, user_id, item_id, event_type, event_value, sent_at, \
+pub(crate) const COLUMNS: &str =
+    "dataset_id, seq, event_id, session_id, user_id, item_id, event_type, event_value, sent_at, \
                        properties, recommendation_id, impression, attribution_source, received_at, flags";
 
 const TYPES: [Type; COLUMN_COUNT] = [
@@ -516,7 +517,7 @@ fn opt_text(r: &tokio_postgres::Row, i: usize) -> Result<Option<String>, Fail> {
         .map_err(Fail::from)
 }
 
-fn stored_event(r: &tokio_postgres::Row) -> Result<StoredEvent, Fail> {
+pub(crate) fn stored_event(r: &tokio_postgres::Row) -> Result<StoredEvent, Fail> {
     let impression: Option<Vec<Vec<u8>>> = r.try_get(11)?;
     let impression = impression
         .map(|l| l.into_iter().map(String::from_utf8).collect::<Result<Vec<_>, _>>())

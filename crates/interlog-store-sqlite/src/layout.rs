@@ -25,7 +25,9 @@ const APPLICATION_ID: i64 = 0x494C_4F47;
 /// 4: the sinks' cursors and leases.
 /// 5: `events.flags`, why a kept event would not reach a model (docs/api.md).
 /// 6: `records.flags`, the same for items, users and actions.
-pub const LAYOUT: i64 = 6;
+/// 8: the `history` index of users and sessions, filled off the hot path (`history.rs`).
+/// Layout 7 belongs to work landing beside this one; until it lands, 6 goes straight to 8.
+pub const LAYOUT: i64 = 8;
 pub const DB_FILE: &str = "interlog.db";
 pub const LOCK_FILE: &str = "interlog.lock";
 
@@ -151,6 +153,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             Some(3) => from_3_to_4,
             Some(4) => from_4_to_5,
             Some(5) => from_5_to_6,
+            Some(6) => from_6_to_8,
             Some(other) => return Err(foreign(path, format!("unknown interlog layout {other}"))),
         };
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).classified()?;
@@ -223,6 +226,7 @@ fn create(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(EVENTS).classified()?;
     tx.execute_batch(RECORDS).classified()?;
     tx.execute_batch(SINKS).classified()?;
+    tx.execute_batch(HISTORY).classified()?;
     tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {LAYOUT};")).classified()
 }
 
@@ -259,6 +263,23 @@ fn from_4_to_5(tx: &Transaction<'_>) -> Result<(), StoreError> {
 /// stored read back without flags.
 fn from_5_to_6(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch("ALTER TABLE records ADD COLUMN flags TEXT; PRAGMA user_version = 6;").classified()
+}
+
+/// The history index of layout 8 (`interlog_store::history`): one row per (event, user) and
+/// (event, session), written by the writer thread's background indexer, never by an append.
+/// `kind` 1 is a user, 2 a session. WITHOUT ROWID: the key is the whole row.
+const HISTORY: &str = "
+    CREATE TABLE history(
+        dataset_id INTEGER NOT NULL, kind INTEGER NOT NULL, who TEXT NOT NULL, seq INTEGER NOT NULL,
+        PRIMARY KEY(dataset_id, kind, who, seq)) WITHOUT ROWID;
+";
+
+/// Layout 6 to 8 (7 is not written yet, see [`LAYOUT`]): the empty history index. Its
+/// cursor starts at 0, so the indexer works through the events already stored in the
+/// background; until it is through, queries scan the rest.
+fn from_6_to_8(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch(HISTORY).classified()?;
+    tx.execute_batch("PRAGMA user_version = 8;").classified()
 }
 
 /// Layout 1 (the first landing: `schemas`, `dataset_groups`, `datasets`, `event_trackers`,

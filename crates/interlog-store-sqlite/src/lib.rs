@@ -15,6 +15,7 @@
 
 pub mod catalog;
 mod error;
+mod history;
 pub mod layout;
 mod reader;
 mod sinks;
@@ -262,6 +263,15 @@ impl EventStore for SqliteStore {
 
     async fn read(&self, dataset_id: i64, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         self.readers.run(move |conn| reader::events(conn, dataset_id, after, limit)).await
+    }
+
+    async fn history(
+        &self,
+        dataset_id: i64,
+        who: interlog_store::Who,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.readers.run(move |conn| history::query(conn, dataset_id, &who, limit)).await
     }
 
     fn stats(&self) -> StoreStats {

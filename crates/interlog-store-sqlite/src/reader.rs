@@ -88,39 +88,61 @@ pub fn events(conn: &Connection, dataset_id: i64, after: i64, limit: usize) -> R
     }
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut stmt = tx
-        .prepare_cached(
-            "SELECT seq, event_id, session_id, user_id, item_id, event_type, event_value, sent_at, properties,
-                    recommendation_id, impression, attribution_source, received_at, flags
-             FROM events WHERE seq > ?2 AND dataset_id = ?1 ORDER BY seq LIMIT ?3",
-        )
+        .prepare_cached(&format!(
+            "SELECT {} FROM events WHERE seq > ?2 AND dataset_id = ?1 ORDER BY seq LIMIT ?3",
+            event_columns("")
+        ))
         .classified()?;
-    let rows = stmt
-        .query_map(params![dataset_id, after, limit], |r| {
-            let impression: Option<String> = r.get(10)?;
-            Ok(StoredEvent {
-                seq: r.get(0)?,
-                received_at: r.get(12)?,
-                interaction: Interaction {
-                    event_id: r.get(1)?,
-                    session_id: r.get(2)?,
-                    user_id: r.get(3)?,
-                    item_id: r.get(4)?,
-                    event_type: r.get(5)?,
-                    event_value: r.get(6)?,
-                    sent_at: r.get(7)?,
-                    properties: r.get(8)?,
-                    recommendation_id: r.get(9)?,
-                    impression: impression.and_then(|s| serde_json::from_str(&s).ok()),
-                    event_attribution_source: r.get(11)?,
-                    flags: interlog_model::flag::decode_flags(r.get::<_, Option<String>>(13)?.as_deref()),
-                },
-            })
-        })
-        .classified()?;
+    let rows = stmt.query_map(params![dataset_id, after, limit], stored_event).classified()?;
     let events = rows.collect::<Result<Vec<_>, _>>().classified()?;
     drop(stmt);
     tx.commit().classified()?;
     Ok(events)
+}
+
+/// The columns [`stored_event`] reads, each prefixed (`"e."` in a join).
+pub fn event_columns(prefix: &str) -> String {
+    [
+        "seq",
+        "event_id",
+        "session_id",
+        "user_id",
+        "item_id",
+        "event_type",
+        "event_value",
+        "sent_at",
+        "properties",
+        "recommendation_id",
+        "impression",
+        "attribution_source",
+        "received_at",
+        "flags",
+    ]
+    .map(|c| format!("{prefix}{c}"))
+    .join(", ")
+}
+
+/// One event read with [`event_columns`].
+pub fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let impression: Option<String> = r.get(10)?;
+    Ok(StoredEvent {
+        seq: r.get(0)?,
+        received_at: r.get(12)?,
+        interaction: Interaction {
+            event_id: r.get(1)?,
+            session_id: r.get(2)?,
+            user_id: r.get(3)?,
+            item_id: r.get(4)?,
+            event_type: r.get(5)?,
+            event_value: r.get(6)?,
+            sent_at: r.get(7)?,
+            properties: r.get(8)?,
+            recommendation_id: r.get(9)?,
+            impression: impression.and_then(|s| serde_json::from_str(&s).ok()),
+            event_attribution_source: r.get(11)?,
+            flags: interlog_model::flag::decode_flags(r.get::<_, Option<String>>(13)?.as_deref()),
+        },
+    })
 }
 
 /// Up to `limit` records of a live keyed dataset whose ID sorts after `after`, in ID order. A

@@ -41,6 +41,11 @@ const PURGE_SCAN: i64 = 32_768;
 const PURGE_BUDGET: Duration = Duration::from_millis(2);
 /// Panics outside a unit of work (the loop itself) tolerated per minute before giving up.
 const MAX_RESTARTS_PER_MINUTE: usize = 5;
+/// The history indexer runs when the writer has nothing else to do, and besides once every
+/// this many append batches while it lags more than [`INDEX_BUSY_LAG`] events behind, so a query's
+/// scan of the unindexed tail stays short under sustained load.
+const INDEX_EVERY_BATCHES: u32 = 16;
+const INDEX_BUSY_LAG: i64 = 100_000;
 
 pub struct AppendJob {
     pub dataset_id: i64,
@@ -140,6 +145,13 @@ pub struct Writer {
     /// the id of a dataset being purged.
     live: HashSet<i64>,
     purges: VecDeque<Purge>,
+    /// The newest position committed, and how far the history index reaches (`history.rs`).
+    head: i64,
+    indexed: i64,
+    /// Append batches since the last chunk of the indexer.
+    batches_since_index: u32,
+    /// After a failed chunk the indexer waits until then, so a lasting failure is no busy loop.
+    index_paused_until: Option<Instant>,
     trouble: Option<Trouble>,
     fatal: Option<String>,
     /// The in-memory state must be rebuilt from the file before the next unit of work (after
@@ -168,6 +180,10 @@ impl Writer {
             shared,
             live: HashSet::new(),
             purges: VecDeque::new(),
+            head: 0,
+            indexed: 0,
+            batches_since_index: 0,
+            index_paused_until: None,
             trouble: None,
             fatal: None,
             rewarm: false,
@@ -216,6 +232,8 @@ impl Writer {
         let conn = self.conn.as_ref().ok_or_else(|| StoreError::Unavailable("no connection".into()))?;
         self.live = catalog::dataset_ids(conn)?;
         self.purges = catalog::purges(conn)?.into();
+        self.head = conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0)).classified()?;
+        self.indexed = crate::history::indexed(conn)?;
         Ok(())
     }
 
@@ -279,10 +297,24 @@ impl Writer {
                 if self.trouble.is_none() {
                     self.purge_chunk();
                 }
+                // Under sustained load the indexer still moves, at one chunk per
+                // INDEX_EVERY_BATCHES batches once it lags far behind.
+                self.batches_since_index += 1;
+                if self.index_wanted()
+                    && self.head - self.indexed > INDEX_BUSY_LAG
+                    && self.batches_since_index >= INDEX_EVERY_BATCHES
+                {
+                    self.index_chunk();
+                }
                 continue;
             }
             if self.trouble.is_none() && !self.purges.is_empty() {
                 self.purge_chunk();
+                continue;
+            }
+            // Nothing waits: the writer's idle time goes to the history index.
+            if self.index_wanted() {
+                self.index_chunk();
                 continue;
             }
             if self.trouble.as_ref().is_some_and(|t| Instant::now() >= t.next_probe) {
@@ -413,7 +445,7 @@ impl Writer {
         // Entries become visible to the window only once the commit succeeded.
         let mut pending: HashMap<u64, i64> = HashMap::new();
         let mut newest: HashMap<i64, i64> = HashMap::new();
-        let Writer { conn, window, live, .. } = self;
+        let Writer { conn, window, live, head, .. } = self;
         let conn = conn.as_mut().ok_or_else(|| StoreError::Unavailable("no connection".into()))?;
         let tx = conn.transaction().classified()?;
         {
@@ -499,6 +531,7 @@ impl Writer {
             window.insert(key, seq);
         }
         for (dataset, seq) in newest {
+            *head = (*head).max(seq);
             shared.saw_newest(dataset, seq);
         }
         Ok(outcomes)
@@ -539,7 +572,19 @@ impl Writer {
                     .classified()?
                     .execute(params![purge.dataset_id, chunk])
                     .classified()? as i64;
-                records_left = n >= chunk;
+                // Then its rows of the history index.
+                let h = if n < chunk {
+                    tx.prepare_cached(
+                        "DELETE FROM history WHERE dataset_id = ?1 AND (kind, who, seq) IN
+                         (SELECT kind, who, seq FROM history WHERE dataset_id = ?1 LIMIT ?2)",
+                    )
+                    .classified()?
+                    .execute(params![purge.dataset_id, chunk - n])
+                    .classified()? as i64
+                } else {
+                    0
+                };
+                records_left = n + h >= chunk;
             } else if done >= purge.last_seq {
                 records_left = true;
             }
@@ -566,6 +611,44 @@ impl Writer {
                 }
             }
             Err(e) => tracing::warn!(error = %e, dataset_id = purge.dataset_id, "a purge chunk failed; retrying later"),
+        }
+    }
+
+    fn index_wanted(&self) -> bool {
+        self.options.history_index
+            && self.trouble.is_none()
+            && self.indexed < self.head
+            && self.index_paused_until.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// One chunk of the history indexer in its own transaction, without a sync of its own:
+    /// the cursor moves in the same transaction as the rows, so a chunk lost to a power cut is
+    /// only done again, and the next append's synced commit makes it durable anyway.
+    fn index_chunk(&mut self) {
+        self.batches_since_index = 0;
+        let (from, now) = (self.indexed, interlog_store::now());
+        let shared = self.shared.clone();
+        let result = self.guarded(|w| {
+            let Writer { conn, live, .. } = w;
+            let conn = conn.as_mut().ok_or_else(|| StoreError::Unavailable("no connection".into()))?;
+            conn.execute_batch("PRAGMA synchronous=NORMAL").classified()?;
+            let done = (|| {
+                let tx = conn.transaction().classified()?;
+                let to = crate::history::index_chunk(&tx, live, from, now)?;
+                commit(tx, &shared)?;
+                Ok(to)
+            })();
+            conn.execute_batch("PRAGMA synchronous=FULL").classified()?;
+            done
+        });
+        match result {
+            Ok(to) if to > from => self.indexed = to,
+            // Nothing after the cursor: `head` was ahead of what is stored (a failed commit).
+            Ok(_) => self.indexed = self.head,
+            Err(e) => {
+                self.index_paused_until = Some(Instant::now() + Duration::from_secs(1));
+                tracing::warn!(error = %e, "a chunk of the history index failed; retrying in a second");
+            }
         }
     }
 

@@ -317,7 +317,7 @@ async fn a_layout_2_store_gains_flags_and_keeps_its_events() {
         .unwrap()
         .execute_batch(
             "ALTER TABLE events DROP COLUMN flags; DROP TABLE records; DROP TABLE sink_cursors; DROP TABLE sink_leases;
-             PRAGMA user_version = 2;",
+             DROP TABLE history; PRAGMA user_version = 2;",
         )
         .unwrap();
     let store = open(&dir).await;
@@ -346,7 +346,7 @@ async fn a_layout_5_store_gains_record_flags_and_keeps_its_records() {
     drop(store);
     Connection::open(dir.join("interlog.db"))
         .unwrap()
-        .execute_batch("ALTER TABLE records DROP COLUMN flags; PRAGMA user_version = 5;")
+        .execute_batch("ALTER TABLE records DROP COLUMN flags; DROP TABLE history; PRAGMA user_version = 5;")
         .unwrap();
     let store = open(&dir).await;
     let version: i64 =
@@ -361,6 +361,43 @@ async fn a_layout_5_store_gains_record_flags_and_keeps_its_records() {
     let got: Vec<Record> = store.read_records(dataset, None, 10).await.unwrap().into_iter().map(|r| r.record).collect();
     assert_eq!(got, [flagged, old]);
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    store.close().await;
+}
+
+/// A layout-6 file (no history index) gains the index, and its events already stored are
+/// indexed in the background; history answers whole before and after.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layout_6_store_gains_the_history_index_and_indexes_its_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await;
+    let dataset = bootstrap(&*store, &Bootstrap { scope: scope(), tracking_id: None }).await.unwrap().dataset.meta.id;
+    store.append(dataset, vec![event("old-1", "i"), event("old-2", "i")]).await.unwrap();
+    store.close().await;
+    drop(store);
+    Connection::open(dir.join("interlog.db"))
+        .unwrap()
+        .execute_batch("DROP TABLE history; DELETE FROM sink_cursors WHERE sink = 'history'; PRAGMA user_version = 6;")
+        .unwrap();
+    let store = open(&dir).await;
+    let conn = Connection::open(dir.join("interlog.db")).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, interlog_store_sqlite::layout::LAYOUT);
+    let user = || interlog_store::Who::User("user-1".into());
+    let ids = |events: Vec<interlog_store::StoredEvent>| -> Vec<String> {
+        events.into_iter().map(|e| e.interaction.event_id).collect()
+    };
+    assert_eq!(ids(store.history(dataset, user(), 10).await.unwrap()), ["old-2", "old-1"]);
+    let start = Instant::now();
+    loop {
+        let indexed: i64 = conn.query_row("SELECT count(*) FROM history WHERE kind = 1", [], |r| r.get(0)).unwrap();
+        if indexed == 2 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the old events were not indexed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ids(store.history(dataset, user(), 10).await.unwrap()), ["old-2", "old-1"]);
     store.close().await;
 }
 

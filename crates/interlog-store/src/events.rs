@@ -190,6 +190,9 @@ pub struct WriterOptions {
     pub window_events: usize,
     /// Told of every commit of appended entries.
     pub observer: CommitObserver,
+    /// Whether the background indexer keeps the history index ([`crate::history`]); without it
+    /// a history query scans the dataset's whole log (complete, slow). The benchmark compares both.
+    pub history_index: bool,
 }
 
 impl Default for WriterOptions {
@@ -199,6 +202,7 @@ impl Default for WriterOptions {
             max_batch_events: 10_000,
             window_events: 1 << 18,
             observer: CommitObserver::default(),
+            history_index: true,
         }
     }
 }
@@ -240,6 +244,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// Up to `limit` events of a dataset with `seq > after`, in `seq` order, repeats included.
     /// Each call is a short read: a slow consumer never pins a snapshot between pages.
     async fn read(&self, dataset_id: i64, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Up to `limit` events of one user or session of a dataset, newest first (by position),
+    /// repeats included: what the index holds up to its cursor plus a scan of the log after it,
+    /// in one snapshot, so the answer is complete whatever the indexer's lag ([`crate::history`]).
+    async fn history(&self, dataset_id: i64, who: crate::Who, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Counters of the write path.
     fn stats(&self) -> StoreStats;

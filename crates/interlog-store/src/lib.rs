@@ -8,7 +8,8 @@
 //! What is written once for every engine lives here: the typed resources
 //! ([`catalog::resources`]), the hot path's [`cache`], the first start's [`bootstrap`], the
 //! export writer and exact de-duplication ([`export`]), the retry [`window`], and the durable
-//! cursors and leases of the sinks that carry events on ([`sinks`]).
+//! cursors and leases of the sinks that carry events on ([`sinks`]), and the per-user and
+//! per-session [`history`] query.
 
 pub mod bootstrap;
 pub mod cache;
@@ -16,6 +17,7 @@ pub mod catalog;
 pub mod error;
 pub mod events;
 pub mod export;
+pub mod history;
 pub mod sinks;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -33,6 +35,7 @@ pub use events::{
     action_interaction, log_entry, AppendOutcome, CommitObserver, CommitReport, Entries, EventStore, Health,
     ObserveCommits, StoreStats, StoredEvent, StoredRecord, WriterOptions,
 };
+pub use history::Who;
 pub use sinks::{Backlog, Cursor, SinkState};
 
 /// A whole store: events and catalog, one engine.

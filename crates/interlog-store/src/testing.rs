@@ -18,7 +18,8 @@ use crate::catalog::{
     in_use, missing, DeleteRules, InsertRules, KeyRecord, Kind, Quota, Requirement, MAX_TAGS_PER_RESOURCE,
 };
 use crate::export::UniqueEvents;
-use crate::{bootstrap, Bootstrap, CatalogCache, Health, Store, StoreError, StoredEvent, WriterOptions};
+use crate::history::HISTORY_CURSOR;
+use crate::{bootstrap, Bootstrap, CatalogCache, Health, Store, StoreError, StoredEvent, Who, WriterOptions};
 
 /// How a test reaches an engine.
 #[async_trait]
@@ -54,7 +55,8 @@ macro_rules! conformance_suite {
             deleting_a_dataset_purges_its_records, action_interactions_are_events, records_and_action_interactions_keep_flags,
             nodes_share_records,
             sink_cursor_survives_a_reopen_and_never_moves_back, sink_cursor_concurrent_advancers, sink_lease_has_one_holder,
-            appends_are_announced, last_position_follows_appends, commits_are_observed_and_the_store_has_a_size);
+            appends_are_announced, last_position_follows_appends, commits_are_observed_and_the_store_has_a_size,
+            history_is_newest_first_and_complete);
     };
     (@cases $engine:expr; $($case:ident),* $(,)?) => {
         $(
@@ -1457,4 +1459,67 @@ pub async fn put_records_load(store: Arc<dyn Store>, dataset: i64, total: u64, c
         pct(0.99),
         pct(1.0)
     )
+}
+
+// ---- history ----
+
+fn of(user: Option<&str>, session: &str, id: &str) -> Interaction {
+    Interaction { user_id: user.map(Into::into), session_id: session.into(), ..event(id, "item") }
+}
+
+async fn history_ids(store: &dyn Store, dataset: i64, who: Who, limit: usize) -> Vec<String> {
+    store.history(dataset, who, limit).await.expect("history").iter().map(|e| e.interaction.event_id.clone()).collect()
+}
+
+/// Whether the indexer's cursor reached `seq` in `dataset` (one cursor per dataset, or one for
+/// the whole log under dataset 0 where positions are global).
+async fn indexed_through(store: &dyn Store, dataset: i64, seq: i64) -> bool {
+    let cursors = store.cursors(HISTORY_CURSOR).await.expect("cursors");
+    cursors.iter().any(|c| (c.dataset_id == dataset || c.dataset_id == 0) && c.position >= seq)
+}
+
+/// A user's or session's newest events, newest first, only theirs and only of the dataset;
+/// the same answer from the index, from the unindexed tail, and from both at once.
+pub async fn history_is_newest_first_and_complete(engine: &dyn Engine) {
+    let (location, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let (_, _, other) = group_with_dataset(&*store, ACCOUNT, "other").await;
+    for r in 0..5 {
+        let events = vec![
+            of(Some("u1"), "s1", &format!("u1-{r}")),
+            of(Some("u2"), "s2", &format!("u2-{r}")),
+            of(None, "s1", &format!("anon-{r}")),
+        ];
+        store.append(dataset, events).await.unwrap();
+    }
+    store.append(other, vec![of(Some("u1"), "s1", "elsewhere")]).await.unwrap();
+    let u1 = || Who::User("u1".into());
+    let expected: Vec<String> = (0..5).rev().map(|r| format!("u1-{r}")).collect();
+    assert_eq!(history_ids(&*store, dataset, u1(), 100).await, expected, "newest first, only u1, only this dataset");
+    assert_eq!(history_ids(&*store, dataset, u1(), 2).await, expected[..2], "the limit keeps the newest");
+    let session: Vec<String> = (0..5).rev().flat_map(|r| [format!("anon-{r}"), format!("u1-{r}")]).collect();
+    assert_eq!(history_ids(&*store, dataset, Who::Session("s1".into()), 100).await, session);
+    assert!(history_ids(&*store, dataset, Who::User("nobody".into()), 10).await.is_empty());
+    assert!(history_ids(&*store, dataset, u1(), 0).await.is_empty());
+    assert_eq!(history_ids(&*store, other, u1(), 10).await, ["elsewhere"]);
+    let got = store.history(dataset, u1(), 1).await.unwrap();
+    assert_eq!(got[0].interaction, of(Some("u1"), "s1", "u1-4"), "every member round-trips");
+    assert!(got[0].received_at > 0.0);
+
+    // Once indexed, the same answer from the index.
+    let last = all(&*store, dataset).await.last().unwrap().seq;
+    eventually("the history indexer", Duration::from_secs(20), async || indexed_through(&*store, dataset, last).await)
+        .await;
+    assert_eq!(history_ids(&*store, dataset, u1(), 100).await, expected, "from the index");
+
+    // Without the indexer, newer events come from the tail, older ones from the index.
+    store.close().await;
+    drop(store);
+    let store = engine.open(&location, WriterOptions { history_index: false, ..Default::default() }).await;
+    store.append(dataset, vec![of(Some("u1"), "s9", "u1-new"), of(Some("u3"), "s9", "u3-new")]).await.unwrap();
+    let mut both = vec!["u1-new".to_owned()];
+    both.extend(expected.iter().cloned());
+    assert_eq!(history_ids(&*store, dataset, u1(), 100).await, both, "tail and index together");
+    assert_eq!(history_ids(&*store, dataset, u1(), 3).await, both[..3]);
+    assert_eq!(history_ids(&*store, dataset, Who::Session("s9".into()), 100).await, ["u3-new", "u1-new"]);
 }

@@ -107,7 +107,7 @@ fn from_server(endpoint: &str, args: &ExportArgs) -> anyhow::Result<()> {
 
 /// Dataset group names are `[A-Za-z0-9_-]`; anything else (an ARN's `:` and `/`) is escaped so
 /// the query stays intact.
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),

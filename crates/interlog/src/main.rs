@@ -1,7 +1,9 @@
-//! The `interlog` command: `serve` runs the server, `export` reads events back; `put-events`,
+//! The `interlog` command: `serve` runs the server, `export` reads events back, `events` one
+//! user's or session's newest events; `put-events`,
 //! `put-items`, `put-users`, `put-actions` and `put-action-interactions` are the aws-cli commands
 //! of the same names.
 
+mod events;
 mod export;
 mod serve;
 
@@ -27,6 +29,8 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Write a dataset group's recorded interactions as Personalize dataset CSV or JSON lines.
     Export(export::ExportArgs),
+    /// Print one user's or one session's newest events (through a running server), newest first.
+    Events(events::EventsArgs),
     /// `aws personalize-events put-events`, option for option (see `interlog put-events help`).
     #[command(disable_help_flag = true)]
     PutEvents(AwsCliArgs),
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Export(args) => export::run(args),
+        Command::Events(args) => events::run(args),
         Command::PutEvents(a) => return aws_cli("put-events", a.args),
         Command::PutItems(a) => return aws_cli("put-items", a.args),
         Command::PutUsers(a) => return aws_cli("put-users", a.args),

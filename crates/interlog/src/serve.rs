@@ -67,6 +67,10 @@ pub(crate) struct ServeArgs {
     /// Answer GET /_interlog/stats without a signature (otherwise: root account only).
     #[arg(long, env = "INTERLOG_PUBLIC_STATS")]
     public_stats: bool,
+    /// Keep no history index: `GET /_interlog/v1/events` then scans the dataset's log (complete,
+    /// slower on a large store). The index is filled off the write path; the benchmark compares.
+    #[arg(long, env = "INTERLOG_NO_HISTORY_INDEX")]
+    no_history_index: bool,
     /// Publish every stored event to NATS JetStream at this server (docs/streams.md), e.g.
     /// nats://127.0.0.1:4222. Delivery runs behind the store: NATS being down never stops ingest.
     #[arg(long, env = "INTERLOG_NATS_URL", value_name = "URL", hide_env_values = true)]
@@ -136,6 +140,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.export_dir = args.export_dir;
     config.public_stats = args.public_stats;
+    config.store.history_index = !args.no_history_index;
     if let Some(url) = args.nats_url.clone() {
         let mut nats = interlog_server::sinks::nats::NatsConfig::new(url);
         nats.prefix = args.nats_subject_prefix.clone();

@@ -151,6 +151,15 @@ pub const INTERNAL_FAILURE_MESSAGE: &str = "The server encountered an internal e
 #[derive(Debug, Clone)]
 pub struct InternalCause(pub String);
 
+/// What a client was told when its request was refused, carried in the response's extensions
+/// for the web debugger (`crate::debugger`), which shows it to the caller's account. Set on
+/// every error response here, where errors are rendered, so no refusal escapes it.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub message: String,
+}
+
 /// An [`ApiError`] bound to the protocol that answers it.
 #[derive(Debug)]
 pub struct AwsError {
@@ -167,6 +176,7 @@ impl IntoResponse for AwsError {
             other => (other.to_string(), None),
         };
         let body = serde_json::json!({ "__type": code, "message": message }).to_string();
+        let rejection = Rejection { code, message };
         let content_type = match self.plane {
             Plane::Control => "application/x-amz-json-1.1",
             Plane::Data | Plane::Interlog => "application/json",
@@ -178,6 +188,7 @@ impl IntoResponse for AwsError {
         if let Some(cause) = cause {
             response.extensions_mut().insert(cause);
         }
+        response.extensions_mut().insert(rejection);
         response
     }
 }

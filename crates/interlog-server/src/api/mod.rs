@@ -4,6 +4,7 @@
 mod control;
 pub mod error;
 pub mod export;
+pub mod history;
 mod properties;
 mod put_action_interactions;
 mod put_events;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub sinks: crate::sinks::Sinks,
     /// The metrics of `GET /_interlog/metrics` (and the request span's layer, applied by the serve loop).
     pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// The web debugger at `/_interlog/ui`: its feed, counts and sessions.
+    pub debugger: crate::debugger::Shared,
 }
 
 /// The whole HTTP surface. A plain function so tests can drive it without a socket. The request
@@ -63,6 +66,8 @@ pub fn router(state: AppState) -> Router {
         .route("/_interlog/stats", get(stats))
         .route("/_interlog/sinks", get(sinks))
         .route("/_interlog/metrics", get(metrics))
+        .route("/_interlog/v1/events", get(history::history))
+        .merge(crate::debugger::routes())
         .fallback(dispatch)
         .with_state(state)
 }
@@ -162,8 +167,22 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let request = match authenticated(&state, &parts, body).await {
         Ok(r) => r,
-        Err(e) => return e.on(plane).into_response(),
+        Err(e) => {
+            let response = e.on(plane).into_response();
+            state.debugger.unauthenticated(&state.auth, &parts, &response);
+            return response;
+        }
     };
+    // Both are cheap (a refcount, one short string): the debugger needs them after the handler.
+    let (account, body) = (request.caller.account.clone(), request.body.clone());
+    let debugger = state.debugger.clone();
+    let response = route(state, &parts, request).await;
+    debugger.answered(&account, &parts, &body, &response);
+    response
+}
+
+/// The operation of an authenticated AWS request.
+async fn route(state: AppState, parts: &Parts, request: AwsRequest) -> Response {
     if let Some(target) = parts.headers.get("x-amz-target") {
         let target = String::from_utf8_lossy(target.as_bytes()).into_owned();
         return control::control(state, request, &target).await;

@@ -67,6 +67,9 @@ async fn handle(state: AppState, request: AwsRequest, resolved: &mut Option<Stri
     // The warning quotes one flag; cloned only when a warning is due, which is rare.
     let example =
         if state.flagged.warning_due() { put.events.iter().find_map(|e| e.flags.first()).cloned() } else { None };
+    // The debugger's live tail gets a copy only while a page watches.
+    let watched = state.debugger.feed.watched().then(|| put.events.clone());
+    let flagged = put.events.iter().filter(|e| !e.flags.is_empty()).count();
     let outcome = state.store.append(dataset.id, put.events).await.map_err(|e| match e {
         // The dataset was deleted between the lookup and the append: as if it were unknown.
         interlog_store::StoreError::NotFound(_) => ApiError::InvalidInput(format!(
@@ -78,6 +81,14 @@ async fn handle(state: AppState, request: AwsRequest, resolved: &mut Option<Stri
     state.flagged.record(&outcome.flagged, example.as_ref());
     state.flagged.record_duplicates(outcome.duplicates);
     state.telemetry.events(&request.caller.account, &put.tracking_id, &outcome);
+    state.debugger.stored(
+        &request.caller.account,
+        &put.tracking_id,
+        watched.as_deref(),
+        outcome.stored,
+        outcome.duplicates,
+        flagged,
+    );
     tracing::debug!(stored = outcome.stored, duplicates = outcome.duplicates, "PutEvents");
     Ok(StatusCode::OK.into_response())
 }
