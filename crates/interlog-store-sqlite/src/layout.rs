@@ -24,7 +24,8 @@ const APPLICATION_ID: i64 = 0x494C_4F47;
 /// 3: the `records` of keyed datasets (items, users, actions).
 /// 4: the sinks' cursors and leases.
 /// 5: `events.flags`, why a kept event would not reach a model (docs/api.md).
-pub const LAYOUT: i64 = 5;
+/// 6: the sinks' dead letters and `sink_cursors.dead_lettered`.
+pub const LAYOUT: i64 = 6;
 pub const DB_FILE: &str = "interlog.db";
 pub const LOCK_FILE: &str = "interlog.lock";
 
@@ -134,6 +135,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             Some(2) => from_2_to_3,
             Some(3) => from_3_to_4,
             Some(4) => from_4_to_5,
+            Some(5) => from_5_to_6,
             Some(other) => return Err(foreign(path, format!("unknown interlog layout {other}"))),
         };
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).classified()?;
@@ -199,6 +201,7 @@ fn create(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(EVENTS).classified()?;
     tx.execute_batch(RECORDS).classified()?;
     tx.execute_batch(SINKS).classified()?;
+    tx.execute_batch(DEAD_LETTERS).classified()?;
     tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {LAYOUT};")).classified()
 }
 
@@ -229,6 +232,25 @@ fn from_3_to_4(tx: &Transaction<'_>) -> Result<(), StoreError> {
 /// file holds; the events already stored read back without flags.
 fn from_4_to_5(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch("ALTER TABLE events ADD COLUMN flags TEXT; PRAGMA user_version = 5;").classified()
+}
+
+/// The dead letters of layout 6: events a sink's destination refused for good (a 4xx that
+/// retrying cannot fix), kept until replayed; the event itself stays in the log at `position`.
+/// A new file's `sink_cursors` gets `dead_lettered` here too, so both paths end in one layout.
+const DEAD_LETTERS: &str = "
+    ALTER TABLE sink_cursors ADD COLUMN dead_lettered INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE sink_dead_letters(
+        id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, dataset_id INTEGER NOT NULL,
+        position INTEGER NOT NULL, event_id TEXT NOT NULL, reason TEXT NOT NULL,
+        attempts INTEGER NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
+    CREATE INDEX sink_dead_letters_by_sink ON sink_dead_letters(sink, id);
+";
+
+/// Layout 5 to 6: the sinks' dead letters. A column with a constant default is added without
+/// rewriting the rows, and the new table starts empty.
+fn from_5_to_6(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch(DEAD_LETTERS).classified()?;
+    tx.execute_batch("PRAGMA user_version = 6;").classified()
 }
 
 /// Layout 1 (the first landing: `schemas`, `dataset_groups`, `datasets`, `event_trackers`,

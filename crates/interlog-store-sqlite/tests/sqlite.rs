@@ -13,7 +13,7 @@ use interlog_store::catalog::resources::{CatalogExt, DatasetSpec, ExportJobSpec,
 use interlog_store::catalog::{DeleteRules, Kind};
 use interlog_store::testing::{bare, event};
 use interlog_store::{
-    bootstrap, Bootstrap, Catalog, CatalogCache, EventStore, Health, Store, StoreError, WriterOptions,
+    bootstrap, Bootstrap, Catalog, CatalogCache, EventStore, Health, SinkState, Store, StoreError, WriterOptions,
 };
 use interlog_store_sqlite::{SqliteStore, READ_ONLY};
 use rusqlite::{params, Connection};
@@ -317,7 +317,7 @@ async fn a_layout_2_store_gains_flags_and_keeps_its_events() {
         .unwrap()
         .execute_batch(
             "ALTER TABLE events DROP COLUMN flags; DROP TABLE records; DROP TABLE sink_cursors; DROP TABLE sink_leases;
-             PRAGMA user_version = 2;",
+             DROP TABLE sink_dead_letters; PRAGMA user_version = 2;",
         )
         .unwrap();
     let store = open(&dir).await;
@@ -329,6 +329,36 @@ async fn a_layout_2_store_gains_flags_and_keeps_its_events() {
     flagged.flags = vec![Flag::new(FlagKind::UndeclaredProperty, "declare NUMBER_OF_RATINGS")];
     store.append(dataset, vec![flagged.clone()]).await.unwrap();
     assert_eq!(all(&*store, dataset).await, [event("old", "i"), flagged]);
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    store.close().await;
+}
+
+/// A layout-5 file (sinks without dead letters) keeps its cursors and gains the dead letters
+/// and their count.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layout_5_store_keeps_its_cursors_and_gains_dead_letters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await;
+    let dataset = bootstrap(&*store, &Bootstrap { scope: scope(), tracking_id: None }).await.unwrap().dataset.meta.id;
+    store.append(dataset, vec![event("a", "i"), event("b", "i")]).await.unwrap();
+    let page = store.read(dataset, 0, 2).await.unwrap();
+    store.advance("forward", dataset, 0, page[0].seq, 1).await.unwrap();
+    store.close().await;
+    drop(store);
+    Connection::open(dir.join("interlog.db"))
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE sink_dead_letters; ALTER TABLE sink_cursors DROP COLUMN dead_lettered; PRAGMA user_version = 5;",
+        )
+        .unwrap();
+    let store = open(&dir).await;
+    let c = store.cursor("forward", dataset).await.unwrap();
+    assert_eq!((c.position, c.delivered, c.dead_lettered), (page[0].seq, 1, 0));
+    let refused = [interlog_store::Refused { position: page[1].seq, event_id: "b".into(), reason: "bad".into() }];
+    let c = store.settle("forward", dataset, page[0].seq, page[1].seq, 0, 0, &refused).await.unwrap();
+    assert_eq!(c.dead_lettered, 1);
+    assert_eq!(store.dead_letters("forward").await.unwrap()[0].event_id, "b");
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
     store.close().await;
 }

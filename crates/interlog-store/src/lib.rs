@@ -33,7 +33,7 @@ pub use events::{
     action_interaction, log_entry, AppendOutcome, Entries, EventStore, Health, StoreStats, StoredEvent, StoredRecord,
     WriterOptions,
 };
-pub use sinks::{Backlog, Cursor, SinkState};
+pub use sinks::{Backlog, Cursor, DeadLetter, Refused, SinkState};
 
 /// A whole store: events and catalog, one engine.
 #[async_trait]

@@ -1,7 +1,9 @@
-//! The `interlog` command: `serve` runs the server, `export` reads events back; `put-events`,
+//! The `interlog` command: `serve` runs the server, `export` reads events back,
+//! `dead-letters` lists and replays what a sink could not deliver; `put-events`,
 //! `put-items`, `put-users`, `put-actions` and `put-action-interactions` are the aws-cli commands
 //! of the same names.
 
+mod dead_letters;
 mod export;
 mod serve;
 
@@ -27,6 +29,8 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Write a dataset group's recorded interactions as Personalize dataset CSV or JSON lines.
     Export(export::ExportArgs),
+    /// List or replay the events a sink's destination refused for good (docs/streams.md).
+    DeadLetters(dead_letters::DeadLettersArgs),
     /// `aws personalize-events put-events`, option for option (see `interlog put-events help`).
     #[command(disable_help_flag = true)]
     PutEvents(AwsCliArgs),
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Export(args) => export::run(args),
+        Command::DeadLetters(args) => dead_letters::run(args),
         Command::PutEvents(a) => return aws_cli("put-events", a.args),
         Command::PutItems(a) => return aws_cli("put-items", a.args),
         Command::PutUsers(a) => return aws_cli("put-users", a.args),
