@@ -101,6 +101,13 @@ def _camel(name: str) -> str:
     return "".join([parts[0], *(p[:1].upper() + p[1:] for p in parts[1:])]) if parts else ""
 
 
+def undeclared_flags(flags: list[dict] | None) -> list[dict] | None:
+    """The ``undeclaredProperty`` flags of an exported event's ``flags`` (None when there are none): what the
+    fidelity suites compare; the other kinds (docs/api.md, "Flags") are tested in test_flags.py."""
+    kept = [f for f in flags or [] if f["kind"] == "undeclaredProperty"]
+    return kept or None
+
+
 def default_schema_flags(properties: str | None, schema: str = "default-interactions") -> list[dict] | None:
     """The ``flags`` of an exported event whose ``properties`` (JSON text) went to a schema declaring no metadata
     field, such as the default one: one per key, in key order (docs/api.md); None when there are none."""

@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import ACCESS_KEY_ID, INTERLOG_BIN, SECRET_ACCESS_KEY, new_account_dir, parse_export
+from conftest import ACCESS_KEY_ID, INTERLOG_BIN, SECRET_ACCESS_KEY, new_account_dir, parse_export, \
+    signed_request
 from test_control_plane import ROLE_ARN, avro, export_job, fld, ok, read_csv
 
 REGION = "us-east-1"
@@ -216,6 +218,53 @@ def test_action_interactions_read_back_first_copy_wins_and_event_ids_are_generat
     assert lines[0]["sessionId"] == "s1" and lines[0]["impression"] == ["a1", "a2"]
 
 
+def test_undeclared_keys_of_records_and_action_interactions_are_kept_flagged_and_stored(server, boto3_session,
+                                                                                        export):
+    """Issue 10's rule on every Put*: an undeclared key is kept, the record flagged; the flag is stored with it
+    (JSONL export), the CSV has no column for it, and each flagged record counts once in the stats."""
+    p = boto3_session.client("personalize", endpoint_url=server.endpoint, config=_config())
+    ev = boto3_session.client("personalize-events", endpoint_url=server.endpoint, config=_config())
+    s = make_shop(p, "flags")
+
+    def flags(schema: str, key: str, column: str) -> list[dict]:
+        return [{"kind": "undeclaredProperty", "message": (
+            f"properties key '{key}' matches no field of schema flags-{schema}; declare {column} (camelCase {key}) "
+            "to use it")}]
+
+    ok(ev.put_items(datasetArn=s.items, items=[item("i1", price=1, numberOfRatings="12"), item("i2", price=2)]))
+    ok(ev.put_users(datasetArn=s.users, users=[{"userId": "u1", "properties": props({"shoeSize": "45"})}]))
+    ok(ev.put_actions(datasetArn=s.actions, actions=[{"actionId": "a1", "properties": props({"value": 1,
+                                                                                               "colour": "red"})}]))
+    interactions = [action_interaction("a1", eventId="e1", properties={"mood": "good"}),
+                    action_interaction("a1", eventId="e2")]
+    ok(ev.put_action_interactions(trackingId=s.tracking_id, actionInteractions=interactions))
+    # A retry of the flagged one is dropped at the door and not counted again.
+    ok(ev.put_action_interactions(trackingId=s.tracking_id, actionInteractions=interactions[:1]))
+
+    items = export(server.data_dir, "jsonl", dataset_arn=s.items)
+    assert [(r["itemId"], r.get("flags")) for r in items] == [
+        ("i1", flags("items", "numberOfRatings", "NUMBER_OF_RATINGS")), ("i2", None)]
+    assert json.loads(items[0]["properties"]) == {"price": 1, "numberOfRatings": "12"}, "kept verbatim"
+    assert export(server.data_dir, "csv", dataset_arn=s.items)[0] == {
+        "ITEM_ID": "i1", "GENRES": "", "PRICE": "1", "IN_STOCK": "", "DESCRIPTION": ""}
+    [user] = export(server.data_dir, "jsonl", dataset_arn=s.users)
+    assert user["flags"] == flags("users", "shoeSize", "SHOE_SIZE")
+    [action] = export(server.data_dir, "jsonl", dataset_arn=s.actions)
+    assert action["flags"] == flags("actions", "colour", "COLOUR")
+    stored = export(server.data_dir, "jsonl", dataset_arn=s.action_interactions)
+    assert [(r["eventId"], r.get("flags")) for r in stored] == [
+        ("e1", flags("action_interactions", "mood", "MOOD")), ("e2", None)]
+    r = signed_request("GET", f"{server.endpoint}/_interlog/stats")
+    assert r.status == 200, r
+    assert r.json()["flagged"] == {"undeclaredProperty": 4}, r.json()
+    # Latest write wins, flags included: i1 rewritten without the key has no flag any more.
+    ok(ev.put_items(datasetArn=s.items, items=[item("i1", price=3)]))
+    server.restart()
+    assert [r.get("flags") for r in export(server.data_dir, "jsonl", dataset_arn=s.items)] == [None, None]
+    assert export(server.data_dir, "jsonl", dataset_arn=s.users)[0]["flags"] == flags("users", "shoeSize",
+                                                                                     "SHOE_SIZE")
+
+
 def test_latest_write_wins_across_requests_and_across_a_restart(server, boto3_session, export):
     p = boto3_session.client("personalize", endpoint_url=server.endpoint, config=_config())
     ev = boto3_session.client("personalize-events", endpoint_url=server.endpoint, config=_config())
@@ -363,6 +412,73 @@ def test_every_error_type_and_constraint_leaves_the_store_unchanged(module_serve
     assert not failures, "\n".join(failures)
     assert snapshot(export, module_server, shop) == before, "a refused request stores nothing"
     assert export(module_server.data_dir, "jsonl") == default_events
+
+
+def test_a_dataset_still_being_created_is_in_use_then_active(server_factory, boto3_session, export):
+    """`--activation-delay`: datasets report CREATE PENDING for a while, as on AWS; every Put* to one meanwhile
+    gets ResourceInUseException (409; PutEvents, which models only InvalidInputException, 400) and stores
+    nothing; then it turns ACTIVE by itself and the same calls succeed."""
+    server = server_factory(args=("--activation-delay", "3"))
+    p = boto3_session.client("personalize", endpoint_url=server.endpoint, config=_config())
+    ev = boto3_session.client("personalize-events", endpoint_url=server.endpoint, config=_config())
+    group = ok(p.create_dataset_group(name="slow"))["datasetGroupArn"]
+    made = {}
+    for api_type in ("Interactions", "Items", "Users", "Actions", "Action_Interactions"):
+        if api_type == "Interactions":
+            fields, schema_name = [fld("USER_ID", "string"), fld("ITEM_ID", "string"),
+                                   fld("TIMESTAMP", "long")], "Interactions"
+        else:
+            _, schema_name, fields = TYPES[api_type]
+        schema = ok(p.create_schema(name=f"slow-{api_type.lower()}", schema=avro(fields, name=schema_name)))
+        made[api_type] = ok(p.create_dataset(name=f"slow-{api_type.lower()}", schemaArn=schema["schemaArn"],
+                                             datasetGroupArn=group, datasetType=api_type))["datasetArn"]
+    tracking_id = ok(p.create_event_tracker(name="slow", datasetGroupArn=group))["trackingId"]
+    action_tracker = ok(p.describe_dataset(datasetArn=made["Action_Interactions"]))["dataset"]["trackingId"]
+    assert {ok(p.describe_dataset(datasetArn=a))["dataset"]["status"] for a in made.values()} == {"CREATE PENDING"}
+    listed = ok(p.list_datasets(datasetGroupArn=group))["datasets"]
+    assert {d["status"] for d in listed} == {"CREATE PENDING"}
+    calls = {
+        "put_items": dict(datasetArn=made["Items"], items=[item("i1", price=1)]),
+        "put_users": dict(datasetArn=made["Users"], users=[{"userId": "u1"}]),
+        "put_actions": dict(datasetArn=made["Actions"], actions=[{"actionId": "a1"}]),
+        "put_action_interactions": dict(trackingId=action_tracker, actionInteractions=[action_interaction("a1")]),
+        "put_events": dict(trackingId=tracking_id, sessionId="s", userId="u1",
+                           eventList=[{"eventType": "click", "itemId": "i1", "sentAt": 1700000000}]),
+    }
+    for op, kwargs in calls.items():
+        with pytest.raises(ClientError) as info:
+            getattr(ev, op)(**kwargs)
+        error, status = info.value.response["Error"], info.value.response["ResponseMetadata"]["HTTPStatusCode"]
+        expected = ("InvalidInputException", 400) if op == "put_events" else ("ResourceInUseException", 409)
+        assert (error["Code"], status) == expected, (op, error)
+        assert "CREATE PENDING" in error["Message"] and "retry" in error["Message"], (op, error)
+    assert all(export(server.data_dir, "jsonl", dataset_arn=a) == [] for a in made.values()), "nothing stored"
+    deadline = time.monotonic() + 30
+    while {ok(p.describe_dataset(datasetArn=a))["dataset"]["status"] for a in made.values()} != {"ACTIVE"}:
+        assert time.monotonic() < deadline, "the datasets never turned ACTIVE"
+        time.sleep(0.2)
+    for op, kwargs in calls.items():
+        deadline = time.monotonic() + 10
+        while True:  # the cache follows the catalog within moments of the change
+            try:
+                ok(getattr(ev, op)(**kwargs))
+                break
+            except ClientError:
+                assert time.monotonic() < deadline, op
+                time.sleep(0.1)
+    assert [r["itemId"] for r in export(server.data_dir, "jsonl", dataset_arn=made["Items"])] == ["i1"]
+    # A dataset left pending by a stop turns ACTIVE after the next start (the delay is counted from creation).
+    schema = ok(p.create_schema(name="slow-later", schema=avro(TYPES["Users"][2], name="Users")))
+    other = ok(p.create_dataset_group(name="slow-later"))["datasetGroupArn"]
+    late = ok(p.create_dataset(name="slow-later", schemaArn=schema["schemaArn"], datasetGroupArn=other,
+                               datasetType="Users"))["datasetArn"]
+    server.stop()
+    server.start()
+    p = boto3_session.client("personalize", endpoint_url=server.endpoint, config=_config())
+    deadline = time.monotonic() + 30
+    while ok(p.describe_dataset(datasetArn=late))["dataset"]["status"] != "ACTIVE":
+        assert time.monotonic() < deadline, "the dataset left pending never turned ACTIVE"
+        time.sleep(0.2)
 
 
 def test_a_deleted_dataset_is_not_found_and_its_tracker_retires(module_server, p, ev, export):

@@ -57,6 +57,8 @@ pub struct ActionInteraction {
     pub impression: Option<Vec<String>>,
     /// The `properties` JSON object, exactly as the client sent it (a string).
     pub properties: Option<String>,
+    /// Why the action interaction, accepted and kept, would not reach a model as sent; as [`Interaction::flags`].
+    pub flags: Vec<crate::Flag>,
 }
 
 impl ActionInteraction {
@@ -108,6 +110,7 @@ mod tests {
             recommendation_id: Some("RID-1".into()),
             impression: Some(vec!["a1".into(), "a2".into()]),
             properties: Some(r#"{"numberOfActions": "12"}"#.into()),
+            flags: vec![],
         };
         let cells: Vec<Option<String>> =
             DatasetType::ActionInteractions.member_columns().iter().map(|c| a.member_cell(c)).collect();

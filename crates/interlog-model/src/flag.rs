@@ -14,16 +14,42 @@ use serde_json::Value;
 pub enum FlagKind {
     /// A `properties` key that matches no field of the dataset's schema: kept verbatim, never a column.
     UndeclaredProperty,
+    /// `sentAt` later than the server's clock plus [`crate::suspect::CLOCK_SKEW_SECONDS`]: a client clock or unit
+    /// error; Personalize trains on it as sent, so the event sorts after everything real.
+    SentAtInFuture,
+    /// `sentAt` before 2000-01-01T00:00:00Z: a zero, an uninitialised clock or a wrong unit.
+    SentAtBefore2000,
+    /// `userId` or `sessionId` is "null" or "undefined" (any case): a client serialized a missing value as text, so
+    /// every such event lands on one fake user or session.
+    PlaceholderId,
+    /// The event's `itemId` is not in its `impression` list: Personalize reads impressions as what the user saw
+    /// beside the item interacted with.
+    ItemNotInImpression,
+    /// A repeat of an eventId already recorded for the dataset, dropped (the first copy wins). Counted, never
+    /// stored on an event: the dropped copy is not stored, and the first copy is not rewritten.
+    DuplicateEventId,
 }
 
 impl FlagKind {
     /// Every kind, in the order stats list them.
-    pub const ALL: [FlagKind; 1] = [FlagKind::UndeclaredProperty];
+    pub const ALL: [FlagKind; 6] = [
+        FlagKind::UndeclaredProperty,
+        FlagKind::SentAtInFuture,
+        FlagKind::SentAtBefore2000,
+        FlagKind::PlaceholderId,
+        FlagKind::ItemNotInImpression,
+        FlagKind::DuplicateEventId,
+    ];
 
     /// The name used in stats, logs and stored flags.
     pub fn as_str(self) -> &'static str {
         match self {
             FlagKind::UndeclaredProperty => "undeclaredProperty",
+            FlagKind::SentAtInFuture => "sentAtInFuture",
+            FlagKind::SentAtBefore2000 => "sentAtBefore2000",
+            FlagKind::PlaceholderId => "placeholderId",
+            FlagKind::ItemNotInImpression => "itemNotInImpression",
+            FlagKind::DuplicateEventId => "duplicateEventId",
         }
     }
 
@@ -101,6 +127,11 @@ impl FlagCounts {
     pub fn is_empty(&self) -> bool {
         self.0.iter().all(|c| *c == 0)
     }
+
+    /// Adds `n` records of one kind (repeats dropped at the door carry no flags to count from).
+    pub fn add(&mut self, kind: FlagKind, n: u64) {
+        self.0[kind.index()] += n;
+    }
 }
 
 #[cfg(test)]
@@ -129,6 +160,10 @@ mod tests {
         c.add_record(&two);
         c.add_record(&two[..1]);
         assert_eq!(c.get(FlagKind::UndeclaredProperty), 2);
-        assert_eq!(c.iter().collect::<Vec<_>>(), vec![(FlagKind::UndeclaredProperty, 2)]);
+        assert_eq!(c.get(FlagKind::UndeclaredProperty), 2);
+        assert_eq!(c.iter().filter(|(_, n)| *n > 0).count(), 1);
+        c.add(FlagKind::DuplicateEventId, 3);
+        assert_eq!(c.get(FlagKind::DuplicateEventId), 3);
+        assert_eq!(c.iter().count(), FlagKind::ALL.len());
     }
 }

@@ -16,6 +16,7 @@ pub mod put_records;
 pub mod record;
 pub mod requests;
 pub mod schema;
+pub mod suspect;
 pub mod validation;
 pub mod wire;
 

@@ -107,6 +107,7 @@ fn validate(check: &mut Checker, prefix: ListPath, a: WireActionInteraction) -> 
         recommendation_id: a.recommendation_id,
         impression: a.impression,
         properties: a.properties,
+        flags: Vec::new(),
     })
 }
 

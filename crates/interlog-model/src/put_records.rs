@@ -128,7 +128,7 @@ fn validate(check: &mut Checker, kind: RecordKind, prefix: ListPath, r: WireReco
     if check.violations.len() > start {
         return None;
     }
-    Some(Record { id: r.id.unwrap_or_default(), properties: r.properties })
+    Some(Record { id: r.id.unwrap_or_default(), properties: r.properties, flags: Vec::new() })
 }
 
 #[cfg(test)]

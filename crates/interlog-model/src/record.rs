@@ -112,6 +112,9 @@ pub struct Record {
     pub id: String,
     /// The `properties` JSON object exactly as the client sent it (a string); validated to be an object.
     pub properties: Option<String>,
+    /// Why the record, accepted and kept, would not reach a model as sent (an undeclared `properties` key); filled
+    /// by the server's schema check, stored with the record and read back with it. Empty for most records.
+    pub flags: Vec<crate::Flag>,
 }
 
 impl Record {
@@ -164,11 +167,11 @@ mod tests {
 
     #[test]
     fn only_the_id_column_comes_from_a_member() {
-        let r = Record { id: "i1".into(), properties: Some(r#"{"genres": "a|b"}"#.into()) };
+        let r = Record { id: "i1".into(), properties: Some(r#"{"genres": "a|b"}"#.into()), flags: vec![] };
         assert_eq!(r.member_cell(RecordKind::Item, "ITEM_ID").as_deref(), Some("i1"));
         assert_eq!(r.member_cell(RecordKind::Item, "GENRES"), None);
         assert_eq!(r.member_cell(RecordKind::User, "ITEM_ID"), None);
         assert_eq!(r.properties_map().unwrap()["genres"], "a|b");
-        assert_eq!(Record { id: "i".into(), properties: None }.properties_map(), None);
+        assert_eq!(Record { id: "i".into(), properties: None, flags: vec![] }.properties_map(), None);
     }
 }

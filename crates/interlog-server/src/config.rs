@@ -29,6 +29,9 @@ pub struct Config {
     /// Refuse `properties` keys that match no field of the dataset's schema
     /// (`--strict-properties`) instead of keeping the event and flagging it (the default).
     pub strict_properties: bool,
+    /// How long a new dataset reports `CREATE PENDING` before it turns `ACTIVE`
+    /// (`--activation-delay`), as AWS's datasets do; zero (the default): ACTIVE at once.
+    pub activation_delay: std::time::Duration,
     /// Serve HTTPS with this certificate and key (`--tls-cert` / `--tls-key`).
     pub tls: Option<crate::tls::TlsFiles>,
     /// The only directory `file://` export destinations may name (`--export-dir`); each
@@ -73,6 +76,7 @@ impl Config {
             store: Default::default(),
             auth: AuthConfig { enabled: true, ..Default::default() },
             strict_properties: false,
+            activation_delay: std::time::Duration::ZERO,
             tls: None,
             export_dir: None,
             public_stats: false,

@@ -1,4 +1,4 @@
-//! Flagged events (an undeclared `properties` key, docs/api.md): counted by kind for
+//! Flagged events (an undeclared `properties` key, a suspicious `sentAt` or ID, docs/api.md): counted by kind for
 //! `GET /_interlog/stats`, and logged as a warning at most once per kind every [`WARN_EVERY`],
 //! with how many flagged events went unlogged in between, so a client that flags every event
 //! cannot flood the log.
@@ -84,10 +84,18 @@ impl Flagged {
                 unlogged_since_last_warning = unlogged,
                 total,
                 example,
-                "flagged events were stored but will not reach a model as sent (docs/api.md; \
-                 --strict-properties refuses them instead); at most one such line every {} s",
+                "flagged events were stored but will not reach a model as sent, or not as meant (docs/api.md, \
+                 Flags); at most one such line per kind every {} s",
                 self.every.as_secs()
             );
+        }
+    }
+
+    /// Counts repeats of a recorded eventId dropped at the door ([`FlagKind::DuplicateEventId`]).
+    /// Never warned about: a client's retry after a lost answer is the common, harmless cause.
+    pub fn record_duplicates(&self, n: usize) {
+        if n > 0 {
+            self.counts[kind_index(FlagKind::DuplicateEventId)].fetch_add(n as u64, Ordering::Relaxed);
         }
     }
 

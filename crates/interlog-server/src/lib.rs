@@ -15,6 +15,7 @@ pub mod flags;
 pub mod service;
 pub mod sinks;
 pub mod startup;
+pub mod telemetry;
 pub mod tls;
 
 pub use config::Config;

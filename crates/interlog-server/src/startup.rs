@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -255,6 +255,8 @@ impl Application {
         };
         crate::files::prepare_data_dir(&config.data_dir)
             .map_err(|e| StartError::Store { dir: config.data_dir.display().to_string(), reason: e.into() })?;
+        let telemetry = Arc::new(crate::telemetry::Telemetry::new());
+        config.store.observer = telemetry.commit_observer();
         let store = crate::engine::open(&config).await?;
         let (auth, root_key, extra_keys) = authenticator(&config, &*store).await?;
         if let Some(root) = &root_key {
@@ -270,9 +272,12 @@ impl Application {
         let cache = CatalogCache::load(&*store).await.map_err(StartError::Bootstrap)?;
         cache.follow(store.clone());
         let node = crate::service::jobs::node_name(&config.data_dir);
-        let jobs = Jobs::new(store.clone(), JobSettings { node: node.clone(), ..JobSettings::default() });
+        let job_settings =
+            JobSettings { node: node.clone(), activation_delay: config.activation_delay, ..JobSettings::default() };
+        let jobs = Jobs::new(store.clone(), job_settings);
         jobs.recover().await.map_err(StartError::Bootstrap)?;
         jobs.spawn_sweeper();
+        jobs.spawn_activator();
         let service = Service::new(store.clone(), cache.clone(), jobs, file_root);
         let mut destinations: Vec<Arc<dyn crate::sinks::Destination>> = Vec::new();
         if let Some(nats) = config.nats.clone() {
@@ -299,6 +304,7 @@ impl Application {
             stats_account: (!config.public_stats).then(|| config.account.clone()),
             root_account: config.account.clone(),
             sinks,
+            telemetry,
         };
         Ok(Application { listener, state, tls, addr, bootstrap, root_key, extra_keys, limits })
     }
@@ -330,11 +336,15 @@ impl Application {
             crate::admission::kib(limits.inflight_body_bytes),
             crate::admission::kib(state.max_body_bytes),
         );
+        let telemetry = state.telemetry.clone();
         let admission = Arc::new(Admission {
             budget: BodyBudget::new(limits.inflight_body_bytes, state.max_body_bytes, peers.clone()),
             auth: state.auth.clone(),
+            telemetry: telemetry.clone(),
         });
-        let app = router(state).layer(axum::middleware::from_fn_with_state(admission, admit));
+        let app = router(state)
+            .layer(axum::middleware::from_fn_with_state(admission, admit))
+            .layer(axum::middleware::from_fn_with_state(telemetry.clone(), crate::telemetry::observe));
         let mut listener = GuardedListener {
             inner: self.listener,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
@@ -342,6 +352,7 @@ impl Application {
             refusing: Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT)),
             at_capacity: Arc::new(AtomicBool::new(false)),
             limits: limits.clone(),
+            telemetry,
         };
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -448,6 +459,7 @@ struct GuardedListener {
     refusing: Arc<Semaphore>,
     at_capacity: Arc<AtomicBool>,
     limits: ServeLimits,
+    telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// Why a connection was refused.
@@ -486,6 +498,10 @@ impl GuardedListener {
             if let Full::Peer(max) = full {
                 tracing::debug!(peer = %addr.ip(), max, "refusing a connection: this address holds its share");
             }
+            self.telemetry.refused_connection(match full {
+                Full::Total(_) => crate::telemetry::Refusal::Total,
+                Full::Peer(_) => crate::telemetry::Refusal::PeerShare,
+            });
             if let Ok(permit) = self.refusing.clone().try_acquire_owned() {
                 tokio::spawn(refuse(stream, permit, full));
             }
@@ -677,6 +693,7 @@ impl AsyncWrite for GuardedIo {
 struct Admission {
     budget: BodyBudget,
     auth: Authenticator,
+    telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// Admits a request's body only if (1) everything about its signature that can be checked
@@ -698,12 +715,16 @@ async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: 
         Plane::Data
     };
     if let Err(e) = admission.auth.check_before_body(request.uri(), request.headers()) {
-        return with_request_id(e.on(plane).into_response());
+        return e.on(plane).into_response();
     }
     let peer: Option<IpAddr> = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let permit = match admission.budget.admit(peer, weight) {
         Ok(permit) => permit,
         Err(why) => {
+            admission.telemetry.throttled(match why {
+                Refused::Total => crate::telemetry::Refusal::Total,
+                Refused::Peer => crate::telemetry::Refusal::PeerShare,
+            });
             let message = match why {
                 Refused::Total => {
                     "Rate exceeded: the server has as many request bodies in flight as it accepts; retry with backoff"
@@ -713,19 +734,11 @@ async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: 
                      (INTERLOG_PER_PEER_SHARE); retry with backoff"
                 }
             };
-            return with_request_id(ApiError::Throttling(message.into()).on(plane).into_response());
+            return ApiError::Throttling(message.into()).on(plane).into_response();
         }
     };
     let response = next.run(request).await;
     drop(permit);
-    response
-}
-
-/// Responses made before the router (which stamps every other one) get a request ID too.
-fn with_request_id(mut response: Response) -> Response {
-    if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
-        response.headers_mut().insert("x-amzn-RequestId", id);
-    }
     response
 }
 

@@ -333,7 +333,26 @@ impl EventStore for PostgresStore {
             events_stored: c.events_stored.load(Ordering::Relaxed),
             duplicates_dropped: c.duplicates_dropped.load(Ordering::Relaxed),
             throttled: c.throttled.load(Ordering::Relaxed),
+            queue_depth: (self.jobs.max_capacity() - self.jobs.capacity()) as u64,
         }
+    }
+
+    async fn size_on_disk(&self) -> Result<u64, StoreError> {
+        // The store's own schema: the database may hold other applications' data.
+        self.shared
+            .db
+            .run(async |c| {
+                let row = c
+                    .query_one(
+                        "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
+                         JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')",
+                        &[],
+                    )
+                    .await?;
+                Ok(row.get::<_, i64>(0).max(0) as u64)
+            })
+            .await
     }
 
     fn health(&self) -> Health {

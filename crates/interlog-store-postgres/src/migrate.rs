@@ -138,6 +138,14 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         5,
+        "records.flags",
+        r#"
+    -- The same for items, users and actions; instant as events.flags was.
+    ALTER TABLE records ADD COLUMN flags text;
+    "#,
+    ),
+    (
+        6,
         "sink dead letters",
         r#"
     -- Events a sink's destination refused for good (a 4xx retrying cannot fix), kept until

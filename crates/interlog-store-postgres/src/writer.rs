@@ -191,6 +191,12 @@ impl Writer {
             }
             Err(e) => Err(e),
         };
+        self.options.observer.committed(interlog_store::CommitReport {
+            requests: batch.len(),
+            entries: batch.iter().map(|j| j.entries.len()).sum(),
+            duration: started.elapsed(),
+            ok: result.is_ok(),
+        });
         let c = &shared.counters;
         match result {
             Ok(replies) => {
@@ -362,11 +368,11 @@ async fn upsert_records(
     deleted: &HashSet<i64>,
     received_at: f64,
 ) -> Result<(), Fail> {
-    let mut latest: BTreeMap<(i64, &[u8]), Option<&str>> = BTreeMap::new();
+    let mut latest: BTreeMap<(i64, &[u8]), &Record> = BTreeMap::new();
     for job in batch.iter().filter(|j| !deleted.contains(&j.dataset_id)) {
         if let Entries::Records(records) = &job.entries {
             for r in records {
-                latest.insert((job.dataset_id, r.id.as_bytes()), r.properties.as_deref());
+                latest.insert((job.dataset_id, r.id.as_bytes()), r);
             }
         }
     }
@@ -375,17 +381,19 @@ async fn upsert_records(
     }
     let datasets: Vec<i64> = latest.keys().map(|k| k.0).collect();
     let ids: Vec<&[u8]> = latest.keys().map(|k| k.1).collect();
-    let properties: Vec<Option<&str>> = latest.values().copied().collect();
+    let properties: Vec<Option<&str>> = latest.values().map(|r| r.properties.as_deref()).collect();
+    let flags: Vec<Option<String>> = latest.values().map(|r| interlog_model::flag::encode_flags(&r.flags)).collect();
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO records(dataset_id, record_id, properties, received_at) \
-             SELECT d, i, p, $4 FROM unnest($1::bigint[], $2::bytea[], $3::text[]) WITH ORDINALITY AS r(d, i, p, n) \
+            "INSERT INTO records(dataset_id, record_id, properties, received_at, flags) \
+             SELECT d, i, p, $4, f FROM unnest($1::bigint[], $2::bytea[], $3::text[], $5::text[]) \
+             WITH ORDINALITY AS r(d, i, p, f, n) \
              ORDER BY n \
              ON CONFLICT (dataset_id, record_id) DO UPDATE \
-             SET properties = EXCLUDED.properties, received_at = EXCLUDED.received_at",
+             SET properties = EXCLUDED.properties, received_at = EXCLUDED.received_at, flags = EXCLUDED.flags",
         )
         .await?;
-    tx.execute(&stmt, &[&datasets, &ids, &properties, &received_at]).await?;
+    tx.execute(&stmt, &[&datasets, &ids, &properties, &received_at, &flags]).await?;
     Ok(())
 }
 
@@ -398,7 +406,7 @@ pub(crate) async fn read_records(
 ) -> Result<Vec<StoredRecord>, Fail> {
     let stmt = c
         .prepare_cached(
-            "SELECT record_id, properties, received_at FROM records \
+            "SELECT record_id, properties, received_at, flags FROM records \
              WHERE dataset_id = $1 AND ($2::bytea IS NULL OR record_id > $2) ORDER BY record_id LIMIT $3",
         )
         .await?;
@@ -408,7 +416,11 @@ pub(crate) async fn read_records(
         .map(|r| {
             Ok(StoredRecord {
                 received_at: r.try_get(2)?,
-                record: Record { id: text(r, 0)?, properties: r.try_get(1)? },
+                record: Record {
+                    id: text(r, 0)?,
+                    properties: r.try_get(1)?,
+                    flags: interlog_model::flag::decode_flags(r.try_get::<_, Option<&str>>(3)?),
+                },
             })
         })
         .collect()

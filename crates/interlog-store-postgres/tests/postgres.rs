@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use interlog_model::arn::Scope;
-use interlog_model::{Flag, FlagKind, Interaction};
+use interlog_model::{Flag, FlagKind, Interaction, Record};
 use interlog_store::export::UniqueEvents;
 use interlog_store::testing::{bare, event};
 use interlog_store::{
@@ -208,8 +208,8 @@ async fn nodes_starting_at_once_migrate_once() {
     assert_eq!(versions, (1..=versions.len() as i32).collect::<Vec<_>>(), "every step recorded once");
 }
 
-/// A database laid out before `events.flags` (layouts 1-3) keeps its events and takes flags after the
-/// migration.
+/// A database laid out before `events.flags` and `records.flags` (layouts 1-3) keeps its events and
+/// records and takes flags on both after the migrations.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layout_1_database_gains_flags_and_keeps_its_events() {
     let pg = pg_or_skip!();
@@ -218,14 +218,16 @@ async fn a_layout_1_database_gains_flags_and_keeps_its_events() {
     let store = open(&url).await;
     let dataset = dataset(&*store).await;
     store.append(dataset, vec![event("old", "i")]).await.unwrap();
+    let old = Record { id: "old".into(), properties: Some("{}".into()), flags: vec![] };
+    store.put_records(dataset, vec![old.clone()]).await.unwrap();
     store.close().await;
     drop(store);
     // Back to layout 3, as a build before the flags (and the dead letters) wrote it.
     let client = admin(&pg.url).await;
     client
         .batch_execute(&format!(
-            "ALTER TABLE {schema}.events DROP COLUMN flags; DROP TABLE {schema}.sink_dead_letters;
-             ALTER TABLE {schema}.sink_cursors DROP COLUMN dead_lettered;
+            "ALTER TABLE {schema}.events DROP COLUMN flags; ALTER TABLE {schema}.records DROP COLUMN flags;
+             DROP TABLE {schema}.sink_dead_letters; ALTER TABLE {schema}.sink_cursors DROP COLUMN dead_lettered;
              DELETE FROM {schema}.interlog_migrations WHERE version >= 4"
         ))
         .await
@@ -236,10 +238,14 @@ async fn a_layout_1_database_gains_flags_and_keeps_its_events() {
     flagged.flags = vec![Flag::new(FlagKind::UndeclaredProperty, "declare NUMBER_OF_RATINGS")];
     store.append(dataset, vec![flagged.clone()]).await.unwrap();
     let got: Vec<Interaction> = all(&*store, dataset).await.into_iter().map(|e| e.interaction).collect();
-    assert_eq!(got, [event("old", "i"), flagged]);
+    assert_eq!(got, [event("old", "i"), flagged.clone()]);
+    let new = Record { id: "new".into(), properties: flagged.properties, flags: flagged.flags };
+    store.put_records(dataset, vec![new.clone()]).await.unwrap();
+    let got: Vec<Record> = store.read_records(dataset, None, 10).await.unwrap().into_iter().map(|r| r.record).collect();
+    assert_eq!(got, [new, old]);
 }
 
-/// A database from before the dead letters (migration 5) keeps its cursors and gains the dead
+/// A database from before the dead letters (migration 6) keeps its cursors and gains the dead
 /// letters and their count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_before_dead_letters_keeps_its_cursors() {
@@ -257,7 +263,7 @@ async fn a_database_before_dead_letters_keeps_its_cursors() {
     client
         .batch_execute(&format!(
             "DROP TABLE {schema}.sink_dead_letters; ALTER TABLE {schema}.sink_cursors DROP COLUMN dead_lettered;
-             DELETE FROM {schema}.interlog_migrations WHERE version = 5"
+             DELETE FROM {schema}.interlog_migrations WHERE version = 6"
         ))
         .await
         .unwrap();

@@ -24,8 +24,9 @@ const APPLICATION_ID: i64 = 0x494C_4F47;
 /// 3: the `records` of keyed datasets (items, users, actions).
 /// 4: the sinks' cursors and leases.
 /// 5: `events.flags`, why a kept event would not reach a model (docs/api.md).
-/// 6: the sinks' dead letters and `sink_cursors.dead_lettered`.
-pub const LAYOUT: i64 = 6;
+/// 6: `records.flags`, the same for items, users and actions.
+/// 7: the sinks' dead letters and `sink_cursors.dead_lettered`.
+pub const LAYOUT: i64 = 7;
 pub const DB_FILE: &str = "interlog.db";
 pub const LOCK_FILE: &str = "interlog.lock";
 
@@ -65,6 +66,21 @@ pub fn prepare_files(data_dir: &Path) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// Bytes the database, its WAL and shared-memory files take on disk (allocated blocks, so a sparse
+/// or preallocated file counts what it holds); a file that does not exist counts 0.
+pub fn size_on_disk(db: &Path) -> Result<u64, StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for file in [db.to_path_buf(), wal_path(db), shm_path(db)] {
+        match std::fs::metadata(&file) {
+            Ok(m) => total += m.blocks() * 512,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(total)
 }
 
 pub fn wal_path(db: &Path) -> PathBuf {
@@ -136,6 +152,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             Some(3) => from_3_to_4,
             Some(4) => from_4_to_5,
             Some(5) => from_5_to_6,
+            Some(6) => from_6_to_7,
             Some(other) => return Err(foreign(path, format!("unknown interlog layout {other}"))),
         };
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).classified()?;
@@ -185,12 +202,19 @@ const EVENTS: &str = "
         impression TEXT, attribution_source TEXT, received_at REAL NOT NULL, flags TEXT);
 ";
 
-/// The keyed records of layout 3.
+/// The keyed records of layout 6 (layouts 3-5 had them without `flags`).
 const RECORDS: &str = "
     -- Items, users and actions: one row per ID, the latest write replacing the earlier one. The
     -- unique key orders an export's pages (bytewise, as PostgreSQL's bytea does). A rowid table,
     -- not WITHOUT ROWID: records carry up to 32 KB of properties, and wide rows in the key's
-    -- B-tree would make every upsert and page read move them.
+    -- B-tree would make every upsert and page read move them. `flags` as the events'.
+    CREATE TABLE records(
+        id INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL, record_id TEXT NOT NULL, properties TEXT,
+        received_at REAL NOT NULL, flags TEXT, UNIQUE(dataset_id, record_id));
+";
+
+/// The keyed records as layout 3 introduced them.
+const RECORDS_3: &str = "
     CREATE TABLE records(
         id INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL, record_id TEXT NOT NULL, properties TEXT,
         received_at REAL NOT NULL, UNIQUE(dataset_id, record_id));
@@ -207,7 +231,7 @@ fn create(tx: &Transaction<'_>) -> Result<(), StoreError> {
 
 /// Layout 2 gains the `records` table; nothing else changes.
 fn from_2_to_3(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    tx.execute_batch(RECORDS).classified()?;
+    tx.execute_batch(RECORDS_3).classified()?;
     tx.execute_batch("PRAGMA user_version = 3;").classified()
 }
 
@@ -234,7 +258,7 @@ fn from_4_to_5(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch("ALTER TABLE events ADD COLUMN flags TEXT; PRAGMA user_version = 5;").classified()
 }
 
-/// The dead letters of layout 6: events a sink's destination refused for good (a 4xx that
+/// The dead letters of layout 7: events a sink's destination refused for good (a 4xx that
 /// retrying cannot fix), kept until replayed; the event itself stays in the log at `position`.
 /// A new file's `sink_cursors` gets `dead_lettered` here too, so both paths end in one layout.
 const DEAD_LETTERS: &str = "
@@ -246,11 +270,17 @@ const DEAD_LETTERS: &str = "
     CREATE INDEX sink_dead_letters_by_sink ON sink_dead_letters(sink, id);
 ";
 
-/// Layout 5 to 6: the sinks' dead letters. A column with a constant default is added without
+/// Layout 6 to 7: the sinks' dead letters. A column with a constant default is added without
 /// rewriting the rows, and the new table starts empty.
-fn from_5_to_6(tx: &Transaction<'_>) -> Result<(), StoreError> {
+fn from_6_to_7(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(DEAD_LETTERS).classified()?;
-    tx.execute_batch("PRAGMA user_version = 6;").classified()
+    tx.execute_batch("PRAGMA user_version = 7;").classified()
+}
+
+/// Layout 5 to 6: the keyed records gain `flags`, instantly as the events did; records already
+/// stored read back without flags.
+fn from_5_to_6(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch("ALTER TABLE records ADD COLUMN flags TEXT; PRAGMA user_version = 6;").classified()
 }
 
 /// Layout 1 (the first landing: `schemas`, `dataset_groups`, `datasets`, `event_trackers`,

@@ -272,7 +272,16 @@ impl EventStore for SqliteStore {
             events_stored: c.events_stored.load(Ordering::Relaxed),
             duplicates_dropped: c.duplicates_dropped.load(Ordering::Relaxed),
             throttled: c.throttled.load(Ordering::Relaxed),
+            queue_depth: self.writer.as_ref().map_or(0, |w| (w.appends.max_capacity() - w.appends.capacity()) as u64),
         }
+    }
+
+    async fn size_on_disk(&self) -> Result<u64, StoreError> {
+        // File sizes only, no SQLite call, but still file-system calls: off the async workers.
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || layout::size_on_disk(&db))
+            .await
+            .map_err(|e| StoreError::internal(format!("measuring the store's files: {e}")))?
     }
 
     fn health(&self) -> Health {

@@ -144,13 +144,14 @@ pub fn records(
     // TEXT compares with memcmp (the BINARY collation): UTF-8 byte order, like bytea's.
     let mut stmt = tx
         .prepare_cached(
-            "SELECT record_id, properties, received_at FROM records
+            "SELECT record_id, properties, received_at, flags FROM records
              WHERE dataset_id = ?1 AND (?2 IS NULL OR record_id > ?2) ORDER BY record_id LIMIT ?3",
         )
         .classified()?;
     let rows = stmt
         .query_map(params![dataset_id, after, limit], |r| {
-            Ok(StoredRecord { received_at: r.get(2)?, record: Record { id: r.get(0)?, properties: r.get(1)? } })
+            let flags = interlog_model::flag::decode_flags(r.get::<_, Option<String>>(3)?.as_deref());
+            Ok(StoredRecord { received_at: r.get(2)?, record: Record { id: r.get(0)?, properties: r.get(1)?, flags } })
         })
         .classified()?;
     let records = rows.collect::<Result<Vec<_>, _>>().classified()?;

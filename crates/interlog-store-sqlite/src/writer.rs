@@ -372,7 +372,14 @@ impl Writer {
         }
         let shared = self.shared.clone();
         let jobs = &*batch;
+        let started = Instant::now();
         let result = self.guarded(|w| w.commit_appends(jobs, &shared));
+        self.options.observer.committed(interlog_store::CommitReport {
+            requests: batch.len(),
+            entries: events,
+            duration: started.elapsed(),
+            ok: result.is_ok(),
+        });
         let c = &self.shared.counters;
         match result {
             Ok(outcomes) => {
@@ -422,9 +429,9 @@ impl Writer {
             // The later write of an ID replaces the earlier: statements run in arrival order.
             let mut upsert = tx
                 .prepare_cached(
-                    "INSERT INTO records(dataset_id, record_id, properties, received_at) VALUES (?1, ?2, ?3, ?4)
+                    "INSERT INTO records(dataset_id, record_id, properties, received_at, flags) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT(dataset_id, record_id) DO UPDATE
-                     SET properties = excluded.properties, received_at = excluded.received_at",
+                     SET properties = excluded.properties, received_at = excluded.received_at, flags = excluded.flags",
                 )
                 .classified()?;
             for job in batch {
@@ -440,7 +447,10 @@ impl Writer {
                     Entries::Events(events) => events,
                     Entries::Records(records) => {
                         for r in records {
-                            upsert.execute(params![job.dataset_id, r.id, r.properties, received_at]).classified()?;
+                            let flags = interlog_model::flag::encode_flags(&r.flags);
+                            upsert
+                                .execute(params![job.dataset_id, r.id, r.properties, received_at, flags])
+                                .classified()?;
                         }
                         outcome.stored = records.len();
                         outcomes.push(Ok(outcome));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use interlog_model::arn::Scope;
-use interlog_model::{Flag, FlagKind, Interaction};
+use interlog_model::{Flag, FlagKind, Interaction, Record};
 use interlog_store::catalog::resources::{CatalogExt, DatasetSpec, ExportJobSpec, GroupSpec, SchemaSpec, TrackerSpec};
 use interlog_store::catalog::{DeleteRules, Kind};
 use interlog_store::testing::{bare, event};
@@ -333,10 +333,44 @@ async fn a_layout_2_store_gains_flags_and_keeps_its_events() {
     store.close().await;
 }
 
-/// A layout-5 file (sinks without dead letters) keeps its cursors and gains the dead letters
+/// A layout-5 file (records without `flags`) keeps its records and takes flags on new ones.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layout_5_store_gains_record_flags_and_keeps_its_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await;
+    let dataset = bootstrap(&*store, &Bootstrap { scope: scope(), tracking_id: None }).await.unwrap().dataset.meta.id;
+    let old = Record { id: "old".into(), properties: Some(r#"{"n": 1}"#.into()), flags: vec![] };
+    store.put_records(dataset, vec![old.clone()]).await.unwrap();
+    store.close().await;
+    drop(store);
+    Connection::open(dir.join("interlog.db"))
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE records DROP COLUMN flags; DROP TABLE sink_dead_letters;
+             ALTER TABLE sink_cursors DROP COLUMN dead_lettered; PRAGMA user_version = 5;",
+        )
+        .unwrap();
+    let store = open(&dir).await;
+    let version: i64 =
+        Connection::open(dir.join("interlog.db")).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, interlog_store_sqlite::layout::LAYOUT);
+    let flagged = Record {
+        id: "new".into(),
+        properties: Some(r#"{"numberOfRatings": "12"}"#.into()),
+        flags: vec![Flag::new(FlagKind::UndeclaredProperty, "declare NUMBER_OF_RATINGS")],
+    };
+    store.put_records(dataset, vec![flagged.clone()]).await.unwrap();
+    let got: Vec<Record> = store.read_records(dataset, None, 10).await.unwrap().into_iter().map(|r| r.record).collect();
+    assert_eq!(got, [flagged, old]);
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    store.close().await;
+}
+
+/// A layout-6 file (sinks without dead letters) keeps its cursors and gains the dead letters
 /// and their count.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_layout_5_store_keeps_its_cursors_and_gains_dead_letters() {
+async fn a_layout_6_store_keeps_its_cursors_and_gains_dead_letters() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let store = open(&dir).await;
@@ -349,7 +383,7 @@ async fn a_layout_5_store_keeps_its_cursors_and_gains_dead_letters() {
     Connection::open(dir.join("interlog.db"))
         .unwrap()
         .execute_batch(
-            "DROP TABLE sink_dead_letters; ALTER TABLE sink_cursors DROP COLUMN dead_lettered; PRAGMA user_version = 5;",
+            "DROP TABLE sink_dead_letters; ALTER TABLE sink_cursors DROP COLUMN dead_lettered; PRAGMA user_version = 6;",
         )
         .unwrap();
     let store = open(&dir).await;

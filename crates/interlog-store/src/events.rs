@@ -41,6 +41,51 @@ pub struct StoreStats {
     pub duplicates_dropped: u64,
     /// Appends refused because the write queue was full.
     pub throttled: u64,
+    /// Requests waiting in the write queue now (of [`WriterOptions::queue_requests`]).
+    pub queue_depth: u64,
+}
+
+/// What one group commit of appended entries was, for whoever watches the writer (the server's metrics). Both
+/// engines report every commit of a request batch, failed ones included; catalog writes and purges are not in it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CommitReport {
+    /// Requests in the commit.
+    pub requests: usize,
+    /// Events and records those requests carried (repeats dropped at the door included).
+    pub entries: usize,
+    /// From taking the batch to the commit's return (durable, or failed).
+    pub duration: std::time::Duration,
+    /// False when the commit failed and none of its requests was acknowledged.
+    pub ok: bool,
+}
+
+/// Watches the writer's commits. Called on the writer (SQLite's thread, PostgreSQL's task) after each commit,
+/// before its requests are answered, so it must be cheap and never block: count, and return.
+pub trait ObserveCommits: Send + Sync + 'static {
+    fn committed(&self, report: &CommitReport);
+}
+
+/// The writer's observer, none by default. A newtype so [`WriterOptions`] stays `Debug` and `Clone`.
+#[derive(Clone, Default)]
+pub struct CommitObserver(Option<std::sync::Arc<dyn ObserveCommits>>);
+
+impl CommitObserver {
+    pub fn new(observer: std::sync::Arc<dyn ObserveCommits>) -> Self {
+        CommitObserver(Some(observer))
+    }
+
+    /// Reports one commit to the observer, if any.
+    pub fn committed(&self, report: CommitReport) {
+        if let Some(o) = &self.0 {
+            o.committed(&report);
+        }
+    }
+}
+
+impl std::fmt::Debug for CommitObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "CommitObserver(set)" } else { "CommitObserver(none)" })
+    }
 }
 
 /// Whether the store can take writes now; `GET /_interlog/health` reports it.
@@ -114,8 +159,7 @@ pub fn log_entry(a: ActionInteraction) -> Interaction {
         recommendation_id: a.recommendation_id,
         impression: a.impression,
         event_attribution_source: None,
-        // Counted by the server, not stored: an action interaction carries no flags (yet).
-        flags: Vec::new(),
+        flags: a.flags,
     }
 }
 
@@ -131,6 +175,7 @@ pub fn action_interaction(i: &Interaction) -> ActionInteraction {
         recommendation_id: i.recommendation_id.clone(),
         impression: i.impression.clone(),
         properties: i.properties.clone(),
+        flags: i.flags.clone(),
     }
 }
 
@@ -143,11 +188,18 @@ pub struct WriterOptions {
     pub max_batch_events: usize,
     /// Recent eventIds remembered (per process) to drop client retries without storing them.
     pub window_events: usize,
+    /// Told of every commit of appended entries.
+    pub observer: CommitObserver,
 }
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions { queue_requests: 4096, max_batch_events: 10_000, window_events: 1 << 18 }
+        WriterOptions {
+            queue_requests: 4096,
+            max_batch_events: 10_000,
+            window_events: 1 << 18,
+            observer: CommitObserver::default(),
+        }
     }
 }
 
@@ -191,6 +243,10 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Counters of the write path.
     fn stats(&self) -> StoreStats;
+
+    /// Bytes the store takes on disk now: SQLite's database and WAL files, PostgreSQL's tables and indexes of the
+    /// store's schema (not the whole database, which other applications may share).
+    async fn size_on_disk(&self) -> Result<u64, StoreError>;
 
     /// Whether appends can succeed now.
     fn health(&self) -> Health;

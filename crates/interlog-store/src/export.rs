@@ -367,6 +367,7 @@ impl<W: Write> ExportWriter<W> {
                     m.insert("properties".into(), p.clone().into());
                 }
                 m.insert("receivedAt".into(), stored.received_at.into());
+                insert_flags(&mut m, &r.flags);
                 self.json_line(&Value::Object(m))
             }
         }
@@ -470,6 +471,7 @@ fn action_jsonl(a: &interlog_model::ActionInteraction, received_at: f64) -> Valu
         m.insert("properties".into(), v.clone().into());
     }
     m.insert("receivedAt".into(), received_at.into());
+    insert_flags(&mut m, &a.flags);
     Value::Object(m)
 }
 
@@ -504,12 +506,17 @@ fn jsonl_object(e: &StoredEvent) -> Value {
         m.insert("metricAttribution".into(), Value::Object(ma));
     }
     m.insert("receivedAt".into(), e.received_at.into());
-    if !i.flags.is_empty() {
-        // What the server flagged when it accepted the event, for whoever reads the export to debug it.
-        let flags = i.flags.iter().map(|f| serde_json::json!({ "kind": f.kind.as_str(), "message": f.message }));
+    insert_flags(&mut m, &i.flags);
+    Value::Object(m)
+}
+
+/// What the server flagged when it accepted the record, for whoever reads the export to debug it;
+/// no member at all for the usual record without flags.
+fn insert_flags(m: &mut Map<String, Value>, flags: &[interlog_model::Flag]) {
+    if !flags.is_empty() {
+        let flags = flags.iter().map(|f| serde_json::json!({ "kind": f.kind.as_str(), "message": f.message }));
         m.insert("flags".into(), Value::Array(flags.collect()));
     }
-    Value::Object(m)
 }
 
 #[cfg(test)]

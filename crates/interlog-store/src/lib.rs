@@ -30,8 +30,8 @@ pub use cache::{CatalogCache, DatasetTarget, TrackerKind, TrackerTarget};
 pub use catalog::Catalog;
 pub use error::StoreError;
 pub use events::{
-    action_interaction, log_entry, AppendOutcome, Entries, EventStore, Health, StoreStats, StoredEvent, StoredRecord,
-    WriterOptions,
+    action_interaction, log_entry, AppendOutcome, CommitObserver, CommitReport, Entries, EventStore, Health,
+    ObserveCommits, StoreStats, StoredEvent, StoredRecord, WriterOptions,
 };
 pub use sinks::{Backlog, Cursor, DeadLetter, Refused, SinkState};
 

@@ -51,7 +51,8 @@ macro_rules! conformance_suite {
             quota_holds_across_nodes, running_quota_holds_across_nodes, name_races_across_nodes_name_the_winner,
             bootstrap_once_across_nodes, records_latest_write_wins,
             records_survive_a_reopen, concurrent_record_writes_keep_one_row_per_id,
-            deleting_a_dataset_purges_its_records, action_interactions_are_events, nodes_share_records,
+            deleting_a_dataset_purges_its_records, action_interactions_are_events, records_and_action_interactions_keep_flags,
+            nodes_share_records,
             sink_cursor_survives_a_reopen_and_never_moves_back, sink_cursor_concurrent_advancers, sink_lease_has_one_holder,
             dead_letters_move_with_the_cursor,
             appends_are_announced, last_position_follows_appends);
@@ -1035,7 +1036,7 @@ pub async fn bootstrap_once_across_nodes(engine: &dyn Engine) {
 // ---- keyed records (items, users, actions) and action interactions ----
 
 fn record(id: &str, properties: Option<&str>) -> Record {
-    Record { id: id.into(), properties: properties.map(str::to_owned) }
+    Record { id: id.into(), properties: properties.map(str::to_owned), flags: vec![] }
 }
 
 /// Every record of a dataset, read in pages of `page`.
@@ -1165,6 +1166,7 @@ fn action(id: &str, action: &str) -> ActionInteraction {
         recommendation_id: Some("RID-1".into()),
         impression: Some(vec![action.into(), "a2".into()]),
         properties: Some(r#"{"numberOfActions": "12"}"#.into()),
+        flags: vec![],
     }
 }
 
@@ -1186,6 +1188,33 @@ pub async fn action_interactions_are_events(engine: &dyn Engine) {
         vec![sent[0].clone(), sent[1].clone(), action("c", "y")],
         "every member round-trips; first copy wins"
     );
+}
+
+/// Items, users, actions and action interactions keep their flags as events do (docs/api.md):
+/// stored whole, read back across a reopen; a later write of a record replaces its flags too,
+/// and a flagged action interaction is counted once, not for its repeat.
+pub async fn records_and_action_interactions_keep_flags(engine: &dyn Engine) {
+    let (location, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let (_, _, actions) = group_with_dataset(&*store, ACCOUNT, "actions").await;
+    let why =
+        |m: &str| vec![Flag::new(FlagKind::UndeclaredProperty, m), Flag::new(FlagKind::UndeclaredProperty, "ü ✓")];
+    let flagged = |id: &str, m: &str| Record { flags: why(m), ..record(id, Some(r#"{"numberOfRatings": "12"}"#)) };
+    store.put_records(dataset, vec![flagged("a", "first"), record("b", None), flagged("c", "c")]).await.unwrap();
+    // The later write of `a` has other flags; the one of `c` has none.
+    store.put_records(dataset, vec![flagged("a", "second"), record("c", Some("{}"))]).await.unwrap();
+    let mut a = action("x", "act");
+    a.flags = why("numberOfActions");
+    let o = store.append_action_interactions(actions, vec![a.clone(), action("y", "act"), a.clone()]).await.unwrap();
+    assert_eq!((o.stored, o.duplicates, o.flagged.get(FlagKind::UndeclaredProperty)), (2, 1, 1));
+    store.close().await;
+    drop(store);
+    let store = engine.open(&location, WriterOptions::default()).await;
+    let expected = vec![flagged("a", "second"), record("b", None), record("c", Some("{}"))];
+    assert_eq!(all_records(&*store, dataset, 10).await, expected, "flags are the latest write's");
+    let got: Vec<ActionInteraction> =
+        unique(&*store, actions).await.iter().map(|e| crate::action_interaction(&e.interaction)).collect();
+    assert_eq!(got, vec![a, action("y", "act")], "flags round-trip; none on the plain one");
 }
 
 pub async fn nodes_share_records(engine: &dyn Engine) {

@@ -43,6 +43,10 @@ pub(crate) struct ServeArgs {
     /// older scripts keep working.
     #[arg(long, env = "INTERLOG_ALLOW_UNKNOWN_PROPERTIES")]
     allow_unknown_properties: bool,
+    /// A new dataset reports CREATE PENDING for this many seconds before it turns ACTIVE, as on
+    /// AWS (Put* calls to it meanwhile get ResourceInUseException); 0, the default: ACTIVE at once.
+    #[arg(long, env = "INTERLOG_ACTIVATION_DELAY", default_value_t = 0.0, value_name = "SECONDS")]
+    activation_delay: f64,
     /// A TOML file of more access keys, each bound to a 12-digit account ID (see docs/auth.md).
     #[arg(long, env = "INTERLOG_CREDENTIALS_FILE")]
     credentials_file: Option<PathBuf>,
@@ -174,7 +178,7 @@ fn forward_config(args: &ServeArgs, url: &str) -> anyhow::Result<interlog_server
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
+    init_logging()?;
     if let Some(id) = &args.default_tracking_id {
         let n = id.chars().count();
         anyhow::ensure!(
@@ -208,6 +212,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.auth.enabled = !(args.no_auth || auth_off);
     // --allow-unknown-properties is the default behaviour: nothing to set.
     config.strict_properties = args.strict_properties;
+    anyhow::ensure!(
+        args.activation_delay.is_finite() && (0.0..=86_400.0).contains(&args.activation_delay),
+        "--activation-delay (INTERLOG_ACTIVATION_DELAY) must be 0 to 86400 seconds, not {}",
+        args.activation_delay
+    );
+    config.activation_delay = std::time::Duration::from_secs_f64(args.activation_delay);
     config.auth.credentials_file = args.credentials_file;
     config.auth.root_access_key_id = args.root_access_key_id;
     config.auth.root_secret_access_key = std::env::var("INTERLOG_SECRET_ACCESS_KEY").ok();
@@ -262,10 +272,21 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     result
 }
 
-fn init_logging() {
+/// Logs to stderr, filtered by `INTERLOG_LOG`; `INTERLOG_LOG_FORMAT=json` writes one JSON object
+/// per line (for log shippers), `text` (the default) lines for people. Either way a request's
+/// lines carry its `request_id` (the `request` span of `interlog_server::telemetry`).
+fn init_logging() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("INTERLOG_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    match std::env::var("INTERLOG_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("" | "text") => builder.init(),
+        // The span's fields flattened into each line's "span" object, no list of parents: a
+        // request has one span.
+        Ok("json") => builder.json().with_current_span(true).with_span_list(false).init(),
+        Ok(other) => anyhow::bail!("INTERLOG_LOG_FORMAT={other:?} is not a log format: use text or json"),
+    }
+    Ok(())
 }
 
 /// What a new user needs to send a first event, printed on every start.

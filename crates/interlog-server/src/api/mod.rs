@@ -51,9 +51,13 @@ pub struct AppState {
     pub sinks: crate::sinks::Sinks,
     /// The root account: the only one that may replay dead letters, `--public-stats` or not.
     pub root_account: String,
+    /// The metrics of `GET /_interlog/metrics` (and the request span's layer, applied by the serve loop).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
-/// The whole HTTP surface. A plain function so tests can drive it without a socket.
+/// The whole HTTP surface. A plain function so tests can drive it without a socket. The request
+/// ID, span and metrics are the outermost layer ([`crate::telemetry::observe`]), which the serve
+/// loop puts around the admission check too.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/_interlog/health", get(health))
@@ -62,9 +66,24 @@ pub fn router(state: AppState) -> Router {
         .route("/_interlog/sinks", get(sinks))
         .route("/_interlog/dead-letters", get(dead_letters))
         .route("/_interlog/dead-letters/replay", axum::routing::post(replay_dead_letters))
+        .route("/_interlog/metrics", get(metrics))
         .fallback(dispatch)
-        .layer(axum::middleware::map_response(request_id))
         .with_state(state)
+}
+
+/// The name of a control-plane operation this server implements, for the metrics' `operation` label.
+pub(crate) fn control_operation(name: &str) -> Option<&'static str> {
+    control::operation_name(name)
+}
+
+/// Prometheus metrics (docs/api.md, "Metrics"). Like the statistics they add up every tenant's
+/// traffic (and name accounts and trackers), so the same rule: the root account's, unless
+/// `--public-stats`.
+async fn metrics(State(state): State<AppState>, request: Request) -> Response {
+    if let Err(refused) = root_only(&state, request, "the server's metrics").await {
+        return refused;
+    }
+    crate::telemetry::exposition(state.telemetry.render(&*state.store, &state.sinks).await)
 }
 
 /// Unauthenticated on purpose: load balancers and test harnesses probe it without keys. It
@@ -191,20 +210,6 @@ async fn root_only(state: &AppState, request: Request, what: &str) -> Result<(),
         .into_response());
     }
     Ok(())
-}
-
-/// Every response carries a request ID, which all SDKs surface (botocore: `ResponseMetadata`).
-/// The cause of an internal failure is logged here, once, under that ID: the client was only
-/// told the ID.
-async fn request_id(mut response: Response) -> Response {
-    let id = uuid::Uuid::new_v4().to_string();
-    if let Some(error::InternalCause(cause)) = response.extensions_mut().remove::<error::InternalCause>() {
-        tracing::error!(request_id = %id, %cause, "internal failure");
-    }
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-amzn-RequestId", v);
-    }
-    response
 }
 
 /// An authenticated AWS request, body read.

@@ -4,8 +4,8 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use interlog_model::parse_put_action_interactions;
 use interlog_model::schema::DatasetType;
-use interlog_model::{parse_put_action_interactions, FlagCounts};
 use interlog_store::TrackerKind;
 
 use super::error::{ApiError, AwsError, Plane};
@@ -37,26 +37,25 @@ async fn handle(state: AppState, request: AwsRequest) -> Result<Response, ApiErr
     }
     let dataset_arn = tracker.dataset.as_ref().map(|d| d.arn.clone()).unwrap_or_default();
     let dataset = usable_dataset(&state, account, &dataset_arn, DatasetType::ActionInteractions)?;
-    // Undeclared keys are kept and flagged as PutEvents' are; the flags are counted and warned
-    // about, not stored with the action interaction (its log row has no place for them yet).
-    let (mut flagged, mut example) = (FlagCounts::default(), None);
+    // Undeclared keys are kept and flagged as PutEvents' are: stored with the action interaction,
+    // counted (as stored, so a repeat dropped at the door is not) and warned about.
     check_records(
         &dataset,
         "actionInteractions",
         &mut put.interactions,
         state.strict_properties,
         |a| a.properties.as_deref(),
-        |_, flags| {
-            flagged.add_record(&flags);
-            example = example.take().or_else(|| flags.into_iter().next());
-        },
+        |a, flags| a.flags = flags,
     )?;
+    // The warning quotes one flag; cloned only when a warning is due, which is rare.
+    let example =
+        if state.flagged.warning_due() { put.interactions.iter().find_map(|a| a.flags.first()).cloned() } else { None };
     let outcome = state
         .store
         .append_action_interactions(dataset.id, put.interactions)
         .await
         .map_err(|e| gone(e, &dataset_arn))?;
-    state.flagged.record(&flagged, example.as_ref());
+    state.flagged.record(&outcome.flagged, example.as_ref());
     tracing::debug!(stored = outcome.stored, duplicates = outcome.duplicates, "PutActionInteractions");
     Ok(StatusCode::OK.into_response())
 }

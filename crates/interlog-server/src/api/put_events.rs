@@ -1,5 +1,6 @@
 //! `POST /events` (PutEvents): validate, check properties against the schema (flagging
-//! undeclared keys), route by tracking ID, append durably, answer 200 empty.
+//! undeclared keys), flag what is suspicious (`interlog_model::suspect`), route by tracking ID,
+//! append durably, count (stats, metrics), answer 200 empty.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -10,10 +11,17 @@ use super::error::{ApiError, AwsError, Plane};
 use super::{properties, AppState, AwsRequest};
 
 pub(super) async fn put_events(state: AppState, request: AwsRequest) -> Result<Response, AwsError> {
-    handle(state, request).await.map_err(|e| e.on(Plane::Data))
+    let telemetry = state.telemetry.clone();
+    let account = request.caller.account.clone();
+    // The tracker the request resolved to, for the metrics of a refused request.
+    let mut resolved = None;
+    handle(state, request, &mut resolved).await.map_err(|e| {
+        telemetry.rejected(&account, resolved.as_deref());
+        e.on(Plane::Data)
+    })
 }
 
-async fn handle(state: AppState, request: AwsRequest) -> Result<Response, ApiError> {
+async fn handle(state: AppState, request: AwsRequest, resolved: &mut Option<String>) -> Result<Response, ApiError> {
     let mut put = parse_put_events(&request.body)?;
     // PutEvents models only InvalidInputException, so an unknown tracker is reported as one; a
     // tracker of another account is indistinguishable from an unknown one.
@@ -28,12 +36,21 @@ async fn handle(state: AppState, request: AwsRequest) -> Result<Response, ApiErr
                 put.tracking_id, request.caller.account
             ))
         })?;
+    *resolved = Some(put.tracking_id.clone());
     let dataset = target.dataset.as_ref().ok_or_else(|| {
         ApiError::InvalidInput(format!(
             "The dataset group {} of this event tracker has no Interactions dataset to record events into",
             target.dataset_group_arn
         ))
     })?;
+    // A dataset still being created (`--activation-delay`): PutEvents models only
+    // InvalidInputException, so it is one, saying when to retry.
+    if dataset.status != "ACTIVE" {
+        return Err(ApiError::InvalidInput(format!(
+            "The Interactions dataset {} of this event tracker is {}, not ACTIVE: retry once it is",
+            dataset.arn, dataset.status
+        )));
+    }
     properties::check_records(
         dataset,
         "eventList",
@@ -42,6 +59,11 @@ async fn handle(state: AppState, request: AwsRequest) -> Result<Response, ApiErr
         |e| e.properties.as_deref(),
         |e, flags| e.flags = flags,
     )?;
+    // Accepted but suspicious (docs/api.md, "Flags"): flagged beside the schema's findings.
+    let now = interlog_store::now();
+    for event in &mut put.events {
+        event.flags.extend(interlog_model::suspect::event_flags(event, now));
+    }
     // The warning quotes one flag; cloned only when a warning is due, which is rare.
     let example =
         if state.flagged.warning_due() { put.events.iter().find_map(|e| e.flags.first()).cloned() } else { None };
@@ -54,6 +76,8 @@ async fn handle(state: AppState, request: AwsRequest) -> Result<Response, ApiErr
         other => other.into(),
     })?;
     state.flagged.record(&outcome.flagged, example.as_ref());
+    state.flagged.record_duplicates(outcome.duplicates);
+    state.telemetry.events(&request.caller.account, &put.tracking_id, &outcome);
     tracing::debug!(stored = outcome.stored, duplicates = outcome.duplicates, "PutEvents");
     Ok(StatusCode::OK.into_response())
 }

@@ -3,8 +3,8 @@
 //!
 //! One handler serves the three operations, told apart by [`RecordKind`]; the parser, the schema
 //! check ([`super::properties::check_records`]: undeclared keys kept and flagged, or refused with
-//! `--strict-properties`) and the group-commit writer are PutEvents'. A record's flags are counted
-//! in `/_interlog/stats` and warned about; unlike an event's, they are not stored with it.
+//! `--strict-properties`) and the group-commit writer are PutEvents'. A record's flags are stored
+//! with it (the JSONL export shows them), counted in `/_interlog/stats` and warned about.
 
 use std::sync::Arc;
 
@@ -25,18 +25,20 @@ pub(super) async fn put_records(state: AppState, request: AwsRequest, kind: Reco
 async fn handle(state: AppState, request: AwsRequest, kind: RecordKind) -> Result<Response, ApiError> {
     let mut put = parse_put_records(kind, &request.body)?;
     let dataset = usable_dataset(&state, &request.caller.account, &put.dataset_arn, kind.dataset_type())?;
-    let (mut flagged, mut example) = (FlagCounts::default(), None);
     check_records(
         &dataset,
         kind.list_member(),
         &mut put.records,
         state.strict_properties,
         |r| r.properties.as_deref(),
-        |_, flags| {
-            flagged.add_record(&flags);
-            example = example.take().or_else(|| flags.into_iter().next());
-        },
+        |r, flags| r.flags = flags,
     )?;
+    // Every record is written (none is dropped as a repeat), so all of them count.
+    let mut flagged = FlagCounts::default();
+    put.records.iter().for_each(|r| flagged.add_record(&r.flags));
+    // The warning quotes one flag; cloned only when a warning is due, which is rare.
+    let example =
+        if state.flagged.warning_due() { put.records.iter().find_map(|r| r.flags.first()).cloned() } else { None };
     let outcome = state.store.put_records(dataset.id, put.records).await.map_err(|e| gone(e, &put.dataset_arn))?;
     state.flagged.record(&flagged, example.as_ref());
     tracing::debug!(stored = outcome.stored, operation = kind.operation(), "records written");

@@ -80,7 +80,7 @@ impl Service {
             name: cmd.name,
             parent: Some(group.meta.arn),
             uses: Some(schema.meta.arn),
-            status: "ACTIVE".into(),
+            status: self.jobs.new_dataset_status().into(),
             tags,
             // An Action_Interactions dataset comes with its action-interaction event tracker
             // (§3.6): its ID routes PutActionInteractions, and it retires with the dataset.

@@ -1,6 +1,7 @@
 //! The supervisor of background jobs (dataset exports today; imports and deletions later): a
 //! bound on how many run at once, a claim on each job so one node runs it, lease renewals while
-//! it runs, and recovery of the jobs a stopped process or node left behind.
+//! it runs, and recovery of the jobs a stopped process or node left behind. It also turns
+//! datasets created `CREATE PENDING` (`--activation-delay`) `ACTIVE` once their delay passed.
 //!
 //! A job's life: CREATE PENDING (created) → CREATE IN_PROGRESS (claimed by one node, its lease
 //! renewed every few seconds) → ACTIVE or CREATE FAILED with a reason. Claims are compare-and-set
@@ -10,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use interlog_store::catalog::resources::{CatalogExt, ExportJobSpec, Lease, Resource};
+use interlog_store::catalog::resources::{CatalogExt, DatasetSpec, ExportJobSpec, Lease, Resource};
 use interlog_store::{Store, StoreError};
 use tokio::sync::Semaphore;
 
@@ -31,6 +32,8 @@ pub struct JobSettings {
     /// This node's name in leases, the same across its restarts (so a restarted node knows the
     /// jobs it was running were interrupted); see [`node_name`].
     pub node: String,
+    /// How long a new dataset stays `CREATE PENDING` (`--activation-delay`); zero: created ACTIVE.
+    pub activation_delay: Duration,
 }
 
 impl Default for JobSettings {
@@ -40,6 +43,7 @@ impl Default for JobSettings {
             renew_every: Duration::from_secs(5),
             stale_after: Duration::from_secs(30),
             node: node_name(std::path::Path::new(".")),
+            activation_delay: Duration::ZERO,
         }
     }
 }
@@ -124,6 +128,59 @@ impl Jobs {
                 }
             }
         }))
+    }
+
+    /// The status a new dataset is created with: `CREATE PENDING` while an activation delay is
+    /// set, which [`Jobs::spawn_activator`] ends.
+    pub fn new_dataset_status(&self) -> &'static str {
+        if self.inner.settings.activation_delay.is_zero() {
+            "ACTIVE"
+        } else {
+            PENDING
+        }
+    }
+
+    /// Turns every dataset that has been `CREATE PENDING` for the activation delay `ACTIVE`
+    /// (compare-and-set, so on a shared store any node may do it, once); returns how many.
+    pub async fn activate_due(&self) -> Result<usize, StoreError> {
+        let store = &self.inner.store;
+        let due_before = interlog_store::now() - self.inner.settings.activation_delay.as_secs_f64();
+        let mut activated = 0;
+        for d in store.list_all::<DatasetSpec>(None, None).await? {
+            if d.meta.status != PENDING || d.meta.created > due_before {
+                continue;
+            }
+            match store.change::<DatasetSpec>(&d.meta.account, &d.meta.arn, Some(PENDING), Some("ACTIVE"), None).await {
+                Ok(_) => activated += 1,
+                Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(activated)
+    }
+
+    /// Activates pending datasets as their delay passes, on every node for as long as it runs
+    /// (a node that stops mid-delay leaves nothing pending for ever: any node, or the next
+    /// start, activates it). Without a delay it runs once, for datasets a previous run with a
+    /// delay left pending.
+    pub fn spawn_activator(&self) -> tokio::task::JoinHandle<()> {
+        let jobs = self.clone();
+        tokio::spawn(async move {
+            let delay = jobs.inner.settings.activation_delay;
+            // A tenth of the delay late at most, and no busier than 20 checks a second.
+            let every = (delay / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
+            loop {
+                match jobs.activate_due().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(datasets = n, "datasets turned ACTIVE"),
+                    Err(e) => tracing::warn!(error = %e, "cannot activate pending datasets; retrying"),
+                }
+                if delay.is_zero() {
+                    return;
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
     }
 
     /// Runs an export job in the background: claims it, renews its lease while `work` runs, then

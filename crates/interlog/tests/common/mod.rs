@@ -327,6 +327,8 @@ pub struct Reply {
     pub status: u16,
     /// `x-amzn-ErrorType`, empty on success.
     pub error_type: String,
+    /// `x-amzn-RequestId`, empty when the answer has none.
+    pub request_id: String,
     pub body: String,
 }
 
@@ -388,6 +390,7 @@ pub fn read_reply(stream: &mut std::net::TcpStream) -> std::io::Result<Reply> {
         return Ok(Reply {
             status,
             error_type: header("x-amzn-errortype").unwrap_or_default(),
+            request_id: header("x-amzn-requestid").unwrap_or_default(),
             body: String::from_utf8_lossy(&body).into_owned(),
         });
     }

@@ -53,6 +53,11 @@ const OPERATIONS: &[(&str, Handler)] = &[
 ];
 
 /// Answers one control-plane call.
+/// The implemented operation called `name`, as a `'static` name (the metrics label it).
+pub(in crate::api) fn operation_name(name: &str) -> Option<&'static str> {
+    OPERATIONS.iter().find(|(n, _)| *n == name).map(|(n, _)| *n)
+}
+
 pub(super) async fn control(state: AppState, request: AwsRequest, target: &str) -> Response {
     let Some(op) = target.strip_prefix("AmazonPersonalize.") else {
         return ApiError::UnknownOperation(format!(
