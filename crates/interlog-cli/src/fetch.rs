@@ -29,11 +29,67 @@ pub struct Fetched {
     pub body: Vec<u8>,
 }
 
+/// Access keys found by the aws-cli's chain, for a program that signs its own requests (the
+/// forwarding sink). `Debug` leaves the secret out.
+#[derive(Clone)]
+pub struct ChainCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+    /// `env`, `shared-credentials-file` or `config-file`.
+    pub method: &'static str,
+    /// The profile's region (or `AWS_DEFAULT_REGION` / `AWS_REGION`), if any.
+    pub region: Option<String>,
+}
+
+impl std::fmt::Debug for ChainCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The credentials the aws-cli would use with `profile` (`AWS_ACCESS_KEY_ID` /
+/// `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, else the profile in the shared credentials
+/// and config files; `AWS_PROFILE` when `profile` is None).
+pub fn chain_credentials(env: HashMap<String, String>, profile: Option<&str>) -> Result<ChainCredentials, String> {
+    let env = Env::new(env);
+    let files = load_files(&env, profile).map_err(|e| format!("The config profile ({}) could not be found", e.0))?;
+    let region =
+        setting(&env, &files, "AWS_DEFAULT_REGION", "region").or_else(|| env.get("AWS_REGION").map(str::to_owned));
+    let c = resolve_credentials(&env, &files).map_err(|e| match e {
+        CredentialsError::None => "Unable to locate credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+            or a profile in ~/.aws/credentials"
+            .to_owned(),
+        CredentialsError::Partial(m) => m,
+    })?;
+    Ok(ChainCredentials {
+        access_key_id: c.access_key_id,
+        secret_access_key: c.secret_access_key,
+        session_token: c.session_token,
+        method: c.method,
+        region,
+    })
+}
+
 /// GETs `path_and_query` (starting with `/`) under the endpoint, signed as `personalize`.
 pub fn signed_get(
     env: HashMap<String, String>,
     options: &FetchOptions,
     path_and_query: &str,
+) -> Result<Fetched, String> {
+    signed_request(env, options, "GET", path_and_query, &[])
+}
+
+/// Sends `method path_and_query` with a JSON `body` under the endpoint, signed as `personalize`.
+pub fn signed_request(
+    env: HashMap<String, String>,
+    options: &FetchOptions,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
 ) -> Result<Fetched, String> {
     let env = Env::new(env);
     let url = Url::parse(&options.endpoint)
@@ -47,7 +103,12 @@ pub fn signed_get(
         .unwrap_or_else(|| "us-east-1".into());
     let target = format!("{}{path_and_query}", url.path);
     let host = url.host_header();
-    let mut head = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: identity\r\n");
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: identity\r\n");
+    let json = [("content-type", "application/json")];
+    let signed_headers: &[(&str, &str)] = if body.is_empty() { &[] } else { &json };
+    if !body.is_empty() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
     if !options.no_sign {
         let creds = resolve_credentials(&env, &files).map_err(|e| match e {
             CredentialsError::None => {
@@ -57,7 +118,7 @@ pub fn signed_get(
         })?;
         let time = SystemTime::now();
         let url_text = format!("{}{target}", url.origin());
-        let (signed, _) = sign_v4("GET", &url_text, &[], &[], &creds, &region, time)?;
+        let (signed, _) = sign_v4(method, &url_text, signed_headers, body, &creds, &region, time)?;
         let mut has_date = false;
         for (name, value) in &signed {
             has_date |= name.eq_ignore_ascii_case("x-amz-date");
@@ -67,11 +128,11 @@ pub fn signed_get(
             head.push_str(&format!("X-Amz-Date: {}\r\n", amz_date(time)));
         }
     }
-    head.push_str("Content-Length: 0\r\n");
+    head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     // An https endpoint is verified against AWS_CA_BUNDLE / the profile's ca_bundle, as aws-cli does.
     let ca_bundle = setting(&env, &files, "AWS_CA_BUNDLE", "ca_bundle").map(|p| env.expand_user(&p));
     let settings = http::Settings { verify: true, ca_bundle, ..Default::default() };
-    let response = http::send(&url, &head, &[], &settings).map_err(|e| match e {
+    let response = http::send(&url, &head, body, &settings).map_err(|e| match e {
         http::Failure::Connect => format!("Could not connect to the endpoint URL: \"{}{target}\"", url.origin()),
         other => format!("Request to {}{target} failed: {other:?}", url.origin()),
     })?;

@@ -43,6 +43,9 @@ pub struct Config {
     /// `--nats-url` and its settings: every stored event also goes to NATS JetStream
     /// (`docs/streams.md`). None: no NATS sink.
     pub nats: Option<crate::sinks::nats::NatsConfig>,
+    /// `--forward-to` and its settings: every stored interaction is also forwarded to Amazon
+    /// Personalize or a PutEvents-compatible server (`docs/streams.md`). None: no forwarding.
+    pub forward: Option<crate::sinks::forward::ForwardConfig>,
 }
 
 /// How requests are authenticated.
@@ -78,6 +81,7 @@ impl Config {
             export_dir: None,
             public_stats: false,
             nats: None,
+            forward: None,
         }
     }
 }

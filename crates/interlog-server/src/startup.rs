@@ -283,6 +283,9 @@ impl Application {
         if let Some(nats) = config.nats.clone() {
             destinations.push(Arc::new(crate::sinks::nats::Nats::connect(nats).await.map_err(StartError::Config)?));
         }
+        if let Some(forward) = config.forward.clone() {
+            destinations.push(Arc::new(crate::sinks::forward::Forward::new(forward).map_err(StartError::Config)?));
+        }
         let sinks = Sinks::start(store.clone(), destinations, SinkSettings { node, ..SinkSettings::default() });
         let listener = TcpListener::bind(config.listen)
             .await
@@ -299,6 +302,7 @@ impl Application {
             body_timeout: limits.body_timeout,
             exports: crate::api::export::ExportGate::new(limits.export_limits()),
             stats_account: (!config.public_stats).then(|| config.account.clone()),
+            root_account: config.account.clone(),
             sinks,
             telemetry,
             debugger: Arc::new(crate::debugger::Debugger { secure_cookie: tls.is_some(), ..Default::default() }),

@@ -81,6 +81,7 @@ pub struct Telemetry {
     sink_lag_seconds: prometheus::GaugeVec,
     sink_delivered: IntCounterVec,
     sink_retries: IntCounterVec,
+    sink_dead_lettered: IntCounterVec,
     /// account → tracker → series; read-locked on the hot path, written once per new pair.
     trackers: RwLock<HashMap<String, HashMap<String, Arc<TrackerSeries>>>>,
     /// Scrapes set the read-when-scraped series; one at a time, so two never interleave.
@@ -215,6 +216,12 @@ impl Telemetry {
                 "Failed deliveries a sink retried.",
                 &["sink", "dataset"],
             ),
+            sink_dead_lettered: counter_vec(
+                &r,
+                "interlog_sink_dead_lettered_total",
+                "Events a sink's destination refused for good, kept as dead letters (durable cursor counter).",
+                &["sink", "dataset"],
+            ),
             registry: r,
             trackers: RwLock::new(HashMap::new()),
             scrape: tokio::sync::Mutex::new(()),
@@ -312,6 +319,7 @@ impl Telemetry {
                 self.sink_lag_seconds.reset();
                 self.sink_delivered.reset();
                 self.sink_retries.reset();
+                self.sink_dead_lettered.reset();
                 for sink in &status {
                     for d in &sink.datasets {
                         let labels = [sink.name.as_str(), d.dataset_arn.as_str()];
@@ -319,6 +327,7 @@ impl Telemetry {
                         self.sink_lag_seconds.with_label_values(&labels).set(d.lag_seconds);
                         self.sink_delivered.with_label_values(&labels).inc_by(d.delivered);
                         self.sink_retries.with_label_values(&labels).inc_by(d.retried);
+                        self.sink_dead_lettered.with_label_values(&labels).inc_by(d.dead_lettered);
                     }
                 }
             }

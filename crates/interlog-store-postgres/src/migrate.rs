@@ -144,7 +144,26 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     ALTER TABLE records ADD COLUMN flags text;
     "#,
     ),
-    // 6 belongs to work landing beside this one (it goes before this step once it lands).
+    (
+        6,
+        "sink dead letters",
+        r#"
+    -- Events a sink's destination refused for good (a 4xx retrying cannot fix), kept until
+    -- replayed; the event itself stays in the log at `position` (interlog_store::sinks).
+    ALTER TABLE sink_cursors ADD COLUMN dead_lettered bigint NOT NULL DEFAULT 0;
+    CREATE TABLE sink_dead_letters(
+        id bigserial PRIMARY KEY,
+        sink text NOT NULL,
+        dataset_id bigint NOT NULL,
+        position bigint NOT NULL,
+        event_id text NOT NULL,
+        reason text NOT NULL,
+        attempts bigint NOT NULL,
+        created double precision NOT NULL,
+        updated double precision NOT NULL);
+    CREATE INDEX sink_dead_letters_by_sink ON sink_dead_letters(sink, id);
+    "#,
+    ),
     (
         7,
         "history index of users and sessions",

@@ -17,7 +17,7 @@ use interlog_model::{Flag, FlagKind, Interaction, Record};
 use interlog_store::export::UniqueEvents;
 use interlog_store::testing::{bare, event};
 use interlog_store::{
-    bootstrap, Bootstrap, Catalog, EventStore, Health, Store, StoreError, StoredEvent, WriterOptions,
+    bootstrap, Bootstrap, Catalog, EventStore, Health, SinkState, Store, StoreError, StoredEvent, WriterOptions,
 };
 use interlog_store_postgres::{PostgresOptions, PostgresStore};
 use tokio::net::{TcpListener, TcpStream};
@@ -228,7 +228,8 @@ async fn a_layout_1_database_gains_flags_and_keeps_its_events() {
     client
         .batch_execute(&format!(
             "ALTER TABLE {schema}.events DROP COLUMN flags; ALTER TABLE {schema}.records DROP COLUMN flags;
-             DROP TABLE {schema}.history;
+             DROP TABLE {schema}.history; DELETE FROM {schema}.sink_cursors WHERE sink = 'history';
+             DROP TABLE {schema}.sink_dead_letters; ALTER TABLE {schema}.sink_cursors DROP COLUMN dead_lettered;
              DELETE FROM {schema}.interlog_migrations WHERE version >= 4"
         ))
         .await
@@ -283,6 +284,38 @@ async fn a_database_before_migration_7_gains_the_history_index_and_indexes_its_e
     }
     assert_eq!(ids(store.history(dataset, user(), 10).await.unwrap()), ["old-2", "old-1"]);
     store.close().await;
+}
+
+/// A database from before the dead letters (migration 6) keeps its cursors and gains the dead
+/// letters and their count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_before_dead_letters_keeps_its_cursors() {
+    let pg = pg_or_skip!();
+    let schema = pg.schema().await;
+    let url = url_in(&pg.url, &schema);
+    let store = open(&url).await;
+    let dataset = dataset(&*store).await;
+    store.append(dataset, vec![event("a", "i"), event("b", "i")]).await.unwrap();
+    let page = store.read(dataset, 0, 2).await.unwrap();
+    store.advance("forward", dataset, 0, page[0].seq, 1).await.unwrap();
+    store.close().await;
+    drop(store);
+    let client = admin(&pg.url).await;
+    client
+        .batch_execute(&format!(
+            "DROP TABLE {schema}.sink_dead_letters; ALTER TABLE {schema}.sink_cursors DROP COLUMN dead_lettered;
+             DROP TABLE {schema}.history; DELETE FROM {schema}.sink_cursors WHERE sink = 'history';
+             DELETE FROM {schema}.interlog_migrations WHERE version >= 6"
+        ))
+        .await
+        .unwrap();
+    let store = open(&url).await;
+    let c = store.cursor("forward", dataset).await.unwrap();
+    assert_eq!((c.position, c.delivered, c.dead_lettered), (page[0].seq, 1, 0));
+    let refused = [interlog_store::Refused { position: page[1].seq, event_id: "b".into(), reason: "bad".into() }];
+    let c = store.settle("forward", dataset, page[0].seq, page[1].seq, 0, 0, &refused).await.unwrap();
+    assert_eq!(c.dead_lettered, 1);
+    assert_eq!(store.dead_letters("forward").await.unwrap()[0].event_id, "b");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,8 +25,8 @@ const APPLICATION_ID: i64 = 0x494C_4F47;
 /// 4: the sinks' cursors and leases.
 /// 5: `events.flags`, why a kept event would not reach a model (docs/api.md).
 /// 6: `records.flags`, the same for items, users and actions.
+/// 7: the sinks' dead letters and `sink_cursors.dead_lettered`.
 /// 8: the `history` index of users and sessions, filled off the hot path (`history.rs`).
-/// Layout 7 belongs to work landing beside this one; until it lands, 6 goes straight to 8.
 pub const LAYOUT: i64 = 8;
 pub const DB_FILE: &str = "interlog.db";
 pub const LOCK_FILE: &str = "interlog.lock";
@@ -153,7 +153,8 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             Some(3) => from_3_to_4,
             Some(4) => from_4_to_5,
             Some(5) => from_5_to_6,
-            Some(6) => from_6_to_8,
+            Some(6) => from_6_to_7,
+            Some(7) => from_7_to_8,
             Some(other) => return Err(foreign(path, format!("unknown interlog layout {other}"))),
         };
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).classified()?;
@@ -226,6 +227,7 @@ fn create(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(EVENTS).classified()?;
     tx.execute_batch(RECORDS).classified()?;
     tx.execute_batch(SINKS).classified()?;
+    tx.execute_batch(DEAD_LETTERS).classified()?;
     tx.execute_batch(HISTORY).classified()?;
     tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {LAYOUT};")).classified()
 }
@@ -259,6 +261,25 @@ fn from_4_to_5(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch("ALTER TABLE events ADD COLUMN flags TEXT; PRAGMA user_version = 5;").classified()
 }
 
+/// The dead letters of layout 7: events a sink's destination refused for good (a 4xx that
+/// retrying cannot fix), kept until replayed; the event itself stays in the log at `position`.
+/// A new file's `sink_cursors` gets `dead_lettered` here too, so both paths end in one layout.
+const DEAD_LETTERS: &str = "
+    ALTER TABLE sink_cursors ADD COLUMN dead_lettered INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE sink_dead_letters(
+        id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, dataset_id INTEGER NOT NULL,
+        position INTEGER NOT NULL, event_id TEXT NOT NULL, reason TEXT NOT NULL,
+        attempts INTEGER NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
+    CREATE INDEX sink_dead_letters_by_sink ON sink_dead_letters(sink, id);
+";
+
+/// Layout 6 to 7: the sinks' dead letters. A column with a constant default is added without
+/// rewriting the rows, and the new table starts empty.
+fn from_6_to_7(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch(DEAD_LETTERS).classified()?;
+    tx.execute_batch("PRAGMA user_version = 7;").classified()
+}
+
 /// Layout 5 to 6: the keyed records gain `flags`, instantly as the events did; records already
 /// stored read back without flags.
 fn from_5_to_6(tx: &Transaction<'_>) -> Result<(), StoreError> {
@@ -274,10 +295,9 @@ const HISTORY: &str = "
         PRIMARY KEY(dataset_id, kind, who, seq)) WITHOUT ROWID;
 ";
 
-/// Layout 6 to 8 (7 is not written yet, see [`LAYOUT`]): the empty history index. Its
-/// cursor starts at 0, so the indexer works through the events already stored in the
-/// background; until it is through, queries scan the rest.
-fn from_6_to_8(tx: &Transaction<'_>) -> Result<(), StoreError> {
+/// Layout 7 to 8: the empty history index. Its cursor starts at 0, so the indexer works
+/// through the events already stored in the background; until it is through, queries scan the rest.
+fn from_7_to_8(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(HISTORY).classified()?;
     tx.execute_batch("PRAGMA user_version = 8;").classified()
 }

@@ -410,11 +410,42 @@ impl SinkState for SqliteStore {
         to: i64,
         delivered: u64,
     ) -> Result<Cursor, StoreError> {
-        let w = sinks::SinkWrite::Advance { sink: sink.into(), dataset_id, from, to, delivered };
+        self.settle(sink, dataset_id, from, to, delivered, 0, &[]).await
+    }
+
+    async fn settle(
+        &self,
+        sink: &str,
+        dataset_id: i64,
+        from: i64,
+        to: i64,
+        delivered: u64,
+        retried: u64,
+        refused: &[interlog_store::Refused],
+    ) -> Result<Cursor, StoreError> {
+        let w = sinks::SinkWrite::Advance {
+            sink: sink.into(),
+            dataset_id,
+            from,
+            to,
+            delivered,
+            retried,
+            refused: refused.to_vec(),
+        };
         match self.sink_write(w).await? {
             sinks::SinkWritten::Cursor(c) => Ok(c),
             other => Err(StoreError::internal(format!("the writer answered with {other:?}"))),
         }
+    }
+
+    async fn dead_letters(&self, sink: &str) -> Result<Vec<interlog_store::DeadLetter>, StoreError> {
+        let sink = sink.to_owned();
+        self.readers.run(move |conn| sinks::dead_letters(conn, &sink)).await
+    }
+
+    async fn dead_letter_replayed(&self, sink: &str, id: i64, refused: Option<&str>) -> Result<(), StoreError> {
+        let w = sinks::SinkWrite::Replayed { sink: sink.into(), id, refused: refused.map(str::to_owned) };
+        self.sink_write(w).await.map(|_| ())
     }
 
     async fn sink_failed(&self, sink: &str, dataset_id: i64, error: &str) -> Result<(), StoreError> {

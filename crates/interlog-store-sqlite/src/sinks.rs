@@ -1,7 +1,7 @@
-//! The sinks' cursors and leases in SQLite (layout 4): reads on any connection, writes on the
+//! The sinks' cursors and leases (layout 4) and dead letters (layout 6) in SQLite: reads on any connection, writes on the
 //! writer thread like every other write, each in its own short transaction.
 
-use interlog_store::sinks::{backwards, moved, Backlog, Cursor};
+use interlog_store::sinks::{backwards, moved, Backlog, Cursor, DeadLetter, Refused};
 use interlog_store::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -10,7 +10,8 @@ use crate::error::Classify;
 /// A change to the sinks' state, carried to the writer thread.
 #[derive(Debug)]
 pub enum SinkWrite {
-    Advance { sink: String, dataset_id: i64, from: i64, to: i64, delivered: u64 },
+    Advance { sink: String, dataset_id: i64, from: i64, to: i64, delivered: u64, retried: u64, refused: Vec<Refused> },
+    Replayed { sink: String, id: i64, refused: Option<String> },
     Failed { sink: String, dataset_id: i64, error: String },
     Lease { sink: String, node: String, ttl: f64 },
     Release { sink: String, node: String },
@@ -24,7 +25,7 @@ pub enum SinkWritten {
     Done,
 }
 
-const COLUMNS: &str = "sink, dataset_id, position, delivered, retried, last_error, updated";
+const COLUMNS: &str = "sink, dataset_id, position, delivered, retried, last_error, updated, dead_lettered";
 
 fn cursor_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cursor> {
     Ok(Cursor {
@@ -35,7 +36,34 @@ fn cursor_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cursor> {
         retried: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
         last_error: r.get(5)?,
         updated: r.get(6)?,
+        dead_lettered: u64::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
     })
+}
+
+/// The dead letters of a sink, oldest first.
+pub fn dead_letters(conn: &Connection, sink: &str) -> Result<Vec<DeadLetter>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, sink, dataset_id, position, event_id, reason, attempts, created, updated
+             FROM sink_dead_letters WHERE sink = ?1 ORDER BY id",
+        )
+        .classified()?;
+    let rows = stmt
+        .query_map([sink], |r| {
+            Ok(DeadLetter {
+                id: r.get(0)?,
+                sink: r.get(1)?,
+                dataset_id: r.get(2)?,
+                position: r.get(3)?,
+                event_id: r.get(4)?,
+                reason: r.get(5)?,
+                attempts: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+                created: r.get(7)?,
+                updated: r.get(8)?,
+            })
+        })
+        .classified()?;
+    rows.collect::<Result<_, _>>().classified()
 }
 
 pub fn cursor(conn: &Connection, sink: &str, dataset_id: i64) -> Result<Cursor, StoreError> {
@@ -82,7 +110,7 @@ pub fn backlog(conn: &Connection, dataset_id: i64, position: i64) -> Result<Back
 /// Applies one write inside the writer's transaction.
 pub fn write(conn: &Connection, w: SinkWrite, now: f64) -> Result<SinkWritten, StoreError> {
     match w {
-        SinkWrite::Advance { sink, dataset_id, from, to, delivered } => {
+        SinkWrite::Advance { sink, dataset_id, from, to, delivered, retried, refused } => {
             if to <= from {
                 return Err(backwards(&sink, dataset_id, from, to));
             }
@@ -91,14 +119,29 @@ pub fn write(conn: &Connection, w: SinkWrite, now: f64) -> Result<SinkWritten, S
                 return Err(moved(&sink, dataset_id, from, stored.position));
             }
             let delivered = i64::try_from(delivered).unwrap_or(i64::MAX);
+            let retried = i64::try_from(retried).unwrap_or(i64::MAX);
+            let dead = i64::try_from(refused.len()).unwrap_or(i64::MAX);
             conn.prepare_cached(
-                "INSERT INTO sink_cursors(sink, dataset_id, position, delivered, updated) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO sink_cursors(sink, dataset_id, position, delivered, retried, dead_lettered, updated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(sink, dataset_id) DO UPDATE SET position = excluded.position,
-                     delivered = delivered + excluded.delivered, last_error = NULL, updated = excluded.updated",
+                     delivered = delivered + excluded.delivered, retried = retried + excluded.retried,
+                     dead_lettered = dead_lettered + excluded.dead_lettered, last_error = NULL,
+                     updated = excluded.updated",
             )
             .classified()?
-            .execute(params![sink, dataset_id, to, delivered, now])
+            .execute(params![sink, dataset_id, to, delivered, retried, dead, now])
             .classified()?;
+            // The same transaction as the cursor's move: the writer commits both or neither.
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO sink_dead_letters(sink, dataset_id, position, event_id, reason, attempts, created, updated)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6)",
+                )
+                .classified()?;
+            for r in &refused {
+                insert.execute(params![sink, dataset_id, r.position, r.event_id, r.reason, now]).classified()?;
+            }
             Ok(SinkWritten::Cursor(cursor(conn, &sink, dataset_id)?))
         }
         SinkWrite::Failed { sink, dataset_id, error } => {
@@ -111,6 +154,27 @@ pub fn write(conn: &Connection, w: SinkWrite, now: f64) -> Result<SinkWritten, S
             .classified()?
             .execute(params![sink, dataset_id, error, now])
             .classified()?;
+            Ok(SinkWritten::Done)
+        }
+        SinkWrite::Replayed { sink, id, refused } => {
+            let changed = match refused {
+                None => conn
+                    .prepare_cached("DELETE FROM sink_dead_letters WHERE sink = ?1 AND id = ?2")
+                    .classified()?
+                    .execute(params![sink, id])
+                    .classified()?,
+                Some(reason) => conn
+                    .prepare_cached(
+                        "UPDATE sink_dead_letters SET reason = ?3, attempts = attempts + 1, updated = ?4
+                         WHERE sink = ?1 AND id = ?2",
+                    )
+                    .classified()?
+                    .execute(params![sink, id, reason, now])
+                    .classified()?,
+            };
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("sink {sink} has no dead letter {id}")));
+            }
             Ok(SinkWritten::Done)
         }
         SinkWrite::Lease { sink, node, ttl } => {

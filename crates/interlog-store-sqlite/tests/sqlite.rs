@@ -13,7 +13,7 @@ use interlog_store::catalog::resources::{CatalogExt, DatasetSpec, ExportJobSpec,
 use interlog_store::catalog::{DeleteRules, Kind};
 use interlog_store::testing::{bare, event};
 use interlog_store::{
-    bootstrap, Bootstrap, Catalog, CatalogCache, EventStore, Health, Store, StoreError, WriterOptions,
+    bootstrap, Bootstrap, Catalog, CatalogCache, EventStore, Health, SinkState, Store, StoreError, WriterOptions,
 };
 use interlog_store_sqlite::{SqliteStore, READ_ONLY};
 use rusqlite::{params, Connection};
@@ -317,7 +317,7 @@ async fn a_layout_2_store_gains_flags_and_keeps_its_events() {
         .unwrap()
         .execute_batch(
             "ALTER TABLE events DROP COLUMN flags; DROP TABLE records; DROP TABLE sink_cursors; DROP TABLE sink_leases;
-             DROP TABLE history; PRAGMA user_version = 2;",
+             DROP TABLE sink_dead_letters; DROP TABLE history; PRAGMA user_version = 2;",
         )
         .unwrap();
     let store = open(&dir).await;
@@ -346,7 +346,11 @@ async fn a_layout_5_store_gains_record_flags_and_keeps_its_records() {
     drop(store);
     Connection::open(dir.join("interlog.db"))
         .unwrap()
-        .execute_batch("ALTER TABLE records DROP COLUMN flags; DROP TABLE history; PRAGMA user_version = 5;")
+        .execute_batch(
+            "ALTER TABLE records DROP COLUMN flags; DROP TABLE sink_dead_letters; DROP TABLE history;
+             DELETE FROM sink_cursors WHERE sink = 'history'; ALTER TABLE sink_cursors DROP COLUMN dead_lettered;
+             PRAGMA user_version = 5;",
+        )
         .unwrap();
     let store = open(&dir).await;
     let version: i64 =
@@ -364,10 +368,10 @@ async fn a_layout_5_store_gains_record_flags_and_keeps_its_records() {
     store.close().await;
 }
 
-/// A layout-6 file (no history index) gains the index, and its events already stored are
+/// A layout-7 file (no history index) gains the index, and its events already stored are
 /// indexed in the background; history answers whole before and after.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_layout_6_store_gains_the_history_index_and_indexes_its_events() {
+async fn a_layout_7_store_gains_the_history_index_and_indexes_its_events() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let store = open(&dir).await;
@@ -377,7 +381,7 @@ async fn a_layout_6_store_gains_the_history_index_and_indexes_its_events() {
     drop(store);
     Connection::open(dir.join("interlog.db"))
         .unwrap()
-        .execute_batch("DROP TABLE history; DELETE FROM sink_cursors WHERE sink = 'history'; PRAGMA user_version = 6;")
+        .execute_batch("DROP TABLE history; DELETE FROM sink_cursors WHERE sink = 'history'; PRAGMA user_version = 7;")
         .unwrap();
     let store = open(&dir).await;
     let conn = Connection::open(dir.join("interlog.db")).unwrap();
@@ -398,6 +402,37 @@ async fn a_layout_6_store_gains_the_history_index_and_indexes_its_events() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(ids(store.history(dataset, user(), 10).await.unwrap()), ["old-2", "old-1"]);
+    store.close().await;
+}
+
+/// A layout-6 file (sinks without dead letters) keeps its cursors and gains the dead letters
+/// and their count.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layout_6_store_keeps_its_cursors_and_gains_dead_letters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await;
+    let dataset = bootstrap(&*store, &Bootstrap { scope: scope(), tracking_id: None }).await.unwrap().dataset.meta.id;
+    store.append(dataset, vec![event("a", "i"), event("b", "i")]).await.unwrap();
+    let page = store.read(dataset, 0, 2).await.unwrap();
+    store.advance("forward", dataset, 0, page[0].seq, 1).await.unwrap();
+    store.close().await;
+    drop(store);
+    Connection::open(dir.join("interlog.db"))
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE sink_dead_letters; ALTER TABLE sink_cursors DROP COLUMN dead_lettered; DROP TABLE history;
+             DELETE FROM sink_cursors WHERE sink = 'history'; PRAGMA user_version = 6;",
+        )
+        .unwrap();
+    let store = open(&dir).await;
+    let c = store.cursor("forward", dataset).await.unwrap();
+    assert_eq!((c.position, c.delivered, c.dead_lettered), (page[0].seq, 1, 0));
+    let refused = [interlog_store::Refused { position: page[1].seq, event_id: "b".into(), reason: "bad".into() }];
+    let c = store.settle("forward", dataset, page[0].seq, page[1].seq, 0, 0, &refused).await.unwrap();
+    assert_eq!(c.dead_lettered, 1);
+    assert_eq!(store.dead_letters("forward").await.unwrap()[0].event_id, "b");
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
     store.close().await;
 }
 

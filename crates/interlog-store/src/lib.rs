@@ -36,7 +36,7 @@ pub use events::{
     ObserveCommits, StoreStats, StoredEvent, StoredRecord, WriterOptions,
 };
 pub use history::Who;
-pub use sinks::{Backlog, Cursor, SinkState};
+pub use sinks::{Backlog, Cursor, DeadLetter, Refused, SinkState};
 
 /// A whole store: events and catalog, one engine.
 #[async_trait]

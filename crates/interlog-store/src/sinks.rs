@@ -25,6 +25,8 @@ pub struct Cursor {
     pub delivered: u64,
     /// Deliveries that failed and were tried again, ever.
     pub retried: u64,
+    /// Events the destination refused for good and that went to the dead letters, ever.
+    pub dead_lettered: u64,
     /// Why the last delivery failed, until one succeeds.
     pub last_error: Option<String>,
     /// When the cursor last changed (epoch seconds); 0 for one never written.
@@ -34,7 +36,16 @@ pub struct Cursor {
 impl Cursor {
     /// The cursor of a sink that never delivered from the dataset.
     pub fn start(sink: &str, dataset_id: i64) -> Cursor {
-        Cursor { sink: sink.into(), dataset_id, position: 0, delivered: 0, retried: 0, last_error: None, updated: 0.0 }
+        Cursor {
+            sink: sink.into(),
+            dataset_id,
+            position: 0,
+            delivered: 0,
+            retried: 0,
+            dead_lettered: 0,
+            last_error: None,
+            updated: 0.0,
+        }
     }
 }
 
@@ -45,6 +56,35 @@ pub struct Backlog {
     pub events: u64,
     /// When the oldest of them was received (epoch seconds); `None` when there is none.
     pub oldest_received_at: Option<f64>,
+}
+
+/// An event a destination refused for a reason that will not go away by retrying (a 4xx such
+/// as `InvalidInputException`), as [`SinkState::settle`] records it: the event itself stays in
+/// the log at `position`, so a dead letter is only where it is and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub position: i64,
+    pub event_id: String,
+    pub reason: String,
+}
+
+/// A dead letter: an event a sink could not deliver, kept until it is replayed successfully.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// Names the dead letter in `replay`; never reused.
+    pub id: i64,
+    pub sink: String,
+    pub dataset_id: i64,
+    /// The event's position in the dataset's log.
+    pub position: i64,
+    pub event_id: String,
+    /// The destination's last answer (error type and message).
+    pub reason: String,
+    /// Deliveries tried: 1 when it was dead-lettered, one more per failed replay.
+    pub attempts: u64,
+    /// When it was dead-lettered and when last tried (epoch seconds).
+    pub created: f64,
+    pub updated: f64,
 }
 
 /// The durable state of sinks, kept by every engine.
@@ -68,6 +108,31 @@ pub trait SinkState: Send + Sync + 'static {
         to: i64,
         delivered: u64,
     ) -> Result<Cursor, StoreError>;
+
+    /// [`SinkState::advance`] for a page part of which the destination refused for good: in one
+    /// transaction the cursor moves from `from` to `to` (`delivered` events confirmed, `retried`
+    /// calls tried again on the way, both added to the counters) and each of `refused` becomes
+    /// a dead letter, so an event is never both behind the cursor and lost. The same
+    /// `Conflict`/`Invalid` rules as `advance`; on `Conflict` no dead letter is written.
+    #[allow(clippy::too_many_arguments)] // The cursor's compare-and-set and what moved it, in one call.
+    async fn settle(
+        &self,
+        sink: &str,
+        dataset_id: i64,
+        from: i64,
+        to: i64,
+        delivered: u64,
+        retried: u64,
+        refused: &[Refused],
+    ) -> Result<Cursor, StoreError>;
+
+    /// The dead letters of `sink`, oldest first.
+    async fn dead_letters(&self, sink: &str) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// The outcome of replaying dead letter `id` of `sink`: `None` (delivered) removes it;
+    /// `Some(reason)` (refused again) keeps it with the new reason and one more attempt.
+    /// `NotFound` when there is no such dead letter.
+    async fn dead_letter_replayed(&self, sink: &str, id: i64, refused: Option<&str>) -> Result<(), StoreError>;
 
     /// Records a failed delivery: `retried` grows and `error` becomes the last error. The
     /// position does not move.

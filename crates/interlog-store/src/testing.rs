@@ -55,6 +55,7 @@ macro_rules! conformance_suite {
             deleting_a_dataset_purges_its_records, action_interactions_are_events, records_and_action_interactions_keep_flags,
             nodes_share_records,
             sink_cursor_survives_a_reopen_and_never_moves_back, sink_cursor_concurrent_advancers, sink_lease_has_one_holder,
+            dead_letters_move_with_the_cursor,
             appends_are_announced, last_position_follows_appends, commits_are_observed_and_the_store_has_a_size,
             history_is_newest_first_and_complete);
     };
@@ -1299,6 +1300,55 @@ pub async fn sink_cursor_survives_a_reopen_and_never_moves_back(engine: &dyn Eng
     assert_eq!((c.position, c.delivered, c.last_error.as_deref()), (last, 5, None), "a delivery clears the last error");
     assert_eq!(store.cursors("nats").await.unwrap(), vec![c]);
     assert!(store.cursors("forward").await.unwrap().is_empty());
+}
+
+/// A page part of which the destination refused for good: the cursor moves past it and the
+/// refused events become dead letters in the same step, or (the cursor moved under it) neither
+/// happens; a replay removes a dead letter or keeps it with its new reason.
+pub async fn dead_letters_move_with_the_cursor(engine: &dyn Engine) {
+    use crate::Refused;
+    let (location, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    store.append(dataset, (0..4).map(|i| bare(&format!("d{i}"))).collect()).await.unwrap();
+    let page = store.read(dataset, 0, 4).await.unwrap();
+    let refused = |e: &crate::StoredEvent, why: &str| Refused {
+        position: e.seq,
+        event_id: e.interaction.event_id.clone(),
+        reason: why.into(),
+    };
+    let first = vec![refused(&page[1], "InvalidInputException: bad property")];
+    let c = store.settle("forward", dataset, 0, page[1].seq, 1, 3, &first).await.unwrap();
+    assert_eq!((c.position, c.delivered, c.retried, c.dead_lettered), (page[1].seq, 1, 3, 1));
+    // A settle that lost the race writes no dead letter.
+    let lost = vec![refused(&page[2], "never written")];
+    assert!(matches!(
+        store.settle("forward", dataset, 0, page[3].seq, 1, 0, &lost).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let letters = store.dead_letters("forward").await.unwrap();
+    assert_eq!(letters.len(), 1);
+    let l = &letters[0];
+    assert_eq!((l.dataset_id, l.position, l.event_id.as_str(), l.attempts), (dataset, page[1].seq, "d1", 1));
+    assert_eq!(l.reason, "InvalidInputException: bad property");
+    assert!(store.dead_letters("nats").await.unwrap().is_empty(), "dead letters are per sink");
+
+    let more = vec![refused(&page[2], "ResourceNotFoundException: no tracker"), refused(&page[3], "again")];
+    let c = store.settle("forward", dataset, page[1].seq, page[3].seq, 0, 0, &more).await.unwrap();
+    assert_eq!((c.position, c.delivered, c.dead_lettered), (page[3].seq, 1, 3));
+
+    store.close().await;
+    drop(store);
+    let store = engine.open(&location, WriterOptions::default()).await;
+    let letters = store.dead_letters("forward").await.unwrap();
+    assert_eq!(letters.iter().map(|l| l.event_id.as_str()).collect::<Vec<_>>(), ["d1", "d2", "d3"], "oldest first");
+    store.dead_letter_replayed("forward", letters[0].id, None).await.unwrap();
+    store.dead_letter_replayed("forward", letters[1].id, Some("still missing")).await.unwrap();
+    assert!(matches!(store.dead_letter_replayed("forward", letters[0].id, None).await, Err(StoreError::NotFound(_))));
+    let left = store.dead_letters("forward").await.unwrap();
+    assert_eq!(left.len(), 2);
+    assert_eq!((left[0].reason.as_str(), left[0].attempts), ("still missing", 2));
+    assert!(left[0].updated >= left[0].created);
+    assert_eq!(store.cursor("forward", dataset).await.unwrap().dead_lettered, 3, "the count is of ever");
 }
 
 /// Advancers racing from the same positions, on one store and (shared engines) on two nodes:

@@ -1,8 +1,9 @@
 //! The `interlog` command: `serve` runs the server, `export` reads events back, `events` one
-//! user's or session's newest events; `put-events`,
-//! `put-items`, `put-users`, `put-actions` and `put-action-interactions` are the aws-cli commands
-//! of the same names.
+//! user's or session's newest events, `dead-letters` lists and replays what a sink could not
+//! deliver; `put-events`, `put-items`, `put-users`, `put-actions` and `put-action-interactions`
+//! are the aws-cli commands of the same names.
 
+mod dead_letters;
 mod events;
 mod export;
 mod serve;
@@ -31,6 +32,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Print one user's or one session's newest events (through a running server), newest first.
     Events(events::EventsArgs),
+    /// List or replay the events a sink's destination refused for good (docs/streams.md).
+    DeadLetters(dead_letters::DeadLettersArgs),
     /// `aws personalize-events put-events`, option for option (see `interlog put-events help`).
     #[command(disable_help_flag = true)]
     PutEvents(AwsCliArgs),
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Export(args) => export::run(args),
         Command::Events(args) => events::run(args),
+        Command::DeadLetters(args) => dead_letters::run(args),
         Command::PutEvents(a) => return aws_cli("put-events", a.args),
         Command::PutItems(a) => return aws_cli("put-items", a.args),
         Command::PutUsers(a) => return aws_cli("put-users", a.args),

@@ -94,6 +94,91 @@ pub(crate) struct ServeArgs {
     /// Only these dataset groups (name or ARN; repeat, or comma-separate) go to NATS; all by default.
     #[arg(long, env = "INTERLOG_NATS_DATASET_GROUPS", value_delimiter = ',', value_name = "GROUP")]
     nats_dataset_group: Vec<String>,
+    /// Forward every stored interaction to Amazon Personalize at this endpoint (docs/streams.md),
+    /// e.g. https://personalize-events.us-east-1.amazonaws.com, or any PutEvents-compatible
+    /// server. Delivery runs behind the store: the upstream being down never stops ingest.
+    #[arg(long, env = "INTERLOG_FORWARD_TO", value_name = "URL")]
+    forward_to: Option<String>,
+    /// Region of the forwarded calls' signatures; default: the AWS profile's, else the one in a
+    /// personalize-events.REGION.amazonaws.com URL, else us-east-1.
+    #[arg(long, env = "INTERLOG_FORWARD_REGION", value_name = "REGION")]
+    forward_region: Option<String>,
+    /// Sign forwarded calls with this access key ID (with INTERLOG_FORWARD_SECRET_ACCESS_KEY and
+    /// optionally INTERLOG_FORWARD_SESSION_TOKEN; the secret has no flag, as a command line is
+    /// visible in `ps`). Without it: the AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
+    /// then the profile in ~/.aws/credentials and ~/.aws/config).
+    #[arg(long, env = "INTERLOG_FORWARD_ACCESS_KEY_ID", value_name = "KEY_ID")]
+    forward_access_key_id: Option<String>,
+    /// The AWS profile the chain reads (otherwise AWS_PROFILE, else default).
+    #[arg(long, env = "INTERLOG_FORWARD_PROFILE", value_name = "NAME")]
+    forward_profile: Option<String>,
+    /// Forward events of local tracking ID LOCAL under the upstream's REMOTE (repeat, or
+    /// comma-separate); a tracking ID without an entry is forwarded under its own.
+    #[arg(long, env = "INTERLOG_FORWARD_TRACKING_IDS", value_delimiter = ',', value_name = "LOCAL=REMOTE")]
+    forward_tracking_id: Vec<String>,
+    /// At most this many PutEvents calls per second per remote tracker (AWS's default quota).
+    #[arg(long, env = "INTERLOG_FORWARD_RATE", default_value_t = 1000.0, value_name = "CALLS")]
+    forward_rate: f64,
+    /// PutEvents calls in flight at once per dataset.
+    #[arg(long, env = "INTERLOG_FORWARD_CONCURRENCY", default_value_t = 64, value_name = "N")]
+    forward_concurrency: usize,
+    /// Only these dataset groups (name or ARN; repeat, or comma-separate) are forwarded; all by default.
+    #[arg(long, env = "INTERLOG_FORWARD_DATASET_GROUPS", value_delimiter = ',', value_name = "GROUP")]
+    forward_dataset_group: Vec<String>,
+}
+
+/// The forwarding sink's settings from the flags, with credentials from the flags and
+/// environment or the AWS chain, resolved once at start-up.
+fn forward_config(args: &ServeArgs, url: &str) -> anyhow::Result<interlog_server::sinks::forward::ForwardConfig> {
+    use interlog_server::sinks::forward::{tracking_id_pair, ForwardConfig, ForwardCredentials};
+    let env: std::collections::HashMap<String, String> =
+        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+    let (credentials, chain_region) = match &args.forward_access_key_id {
+        Some(id) => {
+            let secret = env.get("INTERLOG_FORWARD_SECRET_ACCESS_KEY").cloned().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--forward-access-key-id (INTERLOG_FORWARD_ACCESS_KEY_ID) needs its secret in \
+                     INTERLOG_FORWARD_SECRET_ACCESS_KEY"
+                )
+            })?;
+            let creds = ForwardCredentials {
+                access_key_id: id.clone(),
+                secret_access_key: secret,
+                session_token: env.get("INTERLOG_FORWARD_SESSION_TOKEN").cloned(),
+                source: "INTERLOG_FORWARD_ACCESS_KEY_ID".into(),
+            };
+            (creds, None)
+        }
+        None => {
+            let c = interlog_cli::fetch::chain_credentials(env, args.forward_profile.as_deref())
+                .map_err(|e| anyhow::anyhow!("--forward-to needs credentials for the upstream: {e}"))?;
+            let creds = ForwardCredentials {
+                access_key_id: c.access_key_id,
+                secret_access_key: c.secret_access_key,
+                session_token: c.session_token,
+                source: c.method.into(),
+            };
+            (creds, c.region)
+        }
+    };
+    // personalize-events.REGION.amazonaws.com names its region.
+    let url_region = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.strip_prefix("personalize-events."))
+        .and_then(|rest| rest.split('.').next())
+        .map(str::to_owned);
+    let region = args.forward_region.clone().or(chain_region).or(url_region).unwrap_or_else(|| "us-east-1".to_owned());
+    let mut config = ForwardConfig::new(url, region, credentials);
+    for pair in &args.forward_tracking_id {
+        let (local, remote) = tracking_id_pair(pair).map_err(anyhow::Error::msg)?;
+        config.tracking_ids.insert(local, remote);
+    }
+    config.rate = args.forward_rate;
+    config.concurrency = args.forward_concurrency;
+    config.dataset_groups = args.forward_dataset_group.clone();
+    config.check().map_err(anyhow::Error::msg)?;
+    Ok(config)
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -114,6 +199,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         Ok("off" | "false" | "0") => true,
         Ok("on" | "true" | "1" | "") | Err(_) => false,
         Ok(other) => anyhow::bail!("INTERLOG_AUTH must be on or off, not {other:?}"),
+    };
+    // Before the fields below are moved out of `args`.
+    let forward = match args.forward_to.clone() {
+        Some(url) => Some(forward_config(&args, &url)?),
+        None => None,
     };
     let mut config = Config::new(args.listen, args.data_dir.clone());
     config.default_tracking_id = args.default_tracking_id;
@@ -152,6 +242,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         nats.check().map_err(anyhow::Error::msg)?;
         config.nats = Some(nats);
     }
+    config.forward = forward;
+    let forward_banner = config.forward.as_ref().map(|f| {
+        format!(
+            "forward:       {} region {} as {} ({}), at most {} calls/s per tracker",
+            f.url, f.region, f.credentials.access_key_id, f.credentials.source, f.rate
+        )
+    });
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async move {
@@ -166,6 +263,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 args.nats_stream,
                 args.nats_subject_prefix
             );
+        }
+        if let Some(line) = &forward_banner {
+            println!("{line}");
         }
         app.run_until_stopped(stop).await.context("server failed")?;
         Ok(())

@@ -50,6 +50,8 @@ pub struct AppState {
     pub stats_account: Option<String>,
     /// The sinks of this node, for `GET /_interlog/sinks`.
     pub sinks: crate::sinks::Sinks,
+    /// The root account: the only one that may replay dead letters, `--public-stats` or not.
+    pub root_account: String,
     /// The metrics of `GET /_interlog/metrics` (and the request span's layer, applied by the serve loop).
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// The web debugger at `/_interlog/ui`: its feed, counts and sessions.
@@ -65,6 +67,8 @@ pub fn router(state: AppState) -> Router {
         .route("/_interlog/export", get(export::export))
         .route("/_interlog/stats", get(stats))
         .route("/_interlog/sinks", get(sinks))
+        .route("/_interlog/dead-letters", get(dead_letters))
+        .route("/_interlog/dead-letters/replay", axum::routing::post(replay_dead_letters))
         .route("/_interlog/metrics", get(metrics))
         .route("/_interlog/v1/events", get(history::history))
         .merge(crate::debugger::routes())
@@ -132,6 +136,65 @@ async fn sinks(State(state): State<AppState>, request: Request) -> Response {
         Ok(sinks) => {
             let body = serde_json::json!({ "sinks": sinks });
             ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        }
+        Err(e) => ApiError::from(e).on(Plane::Interlog).into_response(),
+    }
+}
+
+/// The dead letters of every sink, or of `?sink=NAME`: events a destination refused for good,
+/// with where they are in their dataset's log and why (`docs/streams.md`).
+async fn dead_letters(State(state): State<AppState>, request: Request) -> Response {
+    let sink =
+        request.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("sink="))).map(str::to_owned);
+    if let Err(refused) = root_only(&state, request, "the dead letters").await {
+        return refused;
+    }
+    match state.sinks.dead_letters(sink.as_deref()).await {
+        Ok(letters) => {
+            let body = serde_json::json!({ "deadLetters": letters });
+            ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        }
+        Err(e) => ApiError::from(e).on(Plane::Interlog).into_response(),
+    }
+}
+
+/// `POST /_interlog/dead-letters/replay` with `{"sink": "forward", "ids": [..]}` (no `ids`:
+/// all of the sink's): delivers them again and says which went, which were refused again and
+/// which could not be tried. Changes state, so only the root account may, `--public-stats` or
+/// not.
+async fn replay_dead_letters(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let request = match authenticated(&state, &parts, body).await {
+        Ok(r) => r,
+        Err(e) => return e.on(Plane::Interlog).into_response(),
+    };
+    if request.caller.account != state.root_account {
+        return ApiError::AccessDenied(format!(
+            "Account {} may not replay dead letters: only the root account may",
+            request.caller.account
+        ))
+        .on(Plane::Interlog)
+        .into_response();
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Replay {
+        sink: String,
+        ids: Option<Vec<i64>>,
+    }
+    let asked: Replay = match serde_json::from_slice(&request.body) {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiError::InvalidInput(format!(
+                "the body must be {{\"sink\": \"NAME\", \"ids\": [ID, ...]}} (ids optional: all): {e}"
+            ))
+            .on(Plane::Interlog)
+            .into_response()
+        }
+    };
+    match state.sinks.replay(&asked.sink, asked.ids.as_deref()).await {
+        Ok(report) => {
+            ([(header::CONTENT_TYPE, "application/json")], serde_json::json!(report).to_string()).into_response()
         }
         Err(e) => ApiError::from(e).on(Plane::Interlog).into_response(),
     }

@@ -1,4 +1,4 @@
-//! The sinks that carry every stored event on (NATS JetStream today): one task per (sink,
+//! The sinks that carry every stored event on (NATS JetStream, forwarding to Personalize): one task per (sink,
 //! dataset) that reads the dataset's log after its durable cursor, page by page, delivers the
 //! page and moves the cursor only after the destination confirmed it.
 //!
@@ -15,6 +15,7 @@
 //!   once the lease expired. The cursor is a compare-and-set, so a node that lost its lease
 //!   without knowing it cannot move the cursor under the new holder.
 
+pub mod forward;
 pub mod nats;
 
 use std::collections::HashMap;
@@ -22,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use interlog_store::catalog::resources::{CatalogExt, DatasetSpec};
-use interlog_store::{Cursor, Store, StoreError, StoredEvent};
+use interlog_store::catalog::resources::{CatalogExt, DatasetSpec, TrackerSpec};
+use interlog_store::{Cursor, DeadLetter, Refused, Store, StoreError, StoredEvent};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -39,15 +40,31 @@ pub struct Source {
     pub group_arn: String,
     /// The last segment of the group's ARN.
     pub group_name: String,
+    /// The tracking ID of the group's event tracker (of the dataset's own, for action
+    /// interactions); `None` when it has none.
+    pub tracking_id: Option<String>,
 }
 
 /// What a destination confirmed of one page.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Delivery {
-    /// The leading events of the page the destination confirmed (all of them on success).
+    /// The leading events of the page the destination is done with: delivered, or refused for
+    /// good (in `refused`). All of them on success.
     pub confirmed: usize,
+    /// Of the confirmed events, those the destination refused for a reason retrying cannot fix
+    /// (index in the page, reason): they become dead letters as the cursor moves past them.
+    pub refused: Vec<(usize, String)>,
+    /// Calls the destination tried again on the way (throttled, failed transiently).
+    pub retried: u64,
     /// Why the rest was not confirmed; the task retries it after a backoff.
     pub error: Option<String>,
+}
+
+impl Delivery {
+    /// Nothing confirmed, for this reason.
+    pub fn failed(error: impl Into<String>) -> Delivery {
+        Delivery { error: Some(error.into()), ..Delivery::default() }
+    }
 }
 
 /// Somewhere events go.
@@ -121,6 +138,47 @@ pub struct SinkStatus {
     /// This node holds the sink's lease and runs it (on a shared store another node may).
     pub running_here: bool,
     pub datasets: Vec<DatasetStatus>,
+    /// Events refused for good and not replayed yet (the oldest 100; all in
+    /// `GET /_interlog/dead-letters`).
+    pub dead_letters: Vec<DeadLetterStatus>,
+    /// How many dead letters there are.
+    pub dead_letter_count: usize,
+}
+
+/// One dead letter as the endpoints show it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterStatus {
+    pub id: i64,
+    pub sink: String,
+    pub dataset_arn: Option<String>,
+    pub dataset_id: i64,
+    pub position: i64,
+    pub event_id: String,
+    pub reason: String,
+    pub attempts: u64,
+    pub created: f64,
+    pub updated: f64,
+}
+
+/// What a replay of dead letters did.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayReport {
+    /// Delivered now, and removed from the dead letters.
+    pub delivered: Vec<i64>,
+    /// Refused again: kept, with the new reason.
+    pub refused: Vec<ReplayFailure>,
+    /// Not tried to the end (the destination failed transiently, the event is gone): kept as
+    /// they were.
+    pub failed: Vec<ReplayFailure>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayFailure {
+    pub id: i64,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -136,6 +194,8 @@ pub struct DatasetStatus {
     pub lag_seconds: f64,
     pub delivered: u64,
     pub retried: u64,
+    /// Events refused for good and dead-lettered, ever (replays do not lower it).
+    pub dead_lettered: u64,
     pub last_error: Option<String>,
 }
 
@@ -182,14 +242,82 @@ impl Sinks {
                         .map_or(0.0, |t| ((now - t) * 1000.0).round().max(0.0) / 1000.0),
                     delivered: c.delivered,
                     retried: c.retried,
+                    dead_lettered: c.dead_lettered,
                     last_error: c.last_error,
                 });
             }
             let running_here =
                 self.inner.running.lock().unwrap_or_else(|p| p.into_inner()).get(d.name()).copied().unwrap_or(false);
-            out.push(SinkStatus { name: d.name().into(), destination: d.describe(), running_here, datasets });
+            let letters = store.dead_letters(d.name()).await?;
+            let dead_letter_count = letters.len();
+            let dead_letters = letters.into_iter().take(100).map(|l| letter_status(&sources, l)).collect();
+            out.push(SinkStatus {
+                name: d.name().into(),
+                destination: d.describe(),
+                running_here,
+                datasets,
+                dead_letters,
+                dead_letter_count,
+            });
         }
         Ok(out)
+    }
+
+    /// The names of the configured sinks.
+    pub fn names(&self) -> Vec<String> {
+        self.inner.destinations.iter().map(|d| d.name().to_owned()).collect()
+    }
+
+    /// Every dead letter of every sink (or of `sink`), oldest first.
+    pub async fn dead_letters(&self, sink: Option<&str>) -> Result<Vec<DeadLetterStatus>, StoreError> {
+        let store = &*self.inner.store;
+        let sources = sources(store).await?;
+        let mut out = Vec::new();
+        for d in self.inner.destinations.iter().filter(|d| sink.is_none_or(|s| s == d.name())) {
+            out.extend(store.dead_letters(d.name()).await?.into_iter().map(|l| letter_status(&sources, l)));
+        }
+        Ok(out)
+    }
+
+    /// Delivers dead letters of `sink` again (those in `ids`, or all), one event per call, from
+    /// this node: each delivered one is removed, each refused again keeps its new reason.
+    /// `NotFound` when no sink has that name.
+    pub async fn replay(&self, sink: &str, ids: Option<&[i64]>) -> Result<ReplayReport, StoreError> {
+        let store = &*self.inner.store;
+        let dest = self.inner.destinations.iter().find(|d| d.name() == sink).ok_or_else(|| {
+            StoreError::NotFound(format!("no sink is named {sink:?} (configured: {:?})", self.names()))
+        })?;
+        let letters = store.dead_letters(sink).await?;
+        if let Some(ids) = ids {
+            if let Some(missing) = ids.iter().find(|id| !letters.iter().any(|l| l.id == **id)) {
+                return Err(StoreError::NotFound(format!("sink {sink} has no dead letter {missing}")));
+            }
+        }
+        let sources: HashMap<i64, Source> = sources(store).await?.into_iter().map(|s| (s.id, s)).collect();
+        let mut report = ReplayReport::default();
+        for l in letters.into_iter().filter(|l| ids.is_none_or(|ids| ids.contains(&l.id))) {
+            let fail = |reason: String| ReplayFailure { id: l.id, reason };
+            let Some(source) = sources.get(&l.dataset_id) else {
+                report.failed.push(fail(format!("dataset {} no longer exists", l.dataset_id)));
+                continue;
+            };
+            let event = store.read(l.dataset_id, l.position - 1, 1).await?.into_iter().next();
+            let Some(event) = event.filter(|e| e.seq == l.position && e.interaction.event_id == l.event_id) else {
+                report.failed.push(fail(format!("the event at position {} is no longer stored", l.position)));
+                continue;
+            };
+            let delivery = dest.deliver(source, std::slice::from_ref(&event)).await;
+            if let Some((_, why)) = delivery.refused.first() {
+                store.dead_letter_replayed(sink, l.id, Some(why)).await?;
+                report.refused.push(fail(why.clone()));
+            } else if delivery.confirmed == 1 {
+                store.dead_letter_replayed(sink, l.id, None).await?;
+                report.delivered.push(l.id);
+            } else {
+                report.failed.push(fail(delivery.error.unwrap_or_else(|| "not confirmed".into())));
+            }
+        }
+        Ok(report)
     }
 
     /// Stops every task and gives the leases up, so another node takes the sinks at once.
@@ -203,14 +331,36 @@ impl Sinks {
     }
 }
 
+fn letter_status(sources: &[Source], l: DeadLetter) -> DeadLetterStatus {
+    DeadLetterStatus {
+        id: l.id,
+        dataset_arn: sources.iter().find(|s| s.id == l.dataset_id).map(|s| s.arn.clone()),
+        sink: l.sink,
+        dataset_id: l.dataset_id,
+        position: l.position,
+        event_id: l.event_id,
+        reason: l.reason,
+        attempts: l.attempts,
+        created: l.created,
+        updated: l.updated,
+    }
+}
+
 /// Every dataset of every account, as sources.
 async fn sources(store: &dyn Store) -> Result<Vec<Source>, StoreError> {
     let datasets = store.list_all::<DatasetSpec>(None, None).await?;
+    let trackers: HashMap<String, String> = store
+        .list_all::<TrackerSpec>(None, None)
+        .await?
+        .into_iter()
+        .filter_map(|t| Some((t.meta.parent?, t.spec.tracking_id)))
+        .collect();
     Ok(datasets
         .into_iter()
         .map(|d| {
             let group_arn = d.meta.parent.clone().unwrap_or_default();
             let group_name = group_arn.rsplit('/').next().unwrap_or_default().to_owned();
+            let tracking_id = d.spec.tracking_id.clone().or_else(|| trackers.get(&group_arn).cloned());
             Source {
                 id: d.meta.id,
                 arn: d.meta.arn,
@@ -218,6 +368,7 @@ async fn sources(store: &dyn Store) -> Result<Vec<Source>, StoreError> {
                 dataset_type: d.spec.dataset_type,
                 group_arn,
                 group_name,
+                tracking_id,
             }
         })
         .collect())
@@ -352,7 +503,27 @@ async fn deliver(inner: Arc<Inner>, dest: Arc<dyn Destination>, source: Source) 
         let confirmed = delivery.confirmed.min(page.len());
         if confirmed > 0 {
             let to = page[confirmed - 1].seq;
-            match store.advance(name, source.id, position, to, confirmed as u64).await {
+            let refused: Vec<Refused> = delivery
+                .refused
+                .iter()
+                .filter(|(i, _)| *i < confirmed)
+                .map(|(i, why)| Refused {
+                    position: page[*i].seq,
+                    event_id: page[*i].interaction.event_id.clone(),
+                    reason: why.clone(),
+                })
+                .collect();
+            for r in &refused {
+                tracing::warn!(sink = %name, dataset = %source.arn, position = r.position, event_id = %r.event_id,
+                    reason = %r.reason, "refused for good; kept as a dead letter");
+            }
+            let delivered = (confirmed - refused.len()) as u64;
+            let moved = if refused.is_empty() && delivery.retried == 0 {
+                store.advance(name, source.id, position, to, delivered).await
+            } else {
+                store.settle(name, source.id, position, to, delivered, delivery.retried, &refused).await
+            };
+            match moved {
                 Ok(c) => position = c.position,
                 Err(StoreError::Conflict(why)) => {
                     // Another node moved it: it runs the sink now, or did until our lease

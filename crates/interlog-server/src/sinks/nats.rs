@@ -191,14 +191,14 @@ impl Destination for Nats {
 
     async fn deliver(&self, source: &Source, events: &[StoredEvent]) -> Delivery {
         if let Err(error) = self.ensure_stream().await {
-            return Delivery { confirmed: 0, error: Some(error) };
+            return Delivery::failed(error);
         }
         let mut chain = self.chain.lock().await;
         let mut expected = match chain.clone() {
             Some(last) => last,
             None => match self.last_message_id().await {
                 Ok(last) => last,
-                Err(error) => return Delivery { confirmed: 0, error: Some(error) },
+                Err(error) => return Delivery::failed(error),
             },
         };
         let subject = self.subject(source);
@@ -251,7 +251,7 @@ impl Destination for Nats {
         } else {
             Some(expected)
         };
-        Delivery { confirmed, error }
+        Delivery { confirmed, error, ..Delivery::default() }
     }
 }
 
@@ -323,6 +323,7 @@ mod tests {
             dataset_type: "INTERACTIONS".into(),
             group_arn: "arn:aws:personalize:us-east-1:000000000000:dataset-group/g".into(),
             group_name: "g".into(),
+            tracking_id: None,
         }
     }
 
