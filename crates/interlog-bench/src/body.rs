@@ -17,7 +17,21 @@ const TEMPLATES: usize = 64;
 /// Width of the decimal counter in an eventId.
 const COUNTER_DIGITS: usize = 16;
 /// The documented example of `Event.properties`, as a JSON string member of the body.
-const DOCUMENTED_PROPERTIES: &str = r#","properties":"{\"numberOfRatings\": \"12\"}""#;
+pub const DOCUMENTED_PROPERTIES: &str = r#","properties":"{\"numberOfRatings\": \"12\"}""#;
+/// Three keys that [`TYPED_SCHEMA`] declares (an int, a float, a categorical string), typed by the
+/// server's check and flagged by nothing.
+pub const TYPED_PROPERTIES: &str =
+    r#","properties":"{\"numberOfRatings\": \"12\", \"price\": 4.5, \"device\": \"phone|tablet\"}""#;
+
+/// The Interactions schema of the `typed` runs: the default schema's fields and three typed metadata
+/// fields that [`TYPED_PROPERTIES`] fills (issue 17's goal for declared properties).
+pub const TYPED_SCHEMA: &str = r#"{"type": "record", "name": "Interactions", "namespace": "com.amazonaws.personalize.schema",
+  "fields": [{"name": "USER_ID", "type": "string"}, {"name": "ITEM_ID", "type": "string"},
+             {"name": "TIMESTAMP", "type": "long"}, {"name": "EVENT_TYPE", "type": "string"},
+             {"name": "EVENT_VALUE", "type": ["null", "float"]}, {"name": "IMPRESSION", "type": ["null", "string"]},
+             {"name": "RECOMMENDATION_ID", "type": ["null", "string"]},
+             {"name": "NUMBER_OF_RATINGS", "type": ["null", "int"]}, {"name": "PRICE", "type": ["null", "float"]},
+             {"name": "DEVICE", "type": ["null", "string"], "categorical": true}], "version": "1.0"}"#;
 
 /// The Items schema the PutItems scenario's dataset is created with: a required float and a
 /// textual description, which the ~1 KB of properties of every item fill.
@@ -44,8 +58,15 @@ struct Template {
 
 impl BodyFactory {
     /// `run_tag` (8 hex digits) keeps two runs into the same store from sharing eventIds.
-    /// `properties`: every event carries the documented `properties` example.
-    pub fn new(tracking_id: &str, events_per_request: usize, run_tag: &str, sent_at: u64, properties: bool) -> Self {
+    /// `properties`: the `,"properties":"..."` member every event carries ([`DOCUMENTED_PROPERTIES`],
+    /// [`TYPED_PROPERTIES`]), if any.
+    pub fn new(
+        tracking_id: &str,
+        events_per_request: usize,
+        run_tag: &str,
+        sent_at: u64,
+        properties: Option<&str>,
+    ) -> Self {
         let templates = (0..TEMPLATES)
             .map(|t| {
                 let mut s = String::with_capacity(300 * events_per_request + 200);
@@ -73,9 +94,9 @@ impl BodyFactory {
                         (item + 2) % 1_000_000,
                     )
                     .unwrap();
-                    if properties {
+                    if let Some(member) = properties {
                         // Inside the event object, before its closing brace.
-                        s.insert_str(s.len() - 1, DOCUMENTED_PROPERTIES);
+                        s.insert_str(s.len() - 1, member);
                     }
                 }
                 s.push_str("]}");
@@ -172,7 +193,7 @@ mod tests {
 
     #[test]
     fn bodies_are_json_with_distinct_ids() {
-        let f = BodyFactory::new("tid", 10, "abcd0123", 1_700_000_000, false);
+        let f = BodyFactory::new("tid", 10, "abcd0123", 1_700_000_000, None);
         let mut ids = std::collections::HashSet::new();
         for r in [0u64, 1, 63, 64, 12345] {
             let v: serde_json::Value = serde_json::from_slice(&f.body(r)).unwrap();
@@ -188,7 +209,7 @@ mod tests {
 
     #[test]
     fn documented_properties_ride_in_every_event() {
-        let f = BodyFactory::new("tid", 3, "abcd0123", 1_700_000_000, true);
+        let f = BodyFactory::new("tid", 3, "abcd0123", 1_700_000_000, Some(DOCUMENTED_PROPERTIES));
         for r in [0u64, 5] {
             let v: serde_json::Value = serde_json::from_slice(&f.body(r)).unwrap();
             for e in v["eventList"].as_array().unwrap() {
@@ -197,7 +218,16 @@ mod tests {
             }
         }
         let plain: serde_json::Value =
-            serde_json::from_slice(&BodyFactory::new("tid", 3, "abcd0123", 1, false).body(0)).unwrap();
+            serde_json::from_slice(&BodyFactory::new("tid", 3, "abcd0123", 1, None).body(0)).unwrap();
         assert!(plain["eventList"][0].get("properties").is_none());
+        let typed: serde_json::Value =
+            serde_json::from_slice(&BodyFactory::new("tid", 1, "abcd0123", 1, Some(TYPED_PROPERTIES)).body(0)).unwrap();
+        let props: serde_json::Value =
+            serde_json::from_str(typed["eventList"][0]["properties"].as_str().unwrap()).unwrap();
+        assert_eq!(props, serde_json::json!({"numberOfRatings": "12", "price": 4.5, "device": "phone|tablet"}));
+        let schema: serde_json::Value = serde_json::from_str(TYPED_SCHEMA).unwrap();
+        let fields: Vec<&str> =
+            schema["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert!(["NUMBER_OF_RATINGS", "PRICE", "DEVICE"].iter().all(|f| fields.contains(f)), "{fields:?}");
     }
 }

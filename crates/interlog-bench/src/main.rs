@@ -108,7 +108,13 @@ fn sign_cost(args: &SignCostArgs) -> anyhow::Result<()> {
     use std::time::{Instant, SystemTime};
     let creds = server::bench_credentials();
     let host = "127.0.0.1:8787";
-    let factory = body::BodyFactory::new(server::TRACKING_ID, args.events_per_request, "0badc0de", 1_700_000_000, true);
+    let factory = body::BodyFactory::new(
+        server::TRACKING_ID,
+        args.events_per_request,
+        "0badc0de",
+        1_700_000_000,
+        Some(body::DOCUMENTED_PROPERTIES),
+    );
     let n = args.iterations;
 
     let t = Instant::now();

@@ -129,7 +129,7 @@ fn factory(tag: u64) -> BodyFactory {
     let sent_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     // Without properties: the store-alone baseline appends the same rows, and flags are not what this
     // scenario measures.
-    BodyFactory::new(TRACKING_ID, 10, &format!("{:08x}", (tag as u32).wrapping_mul(2_654_435_761)), sent_at, false)
+    BodyFactory::new(TRACKING_ID, 10, &format!("{:08x}", (tag as u32).wrapping_mul(2_654_435_761)), sent_at, None)
 }
 
 impl Ctx<'_> {

@@ -218,6 +218,24 @@ pub fn create_items_dataset(addr: SocketAddr) -> anyhow::Result<String> {
     Ok(dataset["datasetArn"].as_str().context("CreateDataset gave no datasetArn")?.to_owned())
 }
 
+/// Creates a dataset group whose Interactions dataset has [`crate::body::TYPED_SCHEMA`], and its
+/// event tracker; the tracking ID.
+pub fn create_typed_tracker(addr: SocketAddr) -> anyhow::Result<String> {
+    let creds = bench_credentials();
+    let call = |op: &str, body: serde_json::Value| control(addr, op, &body, &creds);
+    let schema = call("CreateSchema", serde_json::json!({"name": "bench-typed", "schema": crate::body::TYPED_SCHEMA}))?;
+    let schema_arn = schema["schemaArn"].as_str().context("CreateSchema gave no schemaArn")?;
+    let group = call("CreateDatasetGroup", serde_json::json!({"name": "bench-typed"}))?;
+    let group_arn = group["datasetGroupArn"].as_str().context("CreateDatasetGroup gave no datasetGroupArn")?;
+    call(
+        "CreateDataset",
+        serde_json::json!({"name": "bench-typed", "schemaArn": schema_arn, "datasetGroupArn": group_arn,
+                           "datasetType": "Interactions"}),
+    )?;
+    let tracker = call("CreateEventTracker", serde_json::json!({"name": "bench-typed", "datasetGroupArn": group_arn}))?;
+    Ok(tracker["trackingId"].as_str().context("CreateEventTracker gave no trackingId")?.to_owned())
+}
+
 fn get(addr: SocketAddr, path: &str, headers: &str) -> std::io::Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;

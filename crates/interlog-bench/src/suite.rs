@@ -51,7 +51,8 @@ pub struct Common {
     #[arg(long)]
     revision: Option<String>,
     /// What `properties` each event carries: the PutEvents documentation's example (kept and
-    /// flagged by the default schema, which does not declare it) or none.
+    /// flagged by the default schema, which does not declare it), three keys a schema declares
+    /// (`typed`: into a dataset group made before the run), or none.
     #[arg(long, value_enum, default_value_t = Properties::Documented)]
     properties: Properties,
 }
@@ -62,6 +63,9 @@ pub enum Properties {
     Documented,
     /// No `properties` member.
     None,
+    /// `{"numberOfRatings": "12", "price": 4.5, "device": "phone|tablet"}` in every event, into a
+    /// tracker whose schema declares the three fields (`body::TYPED_SCHEMA`): the typed path.
+    Typed,
 }
 
 impl Properties {
@@ -69,6 +73,7 @@ impl Properties {
         match self {
             Properties::Documented => "documented",
             Properties::None => "none",
+            Properties::Typed => "typed",
         }
     }
 }
@@ -208,8 +213,12 @@ impl Ctx {
         })
     }
 
-    fn properties(&self) -> bool {
-        self.common.properties == Properties::Documented
+    fn properties(&self) -> Option<&'static str> {
+        match self.common.properties {
+            Properties::Documented => Some(crate::body::DOCUMENTED_PROPERTIES),
+            Properties::Typed => Some(crate::body::TYPED_PROPERTIES),
+            Properties::None => None,
+        }
     }
 
     fn next_tag(&self) -> String {
@@ -246,7 +255,13 @@ impl Ctx {
         let sent_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let factory = match sc.operation {
             Operation::Events => {
-                BodyFactory::new(TRACKING_ID, sc.events_per_request, &self.next_tag(), sent_at, self.properties())
+                // The typed runs record into a tracker of their own, made on interlog only (the
+                // no-op baseline answers any body).
+                let tracking_id = match (self.common.properties, store_stats(server)) {
+                    (Properties::Typed, Some(_)) => server::create_typed_tracker(server.addr)?,
+                    _ => TRACKING_ID.to_owned(),
+                };
+                BodyFactory::new(&tracking_id, sc.events_per_request, &self.next_tag(), sent_at, self.properties())
             }
             // The no-op baseline answers any body: the dataset is only made on interlog.
             Operation::Items => {

@@ -85,8 +85,12 @@ pub fn encode_flags(flags: &[Flag]) -> Option<String> {
     if flags.is_empty() {
         return None;
     }
+    // Sized once: each event's flags are encoded on the write path, and growing the buffer from
+    // empty took several reallocations per event.
+    let mut out = Vec::with_capacity(flags.iter().map(|f| f.message.len() + 40).sum::<usize>() + 2);
     // Serializing plain strings and a unit enum cannot fail.
-    Some(serde_json::to_string(flags).expect("flags serialize"))
+    serde_json::to_writer(&mut out, flags).expect("flags serialize");
+    Some(String::from_utf8(out).expect("serde_json writes UTF-8"))
 }
 
 /// Stored flags read back. An entry this build cannot read (a kind added by a newer build) is skipped rather

@@ -6,16 +6,26 @@
 //! `properties` member. A key the schema does not declare is kept and the record flagged ([`Flag`]), as AWS
 //! accepts such keys (docs/api.md); strict rules refuse it instead. Property values are sensitive in the model,
 //! so messages name keys, never values.
+//!
+//! The check runs for every record of every Put* request, so what depends only on the schema is done once:
+//! [`CompiledSchema`] holds the normalized column index, which fields are required and the messages of
+//! undeclared keys, and the catalog cache keeps one per dataset, rebuilt when the catalog changes. A record's
+//! `properties` text is read once into [`Props`] (keys and scalar values, borrowed from the text where it has no
+//! escapes), which the Put* parsers' own rules and this check share.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::num::IntErrorKind;
+use std::sync::RwLock;
 
-use serde_json::{Map, Value};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 use crate::flag::{Flag, FlagKind};
 use crate::schema::{is_avro_name, Field, FieldType, Schema};
-use crate::validation::{json_kind, Violation};
-use crate::wire::same_key;
+use crate::validation::Violation;
+use crate::wire::normalize_key;
 
 /// Categorical values, `|` separators included (§7.4).
 pub const MAX_CATEGORICAL_CHARS: usize = 1000;
@@ -23,6 +33,8 @@ pub const MAX_CATEGORICAL_CHARS: usize = 1000;
 pub const MAX_TEXTUAL_CHARS: usize = 20_000;
 /// Strict mode's messages list at most this many accepted fields, so a 100-field Items schema stays readable.
 const MAX_LISTED_FIELDS: usize = 20;
+/// Undeclared keys whose flag message a compiled schema keeps; keys are the client's, so the cache is bounded.
+const MAX_CACHED_MESSAGES: usize = 256;
 
 /// One typed cell of a metadata column.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,9 +97,412 @@ pub struct Checked {
     pub flags: Vec<Flag>,
 }
 
-/// Checks one record's `properties` text as a Put* handler does: `None` (no `properties`) is an empty object, so
-/// a schema with required metadata still refuses the record. A text that is not an object counts as empty (the
-/// Put* parsers already refused it). This is the one check every Put* operation shares.
+// ---------------------------------------------------------------------------------------------------------------
+// Properties read once
+// ---------------------------------------------------------------------------------------------------------------
+
+/// One `properties` value as the rules read it: scalars whole, arrays and objects only by kind (no rule looks
+/// inside them, and messages never show values).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PropValue<'a> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(Cow<'a, str>),
+    Array,
+    Object,
+}
+
+impl PropValue<'_> {
+    /// "a string", "an array"...: what kind of value was sent, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PropValue::Null => "null",
+            PropValue::Bool(_) => "a boolean",
+            PropValue::Number(_) => "a number",
+            PropValue::String(_) => "a string",
+            PropValue::Array => "an array",
+            PropValue::Object => "an object",
+        }
+    }
+
+    fn into_owned(self) -> PropValue<'static> {
+        match self {
+            PropValue::Null => PropValue::Null,
+            PropValue::Bool(b) => PropValue::Bool(b),
+            PropValue::Number(n) => PropValue::Number(n),
+            PropValue::String(s) => PropValue::String(Cow::Owned(s.into_owned())),
+            PropValue::Array => PropValue::Array,
+            PropValue::Object => PropValue::Object,
+        }
+    }
+
+    fn from_value(v: &Value) -> PropValue<'_> {
+        match v {
+            Value::Null => PropValue::Null,
+            Value::Bool(b) => PropValue::Bool(*b),
+            Value::Number(n) => PropValue::Number(n.clone()),
+            Value::String(s) => PropValue::String(Cow::Borrowed(s)),
+            Value::Array(_) => PropValue::Array,
+            Value::Object(_) => PropValue::Object,
+        }
+    }
+}
+
+/// A `properties` JSON object read once: its keys in key order, each once (the last of repeated keys wins, as in
+/// a JSON map), so every rule and message is the same whatever order a client sent them in.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Props<'a> {
+    entries: Vec<(Cow<'a, str>, PropValue<'a>)>,
+}
+
+impl<'a> Props<'a> {
+    /// The object a `properties` text holds; `None` when the text is not one JSON object (the parsers say why).
+    pub fn parse(text: &'a str) -> Option<Props<'a>> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let props = (&mut de).deserialize_map(PropsVisitor).ok()?;
+        de.end().ok()?;
+        Some(props)
+    }
+
+    /// An already decoded object (tests, and callers that hold a `serde_json` map).
+    pub fn from_map(map: &'a Map<String, Value>) -> Props<'a> {
+        let mut entries: Vec<_> =
+            map.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), PropValue::from_value(v))).collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Props { entries }
+    }
+
+    /// An owned copy of a decoded object.
+    pub fn owned(map: Map<String, Value>) -> Props<'static> {
+        let mut entries: Vec<_> = map
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => PropValue::String(Cow::Owned(s)),
+                    other => PropValue::from_value(&other).into_owned(),
+                };
+                (Cow::<'static, str>::Owned(k), v)
+            })
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Props { entries }
+    }
+
+    /// Keys and values, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &PropValue<'a>)> + '_ {
+        self.entries.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
+        self.entries.iter().map(|(k, _)| k.as_ref())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// A key or string value, borrowed from the text when it holds no escape.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+struct PropsVisitor;
+
+impl<'de> Visitor<'de> for PropsVisitor {
+    type Value = Props<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Props<'de>, A::Error> {
+        let mut entries: Vec<(Cow<'de, str>, PropValue<'de>)> = Vec::with_capacity(map.size_hint().unwrap_or(4));
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+            entries.push((key, map.next_value::<PropValueSeed<'de>>()?.0));
+        }
+        // Byte order of the keys, the order of a JSON map without `preserve_order`; stable, so of
+        // repeated keys the one sent last is last, and it wins, as in a JSON map.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(&mut later.1, &mut kept.1);
+            }
+            same
+        });
+        Ok(Props { entries })
+    }
+}
+
+struct PropValueSeed<'a>(PropValue<'a>);
+
+impl<'de> de::Deserialize<'de> for PropValueSeed<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PropValueSeed<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(PropValueSeed(PropValue::Null))
+            }
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
+                Ok(PropValueSeed(PropValue::Bool(b)))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+                Ok(PropValueSeed(PropValue::Number(n.into())))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+                Ok(PropValueSeed(PropValue::Number(n.into())))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
+                // JSON has no non-finite numbers, so this is never null (as in a `serde_json::Value`).
+                Ok(PropValueSeed(Number::from_f64(n).map_or(PropValue::Null, PropValue::Number)))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(PropValueSeed(PropValue::String(Cow::Borrowed(s))))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(PropValueSeed(PropValue::String(Cow::Owned(s.to_owned()))))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
+                Ok(PropValueSeed(PropValue::String(Cow::Owned(s))))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(PropValueSeed(PropValue::Array))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(PropValueSeed(PropValue::Object))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The schema, compiled once
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Where a normalized `properties` key goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// A column a request member fills (`userId`, `itemId`... per dataset type, and `sessionId`): the Put*
+    /// parsers reject or consume such keys (forbidden keys, legacy `itemId` / `eventValue`).
+    Member,
+    /// The `n`th metadata column.
+    Column(usize),
+}
+
+/// What the check needs of one schema, worked out once (the catalog cache keeps one per dataset): its metadata
+/// columns in schema order, every normalized spelling a key may take to reach one, whether any is required, the
+/// field listing of strict mode's messages, and the flag message of each undeclared key seen so far.
+#[derive(Debug)]
+pub struct CompiledSchema {
+    /// The schema's name in the catalog, which flags and refusals name.
+    name: String,
+    columns: Vec<Field>,
+    /// Normalized key (lower case, no `_`) → slot.
+    index: HashMap<String, Slot>,
+    requires_metadata: bool,
+    listing: String,
+    /// Undeclared key → its flag message; at most [`MAX_CACHED_MESSAGES`] keys.
+    messages: RwLock<HashMap<String, String>>,
+}
+
+impl CompiledSchema {
+    /// `name` is the schema's name in the catalog (`default-interactions`).
+    pub fn new(schema: &Schema, name: &str) -> CompiledSchema {
+        let columns: Vec<Field> = schema.property_fields().cloned().collect();
+        let mut index = HashMap::new();
+        index.insert(normalize_key("sessionId"), Slot::Member);
+        for c in schema.dataset_type.member_columns() {
+            index.insert(normalize_key(c), Slot::Member);
+        }
+        for (i, f) in columns.iter().enumerate() {
+            // The first column of a spelling wins, as a search in schema order finds it (parse_schema refuses
+            // colliding names anyway).
+            index.entry(normalize_key(&f.name)).or_insert(Slot::Column(i));
+        }
+        let refs: Vec<&Field> = columns.iter().collect();
+        CompiledSchema {
+            name: name.to_owned(),
+            requires_metadata: columns.iter().any(|f| !f.nullable),
+            listing: field_listing(&refs),
+            columns,
+            index,
+            messages: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The schema's name in the catalog.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// True when some metadata field is not nullable: then a record without `properties` is refused too, and
+    /// otherwise such a record needs no check at all.
+    pub fn requires_metadata(&self) -> bool {
+        self.requires_metadata
+    }
+
+    fn slot(&self, key: &str) -> Option<Slot> {
+        // Nearly every key is short ASCII: normalized on the stack, with no allocation.
+        let bytes = key.as_bytes();
+        if key.is_ascii() && bytes.len() <= 64 {
+            let mut buf = [0u8; 64];
+            let mut n = 0;
+            for b in bytes.iter().filter(|b| **b != b'_') {
+                buf[n] = b.to_ascii_lowercase();
+                n += 1;
+            }
+            let normalized = std::str::from_utf8(&buf[..n]).expect("ASCII");
+            return self.index.get(normalized).copied();
+        }
+        self.index.get(&normalize_key(key)).copied()
+    }
+
+    /// Checks one record's `properties` text as a Put* handler does: `None` (no `properties`) is an empty object,
+    /// so a schema with required metadata still refuses the record. A text that is not an object counts as empty
+    /// (the Put* parsers already refused it).
+    pub fn check_text(
+        &self,
+        path: &dyn fmt::Display,
+        properties: Option<&str>,
+        rules: PropertyRules,
+    ) -> Result<Checked, Vec<Violation>> {
+        let props = properties.and_then(Props::parse).unwrap_or_default();
+        self.check(path, &props, rules)
+    }
+
+    /// Maps `properties` onto the schema's metadata columns and coerces each value (§7.5, §7.6).
+    ///
+    /// - Keys match columns case-insensitively with `_` ignored, so `numberOfRatings`, `NUMBER_OF_RATINGS` and
+    ///   `number_of_ratings` all set `NUMBER_OF_RATINGS`.
+    /// - Keys naming columns that request members fill (`userId`, `itemId`, `eventValue`... per dataset type, and
+    ///   `sessionId`) are skipped: the Put* parsers reject or consume them (forbidden keys, legacy `itemId` /
+    ///   `eventValue`).
+    /// - **Required metadata must be present**: a column whose type is not a union with `null` must be set by
+    ///   every record, because the dataset cannot represent its absence. Callers pass empty properties when the
+    ///   request has none, so such records are refused too. (`rules.allow_missing_required` relaxes this.)
+    /// - A key matching no column is flagged, refused or ignored as `rules.undeclared_keys` says; the message
+    ///   names the schema and the field to declare.
+    ///
+    /// `path` is the member in Coral notation, e.g. `eventList.1.member.properties`; it is rendered only into
+    /// violations, so the common case formats nothing.
+    pub fn check(
+        &self,
+        path: &dyn fmt::Display,
+        props: &Props<'_>,
+        rules: PropertyRules,
+    ) -> Result<Checked, Vec<Violation>> {
+        let columns = &self.columns;
+        let mut violations = Vec::new();
+        let mut flags = Vec::new();
+        let mut rule = |text: String| violations.push(Violation::new(path.to_string(), None, text));
+        // Per column: the key that named it, and its value once coerced. A key whose value was refused still
+        // counts as naming the column, so the column is not reported missing as well. Most schemas of events have
+        // no metadata column at all, and then nothing is allocated here.
+        let mut keys: Vec<Option<&str>> = vec![None; columns.len()];
+        let mut cells: Vec<Option<MetaValue>> = vec![None; columns.len()];
+
+        // Keys come in key order, so flags and messages are the same whatever order the client sent them in.
+        let mut undeclared: Vec<&str> = Vec::new();
+        for (key, value) in props.iter() {
+            let i = match self.slot(key) {
+                Some(Slot::Member) => continue,
+                Some(Slot::Column(i)) => i,
+                None => {
+                    if rules.undeclared_keys != UndeclaredKeys::Ignore {
+                        undeclared.push(key);
+                    }
+                    continue;
+                }
+            };
+            let field = &columns[i];
+            if let Some(first) = keys[i] {
+                // Sorted, so the message is the same whichever the client sent first.
+                let (a, b) = if first <= key { (first, key) } else { (key, first) };
+                rule(format!("properties keys '{a}' and '{b}' both set field {}; send only one of them", field.name));
+                continue;
+            }
+            keys[i] = Some(key);
+            match coerce(field, value) {
+                Ok(v) => cells[i] = Some(v),
+                Err(why) => rule(format!("properties key '{key}' (field {}, {}) {why}", field.name, field.type_json())),
+            }
+        }
+        // After the values' refusals, in key order.
+        for key in undeclared {
+            match rules.undeclared_keys {
+                UndeclaredKeys::Flag => flags.push(Flag::new(FlagKind::UndeclaredProperty, self.flag_message(key))),
+                UndeclaredKeys::Refuse => rule(undeclared_message(key, &self.name, Some(&self.listing))),
+                UndeclaredKeys::Ignore => {}
+            }
+        }
+
+        let mut metadata = Vec::with_capacity(columns.len());
+        for ((field, key), cell) in columns.iter().zip(keys).zip(cells) {
+            match cell {
+                Some(v) => metadata.push((field.name.clone(), v)),
+                None if key.is_some() => {}
+                None if field.nullable || rules.allow_missing_required => {
+                    metadata.push((field.name.clone(), MetaValue::Null))
+                }
+                None => rule(format!(
+                    "properties must contain '{}': field {} has type {} (not a union with \"null\"), so every record \
+                     must set it",
+                    field.camel_name(),
+                    field.name,
+                    field.type_json()
+                )),
+            }
+        }
+        if violations.is_empty() {
+            Ok(Checked { metadata, flags })
+        } else {
+            Err(violations)
+        }
+    }
+
+    /// The flag message of an undeclared key, built once per key and schema.
+    fn flag_message(&self, key: &str) -> String {
+        if let Some(m) = self.messages.read().expect("message cache poisoned").get(key) {
+            return m.clone();
+        }
+        let m = undeclared_message(key, &self.name, None);
+        let mut cache = self.messages.write().expect("message cache poisoned");
+        if cache.len() < MAX_CACHED_MESSAGES {
+            cache.insert(key.to_owned(), m.clone());
+        }
+        m
+    }
+}
+
+/// Checks one record's `properties` text against a schema compiled for this call; [`CompiledSchema::check_text`]
+/// is the same with the schema compiled once.
 pub fn check_record_properties(
     schema: &Schema,
     schema_name: &str,
@@ -95,28 +510,10 @@ pub fn check_record_properties(
     properties: Option<&str>,
     rules: PropertyRules,
 ) -> Result<Checked, Vec<Violation>> {
-    let map = match properties.map(serde_json::from_str::<Map<String, Value>>) {
-        Some(Ok(map)) => map,
-        _ => Map::new(),
-    };
-    check_properties(schema, schema_name, path, &map, rules)
+    CompiledSchema::new(schema, schema_name).check_text(path, properties, rules)
 }
 
-/// Maps `properties` onto the schema's metadata columns and coerces each value (§7.5, §7.6).
-///
-/// - Keys match columns case-insensitively with `_` ignored, so `numberOfRatings`, `NUMBER_OF_RATINGS` and
-///   `number_of_ratings` all set `NUMBER_OF_RATINGS`.
-/// - Keys naming columns that request members fill (`userId`, `itemId`, `eventValue`... per dataset type, and
-///   `sessionId`) are skipped: the Put* parsers reject or consume them (forbidden keys, legacy `itemId` /
-///   `eventValue`).
-/// - **Required metadata must be present**: a column whose type is not a union with `null` must be set by every
-///   record, because the dataset cannot represent its absence. Callers pass an empty map when the request has no
-///   `properties`, so such records are refused too. (`rules.allow_missing_required` relaxes this.)
-/// - A key matching no column is flagged, refused or ignored as `rules.undeclared_keys` says; the message names
-///   the schema (`schema_name`, the catalog's name for it) and the field to declare.
-///
-/// `path` is the member in Coral notation, e.g. `eventList.1.member.properties`; it is rendered only into
-/// violations, so the common case formats nothing.
+/// [`CompiledSchema::check`] of an already decoded map, against a schema compiled for this call.
 pub fn check_properties(
     schema: &Schema,
     schema_name: &str,
@@ -124,77 +521,7 @@ pub fn check_properties(
     props: &Map<String, Value>,
     rules: PropertyRules,
 ) -> Result<Checked, Vec<Violation>> {
-    let columns: Vec<&Field> = schema.property_fields().collect();
-    let member_columns = schema.dataset_type.member_columns();
-
-    let mut violations = Vec::new();
-    let mut flags = Vec::new();
-    let mut rule = |text: String| violations.push(Violation::new(path.to_string(), None, text));
-    // Per column, in `columns` order: the key that named it, and its value once coerced. A key whose value was
-    // refused still counts as naming the column, so the column is not reported missing as well.
-    let mut keys: Vec<Option<&str>> = vec![None; columns.len()];
-    let mut cells: Vec<Option<MetaValue>> = vec![None; columns.len()];
-    let mut undeclared: Vec<&str> = Vec::new();
-
-    for (key, value) in props {
-        if same_key(key, "sessionId") || member_columns.iter().any(|c| same_key(key, c)) {
-            continue;
-        }
-        let Some(i) = columns.iter().position(|f| same_key(key, &f.name)) else {
-            if rules.undeclared_keys != UndeclaredKeys::Ignore {
-                undeclared.push(key.as_str());
-            }
-            continue;
-        };
-        let field = columns[i];
-        if let Some(first) = keys[i] {
-            // Sorted, so the message is the same whether or not serde_json keeps key order.
-            let (a, b) = if first <= key.as_str() { (first, key.as_str()) } else { (key.as_str(), first) };
-            rule(format!("properties keys '{a}' and '{b}' both set field {}; send only one of them", field.name));
-            continue;
-        }
-        keys[i] = Some(key.as_str());
-        match coerce(field, value) {
-            Ok(v) => cells[i] = Some(v),
-            Err(why) => rule(format!("properties key '{key}' (field {}, {}) {why}", field.name, field.type_json())),
-        }
-    }
-
-    // In key order, so flags and messages are the same whether or not serde_json keeps the request's key order
-    // (its `preserve_order` feature, which another crate of a build can switch on).
-    undeclared.sort_unstable();
-    for key in undeclared {
-        match rules.undeclared_keys {
-            UndeclaredKeys::Flag => {
-                flags.push(Flag::new(FlagKind::UndeclaredProperty, undeclared_message(key, schema_name, None)))
-            }
-            UndeclaredKeys::Refuse => rule(undeclared_message(key, schema_name, Some(&field_listing(&columns)))),
-            UndeclaredKeys::Ignore => {}
-        }
-    }
-
-    let mut metadata = Vec::with_capacity(columns.len());
-    for ((field, key), cell) in columns.iter().zip(keys).zip(cells) {
-        match cell {
-            Some(v) => metadata.push((field.name.clone(), v)),
-            None if key.is_some() => {}
-            None if field.nullable || rules.allow_missing_required => {
-                metadata.push((field.name.clone(), MetaValue::Null))
-            }
-            None => rule(format!(
-                "properties must contain '{}': field {} has type {} (not a union with \"null\"), so every record \
-                 must set it",
-                field.camel_name(),
-                field.name,
-                field.type_json()
-            )),
-        }
-    }
-    if violations.is_empty() {
-        Ok(Checked { metadata, flags })
-    } else {
-        Err(violations)
-    }
+    CompiledSchema::new(schema, schema_name).check(path, &Props::from_map(props), rules)
 }
 
 /// Why an undeclared key never reaches a model, and the field that would take it. With `fields` (strict mode) the
@@ -266,8 +593,8 @@ fn field_listing(columns: &[&Field]) -> String {
 }
 
 /// Coerces one value to the column's type (§7.6). The error completes "properties key 'k' (field F, type) ...".
-fn coerce(field: &Field, value: &Value) -> Result<MetaValue, String> {
-    if value.is_null() {
+fn coerce(field: &Field, value: &PropValue<'_>) -> Result<MetaValue, String> {
+    if *value == PropValue::Null {
         return if field.nullable {
             Ok(MetaValue::Null)
         } else {
@@ -277,12 +604,12 @@ fn coerce(field: &Field, value: &Value) -> Result<MetaValue, String> {
     match field.ty {
         FieldType::String => {
             let s = match value {
-                Value::String(s) => s.clone(),
+                PropValue::String(s) => s.as_ref().to_owned(),
                 // Clients often send numbers and booleans for string columns (`{"numRatings": 13}`); their JSON
                 // text is the obvious string.
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                other => return Err(format!("must be a string, not {}", json_kind(other))),
+                PropValue::Number(n) => n.to_string(),
+                PropValue::Bool(b) => b.to_string(),
+                other => return Err(format!("must be a string, not {}", other.kind())),
             };
             let n = s.chars().count();
             if field.categorical && n > MAX_CATEGORICAL_CHARS {
@@ -307,8 +634,8 @@ fn coerce(field: &Field, value: &Value) -> Result<MetaValue, String> {
         }
         FieldType::Float | FieldType::Double => {
             let f = match value {
-                Value::Number(n) => n.as_f64(),
-                Value::String(s) => s.trim().parse::<f64>().ok(),
+                PropValue::Number(n) => n.as_f64(),
+                PropValue::String(s) => s.trim().parse::<f64>().ok(),
                 _ => None,
             };
             match f {
@@ -324,14 +651,14 @@ fn coerce(field: &Field, value: &Value) -> Result<MetaValue, String> {
             }
         }
         FieldType::Boolean => match value {
-            Value::Bool(b) => Ok(MetaValue::Bool(*b)),
-            Value::String(s) if s == "true" => Ok(MetaValue::Bool(true)),
-            Value::String(s) if s == "false" => Ok(MetaValue::Bool(false)),
+            PropValue::Bool(b) => Ok(MetaValue::Bool(*b)),
+            PropValue::String(s) if s == "true" => Ok(MetaValue::Bool(true)),
+            PropValue::String(s) if s == "false" => Ok(MetaValue::Bool(false)),
             other => Err(format!(
                 "must be true or false (a JSON boolean or the lower-case string \"true\" or \"false\"), not {}",
                 match other {
-                    Value::String(_) => "another string",
-                    other => json_kind(other),
+                    PropValue::String(_) => "another string",
+                    other => other.kind(),
                 }
             )),
         },
@@ -339,7 +666,7 @@ fn coerce(field: &Field, value: &Value) -> Result<MetaValue, String> {
 }
 
 /// A JSON integer, an integral JSON number (`12.0`, as Python's json writes floats) or an integral numeric string.
-fn integer(value: &Value) -> Result<i64, String> {
+fn integer(value: &PropValue<'_>) -> Result<i64, String> {
     // -2^63, exactly representable; 2^63 is its negation (and is itself out of range).
     const MIN_I64_F64: f64 = i64::MIN as f64;
     const OUT_OF_RANGE: &str = "is out of range: a long must be between -9223372036854775808 and 9223372036854775807";
@@ -356,13 +683,13 @@ fn integer(value: &Value) -> Result<i64, String> {
         }
     };
     match value {
-        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+        PropValue::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
             (Some(i), _, _) => Ok(i),
             (None, Some(_), _) => Err(OUT_OF_RANGE.to_owned()),
             (None, None, Some(f)) => from_f64(f),
             (None, None, None) => Err("must be an integer".to_owned()),
         },
-        Value::String(s) => {
+        PropValue::String(s) => {
             let s = s.trim();
             match s.parse::<i64>() {
                 Ok(i) => Ok(i),
@@ -377,17 +704,15 @@ fn integer(value: &Value) -> Result<i64, String> {
                 },
             }
         }
-        other => {
-            Err(format!("must be an integer or an integral numeric string such as \"12\", not {}", json_kind(other)))
-        }
+        other => Err(format!("must be an integer or an integral numeric string such as \"12\", not {}", other.kind())),
     }
 }
 
 /// What kind of value was sent, without the value itself (properties are sensitive).
-fn describe(v: &Value) -> &'static str {
+fn describe(v: &PropValue<'_>) -> &'static str {
     match v {
-        Value::String(_) => "a non-numeric string",
-        other => json_kind(other),
+        PropValue::String(_) => "a non-numeric string",
+        other => other.kind(),
     }
 }
 
@@ -718,7 +1043,7 @@ mod tests {
             ("", "_", true),
             ("a", "", false),
         ] {
-            assert_eq!(same_key(a, b), same, "{a} {b}");
+            assert_eq!(crate::wire::same_key(a, b), same, "{a} {b}");
             assert_eq!(crate::wire::normalize_key(a) == crate::wire::normalize_key(b), same, "{a} {b}");
         }
     }
@@ -764,5 +1089,71 @@ mod tests {
         for (value, cell) in cases {
             assert_eq!(value.to_csv_cell(), cell, "{value:?}");
         }
+    }
+
+    /// `properties` read once: keys in byte order whatever the order sent, the last of repeated keys winning (as a
+    /// JSON map keeps it), values borrowed where the text has no escape; anything but one object is `None`.
+    #[test]
+    fn props_read_an_object_once_in_key_order() {
+        let text = r#"{"zeta": 1, "alpha": "a", "zeta": [2], "m\u00e9": null, "n": {"x": 1}, "b": -1.5, "t": true}"#;
+        let p = Props::parse(text).unwrap();
+        let got: Vec<(&str, &PropValue<'_>)> = p.iter().collect();
+        assert_eq!(
+            got,
+            [
+                ("alpha", &PropValue::String(Cow::Borrowed("a"))),
+                ("b", &PropValue::Number(Number::from_f64(-1.5).unwrap())),
+                ("mé", &PropValue::Null),
+                ("n", &PropValue::Object),
+                ("t", &PropValue::Bool(true)),
+                ("zeta", &PropValue::Array),
+            ]
+        );
+        assert!(matches!(p.iter().next().unwrap().1, PropValue::String(Cow::Borrowed(_))), "no copy without escapes");
+        // The same map as serde_json reads, value for value.
+        let map: Map<String, Value> = serde_json::from_str(text).unwrap();
+        assert_eq!(Props::from_map(&map), p);
+        assert_eq!(Props::owned(map), p);
+        for bad in ["[1]", "12", r#""{}""#, "{", r#"{"a": 1} x"#, "", r#"{"a": 1,}"#] {
+            assert_eq!(Props::parse(bad), None, "{bad}");
+        }
+        assert!(Props::parse(" {} ").unwrap().is_empty());
+    }
+
+    /// The compiled schema answers as the schema does, keeps one message per undeclared key, and beyond its bound
+    /// builds the same message afresh.
+    #[test]
+    fn a_compiled_schema_checks_as_the_schema_and_caches_messages() {
+        let schema = items();
+        let compiled = CompiledSchema::new(&schema, NAME);
+        assert!(!compiled.requires_metadata());
+        assert!(CompiledSchema::new(&users(), NAME).requires_metadata());
+        assert_eq!(compiled.name(), NAME);
+        for json in [
+            r#"{"numberOfRatings": "12", "PRICE": 4, "genres": "a|b", "extra": 1, "Extra_Key": 2, "itemId": "x"}"#,
+            r#"{"numberOfRatings": 1, "NUMBER_OF_RATINGS": 2}"#,
+            r#"{"views": 1.5, "isNew": "True", "nope": 1}"#,
+            "{}",
+        ] {
+            for rules in [PropertyRules::default(), STRICT] {
+                let direct = check_properties(&schema, NAME, &PATH, &obj(json), rules);
+                let once = compiled.check_text(&PATH, Some(json), rules);
+                assert_eq!(once, direct, "{json}");
+                assert_eq!(compiled.check_text(&PATH, Some(json), rules), direct, "{json}, again");
+            }
+        }
+        let keys: Vec<String> = (0..MAX_CACHED_MESSAGES + 10).map(|i| format!("key{i}")).collect();
+        for key in &keys {
+            let m = compiled.flag_message(key);
+            assert_eq!(m, undeclared_message(key, NAME, None));
+            assert_eq!(compiled.flag_message(key), m);
+        }
+        assert_eq!(compiled.messages.read().unwrap().len(), MAX_CACHED_MESSAGES);
+        // A key longer than the stack buffer, and one that is not ASCII, still find their column.
+        let long = format!("{}numberOfRatings", "_".repeat(80));
+        let c = compiled.check_text(&PATH, Some(&serde_json::json!({ long: 3 }).to_string()), STRICT).unwrap();
+        assert_eq!(c.metadata[0], ("NUMBER_OF_RATINGS".into(), MetaValue::Int(3)));
+        let kelvin = compiled.check_text(&PATH, Some(r#"{"\u212aIEWS": 1}"#), STRICT);
+        assert_eq!(kelvin, check_properties(&schema, NAME, &PATH, &obj(r#"{"\u212aIEWS": 1}"#), STRICT));
     }
 }

@@ -89,9 +89,9 @@ fn validate(check: &mut Checker, prefix: ListPath, a: WireActionInteraction) -> 
         wire::impression(check, prefix, list);
     }
     if let Some(text) = &a.properties {
-        let path = format!("{prefix}.properties");
-        if let Some(map) = wire::properties_object(check, &path, text, MAX_PROPERTIES_CHARS, PROPERTIES_EXAMPLE) {
-            wire::forbidden_keys(check, &path, &map);
+        let path = At(prefix, "properties");
+        if let Some(props) = wire::properties_object(check, &path, text, MAX_PROPERTIES_CHARS, PROPERTIES_EXAMPLE) {
+            wire::forbidden_keys(check, &path, &props);
         }
     }
     if check.violations.len() > start {

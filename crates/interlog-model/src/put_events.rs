@@ -7,9 +7,10 @@
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::event::Interaction;
+use crate::properties::{CompiledSchema, PropValue, PropertyRules, Props};
 use crate::validation::{json_kind, At, Checker, ValidationError, Violation};
 pub use crate::wire::normalize_key;
 use crate::wire::{self, epoch_seconds, object, ListPath};
@@ -78,42 +79,81 @@ fn float_or_special<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::E
     }
 }
 
-/// Parses and validates a PutEvents body. Events without an eventId get a generated UUID.
+/// Parses and validates a PutEvents body, checking no `properties` against a schema. Events without an eventId
+/// get a generated UUID.
 pub fn parse_put_events(body: &[u8]) -> Result<PutEvents, ValidationError> {
-    let wire: WireRequest<'_> = wire::parse_body(body, OPERATION, "trackingId, sessionId and eventList")?;
-
-    let mut check = Checker::default();
-    check.required_length("trackingId", wire.tracking_id.as_deref(), 1, 256, false);
-    if let Some(user_id) = &wire.user_id {
-        check.length("userId", user_id, 1, 256, true);
-    }
-    check.required_length("sessionId", wire.session_id.as_deref(), 1, 256, false);
-    let raw_events = wire::record_list(&mut check, "eventList", &wire.event_list);
-
-    let mut events = Vec::with_capacity(raw_events.len());
-    for (i, raw) in raw_events.iter().enumerate() {
-        let prefix = ListPath { list: "eventList", index: i + 1 };
-        if raw.get().len() > MAX_EVENT_BYTES {
-            check.push(Violation::new(
-                prefix.to_string(),
-                None,
-                format!(
-                    "Member must be at most {MAX_EVENT_BYTES} bytes of JSON (10 KB); it is {} bytes",
-                    raw.get().len()
-                ),
-            ));
-            continue;
-        }
-        let event: WireEvent = wire::parse_record(raw, prefix, OPERATION)?;
-        if let Some(interaction) = validate_event(&mut check, prefix, event, &wire) {
-            events.push(interaction);
-        }
-    }
-    check.finish()?;
-    Ok(PutEvents { tracking_id: wire.tracking_id.unwrap_or_default(), events })
+    PutEventsBody::parse(body)?.events(None)
 }
 
-fn validate_event(check: &mut Checker, prefix: ListPath, e: WireEvent, req: &WireRequest<'_>) -> Option<Interaction> {
+/// A PutEvents body read down to its event list: the handler finds the tracker by [`PutEventsBody::tracking_id`],
+/// then [`PutEventsBody::events`] reads each event once, its `properties` checked against the tracker's schema
+/// in the same pass.
+pub struct PutEventsBody<'a> {
+    wire: WireRequest<'a>,
+    check: Checker,
+}
+
+impl<'a> PutEventsBody<'a> {
+    /// Reads the top level; the constraints found on it are reported with the events' by [`PutEventsBody::events`].
+    pub fn parse(body: &'a [u8]) -> Result<PutEventsBody<'a>, ValidationError> {
+        let wire: WireRequest<'_> = wire::parse_body(body, OPERATION, "trackingId, sessionId and eventList")?;
+        let mut check = Checker::default();
+        check.required_length("trackingId", wire.tracking_id.as_deref(), 1, 256, false);
+        if let Some(user_id) = &wire.user_id {
+            check.length("userId", user_id, 1, 256, true);
+        }
+        check.required_length("sessionId", wire.session_id.as_deref(), 1, 256, false);
+        Ok(PutEventsBody { wire, check })
+    }
+
+    /// The `trackingId` as sent, if any.
+    pub fn tracking_id(&self) -> Option<&str> {
+        self.wire.tracking_id.as_deref()
+    }
+
+    /// Every event, validated; with a schema each event's `properties` is checked against it as well (undeclared
+    /// keys flagged or refused as `rules` say). A request that breaks any member rule is refused for those alone,
+    /// before its properties are judged, as when the schema check was a pass of its own.
+    pub fn events(self, schema: Option<(&CompiledSchema, PropertyRules)>) -> Result<PutEvents, ValidationError> {
+        let PutEventsBody { wire, mut check } = self;
+        let raw_events = wire::record_list(&mut check, "eventList", &wire.event_list);
+        let mut schema_violations = Vec::new();
+        let mut events = Vec::with_capacity(raw_events.len());
+        for (i, raw) in raw_events.iter().enumerate() {
+            let prefix = ListPath { list: "eventList", index: i + 1 };
+            if raw.get().len() > MAX_EVENT_BYTES {
+                check.push(Violation::new(
+                    prefix.to_string(),
+                    None,
+                    format!(
+                        "Member must be at most {MAX_EVENT_BYTES} bytes of JSON (10 KB); it is {} bytes",
+                        raw.get().len()
+                    ),
+                ));
+                continue;
+            }
+            let event: WireEvent = wire::parse_record(raw, prefix, OPERATION)?;
+            if let Some(interaction) = validate_event(&mut check, prefix, event, &wire, schema, &mut schema_violations)
+            {
+                events.push(interaction);
+            }
+        }
+        check.finish()?;
+        if !schema_violations.is_empty() {
+            return Err(ValidationError::Violations(schema_violations));
+        }
+        Ok(PutEvents { tracking_id: wire.tracking_id.unwrap_or_default(), events })
+    }
+}
+
+fn validate_event(
+    check: &mut Checker,
+    prefix: ListPath,
+    e: WireEvent,
+    req: &WireRequest<'_>,
+    schema: Option<(&CompiledSchema, PropertyRules)>,
+    schema_violations: &mut Vec<Violation>,
+) -> Option<Interaction> {
     let start = check.violations.len();
     let p = |member: &str| format!("{prefix}.{member}");
 
@@ -158,16 +198,31 @@ fn validate_event(check: &mut Checker, prefix: ListPath, e: WireEvent, req: &Wir
 
     let mut item_id = e.item_id;
     let mut event_value = e.event_value;
-    if let Some(props) = &e.properties {
-        let path = p("properties");
-        if let Some(map) = wire::properties_object(check, &path, props, 1024, PROPERTIES_EXAMPLE) {
-            wire::forbidden_keys(check, &path, &map);
-            legacy_members(check, &path, &map, &mut item_id, &mut event_value);
+    let mut flags = Vec::new();
+    let path = At(prefix, "properties");
+    let props = match &e.properties {
+        Some(text) => {
+            let props = wire::properties_object(check, &path, text, 1024, PROPERTIES_EXAMPLE);
+            if let Some(props) = &props {
+                wire::forbidden_keys(check, &path, props);
+                legacy_members(check, &path, props, &mut item_id, &mut event_value);
+            }
+            props
         }
-    }
-
+        None => None,
+    };
     if check.violations.len() > start {
         return None;
+    }
+    if let Some((schema, rules)) = schema {
+        // Without properties an event can only break the schema by missing a required metadata field; most
+        // schemas have none, so most such events skip the check.
+        if props.is_some() || schema.requires_metadata() {
+            match schema.check(&path, &props.unwrap_or_default(), rules) {
+                Ok(checked) => flags = checked.flags,
+                Err(v) => schema_violations.extend(v),
+            }
+        }
     }
     Some(Interaction {
         event_id: e.event_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
@@ -181,8 +236,7 @@ fn validate_event(check: &mut Checker, prefix: ListPath, e: WireEvent, req: &Wir
         recommendation_id: e.recommendation_id,
         impression: e.impression,
         event_attribution_source: e.metric_attribution.and_then(|m| m.event_attribution_source),
-        // The schema check flags; the parser knows no schema.
-        flags: Vec::new(),
+        flags,
     })
 }
 
@@ -190,41 +244,41 @@ fn validate_event(check: &mut Checker, prefix: ListPath, e: WireEvent, req: &Wir
 /// (clients written against the pre-2020 model still send them).
 fn legacy_members(
     check: &mut Checker,
-    path: &str,
-    map: &Map<String, Value>,
+    path: &dyn std::fmt::Display,
+    props: &Props<'_>,
     item_id: &mut Option<String>,
     event_value: &mut Option<f64>,
 ) {
-    for (key, value) in map {
+    for (key, value) in props.iter() {
         if item_id.is_none() && wire::same_key(key, "itemid") {
             let id = match value {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
+                PropValue::String(s) => Some(s.as_ref().to_owned()),
+                PropValue::Number(n) => Some(n.to_string()),
                 _ => None,
             };
             match id {
                 Some(id) if (1..=256).contains(&id.chars().count()) => *item_id = Some(id),
                 Some(_) => check.push(Violation::new(
-                    path,
+                    path.to_string(),
                     None,
                     format!("properties.{key} (the legacy itemId) must have length between 1 and 256"),
                 )),
                 None => check.push(Violation::new(
-                    path,
+                    path.to_string(),
                     None,
-                    format!("properties.{key} (the legacy itemId) must be a string, not {}", json_kind(value)),
+                    format!("properties.{key} (the legacy itemId) must be a string, not {}", value.kind()),
                 )),
             }
         } else if event_value.is_none() && wire::same_key(key, "eventvalue") {
             let v = match value {
-                Value::Number(n) => n.as_f64(),
-                Value::String(s) => s.trim().parse::<f64>().ok(),
+                PropValue::Number(n) => n.as_f64(),
+                PropValue::String(s) => s.trim().parse::<f64>().ok(),
                 _ => None,
             };
             match v {
                 Some(v) if v.is_finite() => *event_value = Some(v),
                 _ => check.push(Violation::new(
-                    path,
+                    path.to_string(),
                     None,
                     format!("properties.{key} (the legacy eventValue) must be a finite number or numeric string"),
                 )),

@@ -119,7 +119,7 @@ fn validate(check: &mut Checker, kind: RecordKind, prefix: ListPath, r: WireReco
         // the member (docs/api.md).
         wire::properties_object(
             check,
-            &format!("{prefix}.properties"),
+            &At(prefix, "properties"),
             text,
             kind.max_properties_chars(),
             kind.properties_example(),

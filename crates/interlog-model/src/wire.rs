@@ -10,8 +10,9 @@ use std::fmt;
 use serde::de::{self, DeserializeOwned, Deserializer};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use crate::properties::Props;
 use crate::validation::{json_kind, Checker, ValidationError, Violation};
 
 /// Every record list of the data plane (`eventList`, `items`, `users`, `actions`, `actionInteractions`).
@@ -236,23 +237,29 @@ pub(crate) fn impression(check: &mut Checker, prefix: ListPath, list: &[String])
 }
 
 /// A `properties` member (`jsonvalue`, §2.5): a string of 1..`max` characters holding a JSON object.
-/// Returns the object, or `None` after recording why it is not one. `example` is the model's own
-/// example for this record type, quoted in the message.
-pub(crate) fn properties_object(
+/// Returns the object, read once ([`Props`], which the schema check reuses), or `None` after recording why it is
+/// not one. `example` is the model's own example for this record type, quoted in the message. `path` is rendered
+/// only into violations.
+pub(crate) fn properties_object<'t>(
     check: &mut Checker,
-    path: &str,
-    text: &str,
+    path: &dyn fmt::Display,
+    text: &'t str,
     max: usize,
     example: &str,
-) -> Option<Map<String, Value>> {
+) -> Option<Props<'t>> {
     check.length(path, text, 1, max, true);
+    if let Some(props) = Props::parse(text) {
+        return Some(props);
+    }
+    // Not one object: serde_json's own reading says what it is instead.
     match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => Some(map),
+        // Props reads every object a Value does; kept whole should the two ever disagree.
+        Ok(Value::Object(map)) => Some(Props::owned(map)),
         // The JS SDK v2 JSON-encodes the member itself, so a string the user already encoded arrives twice
         // encoded (§9.1); AWS refuses it, and so does interlog, saying what happened.
         Ok(Value::String(inner)) if serde_json::from_str::<Value>(&inner).is_ok_and(|v| v.is_object()) => {
             check.push(Violation::new(
-                path,
+                path.to_string(),
                 None,
                 format!(
                     "Error parsing properties json: it is a JSON string holding a JSON object, i.e. encoded twice; \
@@ -263,7 +270,7 @@ pub(crate) fn properties_object(
         }
         Ok(other) => {
             check.push(Violation::new(
-                path,
+                path.to_string(),
                 None,
                 format!(
                     "Error parsing properties json: it must be a JSON object such as {example}, not {}",
@@ -273,7 +280,7 @@ pub(crate) fn properties_object(
             None
         }
         Err(err) => {
-            check.push(Violation::new(path, None, format!("Error parsing properties json: {err}")));
+            check.push(Violation::new(path.to_string(), None, format!("Error parsing properties json: {err}")));
             None
         }
     }
@@ -281,13 +288,13 @@ pub(crate) fn properties_object(
 
 /// Refuses keys of an event's or action interaction's `properties` that request members set.
 /// Returns true when there were none.
-pub(crate) fn forbidden_keys(check: &mut Checker, path: &str, map: &Map<String, Value>) -> bool {
+pub(crate) fn forbidden_keys(check: &mut Checker, path: &dyn fmt::Display, props: &Props<'_>) -> bool {
     let mut clean = true;
-    for key in map.keys() {
+    for key in props.keys() {
         if FORBIDDEN_PROPERTY_KEYS.iter().any(|f| same_key(key, f)) {
             clean = false;
             check.push(Violation::new(
-                path,
+                path.to_string(),
                 None,
                 format!(
                     "properties must not contain the key '{key}': it is set from a request member \
@@ -325,7 +332,7 @@ mod tests {
         ];
         for (text, expected) in cases {
             let mut check = Checker::default();
-            let map = properties_object(&mut check, "p", text, 32, example);
+            let map = properties_object(&mut check, &"p", text, 32, example);
             match expected {
                 None => assert!(map.is_some() && check.violations.is_empty(), "{text}: {:?}", check.violations),
                 Some(fragment) => {
@@ -340,10 +347,10 @@ mod tests {
 
     #[test]
     fn forbidden_keys_are_case_and_underscore_insensitive() {
-        let map: Map<String, Value> =
-            serde_json::from_str(r#"{"Time_Stamp": 1, "USERID": "u", "numberOfRatings": "12"}"#).unwrap();
+        let text = r#"{"Time_Stamp": 1, "USERID": "u", "numberOfRatings": "12"}"#;
+        let props = Props::parse(text).unwrap();
         let mut check = Checker::default();
-        assert!(!forbidden_keys(&mut check, "p", &map));
+        assert!(!forbidden_keys(&mut check, &"p", &props));
         assert_eq!(check.violations.len(), 2);
         assert!(check.violations.iter().any(|v| v.rule.contains("'Time_Stamp'")));
     }

@@ -1,5 +1,7 @@
 //! What the hot path needs to know about the catalog, answered from memory: where a tracking ID's
-//! events go, and what a dataset ARN names, each with its parsed schema.
+//! events go, and what a dataset ARN names, each with its parsed schema compiled for the
+//! properties check ([`CompiledSchema`]: built once per schema with the snapshot, so no request
+//! rebuilds a column index or a field listing).
 //!
 //! The cache is rebuilt whenever the catalog's version moves: right after this node's own
 //! writes ([`CatalogCache::refresh`]) and, on a shared store, when another node's write reaches
@@ -9,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use interlog_model::properties::CompiledSchema;
 use interlog_model::schema::{DatasetType, Schema};
 
 use crate::catalog::resources::{CatalogExt, DatasetSpec, SchemaSpec, TrackerSpec};
@@ -31,6 +34,10 @@ pub struct DatasetTarget {
     pub schema: Option<Arc<Schema>>,
     /// The schema's name in the catalog, which flags and refusals name (`default-interactions`).
     pub schema_name: String,
+    /// `schema` compiled for the properties check, shared by every dataset of the schema; rebuilt
+    /// with the whole snapshot whenever the catalog's version moves (a schema, dataset or tracker
+    /// created or deleted through any node).
+    pub compiled: Option<Arc<CompiledSchema>>,
 }
 
 /// Which operation a tracking ID serves.
@@ -131,7 +138,8 @@ impl CatalogCache {
 }
 
 async fn build(catalog: &dyn Catalog, version: u64) -> Result<Snapshot, StoreError> {
-    let mut schemas: HashMap<String, (String, Option<Arc<Schema>>)> = HashMap::new();
+    type Parsed = (String, Option<Arc<Schema>>, Option<Arc<CompiledSchema>>);
+    let mut schemas: HashMap<String, Parsed> = HashMap::new();
     for s in catalog.list_all::<SchemaSpec>(None, None).await? {
         let parsed = match interlog_model::schema::parse_schema(&s.spec.body) {
             Ok(p) => Some(Arc::new(p)),
@@ -140,7 +148,8 @@ async fn build(catalog: &dyn Catalog, version: u64) -> Result<Snapshot, StoreErr
                 None
             }
         };
-        schemas.insert(s.meta.arn, (s.meta.name, parsed));
+        let compiled = parsed.as_ref().map(|p| Arc::new(CompiledSchema::new(p, &s.meta.name)));
+        schemas.insert(s.meta.arn, (s.meta.name, parsed, compiled));
     }
     let mut datasets = HashMap::new();
     let mut trackers = HashMap::new();
@@ -159,6 +168,7 @@ async fn build(catalog: &dyn Catalog, version: u64) -> Result<Snapshot, StoreErr
             status: d.meta.status.clone(),
             schema: d.meta.uses.as_ref().and_then(|s| schemas.get(s)).and_then(|s| s.1.clone()),
             schema_name: d.meta.uses.as_ref().and_then(|s| schemas.get(s)).map(|s| s.0.clone()).unwrap_or_default(),
+            compiled: d.meta.uses.as_ref().and_then(|s| schemas.get(s)).and_then(|s| s.2.clone()),
         });
         if dataset_type == DatasetType::Interactions {
             interactions_of_group.insert(target.dataset_group_arn.clone(), target.clone());

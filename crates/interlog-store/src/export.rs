@@ -8,7 +8,7 @@
 
 use std::io::{self, Write};
 
-use interlog_model::properties::{check_properties, PropertyRules, UndeclaredKeys};
+use interlog_model::properties::{CompiledSchema, PropertyRules, Props, UndeclaredKeys};
 use interlog_model::put_events::normalize_key;
 use interlog_model::schema::{DatasetType, Schema};
 use interlog_model::{Interaction, RecordKind};
@@ -285,8 +285,9 @@ pub struct ExportWriter<W: Write> {
     /// Which rows it writes and how columns map to their members: Interactions unless told.
     dataset_type: DatasetType,
     columns: Vec<String>,
-    /// When known, metadata cells are written as the field's type reads them (`"014"` → `14`).
-    schema: Option<Schema>,
+    /// When known, metadata cells are written as the field's type reads them (`"014"` → `14`);
+    /// compiled once for the whole export.
+    schema: Option<CompiledSchema>,
     csv: Option<csv::Writer<W>>,
     raw: Option<W>,
 }
@@ -320,7 +321,7 @@ impl<W: Write> ExportWriter<W> {
 
     /// Writes metadata columns coerced to the schema's field types, as PutEvents accepted them.
     pub fn with_schema(mut self, schema: Option<Schema>) -> Self {
-        self.schema = schema;
+        self.schema = schema.map(|s| CompiledSchema::new(&s, ""));
         self
     }
 
@@ -382,7 +383,7 @@ impl<W: Write> ExportWriter<W> {
         });
         let typed = match (&self.schema, &props) {
             (Some(schema), Some(map)) => {
-                check_properties(schema, "", &"properties", map, LENIENT).ok().map(|c| c.metadata)
+                schema.check(&"properties", &Props::from_map(map), LENIENT).ok().map(|c| c.metadata)
             }
             _ => None,
         };

@@ -57,7 +57,8 @@ macro_rules! conformance_suite {
             sink_cursor_survives_a_reopen_and_never_moves_back, sink_cursor_concurrent_advancers, sink_lease_has_one_holder,
             dead_letters_move_with_the_cursor,
             appends_are_announced, last_position_follows_appends, commits_are_observed_and_the_store_has_a_size,
-            history_is_newest_first_and_complete);
+            history_is_newest_first_and_complete, compiled_schema_follows_the_catalog,
+            compiled_schema_follows_another_nodes_catalog);
     };
     (@cases $engine:expr; $($case:ident),* $(,)?) => {
         $(
@@ -898,6 +899,103 @@ pub async fn cache_follows_the_catalog(engine: &dyn Engine) {
     let _follower = cache.follow(store.clone());
     store.create(tracker_new(ACCOUNT, &group_arn, "fedcba9876543210"), plain("x")).await.unwrap();
     eventually("the follower", Duration::from_secs(2), async || cache.tracker("fedcba9876543210").is_some()).await;
+}
+
+/// An Interactions schema declaring one metadata field, `NUMBER_OF_RATINGS` (int).
+const RATED_SCHEMA: &str = r#"{"type": "record", "name": "Interactions", "namespace": "com.amazonaws.personalize.schema",
+  "fields": [{"name": "USER_ID", "type": "string"}, {"name": "ITEM_ID", "type": "string"},
+             {"name": "TIMESTAMP", "type": "long"}, {"name": "NUMBER_OF_RATINGS", "type": ["null", "int"]}],
+  "version": "1.0"}"#;
+const COMPILED_TRACKER: &str = "c0ffee0123456789";
+
+/// What the hot path's check makes of the documented `{"numberOfRatings": "12"}` on the tracker's
+/// dataset now: `flagged by <schema>` or `typed <cells>`.
+fn documented_outcome(cache: &CatalogCache) -> String {
+    use interlog_model::properties::PropertyRules;
+    let Some(target) = cache.tracker(COMPILED_TRACKER) else { return "no tracker".into() };
+    let Some(dataset) = &target.dataset else { return "no dataset".into() };
+    let compiled = dataset.compiled.as_ref().expect("a parsed schema is compiled");
+    assert_eq!(compiled.name(), dataset.schema_name);
+    let c = compiled.check_text(&"p", Some(r#"{"numberOfRatings": "12"}"#), PropertyRules::default()).unwrap();
+    match c.flags.first() {
+        Some(f) => format!("flagged by {}", f.message.split("schema ").nth(1).unwrap().split(';').next().unwrap()),
+        None => format!("typed {:?}", c.metadata),
+    }
+}
+
+/// The catalog changes that decide a tracker's compiled schema, made through `writer`, each seen
+/// by `cache` within `within` (`refresh` is refreshed before each look; a following cache of
+/// another node needs none).
+async fn compiled_schema_scenario(
+    writer: &dyn Store,
+    cache: &CatalogCache,
+    refresh: Option<&dyn Store>,
+    within: Duration,
+) {
+    let sees = async |want: &str| {
+        let start = Instant::now();
+        loop {
+            if let Some(store) = refresh {
+                cache.refresh(store).await.unwrap();
+            }
+            let now = documented_outcome(cache);
+            if now == want {
+                return;
+            }
+            assert!(start.elapsed() < within, "the compiled schema: {now}, not {want}, after {within:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let (group_arn, dataset_arn, _) = group_with_dataset(writer, ACCOUNT, "g").await;
+    let tracker = writer.create(tracker_new(ACCOUNT, &group_arn, COMPILED_TRACKER), plain("x")).await.unwrap();
+    sees("flagged by g-schema").await;
+
+    // The schema changes: the dataset and its schema deleted, the schema made again under the same
+    // ARN declaring the field, the dataset made again on it.
+    writer.remove::<DatasetSpec>(ACCOUNT, &dataset_arn, DeleteRules::default()).await.unwrap();
+    let schema_arn = scope(ACCOUNT).arn("schema", "g-schema");
+    writer.remove::<SchemaSpec>(ACCOUNT, &schema_arn, DeleteRules::default()).await.unwrap();
+    let mut rated = schema_new(ACCOUNT, "g-schema");
+    rated.spec.body = RATED_SCHEMA.into();
+    writer.create(rated, plain("x")).await.unwrap();
+    writer.create(dataset_new(ACCOUNT, "g", &schema_arn), plain("x")).await.unwrap();
+    sees(r#"typed [("NUMBER_OF_RATINGS", Int(12))]"#).await;
+
+    // The dataset changes: made again on another schema, which declares nothing.
+    writer.remove::<DatasetSpec>(ACCOUNT, &dataset_arn, DeleteRules::default()).await.unwrap();
+    let plain_schema = writer.create(schema_new(ACCOUNT, "plain-schema"), plain("x")).await.unwrap();
+    writer.create(dataset_new(ACCOUNT, "g", &plain_schema.meta.arn), plain("x")).await.unwrap();
+    sees("flagged by plain-schema").await;
+
+    // The tracker changes: its tracking ID now names a tracker of another group, whose dataset's
+    // schema declares the field.
+    writer.remove::<TrackerSpec>(ACCOUNT, &tracker.meta.arn, DeleteRules::default()).await.unwrap();
+    let mut rated = schema_new(ACCOUNT, "h-schema");
+    rated.spec.body = RATED_SCHEMA.into();
+    let h_schema = writer.create(rated, plain("x")).await.unwrap();
+    let h = writer.create(group_new(ACCOUNT, "h"), plain("x")).await.unwrap();
+    writer.create(dataset_new(ACCOUNT, "h", &h_schema.meta.arn), plain("x")).await.unwrap();
+    let mut moved = tracker_new(ACCOUNT, &h.meta.arn, COMPILED_TRACKER);
+    moved.arn = scope(ACCOUNT).arn("event-tracker", "moved");
+    writer.create(moved, plain("x")).await.unwrap();
+    sees(r#"typed [("NUMBER_OF_RATINGS", Int(12))]"#).await;
+}
+
+/// The compiled schema a tracker's events are checked against is rebuilt when its schema, its
+/// dataset or the tracker changes (issue 17).
+pub async fn compiled_schema_follows_the_catalog(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let cache = CatalogCache::load(&*store).await.unwrap();
+    compiled_schema_scenario(&*store, &cache, Some(&*store), Duration::from_secs(1)).await;
+}
+
+/// The same changes made through node A reach node B's compiled schemas, by the catalog version
+/// its cache follows, within a second.
+pub async fn compiled_schema_follows_another_nodes_catalog(engine: &dyn Engine) {
+    let Some(nodes) = nodes(engine, 2).await else { return };
+    let cache = CatalogCache::load(&*nodes[1]).await.unwrap();
+    let _follower = cache.follow(nodes[1].clone());
+    compiled_schema_scenario(&*nodes[0], &cache, None, Duration::from_secs(1)).await;
 }
 
 pub async fn fresh_store_is_writable(engine: &dyn Engine) {

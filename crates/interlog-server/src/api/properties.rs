@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use interlog_model::properties::{check_record_properties, PropertyRules, UndeclaredKeys};
+use interlog_model::properties::{PropertyRules, UndeclaredKeys};
 use interlog_model::{Flag, ValidationError};
 use interlog_store::DatasetTarget;
 
@@ -25,12 +25,11 @@ pub(crate) fn check_records<R>(
     properties: impl Fn(&R) -> Option<&str>,
     mut set_flags: impl FnMut(&mut R, Vec<Flag>),
 ) -> Result<(), ApiError> {
-    let Some(schema) = &dataset.schema else { return Ok(()) };
-    let undeclared_keys = if strict { UndeclaredKeys::Refuse } else { UndeclaredKeys::Flag };
-    let rules = PropertyRules { undeclared_keys, ..PropertyRules::default() };
+    let Some(schema) = &dataset.compiled else { return Ok(()) };
+    let rules = rules(strict);
     // Without properties a record can only break the schema by missing a required metadata
     // field; most schemas have none, so most records skip the check entirely.
-    let requires_metadata = schema.property_fields().any(|f| !f.nullable);
+    let requires_metadata = schema.requires_metadata();
     let mut violations = Vec::new();
     for (i, record) in records.iter_mut().enumerate() {
         let text = properties(record);
@@ -38,7 +37,7 @@ pub(crate) fn check_records<R>(
             continue;
         }
         let path = PropertiesPath { list, index: i + 1 };
-        match check_record_properties(schema, &dataset.schema_name, &path, text, rules) {
+        match schema.check_text(&path, text, rules) {
             Ok(checked) if !checked.flags.is_empty() => set_flags(record, checked.flags),
             Ok(_) => {}
             Err(v) => violations.extend(v),
@@ -49,6 +48,12 @@ pub(crate) fn check_records<R>(
     } else {
         Err(ValidationError::Violations(violations).into())
     }
+}
+
+/// The rules of the check: undeclared keys flagged, or refused with `--strict-properties`.
+pub(crate) fn rules(strict: bool) -> PropertyRules {
+    let undeclared_keys = if strict { UndeclaredKeys::Refuse } else { UndeclaredKeys::Flag };
+    PropertyRules { undeclared_keys, ..PropertyRules::default() }
 }
 
 /// `eventList.3.member.properties`, rendered only when a violation needs it.

@@ -1,10 +1,11 @@
-//! `POST /events` (PutEvents): validate, check properties against the schema (flagging
-//! undeclared keys), flag what is suspicious (`interlog_model::suspect`), route by tracking ID,
-//! append durably, count (stats, metrics), answer 200 empty.
+//! `POST /events` (PutEvents): route by tracking ID, validate each event with its properties
+//! checked against the tracker's compiled schema in the same pass (flagging undeclared keys),
+//! flag what is suspicious (`interlog_model::suspect`), append durably, count (stats, metrics),
+//! answer 200 empty.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use interlog_model::parse_put_events;
+use interlog_model::put_events::PutEventsBody;
 use interlog_store::TrackerKind;
 
 use super::error::{ApiError, AwsError, Plane};
@@ -22,22 +23,27 @@ pub(super) async fn put_events(state: AppState, request: AwsRequest) -> Result<R
 }
 
 async fn handle(state: AppState, request: AwsRequest, resolved: &mut Option<String>) -> Result<Response, ApiError> {
-    let mut put = parse_put_events(&request.body)?;
+    let body = PutEventsBody::parse(&request.body)?;
     // PutEvents models only InvalidInputException, so an unknown tracker is reported as one; a
-    // tracker of another account is indistinguishable from an unknown one.
-    let target = state
-        .cache
-        .tracker(&put.tracking_id)
-        .filter(|t| t.account == request.caller.account && t.kind == TrackerKind::Events)
-        .ok_or_else(|| {
-            ApiError::InvalidInput(format!(
-                "The trackingId '{}' does not match any ACTIVE event tracker of account {} \
-                 (see `aws personalize list-event-trackers`)",
-                put.tracking_id, request.caller.account
-            ))
-        })?;
-    *resolved = Some(put.tracking_id.clone());
-    let dataset = target.dataset.as_ref().ok_or_else(|| {
+    // tracker of another account is indistinguishable from an unknown one. A request that is
+    // invalid besides says so first, as the events are read before the tracker is judged.
+    let target = body
+        .tracking_id()
+        .and_then(|id| state.cache.tracker(id))
+        .filter(|t| t.account == request.caller.account && t.kind == TrackerKind::Events);
+    *resolved = target.as_ref().map(|t| t.tracking_id.clone());
+    let dataset = target.as_ref().and_then(|t| t.dataset.clone());
+    let schema =
+        dataset.as_ref().and_then(|d| d.compiled.as_deref()).map(|s| (s, properties::rules(state.strict_properties)));
+    let mut put = body.events(schema)?;
+    let target = target.ok_or_else(|| {
+        ApiError::InvalidInput(format!(
+            "The trackingId '{}' does not match any ACTIVE event tracker of account {} \
+             (see `aws personalize list-event-trackers`)",
+            put.tracking_id, request.caller.account
+        ))
+    })?;
+    let dataset = dataset.ok_or_else(|| {
         ApiError::InvalidInput(format!(
             "The dataset group {} of this event tracker has no Interactions dataset to record events into",
             target.dataset_group_arn
@@ -51,14 +57,6 @@ async fn handle(state: AppState, request: AwsRequest, resolved: &mut Option<Stri
             dataset.arn, dataset.status
         )));
     }
-    properties::check_records(
-        dataset,
-        "eventList",
-        &mut put.events,
-        state.strict_properties,
-        |e| e.properties.as_deref(),
-        |e, flags| e.flags = flags,
-    )?;
     // Accepted but suspicious (docs/api.md, "Flags"): flagged beside the schema's findings.
     let now = interlog_store::now();
     for event in &mut put.events {
