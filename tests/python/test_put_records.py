@@ -256,7 +256,7 @@ def test_undeclared_keys_of_records_and_action_interactions_are_kept_flagged_and
         ("e1", flags("action_interactions", "mood", "MOOD")), ("e2", None)]
     r = signed_request("GET", f"{server.endpoint}/_interlog/stats")
     assert r.status == 200, r
-    assert r.json()["flagged"] == {"undeclaredProperty": 4}, r.json()
+    assert r.json()["flagged"]["undeclaredProperty"] == 4, r.json()
     # Latest write wins, flags included: i1 rewritten without the key has no flag any more.
     ok(ev.put_items(datasetArn=s.items, items=[item("i1", price=3)]))
     server.restart()

@@ -401,7 +401,7 @@ impl<W: Write> ExportWriter<W> {
 
     fn json_line(&mut self, v: &Value) -> io::Result<()> {
         let out = self.raw.as_mut().expect("raw writer");
-        serde_json::to_writer(&mut *out, v)?;
+        serde_json::to_writer(&mut *out, &SortedKeys(v))?;
         out.write_all(b"\n")
     }
 
@@ -410,6 +410,36 @@ impl<W: Write> ExportWriter<W> {
             (Some(csv), _) => csv.into_inner().map_err(|e| io::Error::other(e.to_string())),
             (None, Some(raw)) => Ok(raw),
             (None, None) => unreachable!("an ExportWriter always has a sink"),
+        }
+    }
+}
+
+/// A JSON value written with every object's keys in sorted order, whatever order `serde_json`'s
+/// map keeps (insertion order once any crate in the build turns on its `preserve_order` feature,
+/// as a test dependency does): a JSON lines export is then byte-identical in every build.
+struct SortedKeys<'a>(&'a Value);
+
+impl serde::Serialize for SortedKeys<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut m = serializer.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    m.serialize_entry(k, &SortedKeys(v))?;
+                }
+                m.end()
+            }
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for v in items {
+                    seq.serialize_element(&SortedKeys(v))?;
+                }
+                seq.end()
+            }
+            other => other.serialize(serializer),
         }
     }
 }
