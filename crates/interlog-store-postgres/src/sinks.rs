@@ -56,17 +56,6 @@ impl SinkState for PostgresStore {
             .await
     }
 
-    async fn advance(
-        &self,
-        sink: &str,
-        dataset_id: i64,
-        from: i64,
-        to: i64,
-        delivered: u64,
-    ) -> Result<Cursor, StoreError> {
-        self.settle(sink, dataset_id, from, to, delivered, 0, &[]).await
-    }
-
     async fn settle(
         &self,
         sink: &str,

@@ -100,6 +100,7 @@ pub trait SinkState: Send + Sync + 'static {
     /// in between, and clears its last error. Only forward (`to > from`, else `Invalid`) and
     /// only from where it stands: `Conflict` when the stored position is not `from` (another
     /// node moved it), so a cursor never moves back and two advancers never both win.
+    /// It is [`SinkState::settle`] with nothing retried and nothing refused, in every engine.
     async fn advance(
         &self,
         sink: &str,
@@ -107,7 +108,9 @@ pub trait SinkState: Send + Sync + 'static {
         from: i64,
         to: i64,
         delivered: u64,
-    ) -> Result<Cursor, StoreError>;
+    ) -> Result<Cursor, StoreError> {
+        self.settle(sink, dataset_id, from, to, delivered, 0, &[]).await
+    }
 
     /// [`SinkState::advance`] for a page part of which the destination refused for good: in one
     /// transaction the cursor moves from `from` to `to` (`delivered` events confirmed, `retried`
