@@ -263,8 +263,8 @@ fn collect_files(dir: OwnedFd, prefix: &str, location: &str, out: &mut Vec<Sourc
     let mut entries = Vec::new();
     {
         let listing = rustix::io::dup(&dir).map_err(io_error("list the source folder"))?;
-        let mut iter = rustix::fs::Dir::read_from(&listing).map_err(io_error("list the source folder"))?;
-        while let Some(entry) = iter.next() {
+        let iter = rustix::fs::Dir::read_from(&listing).map_err(io_error("list the source folder"))?;
+        for entry in iter {
             let entry = entry.map_err(io_error("list the source folder"))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name != "." && name != ".." {
