@@ -54,6 +54,10 @@ pub enum ConfineError {
     BadName(String),
     /// The file to publish exists already; it is left as it is.
     Exists(String),
+    /// A component (relative to the account's folder) of a location to read does not exist.
+    Missing(String),
+    /// A folder to read holds more files than one job reads.
+    TooManyFiles { location: String, max: usize },
     /// Anything else the operating system refused; the cause is for the server log only.
     Io { what: &'static str, cause: io::Error },
 }
@@ -80,6 +84,10 @@ impl fmt::Display for ConfineError {
             ConfineError::BadName(n) => write!(f, "'{n}' is not a valid file name"),
             ConfineError::Exists(n) => {
                 write!(f, "A file named '{n}' is already in the destination folder; it is never overwritten")
+            }
+            ConfineError::Missing(c) => write!(f, "'{c}' does not exist in this account's folder"),
+            ConfineError::TooManyFiles { location, max } => {
+                write!(f, "The folder '{location}' holds more than {max} files; name fewer")
             }
             ConfineError::Io { what, .. } => write!(f, "The server could not {what} (see the server log)"),
         }
@@ -180,6 +188,115 @@ impl FileRoot {
         }
         Ok(ConfinedDir { fd, location: location.to_owned() })
     }
+}
+
+/// A file a job reads (`FileRoot::resolve_source`): its name as shown to the caller (relative
+/// to the location) and the open file.
+#[derive(Debug)]
+pub struct SourceFile {
+    pub name: String,
+    pub file: File,
+}
+
+/// Files one job reads from a folder, at most.
+pub const MAX_SOURCE_FILES: usize = 10_000;
+
+impl FileRoot {
+    /// Opens what a job reads at `location` (`file:///…`) under `<root>/<account>/`, creating
+    /// nothing: the file it names, or, for a folder (a location ending in `/`, or naming one),
+    /// every regular file in it and in its subfolders, by name. The same confinement as
+    /// [`FileRoot::resolve_dir`]: no `..`, nothing outside the account's folder, no symbolic
+    /// link anywhere (a link found inside a folder is refused, not skipped).
+    pub fn resolve_source(&self, account: &str, location: &str) -> Result<Vec<SourceFile>, ConfineError> {
+        let outside =
+            || ConfineError::Outside { location: location.to_owned(), allowed: self.account_location(account) };
+        let path = location.strip_prefix("file://").ok_or_else(|| ConfineError::NotFile(location.to_owned()))?;
+        if !path.starts_with('/') || path.contains('\0') {
+            return Err(ConfineError::NotFile(location.to_owned()));
+        }
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        if parts.iter().any(|p| *p == "." || *p == "..") {
+            return Err(ConfineError::DotSegment(location.to_owned()));
+        }
+        let below = [&self.canonical, &self.configured]
+            .into_iter()
+            .find_map(|root| strip_root(root, &parts))
+            .ok_or_else(outside)?;
+        match below.first() {
+            Some(first) if *first == account => {}
+            _ => return Err(outside()),
+        }
+        let mut fd = rustix::io::dup(&self.fd).map_err(io_error("open the import directory"))?;
+        for (i, name) in below.iter().enumerate() {
+            let shown = below[1..=i].join("/");
+            let shown = if shown.is_empty() { (*name).to_owned() } else { shown };
+            let last = i + 1 == below.len();
+            let st = match rustix::fs::statat(&fd, *name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(rustix::io::Errno::NOENT) => return Err(ConfineError::Missing(shown)),
+                Err(e) => return Err(io_error("open the source")(e)),
+            };
+            match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                rustix::fs::FileType::Symlink => return Err(ConfineError::Symlink(shown)),
+                rustix::fs::FileType::Directory => {}
+                rustix::fs::FileType::RegularFile if last && !path.ends_with('/') => {
+                    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                    let file = rustix::fs::openat(&fd, *name, flags, Mode::empty())
+                        .map_err(io_error("open the source file"))?;
+                    let name = (*name).to_owned();
+                    return Ok(vec![SourceFile { name, file: File::from(file) }]);
+                }
+                _ => return Err(ConfineError::NotADirectory(shown)),
+            }
+            fd =
+                rustix::fs::openat(&fd, *name, DIR_FLAGS, Mode::empty()).map_err(io_error("open the source folder"))?;
+        }
+        let mut files = Vec::new();
+        collect_files(fd, "", location, &mut files)?;
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(files)
+    }
+}
+
+/// Every regular file below the folder `dir` (named from it with `prefix`), through no link.
+fn collect_files(dir: OwnedFd, prefix: &str, location: &str, out: &mut Vec<SourceFile>) -> Result<(), ConfineError> {
+    let mut entries = Vec::new();
+    {
+        let listing = rustix::io::dup(&dir).map_err(io_error("list the source folder"))?;
+        let iter = rustix::fs::Dir::read_from(&listing).map_err(io_error("list the source folder"))?;
+        for entry in iter {
+            let entry = entry.map_err(io_error("list the source folder"))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name != "." && name != ".." {
+                entries.push(name);
+            }
+        }
+    }
+    entries.sort();
+    for name in entries {
+        let shown = format!("{prefix}{name}");
+        let st =
+            rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(io_error("open the source"))?;
+        match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+            rustix::fs::FileType::RegularFile => {
+                if out.len() >= MAX_SOURCE_FILES {
+                    return Err(ConfineError::TooManyFiles { location: location.to_owned(), max: MAX_SOURCE_FILES });
+                }
+                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let file = rustix::fs::openat(&dir, name.as_str(), flags, Mode::empty())
+                    .map_err(io_error("open the source file"))?;
+                out.push(SourceFile { name: shown, file: File::from(file) });
+            }
+            rustix::fs::FileType::Directory => {
+                let sub = rustix::fs::openat(&dir, name.as_str(), DIR_FLAGS, Mode::empty())
+                    .map_err(io_error("open the source folder"))?;
+                collect_files(sub, &format!("{shown}/"), location, out)?;
+            }
+            rustix::fs::FileType::Symlink => return Err(ConfineError::Symlink(shown)),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The components below `root`, if `parts` starts with all of root's.
@@ -309,6 +426,36 @@ mod tests {
         let e = root.resolve_dir(B, &loc(&root, B)).unwrap_err();
         assert!(matches!(e, ConfineError::Symlink(_)), "{e:?}");
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing was created outside the root");
+    }
+
+    #[test]
+    fn sources_are_read_inside_the_accounts_folder_only() {
+        let (base, root) = root();
+        let mine = base.path().join(format!("exports/{A}"));
+        std::fs::create_dir_all(mine.join("batch/sub")).unwrap();
+        std::fs::write(mine.join("users.csv"), b"USER_ID\nu1\n").unwrap();
+        std::fs::write(mine.join("batch/b.csv"), b"b").unwrap();
+        std::fs::write(mine.join("batch/sub/a.csv"), b"a").unwrap();
+        let one = root.resolve_source(A, &loc(&root, &format!("{A}/users.csv"))).unwrap();
+        assert_eq!(one.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["users.csv"]);
+        let many = root.resolve_source(A, &loc(&root, &format!("{A}/batch/"))).unwrap();
+        assert_eq!(many.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["b.csv", "sub/a.csv"]);
+        let e = root.resolve_source(A, &loc(&root, &format!("{A}/missing.csv"))).unwrap_err();
+        assert!(matches!(e, ConfineError::Missing(ref c) if c == "missing.csv"), "{e:?}");
+        assert!(!mine.join("missing.csv").exists(), "nothing is created");
+        let e = root.resolve_source(A, &loc(&root, &format!("{A}/users.csv/"))).unwrap_err();
+        assert!(matches!(e, ConfineError::NotADirectory(_)), "{e:?}");
+        let e = root.resolve_source(B, &loc(&root, &format!("{A}/users.csv"))).unwrap_err();
+        assert!(matches!(e, ConfineError::Outside { .. }), "{e:?}");
+        let outside = base.path().join("secret.csv");
+        std::fs::write(&outside, b"USER_ID\nx\n").unwrap();
+        std::os::unix::fs::symlink(&outside, mine.join("link.csv")).unwrap();
+        let e = root.resolve_source(A, &loc(&root, &format!("{A}/link.csv"))).unwrap_err();
+        assert!(matches!(e, ConfineError::Symlink(_)), "{e:?}");
+        // A link inside a folder read whole is refused too, not skipped.
+        std::os::unix::fs::symlink(&outside, mine.join("batch/sub/z.csv")).unwrap();
+        let e = root.resolve_source(A, &loc(&root, &format!("{A}/batch/"))).unwrap_err();
+        assert!(matches!(e, ConfineError::Symlink(ref c) if c == "sub/z.csv"), "{e:?}");
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub use catalog::Catalog;
 pub use error::StoreError;
 pub use events::{
     action_interaction, log_entry, AppendOutcome, CommitObserver, CommitReport, Entries, EventStore, Health,
-    ObserveCommits, StoreStats, StoredEvent, StoredRecord, WriterOptions,
+    ObserveCommits, StoreStats, StoredEvent, StoredRecord, UserDeletion, UsersDeleted, WriterOptions,
 };
 pub use history::Who;
 pub use sinks::{Backlog, Cursor, DeadLetter, Refused, SinkState};

@@ -8,6 +8,7 @@
 
 pub mod dataset_groups;
 pub mod datasets;
+pub mod deletion_jobs;
 pub mod event_trackers;
 pub mod export_jobs;
 pub mod jobs;
@@ -81,6 +82,28 @@ impl Service {
             }
         }
         Ok(self.store.list_page::<S>(Some(&caller.account), parent, after, limit).await?)
+    }
+
+    /// A page of the caller's resources of one kind, newest first: those created before the
+    /// id `before` (the previous page's last). Read whole and cut, so only for kinds an account
+    /// holds few of (jobs).
+    pub async fn list_newest_first<S: Managed>(
+        &self,
+        caller: &Caller,
+        parent: Option<&str>,
+        before: i64,
+        limit: usize,
+    ) -> Result<Page<Resource<S>>, ApiError> {
+        if let (Some(parent), Some(kind)) = (parent, S::PARENT) {
+            if self.store.get(&caller.account, kind, parent).await?.is_none() {
+                return Err(interlog_store::catalog::missing(kind, parent).into());
+            }
+        }
+        let mut all = self.store.list_all::<S>(Some(&caller.account), parent).await?;
+        all.retain(|r| r.meta.id < before);
+        all.sort_unstable_by_key(|r| std::cmp::Reverse(r.meta.id));
+        all.truncate(limit + 1);
+        Ok(Page::from_rows(all, limit, |r| r.meta.id))
     }
 
     /// Deletes a resource of the caller's account by its kind's rules.
