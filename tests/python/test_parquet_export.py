@@ -26,7 +26,7 @@ pa = pytest.importorskip("pyarrow", reason="pyarrow not installed (pip install -
 pq = pytest.importorskip("pyarrow.parquet")
 
 INTERACTIONS_FIELDS = [
-    fld("USER_ID", ["null", "string"]),
+    fld("USER_ID", "string"),
     fld("ITEM_ID", "string"),
     fld("TIMESTAMP", "long"),
     fld("EVENT_TYPE", "string"),

@@ -6,13 +6,14 @@
 * a bucket that does not exist, denied access (moto enforcing IAM auth after ``INITIAL_NO_AUTH_ACTION_COUNT``
   requests) and an upload cut mid-way (a proxy that closes the connection and stops listening) each end in
   CREATE FAILED with a reason a person can act on, and no object is published;
-* an existing object is never replaced.
+* an existing object is never replaced; a Parquet job (tag ``interlog:format=parquet``) writes the file job's bytes.
 
 Run on both engines (``INTERLOG_TEST_ENGINE``).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -324,3 +325,22 @@ def test_an_interrupted_upload_fails_the_job_and_publishes_nothing(server_factor
     assert reason.startswith(f"The upload to s3://{bucket}/exports/cut.csv was interrupted: "), reason
     assert reason.endswith("Connection refused (os error 111) (after 3 retries); nothing was published"), reason
     assert keys(s3, bucket) == []
+
+
+def test_a_parquet_export_job_to_s3_is_the_file_one(server_factory, moto, events_client, account_dir, tmp_path):
+    """The ``interlog:format`` tag (docs/api.md) chooses Parquet for S3 destinations too."""
+    pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow not installed")
+    server = server_factory(env=s3_env(moto.url, tmp_path))
+    put_events(events_client, server, 300)
+    s3 = moto.client()
+    bucket = new_bucket(s3)
+    p = personalize(server)
+    tags = [{"tagKey": "interlog:format", "tagValue": "parquet"}]
+    assert run_job(p, "pq", f"s3://{bucket}/out/", tags=tags)["status"] == "ACTIVE"
+    out = account_dir()
+    assert run_job(p, "pq-file", f"file://{out}/", tags=tags)["status"] == "ACTIVE"
+    body = s3.get_object(Bucket=bucket, Key="out/pq.parquet")["Body"].read()
+    assert body == (out / "pq-file.parquet").read_bytes()
+    table = pq.read_table(io.BytesIO(body))
+    assert table.num_rows == 300
+    assert table.column("TIMESTAMP").to_pylist()[:2] == [1_700_000_000, 1_700_000_001]
