@@ -47,6 +47,9 @@ pub struct Config {
     /// `--forward-to` and its settings: every stored interaction is also forwarded to Amazon
     /// Personalize or a PutEvents-compatible server (`docs/streams.md`). None: no forwarding.
     pub forward: Option<crate::sinks::forward::ForwardConfig>,
+    /// How `s3://` locations of export (and import) jobs are reached: endpoint, region,
+    /// credentials (`crate::objects`). Default: the environment's variables.
+    pub s3: crate::objects::S3Config,
 }
 
 /// How requests are authenticated.
@@ -83,6 +86,7 @@ impl Config {
             public_stats: false,
             nats: None,
             forward: None,
+            s3: crate::objects::S3Config::from_env(),
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Service {
     jobs: jobs::Jobs,
     /// The operator's export root (`--export-dir`); `None` refuses `file://` destinations.
     file_root: Option<Arc<FileRoot>>,
+    /// `s3://` locations of jobs (`crate::objects`).
+    objects: crate::objects::Objects,
 }
 
 impl Service {
@@ -43,7 +45,19 @@ impl Service {
         jobs: jobs::Jobs,
         file_root: Option<Arc<FileRoot>>,
     ) -> Self {
-        Service { store, cache, jobs, file_root }
+        let objects = crate::objects::Objects::new(crate::objects::S3Config::from_env());
+        Service { store, cache, jobs, file_root, objects }
+    }
+
+    /// Reaches `s3://` locations with these settings instead of the environment's.
+    pub fn with_objects(mut self, objects: crate::objects::Objects) -> Self {
+        self.objects = objects;
+        self
+    }
+
+    /// How jobs read and write `s3://` locations.
+    pub fn objects(&self) -> &crate::objects::Objects {
+        &self.objects
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
