@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 
 use bytes::Bytes;
-use interlog_model::properties::{MetaValue, Props};
+use interlog_model::properties::{MetaValue, Metadata, Props};
 use interlog_model::schema::{FieldType, Schema};
 use interlog_model::RecordKind;
 use parquet::basic::{Compression, LogicalType, Repetition, Type as PhysicalType};
@@ -335,10 +335,7 @@ fn as_i64(cell: &Cell<'_>) -> Option<i64> {
 
 /// A stored event's or record's `properties` decoded, and its typed metadata when the schema
 /// reads it (as the CSV takes it).
-fn properties<W: Write>(
-    w: &ExportWriter<W>,
-    text: Option<&str>,
-) -> (Option<Map<String, Value>>, Option<Vec<(String, MetaValue)>>) {
+fn properties<W: Write>(w: &ExportWriter<W>, text: Option<&str>) -> (Option<Map<String, Value>>, Option<Metadata>) {
     let props = text.and_then(|p| match serde_json::from_str(p) {
         Ok(Value::Object(map)) => Some(map),
         _ => None,
@@ -353,11 +350,7 @@ fn properties<W: Write>(
 }
 
 /// The cell of a column no member fills: typed metadata, else the property as sent.
-fn property<'a>(
-    column: &str,
-    props: Option<&'a Map<String, Value>>,
-    typed: Option<&'a Vec<(String, MetaValue)>>,
-) -> Cell<'a> {
+fn property<'a>(column: &str, props: Option<&'a Map<String, Value>>, typed: Option<&'a Metadata>) -> Cell<'a> {
     if let Some((_, v)) = typed.and_then(|t| t.iter().find(|(c, _)| c == column)) {
         return Cell::meta(v);
     }
@@ -430,7 +423,7 @@ mod tests {
             interaction: Interaction {
                 event_id: format!("e{n}"),
                 session_id: "s".into(),
-                user_id: (n % 2 == 0).then(|| format!("u{n}")),
+                user_id: n.is_multiple_of(2).then(|| format!("u{n}")),
                 item_id: Some("i".into()),
                 event_type: "click".into(),
                 event_value: Some(n as f64 + 0.25),
