@@ -3,7 +3,7 @@
 * CreateDataDeletionJob on a CSV of user IDs removes those users' interactions, action interactions and user records
   from every dataset of the group: export jobs before and after, row by row; other users and groups keep theirs;
 * DescribeDataDeletionJob: PENDING -> IN_PROGRESS -> COMPLETED with numDeleted, or FAILED with a failureReason
-  (a missing file, a bad header, an s3:// source this build cannot read);
+  (a missing file, a bad header, an https:// source interlog cannot read); user IDs read from S3 (moto);
 * ListDataDeletionJobs newest first, by group, page by page;
 * a location outside the caller's folder is refused before a job exists;
 * the same through aws-cli (create-data-deletion-job, describe-data-deletion-job, list-data-deletion-jobs).
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+import sys
 import uuid
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from botocore.config import Config
 from conftest import new_account_dir
 from test_control_plane import ROLE_ARN, avro, expect_error, export_job, fld, ok, read_csv
 from test_put_records import action_interaction, make_shop
+from test_s3_export import MOTO_SERVER, Moto, s3_env
 
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
@@ -183,12 +185,50 @@ def test_sources_interlog_cannot_read_are_refused_or_fail(p, ev, tmp_path):
                  name="outside", location=f"file://{outside}")
     expect_error("InvalidInputException", create, "dataSource.dataLocation", p=p, group=w["group"], name="ftp",
                  location="ftp://bucket/users.csv")
-    job, _ = wait_deletion(p, create(p, w["group"], "from-s3", "s3://bucket/users.csv"))
-    assert job["status"] == "FAILED" and "s3://bucket/users.csv is not supported" in job["failureReason"], job
+    expect_error("InvalidInputException", create, "dataSource.dataLocation", p=p, group=w["group"],
+                 name="no-bucket", location="s3://")
+    job, _ = wait_deletion(p, create(p, w["group"], "from-http", "https://example.com/users.csv"))
+    assert job["status"] == "FAILED" and "https://example.com/users.csv is neither" in job["failureReason"], job
     expect_error("ResourceNotFoundException", create, "dataset-group/none", p=p, name="no-group",
                  group=f"arn:aws:personalize:{REGION}:{ACCOUNT}:dataset-group/none", location="s3://b/u.csv")
     assert not [j for j in ok(p.list_data_deletion_jobs(datasetGroupArn=w["group"]))["dataDeletionJobs"]
-                if j["jobName"] in ("outside", "ftp")], "a refused job is never created"
+                if j["jobName"] in ("outside", "ftp", "no-bucket")], "a refused job is never created"
+
+
+@pytest.mark.skipif(not MOTO_SERVER.exists(), reason=f"moto_server not installed beside {sys.executable}")
+def test_user_ids_are_read_from_s3(server_factory, boto3_session, tmp_path, tmp_path_factory):
+    """An s3:// key, then a prefix of two objects, on moto's S3; a missing bucket and an empty prefix fail the job."""
+    moto = Moto(tmp_path_factory.mktemp("moto-deletion"))
+    try:
+        server = server_factory(env=s3_env(moto.url, tmp_path))
+        p = boto3_session.client("personalize", endpoint_url=server.endpoint, config=_config())
+        ev = boto3_session.client("personalize-events", endpoint_url=server.endpoint, config=_config())
+        w = world(p, ev, "s3-users")
+        s3 = moto.client()
+        s3.create_bucket(Bucket="deletions")
+        s3.put_object(Bucket="deletions", Key="one/users.csv", Body=b"USER_ID\r\nu1\r\n")
+        s3.put_object(Bucket="deletions", Key="two/a.csv", Body=b"USER_ID\nu2\n")
+        s3.put_object(Bucket="deletions", Key="two/b.csv", Body=b"USER_ID\nu3\n\nu9,x\n")
+
+        job, _ = wait_deletion(p, create(p, w["group"], "s3-key", "s3://deletions/one/users.csv"))
+        assert job["status"] == "COMPLETED", job
+        assert exported(p, w["interactions"], "USER_ID") == ["u2", "u2", "u3", "u3"]
+
+        job, _ = wait_deletion(p, create(p, w["group"], "s3-prefix", "s3://deletions/two/"))
+        assert job["status"] == "FAILED", job
+        assert job["failureReason"] == "s3://deletions/two/b.csv, line 4: 2 columns; the file has one column, USER_ID"
+        assert exported(p, w["interactions"], "USER_ID") == ["u2", "u2", "u3", "u3"], "a failed job deletes nothing"
+        s3.put_object(Bucket="deletions", Key="two/b.csv", Body=b"USER_ID\nu3\n")
+        job, _ = wait_deletion(p, create(p, w["group"], "s3-prefix-again", "s3://deletions/two/"))
+        assert job["status"] == "COMPLETED", job
+        assert exported(p, w["interactions"], "USER_ID") == []
+
+        job, _ = wait_deletion(p, create(p, w["group"], "s3-empty", "s3://deletions/nothing-here/"))
+        assert job["status"] == "FAILED" and job["failureReason"] == "No object of user IDs is at s3://deletions/nothing-here/", job
+        job, _ = wait_deletion(p, create(p, w["group"], "s3-no-bucket", "s3://no-such-bucket/users.csv"))
+        assert job["status"] == "FAILED" and "no-such-bucket" in job["failureReason"], job
+    finally:
+        moto.stop()
 
 
 def test_a_finished_deletion_job_goes_with_its_group(p):

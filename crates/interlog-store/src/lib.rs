@@ -7,13 +7,15 @@
 //! `interlog-store-postgres`) and prove themselves against one [`testing`] conformance suite.
 //! What is written once for every engine lives here: the typed resources
 //! ([`catalog::resources`]), the hot path's [`cache`], the first start's [`bootstrap`], the
-//! export writer and exact de-duplication ([`export`]), the retry [`window`], and the durable
+//! export writer and exact de-duplication ([`export`]), CSV records read at exact lines and offsets
+//! ([`csv_records`]), the retry [`window`], and the durable
 //! cursors and leases of the sinks that carry events on ([`sinks`]), and the per-user and
 //! per-session [`history`] query.
 
 pub mod bootstrap;
 pub mod cache;
 pub mod catalog;
+pub mod csv_records;
 pub mod error;
 pub mod events;
 pub mod export;

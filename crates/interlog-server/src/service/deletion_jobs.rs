@@ -20,6 +20,8 @@ use super::{scope, Managed, Service};
 use crate::api::error::ApiError;
 use crate::auth::Caller;
 use crate::file_root::{ConfineError, FileRoot, SourceFile};
+use crate::objects::{Objects, S3Location};
+use interlog_store::csv_records::{CsvError, CsvRecords, Position};
 
 /// Data deletion jobs pending or in progress at once per account, as for export jobs: each one
 /// holds its users in memory and a share of the writer until it ends.
@@ -27,6 +29,9 @@ pub const MAX_RUNNING_DELETION_JOBS: u64 = 5;
 
 /// Distinct user IDs one job takes (about 100 bytes of memory each while it runs).
 pub const MAX_USERS_PER_JOB: usize = 5_000_000;
+
+/// A row of a user-ID file longer than this is no user ID (they have at most 256 characters).
+const MAX_RECORD_BYTES: usize = 64 * 1024;
 
 /// The longest user ID a Put* call accepts, so the longest one worth looking for.
 const MAX_USER_ID_CHARS: usize = 256;
@@ -59,12 +64,22 @@ impl Service {
         };
         // A file:// source must lie in the caller's folder of the root: a location outside it
         // is refused before the job exists; one that does not exist (yet) fails the job.
-        if cmd.scheme == PathScheme::File {
-            match self.sources(account, &cmd.data_location).await {
-                Ok(_) | Err(ConfineError::Missing(_)) => {}
-                Err(e) => return Err(confine_error(e)),
+        let source = match cmd.scheme {
+            PathScheme::File => {
+                match self.sources(account, &cmd.data_location).await {
+                    Ok(_) | Err(ConfineError::Missing(_)) => {}
+                    Err(e) => return Err(confine_error(e)),
+                }
+                Source::File(self.file_root.clone())
             }
-        }
+            // A location that is no `s3://bucket/key` makes no job; what it names is read by the job.
+            PathScheme::S3 => Source::S3(
+                self.objects().clone(),
+                S3Location::parse(&cmd.data_location)
+                    .map_err(|e| ApiError::InvalidInput(format!("Invalid dataSource.dataLocation: {e}")))?,
+            ),
+            PathScheme::Http | PathScheme::Https => Source::Unsupported,
+        };
         let rules = InsertRules {
             quota: Some(quota),
             requires: vec![Requirement { kind: GroupSpec::KIND, arn: group.meta.arn.clone(), active: true }],
@@ -89,7 +104,7 @@ impl Service {
         };
         let job = self.store.create(new, rules).await?;
         self.changed().await;
-        let work = deletion_work(self.store.clone(), self.file_root.clone(), job.clone(), cmd.scheme);
+        let work = deletion_work(self.store.clone(), source, job.clone());
         self.jobs.run(job.clone(), work);
         Ok(job)
     }
@@ -122,33 +137,33 @@ fn confine_error(e: ConfineError) -> ApiError {
 /// What a deletion job does: reads the user IDs, then removes their data from the group's
 /// Interactions, Action_Interactions and Users datasets (Items and Actions hold nothing of a
 /// user). Its outcome is `numDeleted`: events, action interactions and user records removed.
-fn deletion_work(
-    store: Arc<dyn Store>,
-    root: Option<Arc<FileRoot>>,
-    job: Resource<DeletionJobSpec>,
-    scheme: PathScheme,
-) -> Work<u64> {
+fn deletion_work(store: Arc<dyn Store>, source: Source, job: Resource<DeletionJobSpec>) -> Work<u64> {
     Box::pin(async move {
         let location = job.spec.data_location.clone();
-        if scheme != PathScheme::File {
-            return Err(format!(
-                "interlog reads data deletion files from local files only: use a file:///absolute/path location \
-                 inside the server's import directory ({location} is not supported yet)"
-            ));
-        }
-        let files = open_sources(root, &job.meta.account, &location).await.map_err(|e| match e.cause() {
-            Some(cause) => {
-                tracing::warn!(job = %job.meta.arn, "data deletion job: {e}: {cause}");
-                e.to_string()
+        let users = match source {
+            Source::Unsupported => {
+                return Err(format!(
+                    "interlog reads data deletion files from file:///absolute/path locations inside the server's \
+                     import directory and from s3://bucket/key locations ({location} is neither)"
+                ))
             }
-            None => format!("Cannot read {location}: {e}"),
-        })?;
-        if files.is_empty() {
-            return Err(format!("The folder {location} holds no file of user IDs"));
-        }
-        let users = tokio::task::spawn_blocking(move || read_user_ids(files))
-            .await
-            .map_err(|e| format!("reading the user IDs failed unexpectedly ({e})"))??;
+            Source::File(root) => {
+                let files = open_sources(root, &job.meta.account, &location).await.map_err(|e| match e.cause() {
+                    Some(cause) => {
+                        tracing::warn!(job = %job.meta.arn, "data deletion job: {e}: {cause}");
+                        e.to_string()
+                    }
+                    None => format!("Cannot read {location}: {e}"),
+                })?;
+                if files.is_empty() {
+                    return Err(format!("The folder {location} holds no file of user IDs"));
+                }
+                tokio::task::spawn_blocking(move || read_user_ids(files))
+                    .await
+                    .map_err(|e| format!("reading the user IDs failed unexpectedly ({e})"))??
+            }
+            Source::S3(objects, at) => read_s3_user_ids(&objects, &at).await?,
+        };
         let parent = job.meta.parent.clone().unwrap_or_default();
         let datasets = store
             .list_all::<DatasetSpec>(Some(&job.meta.account), Some(&parent))
@@ -170,6 +185,32 @@ fn deletion_work(
     })
 }
 
+/// Where a job reads its user IDs.
+enum Source {
+    File(Option<Arc<FileRoot>>),
+    S3(Objects, S3Location),
+    Unsupported,
+}
+
+/// The user IDs of every object a location names (the object, or those under the prefix, in key
+/// order), each streamed through the same reader as files; failures name the object.
+async fn read_s3_user_ids(objects: &Objects, at: &S3Location) -> Result<HashSet<String>, String> {
+    let listed = objects.list(at).await.map_err(|e| e.to_string())?;
+    if listed.is_empty() {
+        return Err(format!("No object of user IDs is at {at}"));
+    }
+    let mut users = HashSet::new();
+    for object in listed {
+        let reader = objects.open(&object.location).await.map_err(|e| e.to_string())?;
+        let blocking = reader.into_blocking(tokio::runtime::Handle::current());
+        let name = object.location.to_string();
+        users = tokio::task::spawn_blocking(move || read_one(&name, blocking, &mut users).map(|()| users))
+            .await
+            .map_err(|e| format!("reading the user IDs failed unexpectedly ({e})"))??;
+    }
+    Ok(users)
+}
+
 /// The user IDs of the files, in Personalize's format: a header `USER_ID`, then one ID a
 /// line (quoted as CSV quotes, blank lines skipped). A failure names the file, the line and
 /// the rule.
@@ -182,26 +223,21 @@ fn read_user_ids(files: Vec<SourceFile>) -> Result<HashSet<String>, String> {
 }
 
 fn read_one(name: &str, file: impl Read, users: &mut HashSet<String>) -> Result<(), String> {
-    let mut csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(file);
-    let mut record = csv::ByteRecord::new();
+    // Exact line numbers whatever the line ends (the csv crate's positions lag after a CRLF).
+    let mut csv = CsvRecords::new(std::io::BufReader::new(file), Position::default(), MAX_RECORD_BYTES);
     let mut header = true;
     loop {
-        let line = csv.position().line();
-        let more = csv.read_byte_record(&mut record).map_err(|e| match e.kind() {
-            csv::ErrorKind::Io(io) => format!("{name}: cannot be read: {io}"),
-            _ => format!("{name}, line {line}: not valid CSV: {e}"),
+        let next = csv.next_record().map_err(|e| match e {
+            CsvError::Io(io) => format!("{name}: cannot be read: {io}"),
+            CsvError::TooLong { line, max } => format!("{name}, line {line}: a row of more than {max} bytes"),
         })?;
-        if !more {
-            break;
-        }
-        let line = record.position().map_or(line, |p| p.line());
-        if record.len() == 1 && record[0].is_empty() {
-            continue;
-        }
+        let Some((line, record)) = next else { break };
+        let record = record.map_err(|e| format!("{name}, line {line}: not valid CSV: {e}"))?;
+        let record = record.fields();
         if record.len() != 1 {
             return Err(format!("{name}, line {line}: {} columns; the file has one column, USER_ID", record.len()));
         }
-        let value = std::str::from_utf8(&record[0]).map_err(|_| format!("{name}, line {line}: not valid UTF-8"))?;
+        let value = std::str::from_utf8(record[0]).map_err(|_| format!("{name}, line {line}: not valid UTF-8"))?;
         if header {
             header = false;
             // Spreadsheets often save a byte-order mark before the header.
@@ -253,6 +289,11 @@ mod tests {
         assert_eq!(
             read("USER_ID\nu1\nu2,x\n").unwrap_err(),
             "users.csv, line 3: 2 columns; the file has one column, USER_ID"
+        );
+        // Lines are counted exactly after CRLF line ends and blank lines, as spreadsheets save them.
+        assert_eq!(
+            read("USER_ID\r\nu1\r\n\r\nu2,x\r\n").unwrap_err(),
+            "users.csv, line 4: 2 columns; the file has one column, USER_ID"
         );
         assert_eq!(read("").unwrap_err(), "users.csv: empty; it must start with the header USER_ID");
         let long = format!("USER_ID\n{}\n", "x".repeat(257));

@@ -9,6 +9,8 @@ use std::path::Path;
 
 use interlog_model::schema::DatasetType;
 use interlog_model::wire::normalize_key;
+pub use interlog_store::csv_records::Position;
+use interlog_store::csv_records::{CsvError, CsvRecords};
 use serde_json::{Map, Value};
 
 /// How a file is read.
@@ -61,22 +63,13 @@ pub struct Rows {
 }
 
 enum Source {
-    Csv { lines: BufReader<File>, header: Vec<String>, at: Position, parser: Box<csv_core::Reader> },
+    Csv { records: CsvRecords<BufReader<File>>, header: Vec<String> },
     Jsonl { lines: BufReader<File>, offset: u64, lines_read: u64 },
 }
 
 /// Upper bound on one row's bytes (a Put* member is at most 10 KB of properties plus its IDs):
 /// a file that is not what it claims fails on its first row instead of filling memory.
 const MAX_ROW_BYTES: usize = 1 << 20;
-
-/// Where a file's reading stands: resumed from here.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Position {
-    /// Bytes consumed (0: nothing, not even a CSV's header).
-    pub offset: u64,
-    /// Lines consumed.
-    pub lines: u64,
-}
 
 impl Rows {
     /// Opens `path`, reads a CSV's header, and continues from `at` (the default: the start).
@@ -104,8 +97,8 @@ impl Rows {
                 check_header(kind, &header).map_err(|e| format!("{shown}:1: {e}"))?;
                 let at = if at.offset == 0 { Position { offset: read as u64, lines: 1 } } else { at };
                 file.seek(SeekFrom::Start(at.offset)).map_err(|e| format!("cannot read {shown}: {e}"))?;
-                let lines = BufReader::with_capacity(1 << 16, file);
-                Source::Csv { lines, header, at, parser: Box::new(csv_core::Reader::new()) }
+                let records = CsvRecords::new(BufReader::with_capacity(1 << 16, file), at, MAX_ROW_BYTES);
+                Source::Csv { records, header }
             }
             InputFormat::Jsonl => {
                 file.seek(SeekFrom::Start(at.offset)).map_err(|e| format!("cannot read {shown}: {e}"))?;
@@ -123,55 +116,17 @@ impl Rows {
     pub fn next_row(&mut self) -> Result<Option<(Row, Position)>, String> {
         let kind = self.kind;
         match &mut self.source {
-            Source::Csv { lines, header, at, parser } => loop {
-                // A record is whole lines: more are added while a quoted field is open (an odd
-                // number of quotes so far), so offsets and line numbers are exact.
-                let mut buf = Vec::new();
-                let line = at.lines + 1;
-                loop {
-                    let read = lines
-                        .by_ref()
-                        .take((MAX_ROW_BYTES + 1 - buf.len().min(MAX_ROW_BYTES)) as u64)
-                        .read_until(b'\n', &mut buf)
-                        .map_err(|e| format!("read failed: {e}"))?;
-                    if read == 0 {
-                        break;
+            Source::Csv { records, header } => {
+                let next = records.next_record().map_err(|e| match e {
+                    CsvError::TooLong { line, max } => {
+                        format!("line {line} starts a row of more than {max} bytes: is this CSV?")
                     }
-                    at.offset += read as u64;
-                    at.lines += 1;
-                    if buf.len() > MAX_ROW_BYTES {
-                        return Err(format!(
-                            "line {line} starts a row of more than {MAX_ROW_BYTES} bytes: is this CSV?"
-                        ));
-                    }
-                    if bytecount(&buf, b'"').is_multiple_of(2) {
-                        break;
-                    }
-                }
-                if buf.is_empty() {
-                    return Ok(None);
-                }
-                if buf.iter().all(|b| matches!(b, b'\r' | b'\n')) {
-                    continue; // a blank line
-                }
-                if !bytecount(&buf, b'"').is_multiple_of(2) {
-                    let member = Err("not valid CSV: a quoted field is still open at the end of the file".into());
-                    return Ok(Some((Row { line, member }, *at)));
-                }
-                let member = split_record(parser, &buf).and_then(|(out, ends)| {
-                    let mut start = 0;
-                    let fields: Vec<&[u8]> = ends
-                        .iter()
-                        .map(|&end| {
-                            let field = &out[start..end];
-                            start = end;
-                            field
-                        })
-                        .collect();
-                    csv_member(kind, header, &fields, line)
-                });
-                return Ok(Some((Row { line, member }, *at)));
-            },
+                    CsvError::Io(e) => format!("read failed: {e}"),
+                })?;
+                let Some((line, record)) = next else { return Ok(None) };
+                let member = record.and_then(|r| csv_member(kind, header, &r.fields(), line));
+                Ok(Some((Row { line, member }, records.position())))
+            }
             Source::Jsonl { lines, offset, lines_read } => loop {
                 let mut buf = Vec::new();
                 let read = lines
@@ -198,50 +153,6 @@ impl Rows {
             },
         }
     }
-}
-
-fn bytecount(buf: &[u8], byte: u8) -> usize {
-    buf.iter().filter(|b| **b == byte).count()
-}
-
-/// The fields of one whole CSV record (RFC 4180: `,` separated, `"` quoted with `""` escapes),
-/// as the unescaped bytes of every field and where each ends.
-fn split_record(parser: &mut csv_core::Reader, buf: &[u8]) -> Result<(Vec<u8>, Vec<usize>), String> {
-    let mut out = vec![0; buf.len()];
-    let mut ends = vec![0; bytecount(buf, b',') + 1];
-    let (mut input, mut written, mut fields) = (buf, 0, 0);
-    loop {
-        let (result, nin, nout, nend) = parser.read_record(input, &mut out[written..], &mut ends[fields..]);
-        input = &input[nin..];
-        written += nout;
-        fields += nend;
-        match result {
-            csv_core::ReadRecordResult::Record => break,
-            // The record's bytes are all given: an empty input tells the parser they ended.
-            csv_core::ReadRecordResult::InputEmpty if !input.is_empty() => continue,
-            csv_core::ReadRecordResult::InputEmpty => {
-                let (result, _, nout, nend) = parser.read_record(&[], &mut out[written..], &mut ends[fields..]);
-                written += nout;
-                fields += nend;
-                match result {
-                    csv_core::ReadRecordResult::Record | csv_core::ReadRecordResult::End => break,
-                    _ => return Err("not valid CSV".into()),
-                }
-            }
-            // Unescaped output is never longer than the input, nor are there more fields than commas + 1.
-            csv_core::ReadRecordResult::OutputFull | csv_core::ReadRecordResult::OutputEndsFull => {
-                return Err("not valid CSV".into())
-            }
-            csv_core::ReadRecordResult::End => break,
-        }
-    }
-    // Lines after a closed record (none, as records are cut at their last line) would start another.
-    if !input.iter().all(|b| matches!(b, b'\r' | b'\n')) {
-        return Err("not valid CSV: text after a quoted field".into());
-    }
-    out.truncate(written);
-    ends.truncate(fields);
-    Ok((out, ends))
 }
 
 /// The column that names a record's ID, and the columns a dataset's CSV must have.
