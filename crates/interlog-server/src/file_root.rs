@@ -1,5 +1,6 @@
-//! Confinement of every local path a request names (`file://` export destinations today,
-//! import sources when they come) to the operator's root directory, one folder per account.
+//! Confinement of every local path a request names (`file://` export destinations under
+//! `--export-dir`, import sources under `--import-dir`) to the operator's root directory, one
+//! folder per account.
 //!
 //! A `file:///…/` location must lie under `<root>/<account-id>/`. It is resolved component by
 //! component from an open handle on the root, each folder opened with `O_NOFOLLOW`, so `..`,
@@ -54,6 +55,10 @@ pub enum ConfineError {
     BadName(String),
     /// The file to publish exists already; it is left as it is.
     Exists(String),
+    /// An import source that does not exist (relative to the account's folder).
+    Missing(String),
+    /// An import source that is neither a regular file nor a folder.
+    NotAFile(String),
     /// Anything else the operating system refused; the cause is for the server log only.
     Io { what: &'static str, cause: io::Error },
 }
@@ -81,6 +86,8 @@ impl fmt::Display for ConfineError {
             ConfineError::Exists(n) => {
                 write!(f, "A file named '{n}' is already in the destination folder; it is never overwritten")
             }
+            ConfineError::Missing(c) => write!(f, "'{c}' does not exist in this account's folder"),
+            ConfineError::NotAFile(c) => write!(f, "'{c}' in this account's folder is neither a file nor a folder"),
             ConfineError::Io { what, .. } => write!(f, "The server could not {what} (see the server log)"),
         }
     }
@@ -136,25 +143,8 @@ impl FileRoot {
     /// [`ConfineError`] naming the problem: not a `file://` location, a dot segment, outside the
     /// account's folder, a symbolic link or a file among the components, an OS failure.
     pub fn resolve_dir(&self, account: &str, location: &str) -> Result<ConfinedDir, ConfineError> {
-        let outside =
-            || ConfineError::Outside { location: location.to_owned(), allowed: self.account_location(account) };
-        let path = location.strip_prefix("file://").ok_or_else(|| ConfineError::NotFile(location.to_owned()))?;
-        if !path.starts_with('/') || path.contains('\0') {
-            return Err(ConfineError::NotFile(location.to_owned()));
-        }
-        // Split by hand rather than with `Path::components`, which drops `.` silently.
-        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-        if parts.iter().any(|p| *p == "." || *p == "..") {
-            return Err(ConfineError::DotSegment(location.to_owned()));
-        }
-        let below = [&self.canonical, &self.configured]
-            .into_iter()
-            .find_map(|root| strip_root(root, &parts))
-            .ok_or_else(outside)?;
-        match below.first() {
-            Some(first) if *first == account => {}
-            _ => return Err(outside()),
-        }
+        let parts = components(location)?;
+        let below = self.below(account, location, &parts)?;
         let mut fd = rustix::io::dup(&self.fd).map_err(io_error("open the export directory"))?;
         for (i, name) in below.iter().enumerate() {
             let shown = below[1..=i].join("/");
@@ -180,6 +170,114 @@ impl FileRoot {
         }
         Ok(ConfinedDir { fd, location: location.to_owned() })
     }
+}
+
+impl FileRoot {
+    /// The components of `location` below the root, starting with the account's folder.
+    fn below<'a, 'p>(
+        &self,
+        account: &str,
+        location: &str,
+        parts: &'a [&'p str],
+    ) -> Result<&'a [&'p str], ConfineError> {
+        let outside =
+            || ConfineError::Outside { location: location.to_owned(), allowed: self.account_location(account) };
+        let below = [&self.canonical, &self.configured]
+            .into_iter()
+            .find_map(|root| strip_root(root, parts))
+            .ok_or_else(outside)?;
+        match below.first() {
+            Some(first) if *first == account => Ok(below),
+            _ => Err(outside()),
+        }
+    }
+
+    /// Resolves an import source (`file:///…`) under `<root>/<account>/` without creating anything: a regular
+    /// file, or a folder, which stands for every `.csv` file in it (not below it), in name order. Every
+    /// component is opened with `O_NOFOLLOW`, the files too, so no link is followed anywhere.
+    pub fn resolve_source(&self, account: &str, location: &str) -> Result<Source, ConfineError> {
+        let parts = components(location)?;
+        let below = self.below(account, location, &parts)?;
+        let mut fd = rustix::io::dup(&self.fd).map_err(io_error("open the import directory"))?;
+        for (i, name) in below.iter().enumerate() {
+            let shown = below[1..=i].join("/");
+            let shown = if shown.is_empty() { (*name).to_owned() } else { shown };
+            let last = i + 1 == below.len();
+            fd = match rustix::fs::openat(&fd, *name, DIR_FLAGS, Mode::empty()) {
+                Ok(next) => next,
+                Err(rustix::io::Errno::NOENT) => return Err(ConfineError::Missing(shown)),
+                Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
+                    let st = rustix::fs::statat(&fd, *name, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(io_error("read the import source"))?;
+                    return match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                        rustix::fs::FileType::Symlink => Err(ConfineError::Symlink(shown)),
+                        rustix::fs::FileType::RegularFile if last && !location.ends_with('/') => {
+                            let file = open_regular(&fd, name, &shown)?;
+                            Ok(Source { files: vec![((*name).to_owned(), file)] })
+                        }
+                        rustix::fs::FileType::RegularFile => Err(ConfineError::NotADirectory(shown)),
+                        _ => Err(ConfineError::NotAFile(shown)),
+                    };
+                }
+                Err(e) => return Err(io_error("open the import source")(e)),
+            };
+        }
+        // A folder: its `.csv` files (links and other kinds skipped), in name order.
+        let mut names = Vec::new();
+        let dir = rustix::fs::Dir::read_from(&fd).map_err(io_error("list the import folder"))?;
+        for entry in dir {
+            let entry = entry.map_err(io_error("list the import folder"))?;
+            let Ok(name) = entry.file_name().to_str() else { continue };
+            if name.ends_with(".csv") && !name.starts_with('.') {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        let mut files = Vec::with_capacity(names.len());
+        for name in names {
+            match open_regular(&fd, &name, &name) {
+                Ok(file) => files.push((name, file)),
+                Err(ConfineError::Symlink(_) | ConfineError::NotAFile(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Source { files })
+    }
+}
+
+/// The files an import source names, opened, each with its name (for failure reasons).
+#[derive(Debug)]
+pub struct Source {
+    pub files: Vec<(String, File)>,
+}
+
+/// Opens a regular file of a folder for reading, never through a link.
+fn open_regular(dir: &OwnedFd, name: &str, shown: &str) -> Result<File, ConfineError> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::LOOP) => return Err(ConfineError::Symlink(shown.to_owned())),
+        Err(e) => return Err(io_error("open the import file")(e)),
+    };
+    let st = rustix::fs::fstat(&fd).map_err(io_error("read the import file"))?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(ConfineError::NotAFile(shown.to_owned()));
+    }
+    Ok(File::from(fd))
+}
+
+/// The components of a `file:///absolute/path` location, checked for dot segments.
+fn components(location: &str) -> Result<Vec<&str>, ConfineError> {
+    let path = location.strip_prefix("file://").ok_or_else(|| ConfineError::NotFile(location.to_owned()))?;
+    if !path.starts_with('/') || path.contains('\0') {
+        return Err(ConfineError::NotFile(location.to_owned()));
+    }
+    // Split by hand rather than with `Path::components`, which drops `.` silently.
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.iter().any(|p| *p == "." || *p == "..") {
+        return Err(ConfineError::DotSegment(location.to_owned()));
+    }
+    Ok(parts)
 }
 
 /// The components below `root`, if `parts` starts with all of root's.
@@ -290,6 +388,32 @@ mod tests {
         }
         let e = root.resolve_dir(A, "file:///etc/").unwrap_err().to_string();
         assert!(e.contains(&root.account_location(A)), "{e}");
+    }
+
+    #[test]
+    fn import_sources_are_files_or_folders_of_csv_files_inside_the_account_and_never_links() {
+        let (tmp, root) = root();
+        let mine = root.path().join(A).join("in");
+        std::fs::create_dir_all(mine.join("sub")).unwrap();
+        for (name, text) in [("b.csv", "b"), ("a.csv", "a"), ("notes.txt", "x"), ("sub/c.csv", "c")] {
+            std::fs::write(mine.join(name), text).unwrap();
+        }
+        std::os::unix::fs::symlink(mine.join("a.csv"), mine.join("link.csv")).unwrap();
+        let names = |s: Source| s.files.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(names(root.resolve_source(A, &loc(&root, &format!("{A}/in/"))).unwrap()), ["a.csv", "b.csv"]);
+        assert_eq!(names(root.resolve_source(A, &loc(&root, &format!("{A}/in"))).unwrap()), ["a.csv", "b.csv"]);
+        let mut one = root.resolve_source(A, &loc(&root, &format!("{A}/in/b.csv"))).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut one.files[0].1, &mut text).unwrap();
+        assert_eq!((one.files[0].0.as_str(), text.as_str()), ("b.csv", "b"));
+        let refused = |rest: &str| root.resolve_source(A, &loc(&root, rest)).unwrap_err().to_string();
+        assert!(refused(&format!("{A}/in/link.csv")).contains("symbolic link"));
+        assert!(refused(&format!("{A}/in/nothing.csv")).contains("does not exist"));
+        assert!(refused(&format!("{B}/in/a.csv")).contains("outside this account's folder"));
+        assert!(refused(&format!("{A}/in/../in/a.csv")).contains("'..'"));
+        assert!(refused(&format!("{A}/in/a.csv/")).contains("not a folder"));
+        assert!(!root.path().join(A).join("in").join("nothing.csv").exists(), "resolving creates nothing");
+        drop(tmp);
     }
 
     #[test]

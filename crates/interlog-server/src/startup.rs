@@ -253,6 +253,13 @@ impl Application {
             )),
             None => None,
         };
+        let import_root = match &config.import_dir {
+            Some(dir) => Some(Arc::new(
+                crate::file_root::FileRoot::open(dir)
+                    .map_err(|e| StartError::Config(format!("cannot use --import-dir {}: {e}", dir.display())))?,
+            )),
+            None => None,
+        };
         crate::files::prepare_data_dir(&config.data_dir)
             .map_err(|e| StartError::Store { dir: config.data_dir.display().to_string(), reason: e.into() })?;
         let telemetry = Arc::new(crate::telemetry::Telemetry::new());
@@ -278,7 +285,7 @@ impl Application {
         jobs.recover().await.map_err(StartError::Bootstrap)?;
         jobs.spawn_sweeper();
         jobs.spawn_activator();
-        let service = Service::new(store.clone(), cache.clone(), jobs, file_root);
+        let service = Service::new(store.clone(), cache.clone(), jobs, file_root).with_import_root(import_root);
         let mut destinations: Vec<Arc<dyn crate::sinks::Destination>> = Vec::new();
         if let Some(nats) = config.nats.clone() {
             destinations.push(Arc::new(crate::sinks::nats::Nats::connect(nats).await.map_err(StartError::Config)?));

@@ -8,7 +8,7 @@ use interlog_model::requests::CreateDatasetExportJob;
 use interlog_model::schema::DatasetType;
 use interlog_store::catalog::resources::{CatalogExt, DatasetSpec, ExportJobSpec, New, Resource, SchemaSpec, Spec};
 use interlog_store::catalog::{InsertRules, Kind, Quota, Requirement};
-use interlog_store::export::{export_dataset, ExportWriter, Format};
+use interlog_store::export::{export_ingested, ExportWriter, Format};
 use interlog_store::Store;
 
 use super::jobs::{JobWork, RUNNING};
@@ -159,12 +159,11 @@ fn export_work(
                 .map_err(|e| failed("written", &e))?
                 .with_schema(interlog_model::schema::parse_schema(&schema.spec.body).ok())
                 .for_dataset(dataset.spec.parsed_type().unwrap_or(DatasetType::Interactions));
-            // interlog records events only through the Put* operations: BULK (imported) data is empty.
-            let out = if mode == IngestionMode::Bulk {
-                writer.finish().map_err(|e| failed("written", &e))?
-            } else {
-                export_dataset(store.clone(), job.spec.dataset_id, writer).await.map_err(|e| failed("written", &e))?.1
-            };
+            // BULK: the rows dataset import jobs stored; PUT: the Put* calls'; ALL: both.
+            let out = export_ingested(store.clone(), job.spec.dataset_id, writer, mode)
+                .await
+                .map_err(|e| failed("written", &e))?
+                .1;
             tokio::task::spawn_blocking(move || {
                 out.into_inner().map_err(|e| e.to_string())?.sync_all().map_err(|e| e.to_string())
             })

@@ -1,4 +1,4 @@
-//! The supervisor of background jobs (dataset exports today; imports and deletions later): a
+//! The supervisor of background jobs (dataset exports and imports; deletions later): a
 //! bound on how many run at once, a claim on each job so one node runs it, lease renewals while
 //! it runs, and recovery of the jobs a stopped process or node left behind. It also turns
 //! datasets created `CREATE PENDING` (`--activation-delay`) `ACTIVE` once their delay passed.
@@ -11,14 +11,66 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use interlog_store::catalog::resources::{CatalogExt, DatasetSpec, ExportJobSpec, Lease, Resource};
-use interlog_store::{Store, StoreError};
+use interlog_store::catalog::resources::{
+    CatalogExt, DatasetSpec, ExportJobSpec, ImportJobSpec, Lease, Resource, Spec,
+};
+use interlog_store::{BulkRemoval, Store, StoreError};
 use tokio::sync::Semaphore;
 
 /// Statuses of a job not yet ended.
 pub const RUNNING: [&str; 2] = ["CREATE PENDING", "CREATE IN_PROGRESS"];
 pub const PENDING: &str = "CREATE PENDING";
 pub const IN_PROGRESS: &str = "CREATE IN_PROGRESS";
+
+/// A kind of background job: where its lease and failure reason live.
+pub trait JobSpec: Spec {
+    /// The job as logs name it.
+    const NOUN: &'static str;
+    fn lease_mut(&mut self) -> &mut Option<Lease>;
+    fn failure_reason_mut(&mut self) -> &mut Option<String>;
+    fn lease(&self) -> Option<&Lease>;
+}
+
+impl JobSpec for ExportJobSpec {
+    const NOUN: &'static str = "dataset export job";
+    fn lease_mut(&mut self) -> &mut Option<Lease> {
+        &mut self.lease
+    }
+    fn failure_reason_mut(&mut self) -> &mut Option<String> {
+        &mut self.failure_reason
+    }
+    fn lease(&self) -> Option<&Lease> {
+        self.lease.as_ref()
+    }
+}
+
+impl JobSpec for ImportJobSpec {
+    const NOUN: &'static str = "dataset import job";
+    fn lease_mut(&mut self) -> &mut Option<Lease> {
+        &mut self.lease
+    }
+    fn failure_reason_mut(&mut self) -> &mut Option<String> {
+        &mut self.failure_reason
+    }
+    fn lease(&self) -> Option<&Lease> {
+        self.lease.as_ref()
+    }
+}
+
+/// Rows removed per call when an import's rows go (a failed job's, or what a FULL import replaces): one short
+/// transaction each, so live appends between them never wait long.
+pub const REMOVE_CHUNK_ROWS: usize = 2_000;
+
+/// Removes a dataset's imported rows that `what` names, a chunk at a time.
+pub async fn remove_bulk(store: &dyn Store, dataset_id: i64, what: BulkRemoval) -> Result<u64, StoreError> {
+    let mut removed = 0;
+    loop {
+        match store.remove_bulk(dataset_id, what, REMOVE_CHUNK_ROWS).await? {
+            0 => return Ok(removed),
+            n => removed += n as u64,
+        }
+    }
+}
 
 /// How jobs run.
 #[derive(Debug, Clone)]
@@ -79,37 +131,48 @@ impl Jobs {
 
     /// `own`: whether jobs leased to this node count as interrupted (true only at start-up).
     async fn fail_interrupted(&self, own: bool) -> Result<usize, StoreError> {
+        let failed = self.fail_interrupted_of::<ExportJobSpec>(own).await?;
+        let imports = self.fail_interrupted_of::<ImportJobSpec>(own).await?;
+        // An interrupted import leaves nothing behind: its rows go (docs/api.md "Dataset import jobs").
+        for job in &imports {
+            let removed = remove_bulk(&*self.inner.store, job.spec.dataset_id, BulkRemoval::Job(job.meta.id)).await?;
+            tracing::info!(job = %job.meta.arn, rows = removed, "removed the rows of an interrupted import job");
+        }
+        Ok(failed.len() + imports.len())
+    }
+
+    /// Fails the interrupted jobs of one kind; returns those it failed.
+    async fn fail_interrupted_of<S: JobSpec>(&self, own: bool) -> Result<Vec<Resource<S>>, StoreError> {
         let store = &self.inner.store;
         let node = &self.inner.settings.node;
         let stale_before = interlog_store::now() - self.inner.settings.stale_after.as_secs_f64();
-        let mut failed = 0;
-        for job in store.list_all::<ExportJobSpec>(None, None).await? {
+        let mut failed = Vec::new();
+        for job in store.list_all::<S>(None, None).await? {
             let interrupted = match job.meta.status.as_str() {
                 _ if !store.shared() => RUNNING.contains(&job.meta.status.as_str()),
                 PENDING => job.meta.updated < stale_before,
-                IN_PROGRESS => {
-                    job.spec.lease.as_ref().is_none_or(|l| (own && l.node == *node) || l.renewed < stale_before)
-                }
+                IN_PROGRESS => job.spec.lease().is_none_or(|l| (own && l.node == *node) || l.renewed < stale_before),
                 _ => false,
             };
             if !interrupted {
                 continue;
             }
             let mut spec = job.spec.clone();
-            spec.failure_reason = Some("The server stopped while the job was running; create the job again".to_owned());
-            spec.lease = None;
+            *spec.failure_reason_mut() =
+                Some("The server stopped while the job was running; create the job again".to_owned());
+            *spec.lease_mut() = None;
             // Compare-and-set: a job that moved on meanwhile is left alone.
             match store
                 .change(&job.meta.account, &job.meta.arn, Some(&job.meta.status), Some("CREATE FAILED"), Some(&spec))
                 .await
             {
-                Ok(_) => failed += 1,
+                Ok(_) => failed.push(job),
                 Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
         }
-        if failed > 0 {
-            tracing::warn!(jobs = failed, "dataset export jobs interrupted by a stop were marked CREATE FAILED");
+        if !failed.is_empty() {
+            tracing::warn!(jobs = failed.len(), "{}s interrupted by a stop were marked CREATE FAILED", S::NOUN);
         }
         Ok(failed)
     }
@@ -183,18 +246,23 @@ impl Jobs {
         })
     }
 
-    /// Runs an export job in the background: claims it, renews its lease while `work` runs, then
+    /// Runs an export job in the background ([`Jobs::run`]).
+    pub fn run_export(&self, job: Resource<ExportJobSpec>, work: JobWork) {
+        self.run(job, work)
+    }
+
+    /// Runs a job in the background: claims it, renews its lease while `work` runs, then
     /// records the outcome. A panic in `work` fails the job with a reason instead of leaving it
     /// running for ever.
-    pub fn run_export(&self, job: Resource<ExportJobSpec>, work: JobWork) {
+    pub fn run<S: JobSpec>(&self, job: Resource<S>, work: JobWork) {
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let _slot = inner.slots.clone().acquire_owned().await;
             let (account, arn) = (job.meta.account.clone(), job.meta.arn.clone());
             let mut spec = job.spec.clone();
-            spec.lease = Some(Lease { node: inner.settings.node.clone(), renewed: interlog_store::now() });
+            *spec.lease_mut() = Some(Lease { node: inner.settings.node.clone(), renewed: interlog_store::now() });
             if let Err(e) = inner.store.change(&account, &arn, Some(PENDING), Some(IN_PROGRESS), Some(&spec)).await {
-                tracing::warn!(job = %arn, error = %e, "cannot claim the export job; another node has it or it is gone");
+                tracing::warn!(job = %arn, error = %e, "cannot claim the {}; another node has it or it is gone", S::NOUN);
                 return;
             }
             let renew = {
@@ -202,9 +270,10 @@ impl Jobs {
                 async move {
                     loop {
                         tokio::time::sleep(inner.settings.renew_every).await;
-                        spec.lease = Some(Lease { node: inner.settings.node.clone(), renewed: interlog_store::now() });
+                        *spec.lease_mut() =
+                            Some(Lease { node: inner.settings.node.clone(), renewed: interlog_store::now() });
                         if let Err(e) = inner.store.change(&account, &arn, Some(IN_PROGRESS), None, Some(&spec)).await {
-                            tracing::warn!(job = %arn, error = %e, "cannot renew the export job's lease");
+                            tracing::warn!(job = %arn, error = %e, "cannot renew the {}'s lease", S::NOUN);
                         }
                     }
                 }
@@ -213,20 +282,20 @@ impl Jobs {
                 outcome = tokio::spawn(work) => outcome.unwrap_or_else(|e| Err(format!("the job failed unexpectedly ({e})"))),
                 () = renew => unreachable!("renewing never ends"),
             };
-            spec.lease = None;
+            *spec.lease_mut() = None;
             let status = match outcome {
                 Ok(()) => {
-                    tracing::info!(job = %arn, "dataset export job done");
+                    tracing::info!(job = %arn, "{} done", S::NOUN);
                     "ACTIVE"
                 }
                 Err(reason) => {
-                    tracing::warn!(job = %arn, %reason, "dataset export job failed");
-                    spec.failure_reason = Some(reason);
+                    tracing::warn!(job = %arn, %reason, "{} failed", S::NOUN);
+                    *spec.failure_reason_mut() = Some(reason);
                     "CREATE FAILED"
                 }
             };
             if let Err(e) = inner.store.change(&account, &arn, Some(IN_PROGRESS), Some(status), Some(&spec)).await {
-                tracing::error!(job = %arn, error = %e, "cannot record the export job's outcome");
+                tracing::error!(job = %arn, error = %e, "cannot record the {}'s outcome", S::NOUN);
             }
         });
     }

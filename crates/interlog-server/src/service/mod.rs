@@ -10,6 +10,7 @@ pub mod dataset_groups;
 pub mod datasets;
 pub mod event_trackers;
 pub mod export_jobs;
+pub mod import_jobs;
 pub mod jobs;
 pub mod schemas;
 pub mod tags;
@@ -33,6 +34,8 @@ pub struct Service {
     jobs: jobs::Jobs,
     /// The operator's export root (`--export-dir`); `None` refuses `file://` destinations.
     file_root: Option<Arc<FileRoot>>,
+    /// The operator's import root (`--import-dir`); `None` refuses `file://` sources.
+    import_root: Option<Arc<FileRoot>>,
 }
 
 impl Service {
@@ -42,7 +45,13 @@ impl Service {
         jobs: jobs::Jobs,
         file_root: Option<Arc<FileRoot>>,
     ) -> Self {
-        Service { store, cache, jobs, file_root }
+        Service { store, cache, jobs, file_root, import_root: None }
+    }
+
+    /// Serves `file://` import sources from `root` (`--import-dir`).
+    pub fn with_import_root(mut self, root: Option<Arc<FileRoot>>) -> Self {
+        self.import_root = root;
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -12,7 +12,9 @@ use std::pin::Pin;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use interlog_model::requests::{self as req, ArnRequest, ListRequest, TagsRequest};
-use interlog_store::catalog::resources::{DatasetSpec, ExportJobSpec, GroupSpec, Resource, SchemaSpec, TrackerSpec};
+use interlog_store::catalog::resources::{
+    DatasetSpec, ExportJobSpec, GroupSpec, ImportJobSpec, Resource, SchemaSpec, TrackerSpec,
+};
 use interlog_store::catalog::Page;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
@@ -47,6 +49,9 @@ const OPERATIONS: &[(&str, Handler)] = &[
     ("CreateDatasetExportJob", |s, c, b| Box::pin(create_export_job(s, c, b))),
     ("DescribeDatasetExportJob", |s, c, b| Box::pin(describe::<ExportJobSpec>(s, c, b))),
     ("ListDatasetExportJobs", |s, c, b| Box::pin(list::<ExportJobSpec>(s, c, b))),
+    ("CreateDatasetImportJob", |s, c, b| Box::pin(create_import_job(s, c, b))),
+    ("DescribeDatasetImportJob", |s, c, b| Box::pin(describe::<ImportJobSpec>(s, c, b))),
+    ("ListDatasetImportJobs", |s, c, b| Box::pin(list::<ImportJobSpec>(s, c, b))),
     ("TagResource", |s, c, b| Box::pin(tag_resource(s, c, b))),
     ("UntagResource", |s, c, b| Box::pin(untag_resource(s, c, b))),
     ("ListTagsForResource", |s, c, b| Box::pin(list_tags(s, c, b))),
@@ -69,7 +74,7 @@ pub(super) async fn control(state: AppState, request: AwsRequest, target: &str) 
     let Some((_, handler)) = OPERATIONS.iter().find(|(name, _)| *name == op) else {
         return ApiError::UnknownOperation(format!(
             "Operation {op} is not supported by interlog (supported: schemas, dataset groups, datasets, event \
-             trackers, dataset export jobs and tags)"
+             trackers, dataset export and import jobs and tags)"
         ))
         .on(Plane::Control)
         .into_response();
@@ -138,6 +143,12 @@ async fn create_export_job(service: &Service, caller: &Caller, body: &[u8]) -> R
     let cmd = input::<req::CreateDatasetExportJobRequest>(body)?.validate()?;
     let job: Resource<ExportJobSpec> = service.create_export_job(caller, cmd).await?;
     Ok(json!({ "datasetExportJobArn": job.meta.arn }))
+}
+
+async fn create_import_job(service: &Service, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let cmd = input::<req::CreateDatasetImportJobRequest>(body)?.validate()?;
+    let job: Resource<ImportJobSpec> = service.create_import_job(caller, cmd).await?;
+    Ok(json!({ "datasetImportJobArn": job.meta.arn }))
 }
 
 // ---- tags ----
