@@ -8,7 +8,8 @@
 * one malformed-CSV test per rule (bad header, wrong type, too many columns, oversized field, bad UTF-8), each
   checking that failureReason names the file, the line and the rule and that nothing of the job is stored;
 * sources: a file, a folder of .csv files in name order, and what is refused (outside the account's folder, a
-  link, no import directory, s3:// until object storage is merged);
+  link, no import directory); ``s3://`` objects and prefixes from moto's server (skipped without ``moto_server``),
+  a missing bucket failing the job with a reason;
 * Describe / List / tags of import jobs, and a job a stop interrupted.
 """
 
@@ -366,10 +367,10 @@ def test_sources_the_server_refuses(p, folder, import_root, server_factory, boto
         assert e.value.response["Error"]["Code"] == "InvalidInputException", location
         assert fragment in e.value.response["Error"]["Message"], (location, e.value.response["Error"]["Message"])
     assert ok(p.list_dataset_import_jobs(datasetArn=ds))["datasetImportJobs"] == [], "a refused source is no job"
-    # Object storage is not served yet: the job fails with a reason.
-    job = run_import(p, ds, "s3://bucket/history/")
-    assert job["status"] == "CREATE FAILED"
-    assert "s3://bucket/history/" in job["failureReason"] and "not supported" in job["failureReason"]
+    # A location S3 cannot name is refused before a job exists.
+    with pytest.raises(ClientError) as e:
+        start_import(p, ds, "s3://B!/history/")
+    assert "does not name a valid bucket" in e.value.response["Error"]["Message"]
     # A server without --import-dir takes no file:// source.
     bare = server_factory()
     p2 = boto3_session.client("personalize", endpoint_url=bare.endpoint, config=_config())
@@ -465,3 +466,41 @@ def test_aws_cli_imports_and_describes(srv, aws, folder, p):
     done = aws("personalize", "list-dataset-import-jobs", "--endpoint-url", srv.endpoint, "--dataset-arn", ds)
     assert [j["jobName"] for j in json.loads(done.stdout)["datasetImportJobs"]] == ["cli-job"]
     assert export(p, ds, "BULK")[1] == [["u1", "i1", "1700000000", "click", "", "", "", ""]]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# s3:// sources, against moto's server (test_s3_export.py starts it the same way)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_s3_objects_and_prefixes_are_imported(server_factory, import_root, boto3_session, tmp_path):
+    from test_s3_export import MOTO_SERVER, Moto, s3_env
+
+    if not MOTO_SERVER.exists():
+        pytest.skip(f"moto_server not installed beside {MOTO_SERVER.parent} "
+                    "(pip install -r tests/python/requirements-boto3.txt)")
+    moto = Moto(tmp_path)
+    try:
+        s3 = moto.client()
+        s3.create_bucket(Bucket="history")
+        s3.put_object(Bucket="history", Key="users/2.csv", Body=b"USER_ID,AGE\nu2,41\nu1,36\n")
+        s3.put_object(Bucket="history", Key="users/1.csv", Body=b"USER_ID,AGE\nu1,35\n")
+        s3.put_object(Bucket="history", Key="users/readme.txt", Body=b"not imported")
+        s3.put_object(Bucket="history", Key="bad.csv", Body=b"USER_ID,AGE\nu3,old\n")
+        srv = server_factory(args=("--import-dir", str(import_root)), env=s3_env(moto.url, tmp_path))
+        p = boto3_session.client("personalize", endpoint_url=srv.endpoint, config=_config())
+        ds = dataset(p, "s3", "Users", USERS_SCHEMA)
+        job = run_import(p, ds, "s3://history/users/")
+        assert job["status"] == "ACTIVE", job
+        # 1.csv then 2.csv: the later u1 wins; the .txt object is not read.
+        assert export(p, ds, "BULK")[1] == [["u1", "36"], ["u2", "41"]]
+        job = run_import(p, ds, "s3://history/bad.csv", mode="INCREMENTAL")
+        assert job["status"] == "CREATE FAILED"
+        assert job["failureReason"].startswith("bad.csv: line 2"), job
+        assert "must be an integer" in job["failureReason"]
+        job = run_import(p, ds, "s3://no-such-bucket/users/", mode="INCREMENTAL")
+        assert job["status"] == "CREATE FAILED"
+        assert "no-such-bucket" in job["failureReason"], job
+        assert export(p, ds, "BULK")[1] == [["u1", "36"], ["u2", "41"]], "failed jobs stored nothing"
+    finally:
+        moto.stop()

@@ -30,6 +30,9 @@ pub struct Report {
     pub scenarios: Vec<ScenarioReport>,
     pub clients: ClientReport,
     pub export: ExportReport,
+    /// The same store exported to Parquet (absent in reports from before it was measured).
+    #[serde(default)]
+    pub export_parquet: Option<ExportReport>,
     pub goals: Vec<Goal>,
 }
 
@@ -446,6 +449,20 @@ pub fn full_table(r: &Report) -> String {
         fmt_num(e.fill_events_per_s)
     )
     .unwrap();
+    if let Some(e) = &r.export_parquet {
+        writeln!(
+            out,
+            "== export: {} events to {} ({:.1} MB), median of {} runs: {:.2} s = {} events/s, peak RSS {:.0} MiB",
+            e.events,
+            e.format,
+            e.output_bytes as f64 / 1e6,
+            e.seconds.len(),
+            e.median_seconds,
+            fmt_num(e.events_per_s),
+            e.peak_rss_mib,
+        )
+        .unwrap();
+    }
     writeln!(out, "\n== goals").unwrap();
     for g in &r.goals {
         let verdict = match g.met {

@@ -627,7 +627,7 @@ pub fn run_suite(mut args: SuiteArgs) -> anyhow::Result<()> {
     let aws = args.aws_cli.clone().or_else(default_aws_cli);
     let clients = clients(&ctx, aws.as_deref(), args.client_calls)?;
     eprintln!("== export");
-    let export = export(&ctx, args.export_events, args.export_runs)?;
+    let (export, export_parquet) = export(&ctx, args.export_events, args.export_runs)?;
 
     let sat10 = &scenarios[0];
     let half = &scenarios[3];
@@ -640,6 +640,7 @@ pub fn run_suite(mut args: SuiteArgs) -> anyhow::Result<()> {
         Goal::at_most("server peak RSS under full load", "MiB", 100.0, finite(rss)),
         Goal::at_least("put-events speedup over aws-cli", "x", 20.0, clients.speedup),
         Goal::at_least("export to CSV", "events/s", 1_000_000.0, finite(export.events_per_s)),
+        Goal::at_least("export to Parquet", "events/s", 1_000_000.0, finite(export_parquet.events_per_s)),
     ];
     let report = Report {
         schema: report::SCHEMA.into(),
@@ -668,6 +669,7 @@ pub fn run_suite(mut args: SuiteArgs) -> anyhow::Result<()> {
         scenarios,
         clients,
         export,
+        export_parquet: Some(export_parquet),
         goals,
     };
     print!("{}", report::full_table(&report));
@@ -785,20 +787,42 @@ fn clients(ctx: &Ctx, aws: Option<&Path>, calls: usize) -> anyhow::Result<Client
     result
 }
 
-fn export(ctx: &Ctx, events: u64, runs: usize) -> anyhow::Result<ExportReport> {
+/// One store of `events` filled through the server, exported to CSV and then to Parquet, each
+/// timed `runs` times.
+fn export(ctx: &Ctx, events: u64, runs: usize) -> anyhow::Result<(ExportReport, ExportReport)> {
     let (server, data) = ctx.start(Target::Interlog, "export")?;
     let fill_rate = ctx.fill(&server, events);
     server.stop()?;
     let fill_rate = fill_rate?;
-    let store_bytes = dir_size(&data);
-    let out = ctx.work.join("export.csv");
+    let result = (|| {
+        let csv = export_to(ctx, &data, "csv", runs, fill_rate, None)?;
+        let parquet = export_to(ctx, &data, "parquet", runs, fill_rate, Some(csv.events))?;
+        Ok((csv, parquet))
+    })();
+    let _ = std::fs::remove_dir_all(&data);
+    result
+}
+
+/// `interlog export --format FORMAT` of the data dir, timed `runs` times. `rows`: the events the
+/// file holds when they cannot be counted in it (Parquet is not line-based).
+fn export_to(
+    ctx: &Ctx,
+    data: &Path,
+    format: &str,
+    runs: usize,
+    fill_rate: f64,
+    rows: Option<u64>,
+) -> anyhow::Result<ExportReport> {
+    let store_bytes = dir_size(data);
+    let out = ctx.work.join(format!("export.{format}"));
     let mut seconds = Vec::new();
     let mut peak = 0.0f64;
     for _ in 0..runs {
+        let _ = std::fs::remove_file(&out);
         let t = Instant::now();
         let mut child = Command::new(&ctx.common.server_bin)
-            .args(["export", "--format", "csv", "--data-dir"])
-            .arg(&data)
+            .args(["export", "--format", format, "--data-dir"])
+            .arg(data)
             .arg("--output")
             .arg(&out)
             .stdin(Stdio::null())
@@ -816,19 +840,24 @@ fn export(ctx: &Ctx, events: u64, runs: usize) -> anyhow::Result<ExportReport> {
             std::thread::sleep(Duration::from_millis(5));
         };
         seconds.push(t.elapsed().as_secs_f64());
-        anyhow::ensure!(status.success(), "interlog export failed");
+        anyhow::ensure!(status.success(), "interlog export --format {format} failed");
     }
-    let text = std::fs::read(&out)?;
-    let rows = text.iter().filter(|&&b| b == b'\n').count().saturating_sub(1) as u64;
+    let output_bytes = std::fs::metadata(&out)?.len();
+    let rows = match rows {
+        Some(rows) => rows,
+        None => {
+            let text = std::fs::read(&out)?;
+            text.iter().filter(|&&b| b == b'\n').count().saturating_sub(1) as u64
+        }
+    };
     let median_seconds = median(&mut seconds.clone());
-    let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_file(&out);
     Ok(ExportReport {
-        format: "csv".into(),
+        format: format.into(),
         events: rows,
         fill_events_per_s: fill_rate,
         store_bytes,
-        output_bytes: text.len() as u64,
+        output_bytes,
         seconds,
         median_seconds,
         events_per_s: rows as f64 / median_seconds,

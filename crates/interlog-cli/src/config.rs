@@ -10,8 +10,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// The process environment as handed to the library.
-#[derive(Debug, Clone, Default)]
+/// The process environment as handed to the library. `Debug` shows the names only: values
+/// include `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
+#[derive(Clone, Default)]
 pub struct Env {
     vars: HashMap<String, String>,
 }
@@ -117,10 +118,32 @@ pub fn parse_ini(text: &str) -> Sections {
     sections
 }
 
-/// The settings of one profile, merged from both files.
-#[derive(Debug, Default, Clone)]
+/// The settings of one profile, merged from both files. `Debug` hides the values of secrets.
+#[derive(Default, Clone)]
 pub struct Profile {
     values: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.vars.keys().collect();
+        names.sort();
+        f.debug_struct("Env").field("names", &names).finish()
+    }
+}
+
+/// Profile keys whose values are secret.
+const SECRET_KEYS: [&str; 2] = ["aws_secret_access_key", "aws_session_token"];
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut map = f.debug_map();
+        for (k, v) in &self.values {
+            let shown = if SECRET_KEYS.contains(&k.as_str()) { "<redacted>" } else { v.as_str() };
+            map.entry(k, &shown);
+        }
+        map.finish()
+    }
 }
 
 impl Profile {
@@ -191,8 +214,8 @@ pub fn load_files(env: &Env, cli_profile: Option<&str>) -> Result<Files, Profile
     Ok(Files { profile_name, explicit_profile, config, credentials })
 }
 
-/// Access key, secret and optional session token.
-#[derive(Debug, Clone)]
+/// Access key, secret and optional session token. `Debug` leaves the secret and token out.
+#[derive(Clone)]
 pub struct Credentials {
     /// `aws_access_key_id`.
     pub access_key_id: String,
@@ -202,6 +225,16 @@ pub struct Credentials {
     pub session_token: Option<String>,
     /// Where they came from, for `--debug`.
     pub method: &'static str,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why no credentials could be used.
@@ -295,6 +328,32 @@ mod tests {
         assert_eq!(sections[0], ("default".to_owned(), vec![("region".to_owned(), "eu-west-1".to_owned())]));
         assert_eq!(sections[1].1[0].1, "us-west-2 # kept");
         assert_eq!(sections[1].1[1].1, "\nmax = 1");
+    }
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let env = Env::new(HashMap::from([
+            ("AWS_SECRET_ACCESS_KEY".into(), "env-secret".into()),
+            ("AWS_SESSION_TOKEN".into(), "env-token".into()),
+        ]));
+        let profile = Profile {
+            values: vec![
+                ("aws_access_key_id".into(), "AKIDSHOWN".into()),
+                ("aws_secret_access_key".into(), "file-secret".into()),
+                ("aws_session_token".into(), "file-token".into()),
+            ],
+        };
+        let creds = Credentials {
+            access_key_id: "AKIDSHOWN".into(),
+            secret_access_key: "creds-secret".into(),
+            session_token: Some("creds-token".into()),
+            method: "env",
+        };
+        let shown = format!("{env:?} {profile:?} {creds:?}");
+        assert!(shown.contains("AKIDSHOWN") && shown.contains("AWS_SECRET_ACCESS_KEY"), "{shown}");
+        for secret in ["env-secret", "env-token", "file-secret", "file-token", "creds-secret", "creds-token"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
     }
 
     #[test]

@@ -91,54 +91,93 @@ pub fn signed_request(
     path_and_query: &str,
     body: &[u8],
 ) -> Result<Fetched, String> {
-    let env = Env::new(env);
-    let url = Url::parse(&options.endpoint)
-        .ok_or_else(|| format!("Invalid endpoint: {} (expected http://host:port)", options.endpoint))?;
-    let files = load_files(&env, options.profile.as_deref())
-        .map_err(|e| format!("The config profile ({}) could not be found", e.0))?;
-    let region = options
-        .region
-        .clone()
-        .or_else(|| setting(&env, &files, "AWS_DEFAULT_REGION", "region"))
-        .unwrap_or_else(|| "us-east-1".into());
-    let target = format!("{}{path_and_query}", url.path);
-    let host = url.host_header();
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: identity\r\n");
-    let json = [("content-type", "application/json")];
-    let signed_headers: &[(&str, &str)] = if body.is_empty() { &[] } else { &json };
-    if !body.is_empty() {
-        head.push_str("Content-Type: application/json\r\n");
+    let json: &[(&str, &str)] = if body.is_empty() { &[] } else { &[("content-type", "application/json")] };
+    Signer::new(env, options)?.send(method, path_and_query, json, body)
+}
+
+/// The endpoint, region and credentials resolved once, for a program that sends many requests
+/// (`interlog import`): the config files are read and the credentials found only here.
+pub struct Signer {
+    url: Url,
+    region: String,
+    /// `None` with `--no-sign-request`.
+    creds: Option<crate::config::Credentials>,
+    settings: http::Settings,
+}
+
+impl Signer {
+    pub fn new(env: HashMap<String, String>, options: &FetchOptions) -> Result<Signer, String> {
+        let env = Env::new(env);
+        let url = Url::parse(&options.endpoint)
+            .ok_or_else(|| format!("Invalid endpoint: {} (expected http://host:port)", options.endpoint))?;
+        let files = load_files(&env, options.profile.as_deref())
+            .map_err(|e| format!("The config profile ({}) could not be found", e.0))?;
+        let region = options
+            .region
+            .clone()
+            .or_else(|| setting(&env, &files, "AWS_DEFAULT_REGION", "region"))
+            .unwrap_or_else(|| "us-east-1".into());
+        let creds = if options.no_sign {
+            None
+        } else {
+            Some(resolve_credentials(&env, &files).map_err(|e| {
+                match e {
+                    CredentialsError::None => {
+                        "Unable to locate credentials. You can configure credentials by running \"aws configure\"."
+                            .to_owned()
+                    }
+                    CredentialsError::Partial(m) => m,
+                }
+            })?)
+        };
+        // An https endpoint is verified against AWS_CA_BUNDLE / the profile's ca_bundle, as aws-cli does.
+        let ca_bundle = setting(&env, &files, "AWS_CA_BUNDLE", "ca_bundle").map(|p| env.expand_user(&p));
+        let settings = http::Settings { verify: true, ca_bundle, ..Default::default() };
+        Ok(Signer { url, region, creds, settings })
     }
-    if !options.no_sign {
-        let creds = resolve_credentials(&env, &files).map_err(|e| match e {
-            CredentialsError::None => {
-                "Unable to locate credentials. You can configure credentials by running \"aws configure\".".to_owned()
-            }
-            CredentialsError::Partial(m) => m,
-        })?;
-        let time = SystemTime::now();
-        let url_text = format!("{}{target}", url.origin());
-        let (signed, _) = sign_v4(method, &url_text, signed_headers, body, &creds, &region, time)?;
-        let mut has_date = false;
-        for (name, value) in &signed {
-            has_date |= name.eq_ignore_ascii_case("x-amz-date");
+
+    /// The region requests are signed for.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Sends `method path_and_query` with `headers` (lower-case names, all signed) and `body`.
+    pub fn send(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Fetched, String> {
+        let url = &self.url;
+        let target = format!("{}{path_and_query}", url.path);
+        let host = url.host_header();
+        let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: identity\r\n");
+        for (name, value) in headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
-        if !has_date {
-            head.push_str(&format!("X-Amz-Date: {}\r\n", amz_date(time)));
+        if let Some(creds) = &self.creds {
+            let time = SystemTime::now();
+            let url_text = format!("{}{target}", url.origin());
+            let (signed, _) = sign_v4(method, &url_text, headers, body, creds, &self.region, time)?;
+            let mut has_date = false;
+            for (name, value) in &signed {
+                has_date |= name.eq_ignore_ascii_case("x-amz-date");
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            if !has_date {
+                head.push_str(&format!("X-Amz-Date: {}\r\n", amz_date(time)));
+            }
         }
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        let response = http::send(url, &head, body, &self.settings).map_err(|e| match e {
+            http::Failure::Connect => format!("Could not connect to the endpoint URL: \"{}{target}\"", url.origin()),
+            other => format!("Request to {}{target} failed: {other:?}", url.origin()),
+        })?;
+        Ok(Fetched {
+            status: response.status,
+            content_type: response.header("content-type").map(str::to_owned),
+            body: response.body,
+        })
     }
-    head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    // An https endpoint is verified against AWS_CA_BUNDLE / the profile's ca_bundle, as aws-cli does.
-    let ca_bundle = setting(&env, &files, "AWS_CA_BUNDLE", "ca_bundle").map(|p| env.expand_user(&p));
-    let settings = http::Settings { verify: true, ca_bundle, ..Default::default() };
-    let response = http::send(&url, &head, body, &settings).map_err(|e| match e {
-        http::Failure::Connect => format!("Could not connect to the endpoint URL: \"{}{target}\"", url.origin()),
-        other => format!("Request to {}{target} failed: {other:?}", url.origin()),
-    })?;
-    Ok(Fetched {
-        status: response.status,
-        content_type: response.header("content-type").map(str::to_owned),
-        body: response.body,
-    })
 }

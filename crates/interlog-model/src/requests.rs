@@ -67,6 +67,7 @@ pub struct ArnRequest {
     event_tracker_arn: Option<String>,
     dataset_export_job_arn: Option<String>,
     dataset_import_job_arn: Option<String>,
+    data_deletion_job_arn: Option<String>,
 }
 
 impl ArnRequest {
@@ -79,6 +80,7 @@ impl ArnRequest {
             "eventTrackerArn" => self.event_tracker_arn,
             "datasetExportJobArn" => self.dataset_export_job_arn,
             "datasetImportJobArn" => self.dataset_import_job_arn,
+            "dataDeletionJobArn" => self.data_deletion_job_arn,
             other => unreachable!("no operation names its resource by {other}"),
         };
         let mut v = Vec::new();
@@ -378,6 +380,16 @@ pub struct CreateDatasetImportJobRequest {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+pub struct CreateDataDeletionJobRequest {
+    job_name: Option<String>,
+    dataset_group_arn: Option<String>,
+    data_source: Option<DataSource>,
+    role_arn: Option<String>,
+    tags: Option<Vec<Tag>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct DataSource {
     data_location: Option<String>,
 }
@@ -439,6 +451,48 @@ impl CreateDatasetImportJobRequest {
             publish_attribution_metrics_to_s3: self.publish_attribution_metrics_to_s3,
             tags,
         })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateDataDeletionJob {
+    pub job_name: String,
+    pub dataset_group_arn: String,
+    /// `dataSource.dataLocation`: a CSV file of user IDs, or a folder of them, and its scheme.
+    pub data_location: String,
+    pub scheme: PathScheme,
+    pub role_arn: String,
+    pub tags: Vec<(String, String)>,
+}
+
+impl CreateDataDeletionJobRequest {
+    pub fn validate(self) -> Result<CreateDataDeletionJob, ValidationError> {
+        const LOCATION: &str = "dataSource.dataLocation";
+        let mut v = Vec::new();
+        let job_name = name_member(self.job_name, "jobName", &mut v);
+        let dataset_group_arn = arn_member(self.dataset_group_arn, "datasetGroupArn", &mut v);
+        let role_arn = required_checked(self.role_arn, "roleArn", check::role_arn, &mut v);
+        let mut location = None;
+        match self.data_source {
+            None => v.push(Violation::missing("dataSource")),
+            Some(DataSource { data_location: Some(l) }) => {
+                let scheme = check::data_path(LOCATION, &l).map_err(|e| v.extend(e)).ok();
+                location = scheme.map(|s| (l, s));
+            }
+            Some(DataSource { data_location: None }) => {}
+        }
+        done(v)?;
+        // The model leaves dataLocation optional, but a job without one has nothing to read:
+        // refused as the service refuses it, before the job exists.
+        let Some((data_location, scheme)) = location else {
+            return Err(ValidationError::Body(format!(
+                "{LOCATION} is required: the CSV file (or folder of CSV files) of the user IDs to delete"
+            )));
+        };
+        let mut v = Vec::new();
+        let tags = tag_pairs(self.tags, "tags", &mut v);
+        done(v)?;
+        Ok(CreateDataDeletionJob { job_name, dataset_group_arn, data_location, scheme, role_arn, tags })
     }
 }
 
@@ -557,6 +611,26 @@ mod tests {
         assert!(parse::<CreateDatasetExportJobRequest>(&bad_role.replace("::1:", "::123456789012:"))
             .validate()
             .is_ok());
+    }
+
+    #[test]
+    fn a_data_deletion_job_needs_a_location_it_can_read() {
+        const GROUP: &str = r#""datasetGroupArn": "arn:aws:personalize:us-east-1:000000000000:dataset-group/g""#;
+        const ROLE: &str = r#""roleArn": "arn:aws:iam::123456789012:role/r""#;
+        let job = |source: &str| format!(r#"{{"jobName": "d", {GROUP}, {ROLE}, "dataSource": {source}}}"#);
+        let ok = parse::<CreateDataDeletionJobRequest>(&job(r#"{"dataLocation": "s3://bucket/users.csv"}"#))
+            .validate()
+            .unwrap();
+        assert_eq!((ok.data_location.as_str(), ok.scheme), ("s3://bucket/users.csv", PathScheme::S3));
+        let local = parse::<CreateDataDeletionJobRequest>(&job(r#"{"dataLocation": "file:///srv/users.csv"}"#));
+        assert_eq!(local.validate().unwrap().scheme, PathScheme::File);
+        let e = parse::<CreateDataDeletionJobRequest>(&job("{}")).validate().unwrap_err();
+        assert!(matches!(e, ValidationError::Body(ref m) if m.starts_with("dataSource.dataLocation is required")));
+        let e = parse::<CreateDataDeletionJobRequest>(&job(r#"{"dataLocation": "ftp://x"}"#)).validate().unwrap_err();
+        assert_eq!(violations(e)[0].0, "dataSource.dataLocation");
+        let e = parse::<CreateDataDeletionJobRequest>("{}").validate().unwrap_err();
+        let paths: Vec<_> = violations(e).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, ["jobName", "datasetGroupArn", "roleArn", "dataSource"]);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Everything `interlog serve` needs to start.
-#[derive(Debug, Clone)]
+/// Everything `interlog serve` needs to start. `Debug` redacts the database URL's password and
+/// the root secret (ARCHITECTURE.md: no secret in `Debug` output).
+#[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -49,10 +50,13 @@ pub struct Config {
     /// `--forward-to` and its settings: every stored interaction is also forwarded to Amazon
     /// Personalize or a PutEvents-compatible server (`docs/streams.md`). None: no forwarding.
     pub forward: Option<crate::sinks::forward::ForwardConfig>,
+    /// How `s3://` locations of export (and import) jobs are reached: endpoint, region,
+    /// credentials (`crate::objects`). Default: the environment's variables.
+    pub s3: crate::objects::S3Config,
 }
 
 /// How requests are authenticated.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct AuthConfig {
     /// False only with `--no-auth`: every request is then accepted as the root account's.
     pub enabled: bool,
@@ -86,9 +90,51 @@ impl Config {
             public_stats: false,
             nats: None,
             forward: None,
+            s3: crate::objects::S3Config::from_env(),
         }
     }
 }
 
 /// 10 events of at most 10 KB each fit many times over; anything larger is not a PutEvents call.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_deref().map(crate::engine::redact_url))
+            .field("region", &self.region)
+            .field("account", &self.account)
+            .field("auth", &self.auth)
+            .field("export_dir", &self.export_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("enabled", &self.enabled)
+            .field("root_access_key_id", &self.root_access_key_id)
+            .field("root_secret_access_key", &self.root_secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field("credentials_file", &self.credentials_file)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let mut config = Config::new("127.0.0.1:1".parse().unwrap(), "d".into());
+        config.database_url = Some("postgres://app:db-password@h/x".into());
+        config.auth.root_access_key_id = Some("AKIDVISIBLE".into());
+        config.auth.root_secret_access_key = Some("the-root-secret".into());
+        let shown = format!("{config:?}");
+        assert!(shown.contains("AKIDVISIBLE") && shown.contains("postgres://app@h/x"), "{shown}");
+        assert!(!shown.contains("the-root-secret") && !shown.contains("db-password"), "{shown}");
+    }
+}

@@ -1,6 +1,5 @@
-//! Confinement of every local path a request names (`file://` export destinations under
-//! `--export-dir`, import sources under `--import-dir`) to the operator's root directory, one
-//! folder per account.
+//! Confinement of every local path a request names (`file://` export destinations today,
+//! import sources when they come) to the operator's root directory, one folder per account.
 //!
 //! A `file:///…/` location must lie under `<root>/<account-id>/`. It is resolved component by
 //! component from an open handle on the root, each folder opened with `O_NOFOLLOW`, so `..`,
@@ -55,10 +54,10 @@ pub enum ConfineError {
     BadName(String),
     /// The file to publish exists already; it is left as it is.
     Exists(String),
-    /// An import source that does not exist (relative to the account's folder).
+    /// A component (relative to the account's folder) of a location to read does not exist.
     Missing(String),
-    /// An import source that is neither a regular file nor a folder.
-    NotAFile(String),
+    /// A folder to read holds more files than one job reads.
+    TooManyFiles { location: String, max: usize },
     /// Anything else the operating system refused; the cause is for the server log only.
     Io { what: &'static str, cause: io::Error },
 }
@@ -87,7 +86,9 @@ impl fmt::Display for ConfineError {
                 write!(f, "A file named '{n}' is already in the destination folder; it is never overwritten")
             }
             ConfineError::Missing(c) => write!(f, "'{c}' does not exist in this account's folder"),
-            ConfineError::NotAFile(c) => write!(f, "'{c}' in this account's folder is neither a file nor a folder"),
+            ConfineError::TooManyFiles { location, max } => {
+                write!(f, "The folder '{location}' holds more than {max} files; name fewer")
+            }
             ConfineError::Io { what, .. } => write!(f, "The server could not {what} (see the server log)"),
         }
     }
@@ -143,8 +144,25 @@ impl FileRoot {
     /// [`ConfineError`] naming the problem: not a `file://` location, a dot segment, outside the
     /// account's folder, a symbolic link or a file among the components, an OS failure.
     pub fn resolve_dir(&self, account: &str, location: &str) -> Result<ConfinedDir, ConfineError> {
-        let parts = components(location)?;
-        let below = self.below(account, location, &parts)?;
+        let outside =
+            || ConfineError::Outside { location: location.to_owned(), allowed: self.account_location(account) };
+        let path = location.strip_prefix("file://").ok_or_else(|| ConfineError::NotFile(location.to_owned()))?;
+        if !path.starts_with('/') || path.contains('\0') {
+            return Err(ConfineError::NotFile(location.to_owned()));
+        }
+        // Split by hand rather than with `Path::components`, which drops `.` silently.
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        if parts.iter().any(|p| *p == "." || *p == "..") {
+            return Err(ConfineError::DotSegment(location.to_owned()));
+        }
+        let below = [&self.canonical, &self.configured]
+            .into_iter()
+            .find_map(|root| strip_root(root, &parts))
+            .ok_or_else(outside)?;
+        match below.first() {
+            Some(first) if *first == account => {}
+            _ => return Err(outside()),
+        }
         let mut fd = rustix::io::dup(&self.fd).map_err(io_error("open the export directory"))?;
         for (i, name) in below.iter().enumerate() {
             let shown = below[1..=i].join("/");
@@ -172,112 +190,113 @@ impl FileRoot {
     }
 }
 
+/// A file a job reads (`FileRoot::resolve_source`): its name as shown to the caller (relative
+/// to the location) and the open file.
+#[derive(Debug)]
+pub struct SourceFile {
+    pub name: String,
+    pub file: File,
+}
+
+/// Files one job reads from a folder, at most.
+pub const MAX_SOURCE_FILES: usize = 10_000;
+
 impl FileRoot {
-    /// The components of `location` below the root, starting with the account's folder.
-    fn below<'a, 'p>(
-        &self,
-        account: &str,
-        location: &str,
-        parts: &'a [&'p str],
-    ) -> Result<&'a [&'p str], ConfineError> {
+    /// Opens what a job reads at `location` (`file:///…`) under `<root>/<account>/`, creating
+    /// nothing: the file it names, or, for a folder (a location ending in `/`, or naming one),
+    /// every regular file in it and in its subfolders, by name. The same confinement as
+    /// [`FileRoot::resolve_dir`]: no `..`, nothing outside the account's folder, no symbolic
+    /// link anywhere (a link found inside a folder is refused, not skipped).
+    pub fn resolve_source(&self, account: &str, location: &str) -> Result<Vec<SourceFile>, ConfineError> {
         let outside =
             || ConfineError::Outside { location: location.to_owned(), allowed: self.account_location(account) };
+        let path = location.strip_prefix("file://").ok_or_else(|| ConfineError::NotFile(location.to_owned()))?;
+        if !path.starts_with('/') || path.contains('\0') {
+            return Err(ConfineError::NotFile(location.to_owned()));
+        }
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        if parts.iter().any(|p| *p == "." || *p == "..") {
+            return Err(ConfineError::DotSegment(location.to_owned()));
+        }
         let below = [&self.canonical, &self.configured]
             .into_iter()
-            .find_map(|root| strip_root(root, parts))
+            .find_map(|root| strip_root(root, &parts))
             .ok_or_else(outside)?;
         match below.first() {
-            Some(first) if *first == account => Ok(below),
-            _ => Err(outside()),
+            Some(first) if *first == account => {}
+            _ => return Err(outside()),
         }
-    }
-
-    /// Resolves an import source (`file:///…`) under `<root>/<account>/` without creating anything: a regular
-    /// file, or a folder, which stands for every `.csv` file in it (not below it), in name order. Every
-    /// component is opened with `O_NOFOLLOW`, the files too, so no link is followed anywhere.
-    pub fn resolve_source(&self, account: &str, location: &str) -> Result<Source, ConfineError> {
-        let parts = components(location)?;
-        let below = self.below(account, location, &parts)?;
         let mut fd = rustix::io::dup(&self.fd).map_err(io_error("open the import directory"))?;
         for (i, name) in below.iter().enumerate() {
             let shown = below[1..=i].join("/");
             let shown = if shown.is_empty() { (*name).to_owned() } else { shown };
             let last = i + 1 == below.len();
-            fd = match rustix::fs::openat(&fd, *name, DIR_FLAGS, Mode::empty()) {
-                Ok(next) => next,
+            let st = match rustix::fs::statat(&fd, *name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
                 Err(rustix::io::Errno::NOENT) => return Err(ConfineError::Missing(shown)),
-                Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
-                    let st = rustix::fs::statat(&fd, *name, AtFlags::SYMLINK_NOFOLLOW)
-                        .map_err(io_error("read the import source"))?;
-                    return match rustix::fs::FileType::from_raw_mode(st.st_mode) {
-                        rustix::fs::FileType::Symlink => Err(ConfineError::Symlink(shown)),
-                        rustix::fs::FileType::RegularFile if last && !location.ends_with('/') => {
-                            let file = open_regular(&fd, name, &shown)?;
-                            Ok(Source { files: vec![((*name).to_owned(), file)] })
-                        }
-                        rustix::fs::FileType::RegularFile => Err(ConfineError::NotADirectory(shown)),
-                        _ => Err(ConfineError::NotAFile(shown)),
-                    };
-                }
-                Err(e) => return Err(io_error("open the import source")(e)),
+                Err(e) => return Err(io_error("open the source")(e)),
             };
+            match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                rustix::fs::FileType::Symlink => return Err(ConfineError::Symlink(shown)),
+                rustix::fs::FileType::Directory => {}
+                rustix::fs::FileType::RegularFile if last && !path.ends_with('/') => {
+                    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                    let file = rustix::fs::openat(&fd, *name, flags, Mode::empty())
+                        .map_err(io_error("open the source file"))?;
+                    let name = (*name).to_owned();
+                    return Ok(vec![SourceFile { name, file: File::from(file) }]);
+                }
+                _ => return Err(ConfineError::NotADirectory(shown)),
+            }
+            fd =
+                rustix::fs::openat(&fd, *name, DIR_FLAGS, Mode::empty()).map_err(io_error("open the source folder"))?;
         }
-        // A folder: its `.csv` files (links and other kinds skipped), in name order.
-        let mut names = Vec::new();
-        let dir = rustix::fs::Dir::read_from(&fd).map_err(io_error("list the import folder"))?;
-        for entry in dir {
-            let entry = entry.map_err(io_error("list the import folder"))?;
-            let Ok(name) = entry.file_name().to_str() else { continue };
-            if name.ends_with(".csv") && !name.starts_with('.') {
-                names.push(name.to_owned());
+        let mut files = Vec::new();
+        collect_files(fd, "", location, &mut files)?;
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(files)
+    }
+}
+
+/// Every regular file below the folder `dir` (named from it with `prefix`), through no link.
+fn collect_files(dir: OwnedFd, prefix: &str, location: &str, out: &mut Vec<SourceFile>) -> Result<(), ConfineError> {
+    let mut entries = Vec::new();
+    {
+        let listing = rustix::io::dup(&dir).map_err(io_error("list the source folder"))?;
+        let iter = rustix::fs::Dir::read_from(&listing).map_err(io_error("list the source folder"))?;
+        for entry in iter {
+            let entry = entry.map_err(io_error("list the source folder"))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name != "." && name != ".." {
+                entries.push(name);
             }
         }
-        names.sort();
-        let mut files = Vec::with_capacity(names.len());
-        for name in names {
-            match open_regular(&fd, &name, &name) {
-                Ok(file) => files.push((name, file)),
-                Err(ConfineError::Symlink(_) | ConfineError::NotAFile(_)) => {}
-                Err(e) => return Err(e),
+    }
+    entries.sort();
+    for name in entries {
+        let shown = format!("{prefix}{name}");
+        let st =
+            rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(io_error("open the source"))?;
+        match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+            rustix::fs::FileType::RegularFile => {
+                if out.len() >= MAX_SOURCE_FILES {
+                    return Err(ConfineError::TooManyFiles { location: location.to_owned(), max: MAX_SOURCE_FILES });
+                }
+                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let file = rustix::fs::openat(&dir, name.as_str(), flags, Mode::empty())
+                    .map_err(io_error("open the source file"))?;
+                out.push(SourceFile { name: shown, file: File::from(file) });
             }
+            rustix::fs::FileType::Directory => {
+                let sub = rustix::fs::openat(&dir, name.as_str(), DIR_FLAGS, Mode::empty())
+                    .map_err(io_error("open the source folder"))?;
+                collect_files(sub, &format!("{shown}/"), location, out)?;
+            }
+            rustix::fs::FileType::Symlink => return Err(ConfineError::Symlink(shown)),
+            _ => {}
         }
-        Ok(Source { files })
     }
-}
-
-/// The files an import source names, opened, each with its name (for failure reasons).
-#[derive(Debug)]
-pub struct Source {
-    pub files: Vec<(String, File)>,
-}
-
-/// Opens a regular file of a folder for reading, never through a link.
-fn open_regular(dir: &OwnedFd, name: &str, shown: &str) -> Result<File, ConfineError> {
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-    let fd = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::LOOP) => return Err(ConfineError::Symlink(shown.to_owned())),
-        Err(e) => return Err(io_error("open the import file")(e)),
-    };
-    let st = rustix::fs::fstat(&fd).map_err(io_error("read the import file"))?;
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-        return Err(ConfineError::NotAFile(shown.to_owned()));
-    }
-    Ok(File::from(fd))
-}
-
-/// The components of a `file:///absolute/path` location, checked for dot segments.
-fn components(location: &str) -> Result<Vec<&str>, ConfineError> {
-    let path = location.strip_prefix("file://").ok_or_else(|| ConfineError::NotFile(location.to_owned()))?;
-    if !path.starts_with('/') || path.contains('\0') {
-        return Err(ConfineError::NotFile(location.to_owned()));
-    }
-    // Split by hand rather than with `Path::components`, which drops `.` silently.
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-    if parts.iter().any(|p| *p == "." || *p == "..") {
-        return Err(ConfineError::DotSegment(location.to_owned()));
-    }
-    Ok(parts)
+    Ok(())
 }
 
 /// The components below `root`, if `parts` starts with all of root's.
@@ -391,32 +410,6 @@ mod tests {
     }
 
     #[test]
-    fn import_sources_are_files_or_folders_of_csv_files_inside_the_account_and_never_links() {
-        let (tmp, root) = root();
-        let mine = root.path().join(A).join("in");
-        std::fs::create_dir_all(mine.join("sub")).unwrap();
-        for (name, text) in [("b.csv", "b"), ("a.csv", "a"), ("notes.txt", "x"), ("sub/c.csv", "c")] {
-            std::fs::write(mine.join(name), text).unwrap();
-        }
-        std::os::unix::fs::symlink(mine.join("a.csv"), mine.join("link.csv")).unwrap();
-        let names = |s: Source| s.files.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
-        assert_eq!(names(root.resolve_source(A, &loc(&root, &format!("{A}/in/"))).unwrap()), ["a.csv", "b.csv"]);
-        assert_eq!(names(root.resolve_source(A, &loc(&root, &format!("{A}/in"))).unwrap()), ["a.csv", "b.csv"]);
-        let mut one = root.resolve_source(A, &loc(&root, &format!("{A}/in/b.csv"))).unwrap();
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut one.files[0].1, &mut text).unwrap();
-        assert_eq!((one.files[0].0.as_str(), text.as_str()), ("b.csv", "b"));
-        let refused = |rest: &str| root.resolve_source(A, &loc(&root, rest)).unwrap_err().to_string();
-        assert!(refused(&format!("{A}/in/link.csv")).contains("symbolic link"));
-        assert!(refused(&format!("{A}/in/nothing.csv")).contains("does not exist"));
-        assert!(refused(&format!("{B}/in/a.csv")).contains("outside this account's folder"));
-        assert!(refused(&format!("{A}/in/../in/a.csv")).contains("'..'"));
-        assert!(refused(&format!("{A}/in/a.csv/")).contains("not a folder"));
-        assert!(!root.path().join(A).join("in").join("nothing.csv").exists(), "resolving creates nothing");
-        drop(tmp);
-    }
-
-    #[test]
     fn symbolic_links_below_the_root_are_refused() {
         let (base, root) = root();
         let outside = base.path().join("outside");
@@ -433,6 +426,36 @@ mod tests {
         let e = root.resolve_dir(B, &loc(&root, B)).unwrap_err();
         assert!(matches!(e, ConfineError::Symlink(_)), "{e:?}");
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing was created outside the root");
+    }
+
+    #[test]
+    fn sources_are_read_inside_the_accounts_folder_only() {
+        let (base, root) = root();
+        let mine = base.path().join(format!("exports/{A}"));
+        std::fs::create_dir_all(mine.join("batch/sub")).unwrap();
+        std::fs::write(mine.join("users.csv"), b"USER_ID\nu1\n").unwrap();
+        std::fs::write(mine.join("batch/b.csv"), b"b").unwrap();
+        std::fs::write(mine.join("batch/sub/a.csv"), b"a").unwrap();
+        let one = root.resolve_source(A, &loc(&root, &format!("{A}/users.csv"))).unwrap();
+        assert_eq!(one.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["users.csv"]);
+        let many = root.resolve_source(A, &loc(&root, &format!("{A}/batch/"))).unwrap();
+        assert_eq!(many.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["b.csv", "sub/a.csv"]);
+        let e = root.resolve_source(A, &loc(&root, &format!("{A}/missing.csv"))).unwrap_err();
+        assert!(matches!(e, ConfineError::Missing(ref c) if c == "missing.csv"), "{e:?}");
+        assert!(!mine.join("missing.csv").exists(), "nothing is created");
+        let e = root.resolve_source(A, &loc(&root, &format!("{A}/users.csv/"))).unwrap_err();
+        assert!(matches!(e, ConfineError::NotADirectory(_)), "{e:?}");
+        let e = root.resolve_source(B, &loc(&root, &format!("{A}/users.csv"))).unwrap_err();
+        assert!(matches!(e, ConfineError::Outside { .. }), "{e:?}");
+        let outside = base.path().join("secret.csv");
+        std::fs::write(&outside, b"USER_ID\nx\n").unwrap();
+        std::os::unix::fs::symlink(&outside, mine.join("link.csv")).unwrap();
+        let e = root.resolve_source(A, &loc(&root, &format!("{A}/link.csv"))).unwrap_err();
+        assert!(matches!(e, ConfineError::Symlink(_)), "{e:?}");
+        // A link inside a folder read whole is refused too, not skipped.
+        std::os::unix::fs::symlink(&outside, mine.join("batch/sub/z.csv")).unwrap();
+        let e = root.resolve_source(A, &loc(&root, &format!("{A}/batch/"))).unwrap_err();
+        assert!(matches!(e, ConfineError::Symlink(ref c) if c == "sub/z.csv"), "{e:?}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod file_root;
 mod files;
 pub mod flags;
+pub mod objects;
 pub mod service;
 pub mod sinks;
 pub mod startup;

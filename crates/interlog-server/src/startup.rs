@@ -285,7 +285,9 @@ impl Application {
         jobs.recover().await.map_err(StartError::Bootstrap)?;
         jobs.spawn_sweeper();
         jobs.spawn_activator();
-        let service = Service::new(store.clone(), cache.clone(), jobs, file_root).with_import_root(import_root);
+        let service = Service::new(store.clone(), cache.clone(), jobs, file_root)
+            .with_import_root(import_root)
+            .with_objects(crate::objects::Objects::new(config.s3.clone()));
         let mut destinations: Vec<Arc<dyn crate::sinks::Destination>> = Vec::new();
         if let Some(nats) = config.nats.clone() {
             destinations.push(Arc::new(crate::sinks::nats::Nats::connect(nats).await.map_err(StartError::Config)?));

@@ -23,6 +23,7 @@
 mod background;
 mod catalog;
 mod db;
+mod deletion;
 mod error;
 mod history;
 mod migrate;
@@ -366,6 +367,13 @@ impl EventStore for PostgresStore {
             return Ok(Vec::new());
         }
         self.shared.db.run(async |c| history::query(c, dataset_id, &who, limit).await).await
+    }
+
+    async fn delete_users(
+        &self,
+        deletion: interlog_store::UserDeletion,
+    ) -> Result<interlog_store::UsersDeleted, StoreError> {
+        deletion::delete_users(&self.shared, deletion).await
     }
 
     fn stats(&self) -> StoreStats {

@@ -225,9 +225,10 @@ async fn a_layout_1_database_gains_flags_and_keeps_its_events() {
     drop(store);
     // Back to layout 3, as a build before the flags wrote it.
     let client = admin(&pg.url).await;
+    let down_8 = down_8(&schema);
     client
         .batch_execute(&format!(
-            "ALTER TABLE {schema}.events DROP COLUMN flags; ALTER TABLE {schema}.records DROP COLUMN flags;
+            "{down_8} ALTER TABLE {schema}.events DROP COLUMN flags; ALTER TABLE {schema}.records DROP COLUMN flags;
              DROP TABLE {schema}.history; DELETE FROM {schema}.sink_cursors WHERE sink = 'history';
              DROP TABLE {schema}.sink_dead_letters; ALTER TABLE {schema}.sink_cursors DROP COLUMN dead_lettered;
              DELETE FROM {schema}.interlog_migrations WHERE version >= 4"

@@ -14,6 +14,7 @@
 //! Layout and migrations are in [`layout`], the catalog's SQL in [`catalog`].
 
 pub mod catalog;
+mod deletion;
 mod error;
 mod history;
 pub mod layout;
@@ -291,6 +292,21 @@ impl EventStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.readers.run(move |conn| history::query(conn, dataset_id, &who, limit)).await
+    }
+
+    async fn delete_users(
+        &self,
+        deletion: interlog_store::UserDeletion,
+    ) -> Result<interlog_store::UsersDeleted, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer()?
+            .control
+            .send(Control::DeleteUsers(deletion, reply))
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer stopped before the deletion was complete".into()))?
     }
 
     fn stats(&self) -> StoreStats {

@@ -22,6 +22,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::catalog::{self, Purge, Write, Written};
+use crate::deletion::Deletion;
 use crate::error::Classify;
 use crate::layout;
 
@@ -60,6 +61,8 @@ pub struct AppendJob {
 
 pub enum Control {
     Write(Write, oneshot::Sender<Result<Written, StoreError>>),
+    /// A data deletion job's removal of users (`deletion.rs`), answered when it is complete.
+    DeleteUsers(interlog_store::UserDeletion, oneshot::Sender<Result<interlog_store::UsersDeleted, StoreError>>),
     /// Finish the appends already queued, close the connection, then answer.
     Close(oneshot::Sender<()>),
     /// Remove up to `limit` imported rows of a dataset (one short transaction; callers loop).
@@ -155,6 +158,8 @@ pub struct Writer {
     /// the id of a dataset being purged.
     live: HashSet<i64>,
     purges: VecDeque<Purge>,
+    /// Users' data being removed, oldest first, a chunk at a time like the purges.
+    deletions: VecDeque<Deletion>,
     /// The newest position committed, and how far the history index reaches (`history.rs`).
     head: i64,
     indexed: i64,
@@ -190,6 +195,7 @@ impl Writer {
             shared,
             live: HashSet::new(),
             purges: VecDeque::new(),
+            deletions: VecDeque::new(),
             head: 0,
             indexed: 0,
             batches_since_index: 0,
@@ -302,10 +308,10 @@ impl Writer {
             }
             if let Some(first) = waiting.take().or_else(|| appends.try_recv().ok()) {
                 self.append_batch(first, appends, &mut batch);
-                // One purge chunk per append batch: a purge always moves, and an append
-                // never waits for more than one chunk.
+                // One purge or deletion chunk per append batch: they always move, and an
+                // append never waits for more than one chunk.
                 if self.trouble.is_none() {
-                    self.purge_chunk();
+                    self.background_chunk();
                 }
                 // Under sustained load the indexer still moves, at one chunk per
                 // INDEX_EVERY_BATCHES batches once it lags far behind.
@@ -318,8 +324,8 @@ impl Writer {
                 }
                 continue;
             }
-            if self.trouble.is_none() && !self.purges.is_empty() {
-                self.purge_chunk();
+            if self.trouble.is_none() && !(self.purges.is_empty() && self.deletions.is_empty()) {
+                self.background_chunk();
                 continue;
             }
             // Nothing waits: the writer's idle time goes to the history index.
@@ -370,6 +376,10 @@ impl Writer {
         match c {
             Control::Write(w, reply) => {
                 let _ = reply.send(self.catalog_write(w));
+                None
+            }
+            Control::DeleteUsers(job, reply) => {
+                self.deletions.push_back(Deletion::new(job, reply));
                 None
             }
             Control::Close(done) => Some(done),
@@ -574,6 +584,44 @@ impl Writer {
             shared.saw_newest(dataset, seq);
         }
         Ok(outcomes)
+    }
+
+    /// One chunk of background removal: a deleted dataset's purge first (it makes the log
+    /// shorter for everyone), else a data deletion job's.
+    fn background_chunk(&mut self) {
+        if self.purges.is_empty() {
+            self.deletion_chunk();
+        } else {
+            self.purge_chunk();
+        }
+    }
+
+    /// One chunk of the oldest data deletion, in its own synced transaction; the job is
+    /// answered once a chunk finds nothing left, or with the error of a chunk that failed
+    /// (running the job again is harmless).
+    fn deletion_chunk(&mut self) {
+        let Some(deletion) = self.deletions.pop_front() else { return };
+        let (shared, head) = (self.shared.clone(), self.head);
+        let result = self.guarded(|w| {
+            let tx = w.connection()?.transaction().classified()?;
+            let progress = deletion.chunk(&tx, head)?;
+            commit(tx, &shared)?;
+            Ok(progress)
+        });
+        let mut deletion = deletion;
+        match result {
+            Ok(progress) => {
+                if deletion.apply(progress, head) {
+                    deletion.finish(Ok(()));
+                } else {
+                    self.deletions.push_front(deletion);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a chunk of a data deletion failed; the job fails");
+                deletion.finish(Err(e));
+            }
+        }
     }
 }
 

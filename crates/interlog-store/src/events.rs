@@ -197,6 +197,33 @@ pub enum BulkRemoval {
 /// few milliseconds at most (docs/storage.md), large enough to amortise a commit.
 pub const IMPORT_CHUNK_ROWS: usize = 2_000;
 
+/// What a data deletion job removes: every log row (events, action interactions) of `users` in
+/// the datasets `logs`, and the records whose ID is one of `users` in the keyed datasets
+/// `records` (a Users dataset). Rows without a user ID (anonymous events) are not anyone's.
+#[derive(Debug, Clone, Default)]
+pub struct UserDeletion {
+    pub logs: Vec<i64>,
+    pub records: Vec<i64>,
+    /// The user IDs, each once.
+    pub users: std::sync::Arc<std::collections::HashSet<String>>,
+}
+
+/// What [`EventStore::delete_users`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsersDeleted {
+    /// Log rows: events and action interactions.
+    pub events: u64,
+    /// Keyed records (user records).
+    pub records: u64,
+}
+
+impl UsersDeleted {
+    /// Everything removed, the `numDeleted` of a data deletion job.
+    pub fn total(&self) -> u64 {
+        self.events + self.records
+    }
+}
+
 /// Tuning of a group-commit writer, whatever the engine.
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
@@ -279,6 +306,15 @@ pub trait EventStore: Send + Sync + 'static {
     /// repeats included: what the index holds up to its cursor plus a scan of the log after it,
     /// in one snapshot, so the answer is complete whatever the indexer's lag ([`crate::history`]).
     async fn history(&self, dataset_id: i64, who: crate::Who, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Removes everything of some users ([`UserDeletion`]) durably, in chunks that each hold
+    /// appends up for a few milliseconds at most, and resolves once the last chunk committed:
+    /// then no log row of those users is stored in `logs` (the scan follows the log to its newest
+    /// position, so an event appended while it runs goes too), nor any of their records. The
+    /// history index loses their rows with them, and a sink's dead letter of a removed event
+    /// goes too (there is nothing left to replay). Appended again afterwards, a user's events
+    /// are stored as new ones: the retry window confirms a repeat against the stored row.
+    async fn delete_users(&self, deletion: UserDeletion) -> Result<UsersDeleted, StoreError>;
 
     /// Counters of the write path.
     fn stats(&self) -> StoreStats;

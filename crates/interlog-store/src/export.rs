@@ -1,5 +1,5 @@
-//! Writing a dataset out, whatever its type: Personalize's dataset CSV (§8 of the spec) or JSON
-//! lines.
+//! Writing a dataset out, whatever its type: Personalize's dataset CSV (§8 of the spec), JSON
+//! lines, or Parquet (`parquet.rs`).
 //!
 //! `interlog export`, the server's export endpoint and export jobs use this one writer, so the
 //! files they produce are identical; [`UniqueEvents`] is the one reader that removes repeated
@@ -7,6 +7,8 @@
 //! datasets; the keyed datasets (Items, Users, Actions) are read one row per ID.
 
 use std::io::{self, Write};
+
+mod parquet;
 
 use interlog_model::control::IngestionMode;
 use interlog_model::properties::{CompiledSchema, PropertyRules, Props, UndeclaredKeys};
@@ -302,6 +304,8 @@ pub enum Format {
     /// `properties` text exactly as sent (undeclared keys too) and, when it has any, the event's
     /// `flags` (`[{"kind", "message"}]`).
     Jsonl,
+    /// The CSV's columns and rows, each column typed from the schema (`parquet.rs`).
+    Parquet,
 }
 
 impl std::str::FromStr for Format {
@@ -310,7 +314,8 @@ impl std::str::FromStr for Format {
         match s {
             "csv" => Ok(Format::Csv),
             "jsonl" => Ok(Format::Jsonl),
-            other => Err(format!("unknown export format '{other}' (expected csv or jsonl)")),
+            "parquet" => Ok(Format::Parquet),
+            other => Err(format!("unknown export format '{other}' (expected csv, jsonl or parquet)")),
         }
     }
 }
@@ -326,6 +331,7 @@ pub struct ExportWriter<W: Write> {
     schema: Option<CompiledSchema>,
     csv: Option<csv::Writer<W>>,
     raw: Option<W>,
+    parquet: Option<parquet::Sink<W>>,
 }
 
 impl<W: Write> ExportWriter<W> {
@@ -342,6 +348,7 @@ impl<W: Write> ExportWriter<W> {
                     schema: None,
                     csv: Some(csv),
                     raw: None,
+                    parquet: None,
                 })
             }
             Format::Jsonl => Ok(ExportWriter {
@@ -351,12 +358,25 @@ impl<W: Write> ExportWriter<W> {
                 schema: None,
                 csv: None,
                 raw: Some(out),
+                parquet: None,
+            }),
+            Format::Parquet => Ok(ExportWriter {
+                format,
+                dataset_type: DatasetType::Interactions,
+                parquet: Some(parquet::Sink::new(out, &columns)),
+                columns,
+                schema: None,
+                csv: None,
+                raw: None,
             }),
         }
     }
 
     /// Writes metadata columns coerced to the schema's field types, as PutEvents accepted them.
     pub fn with_schema(mut self, schema: Option<Schema>) -> Self {
+        if let (Some(sink), Some(schema)) = (&mut self.parquet, &schema) {
+            sink.set_schema(&self.columns, schema);
+        }
         self.schema = schema.map(|s| CompiledSchema::new(&s, ""));
         self
     }
@@ -380,6 +400,7 @@ impl<W: Write> ExportWriter<W> {
             return match self.format {
                 Format::Csv => self.csv_row(a.properties.as_deref(), |c| a.member_cell(c)),
                 Format::Jsonl => self.json_line(&action_jsonl(&a, event.received_at)),
+                Format::Parquet => self.parquet_event(event),
             };
         }
         match self.format {
@@ -388,6 +409,7 @@ impl<W: Write> ExportWriter<W> {
                 self.csv_row(i.properties.as_deref(), |c| interaction_cell(c, i))
             }
             Format::Jsonl => self.json_line(&jsonl_object(event)),
+            Format::Parquet => self.parquet_event(event),
         }
     }
 
@@ -407,6 +429,7 @@ impl<W: Write> ExportWriter<W> {
                 insert_flags(&mut m, &r.flags);
                 self.json_line(&Value::Object(m))
             }
+            Format::Parquet => self.parquet_record(stored),
         }
     }
 
@@ -442,6 +465,9 @@ impl<W: Write> ExportWriter<W> {
     }
 
     pub fn finish(self) -> io::Result<W> {
+        if let Some(sink) = self.parquet {
+            return sink.finish(&self.columns);
+        }
         match (self.csv, self.raw) {
             (Some(csv), _) => csv.into_inner().map_err(|e| io::Error::other(e.to_string())),
             (None, Some(raw)) => Ok(raw),

@@ -60,7 +60,8 @@ macro_rules! conformance_suite {
             history_is_newest_first_and_complete, compiled_schema_follows_the_catalog,
             compiled_schema_follows_another_nodes_catalog, imported_rows_are_marked_bulk,
             imported_events_bypass_the_window_and_first_copy_wins, removing_bulk_rows_spares_put_data,
-            exports_read_one_ingestion_mode);
+            exports_read_one_ingestion_mode, deleting_users_removes_exactly_their_data,
+            deleting_users_while_appending);
     };
     (@cases $engine:expr; $($case:ident),* $(,)?) => {
         $(
@@ -1798,4 +1799,148 @@ pub async fn exports_read_one_ingestion_mode(engine: &dyn Engine) {
     assert_eq!(unique_ids_of(&*store, dataset, IngestionMode::Put).await, ["a", "b", "d"]);
     // Each mode removes repeats among its own rows.
     assert_eq!(unique_ids_of(&*store, dataset, IngestionMode::Bulk).await, ["b", "c"]);
+}
+
+// ---- data deletion jobs ----
+
+/// A dataset of `segment` (`USERS`, `ACTION_INTERACTIONS`) in the group `group`; its id.
+async fn dataset_of(store: &dyn Store, account: &str, group: &str, segment: &str) -> i64 {
+    let schema = store.create(schema_new(account, &format!("{group}-{segment}")), plain("exists")).await.unwrap();
+    let new = New {
+        arn: scope(account).arn("dataset", &format!("{group}/{segment}")),
+        name: format!("{group}-{segment}"),
+        spec: DatasetSpec { dataset_type: segment.into(), tracking_id: None },
+        ..dataset_new(account, group, &schema.meta.arn)
+    };
+    store.create(new, plain("exists")).await.unwrap().meta.id
+}
+
+fn deletion(logs: &[i64], records: &[i64], users: &[&str]) -> crate::UserDeletion {
+    crate::UserDeletion {
+        logs: logs.to_vec(),
+        records: records.to_vec(),
+        users: Arc::new(users.iter().map(|u| u.to_string()).collect()),
+    }
+}
+
+/// The users of a dataset's log rows, in log order (`-` for an anonymous event).
+async fn users_of(store: &dyn Store, dataset: i64) -> Vec<String> {
+    all(store, dataset).await.iter().map(|e| e.interaction.user_id.clone().unwrap_or_else(|| "-".into())).collect()
+}
+
+/// A deletion removes exactly the users' events, action interactions and user records of the
+/// datasets named, their history and their dead letters; other users, other datasets and
+/// other groups keep everything, and so does a reopen. A deleted event sent again is new.
+pub async fn deleting_users_removes_exactly_their_data(engine: &dyn Engine) {
+    let (location, store) = open(engine).await;
+    let (_, _, interactions) = group_with_dataset(&*store, ACCOUNT, "g").await;
+    let users = dataset_of(&*store, ACCOUNT, "g", "USERS").await;
+    let actions = dataset_of(&*store, ACCOUNT, "g", "ACTION_INTERACTIONS").await;
+    let (_, _, elsewhere) = group_with_dataset(&*store, ACCOUNT, "h").await;
+    for r in 0..4 {
+        let batch = vec![
+            of(Some("u1"), "s1", &format!("u1-{r}")),
+            of(Some("u2"), "s1", &format!("u2-{r}")),
+            of(Some("u3"), "s3", &format!("u3-{r}")),
+            of(None, "s1", &format!("anon-{r}")),
+        ];
+        store.append(interactions, batch).await.unwrap();
+    }
+    let acted = |user: &str, id: &str| ActionInteraction { user_id: Some(user.into()), ..action(id, "a1") };
+    store.append_action_interactions(actions, vec![acted("u1", "a-u1"), acted("u2", "a-u2")]).await.unwrap();
+    store.put_records(users, ["u1", "u2", "u3"].map(|u| record(u, None)).to_vec()).await.unwrap();
+    store.append(elsewhere, vec![of(Some("u1"), "s1", "kept-elsewhere")]).await.unwrap();
+    let log = all(&*store, interactions).await;
+    let refused = |i: usize| crate::Refused {
+        position: log[i].seq,
+        event_id: log[i].interaction.event_id.clone(),
+        reason: "InvalidInputException".into(),
+    };
+    // Dead letters of a u1 event and a u2 event.
+    store.settle("forward", interactions, 0, log[1].seq, 0, 0, &[refused(0), refused(1)]).await.unwrap();
+
+    let done = store.delete_users(deletion(&[interactions, actions], &[users], &["u1", "u3", "nobody"])).await.unwrap();
+    assert_eq!(done, crate::UsersDeleted { events: 4 + 4 + 1, records: 2 });
+    assert_eq!(done.total(), 11);
+    let check = async |store: &dyn Store| {
+        let expected: Vec<String> = (0..4).flat_map(|_| ["u2".to_owned(), "-".to_owned()]).collect();
+        assert_eq!(users_of(store, interactions).await, expected, "only u2 and the anonymous events are left");
+        assert_eq!(users_of(store, actions).await, ["u2"]);
+        assert_eq!(all_records(store, users, 10).await, vec![record("u2", None)]);
+        assert_eq!(ids(&all(store, elsewhere).await), ["kept-elsewhere"], "another group keeps its events");
+        assert!(history_ids(store, interactions, Who::User("u1".into()), 10).await.is_empty());
+        let session: Vec<String> = (0..4).rev().flat_map(|r| [format!("anon-{r}"), format!("u2-{r}")]).collect();
+        assert_eq!(history_ids(store, interactions, Who::Session("s1".into()), 10).await, session);
+        let letters = store.dead_letters("forward").await.unwrap();
+        assert_eq!(letters.iter().map(|l| l.event_id.as_str()).collect::<Vec<_>>(), ["u2-0"], "u1's letter is gone");
+    };
+    check(&*store).await;
+    // Once the indexer has been through, the answers come from the index: still nothing of u1.
+    let last = log.last().unwrap().seq;
+    eventually("the history indexer", Duration::from_secs(20), async || {
+        indexed_through(&*store, interactions, last).await
+    })
+    .await;
+    check(&*store).await;
+    // Nothing left to find: a second run removes nothing.
+    let again = store.delete_users(deletion(&[interactions, actions], &[users], &["u1", "u3"])).await.unwrap();
+    assert_eq!(again, crate::UsersDeleted::default());
+
+    store.close().await;
+    drop(store);
+    let store = engine.open(&location, WriterOptions::default()).await;
+    check(&*store).await;
+    // The retry window remembers the deleted event's ID, but a repeat is confirmed against the
+    // stored row: sent again, the event is new data and is stored.
+    let back = store.append(interactions, vec![of(Some("u1"), "s1", "u1-3")]).await.unwrap();
+    assert_eq!((back.stored, back.duplicates), (1, 0));
+    assert_eq!(history_ids(&*store, interactions, Who::User("u1".into()), 10).await, ["u1-3"]);
+}
+
+/// Appends go on while a deletion works through a log of many chunks: every acknowledged
+/// event of another user is kept, and none of the deleted users' events is left.
+pub async fn deleting_users_while_appending(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let user = |n: usize| format!("user-{}", n % 10);
+    let mut gone = 0;
+    for b in 0..40 {
+        let batch: Vec<Interaction> = (0..1000).map(|i| of(Some(&user(i)), "s", &format!("old-{b}-{i}"))).collect();
+        gone += batch.iter().filter(|e| e.user_id.as_deref() < Some("user-5")).count() as u64;
+        store.append(dataset, batch).await.unwrap();
+    }
+    let doomed = ["user-0", "user-1", "user-2", "user-3", "user-4"];
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut appenders = Vec::new();
+    for t in 0..4 {
+        let (store, stop) = (store.clone(), stop.clone());
+        appenders.push(tokio::spawn(async move {
+            let mut sent = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || n < 3 {
+                let batch: Vec<Interaction> =
+                    (0..50).map(|i| of(Some("survivor"), "s", &format!("new-{t}-{n}-{i}"))).collect();
+                sent.extend(batch.iter().map(|e| e.event_id.clone()));
+                store.append(dataset, batch).await.unwrap();
+                n += 1;
+            }
+            sent
+        }));
+    }
+    let done = store.delete_users(deletion(&[dataset], &[], &doomed)).await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = HashSet::new();
+    for a in appenders {
+        sent.extend(a.await.unwrap());
+    }
+    assert_eq!(done.events, gone, "every event of the deleted users stored before the job");
+    let left = all(&*store, dataset).await;
+    assert!(left.iter().all(|e| !doomed.contains(&e.interaction.user_id.as_deref().unwrap_or(""))));
+    let kept: HashSet<String> = left
+        .iter()
+        .filter(|e| e.interaction.user_id.as_deref() == Some("survivor"))
+        .map(|e| e.interaction.event_id.clone())
+        .collect();
+    assert_eq!(kept, sent, "every acknowledged append of another user is stored");
+    assert_eq!(left.len() as u64, 40_000 - gone + sent.len() as u64);
 }

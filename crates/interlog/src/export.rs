@@ -41,7 +41,8 @@ pub(crate) struct ExportArgs {
     /// The dataset to export, of any type (Interactions, Items, Users, Actions, Action_Interactions).
     #[arg(long)]
     dataset_arn: Option<String>,
-    /// csv (Personalize's dataset CSV) or jsonl (every stored member, one event per line).
+    /// csv (Personalize's dataset CSV), jsonl (every stored member, one event per line) or parquet
+    /// (the CSV's columns, typed from the dataset's schema).
     #[arg(long, default_value = "csv")]
     format: Format,
     /// File to write, or - for standard output.
@@ -78,6 +79,7 @@ fn from_server(endpoint: &str, args: &ExportArgs) -> anyhow::Result<()> {
     let format = match args.format {
         Format::Csv => "csv",
         Format::Jsonl => "jsonl",
+        Format::Parquet => "parquet",
     };
     let mut query = format!("/_interlog/export?format={format}");
     if let Some(group) = &args.dataset_group {

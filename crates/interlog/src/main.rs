@@ -1,4 +1,5 @@
-//! The `interlog` command: `serve` runs the server, `export` reads events back, `events` one
+//! The `interlog` command: `serve` runs the server, `export` reads events back, `import` loads
+//! files into a dataset, `events` one
 //! user's or session's newest events, `dead-letters` lists and replays what a sink could not
 //! deliver; `put-events`, `put-items`, `put-users`, `put-actions` and `put-action-interactions`
 //! are the aws-cli commands of the same names.
@@ -6,6 +7,7 @@
 mod dead_letters;
 mod events;
 mod export;
+mod import;
 mod serve;
 
 use std::process::ExitCode;
@@ -30,6 +32,8 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Write a dataset group's recorded interactions as Personalize dataset CSV or JSON lines.
     Export(export::ExportArgs),
+    /// Import CSV or JSON lines files into a dataset through a running server (resumable).
+    Import(Box<import::ImportArgs>),
     /// Print one user's or one session's newest events (through a running server), newest first.
     Events(events::EventsArgs),
     /// List or replay the events a sink's destination refused for good (docs/streams.md).
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Export(args) => export::run(args),
+        Command::Import(args) => import::run(*args),
         Command::Events(args) => events::run(args),
         Command::DeadLetters(args) => dead_letters::run(args),
         Command::PutEvents(a) => return aws_cli("put-events", a.args),

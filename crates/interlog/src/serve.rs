@@ -185,6 +185,29 @@ fn forward_config(args: &ServeArgs, url: &str) -> anyhow::Result<interlog_server
     Ok(config)
 }
 
+/// How export and import jobs reach `s3://` locations: the endpoint and part size from the
+/// environment (`INTERLOG_S3_ENDPOINT_URL`, else `AWS_ENDPOINT_URL_S3`), credentials from the
+/// aws-cli chain (environment, then AWS_PROFILE's profile in ~/.aws/credentials and ~/.aws/config), read
+/// again for each job so that rotated keys need no restart. No credentials is no error here:
+/// only a job that needs S3 fails, with the reason.
+fn s3_config() -> interlog_server::objects::S3Config {
+    use interlog_server::objects::{CredentialSource, S3Config, S3Credentials};
+    let vars = || -> std::collections::HashMap<String, String> {
+        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
+    };
+    let credentials: CredentialSource = std::sync::Arc::new(move || {
+        let c = interlog_cli::fetch::chain_credentials(vars(), None)?;
+        Ok(S3Credentials {
+            access_key_id: c.access_key_id,
+            secret_access_key: c.secret_access_key,
+            session_token: c.session_token,
+            region: c.region,
+            source: c.method.into(),
+        })
+    });
+    S3Config::from_vars(&vars(), credentials)
+}
+
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging()?;
     if let Some(id) = &args.default_tracking_id {
@@ -248,6 +271,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.nats = Some(nats);
     }
     config.forward = forward;
+    config.s3 = s3_config();
     let forward_banner = config.forward.as_ref().map(|f| {
         format!(
             "forward:       {} region {} as {} ({}), at most {} calls/s per tracker",

@@ -154,6 +154,7 @@ pub(super) async fn export(
     let content_type = match format {
         Format::Csv => "text/csv; charset=utf-8",
         Format::Jsonl => "application/x-ndjson",
+        Format::Parquet => "application/vnd.apache.parquet",
     };
     let body = Body::from_stream(ExportBody { rx, complete, ended: false });
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())

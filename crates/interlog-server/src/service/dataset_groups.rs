@@ -1,8 +1,8 @@
 //! Dataset groups: the containers of datasets, an event tracker and jobs (§4 CreateDatasetGroup).
 
 use interlog_model::requests::CreateDatasetGroup;
-use interlog_store::catalog::resources::{CatalogExt, GroupSpec, New, Resource};
-use interlog_store::catalog::{InsertRules, Kind, Quota};
+use interlog_store::catalog::resources::{CatalogExt, DeletionJobSpec, GroupSpec, New, Resource};
+use interlog_store::catalog::{DeleteRules, InsertRules, Kind, Quota};
 
 use super::tags::checked_tags;
 use super::{scope, Managed, Service};
@@ -14,7 +14,17 @@ pub const MAX_DATASET_GROUPS: u64 = 5;
 
 impl Managed for GroupSpec {
     const PARENT: Option<Kind> = None;
-    // A group that still holds a dataset or a tracker cannot be deleted: the default rules.
+
+    /// A group that still holds a dataset or a tracker cannot be deleted; its finished data
+    /// deletion jobs go with it, and one still running blocks the delete.
+    fn delete_rules() -> DeleteRules {
+        use super::jobs::JobSpec;
+        DeleteRules {
+            cascade: vec![Kind::DataDeletionJob],
+            blocking_statuses: DeletionJobSpec::STATUSES.running().iter().map(|s| s.to_string()).collect(),
+            purge_events: false,
+        }
+    }
 }
 
 impl Service {

@@ -11,7 +11,7 @@
 //! not replaced", the model's `importMode`); Put* data is never touched. A job that fails in the second pass, or
 //! that a stop interrupts, has its rows removed (docs/api.md "Dataset import jobs").
 
-use std::io::{Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +28,8 @@ use super::tags::checked_tags;
 use super::{scope, Managed, Service};
 use crate::api::error::ApiError;
 use crate::auth::Caller;
-use crate::file_root::Source;
+use crate::file_root::SourceFile;
+use crate::objects::{Objects, S3Location};
 
 /// Import jobs pending or in progress at once per account: the documented quota ("pending/in-progress dataset
 /// import jobs 5"). The sixth is `LimitExceededException`, enforced by the catalog in the insert's transaction.
@@ -86,7 +87,14 @@ impl Service {
         }
         // A file:// source must lie in the caller's folder of the import root: checked (and opened) before the
         // job exists, so a refused one never becomes a job.
-        let source = self.open_source(account, &cmd.location, cmd.scheme).await?;
+        let source = match cmd.scheme {
+            PathScheme::S3 => Some(Files::S3 {
+                objects: self.objects.clone(),
+                location: S3Location::parse(&cmd.location)
+                    .map_err(|e| ApiError::InvalidInput(format!("Invalid dataSource.dataLocation: {e}")))?,
+            }),
+            scheme => self.open_source(account, &cmd.location, scheme).await?.map(Files::Local),
+        };
         let rules = InsertRules {
             quota: Some(quota),
             requires: vec![Requirement { kind: DatasetSpec::KIND, arn: dataset.meta.arn.clone(), active: true }],
@@ -120,7 +128,12 @@ impl Service {
 
     /// The opened files of a `file://` source (`None` for other schemes, whose jobs fail with a reason);
     /// `InvalidInputException` when it is not inside the caller's folder, does not exist or holds no file.
-    async fn open_source(&self, account: &str, location: &str, scheme: PathScheme) -> Result<Option<Source>, ApiError> {
+    async fn open_source(
+        &self,
+        account: &str,
+        location: &str,
+        scheme: PathScheme,
+    ) -> Result<Option<Vec<SourceFile>>, ApiError> {
         if scheme != PathScheme::File {
             return Ok(None);
         }
@@ -136,10 +149,17 @@ impl Service {
             .await
             .map_err(|e| ApiError::InternalFailure(format!("opening the import source failed: {e}")))?;
         match resolved {
-            Ok(source) if source.files.is_empty() => {
-                Err(ApiError::InvalidInput("Invalid dataSource.dataLocation: the folder holds no .csv file".to_owned()))
+            Ok(files) => {
+                // A folder stands for the `.csv` files in it (not those of its subfolders), in name order.
+                let files: Vec<SourceFile> =
+                    files.into_iter().filter(|f| f.name.ends_with(".csv") && !f.name.contains('/')).collect();
+                if files.is_empty() {
+                    return Err(ApiError::InvalidInput(
+                        "Invalid dataSource.dataLocation: the folder holds no .csv file".to_owned(),
+                    ));
+                }
+                Ok(Some(files))
             }
-            Ok(source) => Ok(Some(source)),
             Err(e) => match e.cause() {
                 Some(cause) => Err(ApiError::InternalFailure(format!("{e}: {cause}"))),
                 None => Err(ApiError::InvalidInput(format!("Invalid dataSource.dataLocation: {e}"))),
@@ -154,17 +174,17 @@ fn import_work(
     store: Arc<dyn Store>,
     job: Resource<ImportJobSpec>,
     dataset: Resource<DatasetSpec>,
-    source: Option<Source>,
+    source: Option<Files>,
     mode: ImportMode,
 ) -> JobWork {
     Box::pin(async move {
         let Some(source) = source else {
             return Err(format!(
-                "interlog imports from local files only for now: use a file:///absolute/path under the server's \
-                 import directory (object storage such as {} is not supported yet)",
+                "interlog imports from file:// and s3:// locations only: {} is neither",
                 job.spec.data_location
             ));
         };
+        let source = source.listed().await?;
         tokio::task::spawn_blocking(wait_for_test_gate).await.map_err(|e| e.to_string())?;
         let schema_arn = dataset.meta.uses.clone().unwrap_or_default();
         let schema = store
@@ -209,15 +229,15 @@ fn import_work(
 
 /// Reads every file of `source` from its start, hands each checked row to `row` and returns how many there were,
 /// or the reason naming the file, the line and the rule broken.
-fn scan(schema: &Schema, source: &Source, row: &mut dyn FnMut(Imported) -> Result<(), String>) -> Result<u64, String> {
+fn scan(schema: &Schema, source: &Listed, row: &mut dyn FnMut(Imported) -> Result<(), String>) -> Result<u64, String> {
     let mut rows = 0;
-    for (name, file) in &source.files {
+    for i in 0..source.len() {
+        let (name, file) = source.open(i)?;
+        let name = name.as_str();
         let io = |e: std::io::Error| {
             tracing::warn!(file = %name, error = %e, "import job: reading failed");
-            format!("{name}: the file could not be read (see the server log)")
+            format!("{name}: the file could not be read ({e})")
         };
-        let mut file = file;
-        file.seek(SeekFrom::Start(0)).map_err(io)?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -261,7 +281,7 @@ fn scan(schema: &Schema, source: &Source, row: &mut dyn FnMut(Imported) -> Resul
 async fn load(
     store: Arc<dyn Store>,
     schema: Arc<Schema>,
-    source: Arc<Source>,
+    source: Arc<Listed>,
     dataset_id: i64,
     job_id: i64,
 ) -> Result<u64, String> {
@@ -348,6 +368,78 @@ fn wait_for_test_gate() {
     if let Some(gate) = std::env::var_os("INTERLOG_TEST_IMPORT_JOB_GATE") {
         while std::path::Path::new(&gate).exists() {
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Where a job's rows come from: files of the import root, opened when the job was created, or an `s3://`
+/// location (`crate::objects`), listed when the job runs.
+enum Files {
+    Local(Vec<SourceFile>),
+    S3 { objects: Objects, location: S3Location },
+}
+
+impl Files {
+    /// The files to read, each opened anew by each pass.
+    async fn listed(self) -> Result<Listed, String> {
+        match self {
+            Files::Local(files) => Ok(Listed::Local(files)),
+            Files::S3 { objects, location } => {
+                let listed = objects.list(&location).await.map_err(|e| e.to_string())?;
+                let prefix = if location.is_prefix() { location.key.clone() } else { format!("{}/", location.key) };
+                // An object the location names is read whatever its name; under a prefix, the `.csv` objects
+                // directly under it, in key order (as a folder of the import root).
+                let files: Vec<(String, S3Location)> = listed
+                    .into_iter()
+                    .filter_map(|o| {
+                        if o.location == location {
+                            let name = o.location.key.rsplit('/').next().unwrap_or_default().to_owned();
+                            return Some((name, o.location));
+                        }
+                        let name = o.location.key.strip_prefix(&prefix)?.to_owned();
+                        (name.ends_with(".csv") && !name.contains('/')).then_some((name, o.location))
+                    })
+                    .collect();
+                if files.is_empty() {
+                    return Err(format!("{location}: no .csv object is there"));
+                }
+                Ok(Listed::S3 { objects, files, runtime: tokio::runtime::Handle::current() })
+            }
+        }
+    }
+}
+
+/// The files of a running job.
+enum Listed {
+    Local(Vec<SourceFile>),
+    S3 { objects: Objects, files: Vec<(String, S3Location)>, runtime: tokio::runtime::Handle },
+}
+
+impl Listed {
+    fn len(&self) -> usize {
+        match self {
+            Listed::Local(files) => files.len(),
+            Listed::S3 { files, .. } => files.len(),
+        }
+    }
+
+    /// File `i` from its start, with its name; on a blocking thread (an object is streamed from S3).
+    fn open(&self, i: usize) -> Result<(String, Box<dyn Read + '_>), String> {
+        match self {
+            Listed::Local(files) => {
+                let f = &files[i];
+                let mut file = &f.file;
+                file.seek(SeekFrom::Start(0)).map_err(|e| {
+                    tracing::warn!(file = %f.name, error = %e, "import job: reading failed");
+                    format!("{}: the file could not be read (see the server log)", f.name)
+                })?;
+                Ok((f.name.clone(), Box::new(file)))
+            }
+            Listed::S3 { objects, files, runtime } => {
+                let (name, location) = &files[i];
+                let reader = runtime.block_on(objects.open(location)).map_err(|e| format!("{name}: {e}"))?;
+                Ok((name.clone(), Box::new(reader.into_blocking(runtime.clone()))))
+            }
         }
     }
 }

@@ -1,18 +1,20 @@
-//! The supervisor of background jobs (dataset exports and imports; deletions later): a
+//! The supervisor of background jobs (dataset exports and imports, data deletions): a
 //! bound on how many run at once, a claim on each job so one node runs it, lease renewals while
 //! it runs, and recovery of the jobs a stopped process or node left behind. It also turns
 //! datasets created `CREATE PENDING` (`--activation-delay`) `ACTIVE` once their delay passed.
 //!
-//! A job's life: CREATE PENDING (created) → CREATE IN_PROGRESS (claimed by one node, its lease
-//! renewed every few seconds) → ACTIVE or CREATE FAILED with a reason. Claims are compare-and-set
-//! on the status, so two nodes never run one job.
+//! A job's life: pending (created) → in progress (claimed by one node, its lease renewed every
+//! few seconds) → done or failed with a reason, in each kind's own words ([`JobSpec::STATUSES`]:
+//! CREATE PENDING → CREATE IN_PROGRESS → ACTIVE / CREATE FAILED for exports, PENDING →
+//! IN_PROGRESS → COMPLETED / FAILED for deletions, as the model has them). Claims are
+//! compare-and-set on the status, so two nodes never run one job.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use interlog_store::catalog::resources::{
-    CatalogExt, DatasetSpec, ExportJobSpec, ImportJobSpec, Lease, Resource, Spec,
+    CatalogExt, DatasetSpec, DeletionJobSpec, ExportJobSpec, ImportJobSpec, Lease, Resource, Spec,
 };
 use interlog_store::{BulkRemoval, Store, StoreError};
 use tokio::sync::Semaphore;
@@ -21,56 +23,6 @@ use tokio::sync::Semaphore;
 pub const RUNNING: [&str; 2] = ["CREATE PENDING", "CREATE IN_PROGRESS"];
 pub const PENDING: &str = "CREATE PENDING";
 pub const IN_PROGRESS: &str = "CREATE IN_PROGRESS";
-
-/// A kind of background job: where its lease and failure reason live.
-pub trait JobSpec: Spec {
-    /// The job as logs name it.
-    const NOUN: &'static str;
-    fn lease_mut(&mut self) -> &mut Option<Lease>;
-    fn failure_reason_mut(&mut self) -> &mut Option<String>;
-    fn lease(&self) -> Option<&Lease>;
-}
-
-impl JobSpec for ExportJobSpec {
-    const NOUN: &'static str = "dataset export job";
-    fn lease_mut(&mut self) -> &mut Option<Lease> {
-        &mut self.lease
-    }
-    fn failure_reason_mut(&mut self) -> &mut Option<String> {
-        &mut self.failure_reason
-    }
-    fn lease(&self) -> Option<&Lease> {
-        self.lease.as_ref()
-    }
-}
-
-impl JobSpec for ImportJobSpec {
-    const NOUN: &'static str = "dataset import job";
-    fn lease_mut(&mut self) -> &mut Option<Lease> {
-        &mut self.lease
-    }
-    fn failure_reason_mut(&mut self) -> &mut Option<String> {
-        &mut self.failure_reason
-    }
-    fn lease(&self) -> Option<&Lease> {
-        self.lease.as_ref()
-    }
-}
-
-/// Rows removed per call when an import's rows go (a failed job's, or what a FULL import replaces): one short
-/// transaction each, so live appends between them never wait long.
-pub const REMOVE_CHUNK_ROWS: usize = 2_000;
-
-/// Removes a dataset's imported rows that `what` names, a chunk at a time.
-pub async fn remove_bulk(store: &dyn Store, dataset_id: i64, what: BulkRemoval) -> Result<u64, StoreError> {
-    let mut removed = 0;
-    loop {
-        match store.remove_bulk(dataset_id, what, REMOVE_CHUNK_ROWS).await? {
-            0 => return Ok(removed),
-            n => removed += n as u64,
-        }
-    }
-}
 
 /// How jobs run.
 #[derive(Debug, Clone)]
@@ -112,8 +64,102 @@ struct Inner {
     settings: JobSettings,
 }
 
-/// The work of one job: its outcome is the job's end (ACTIVE, or CREATE FAILED with the reason).
-pub type JobWork = std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+/// The work of one job: its outcome is the job's end (done with what it did, or failed with the reason).
+pub type Work<T> = std::pin::Pin<Box<dyn Future<Output = Result<T, String>> + Send>>;
+/// An export job's work.
+pub type JobWork = Work<()>;
+
+/// The statuses of a kind of job.
+#[derive(Debug, Clone, Copy)]
+pub struct JobStatuses {
+    pub pending: &'static str,
+    pub in_progress: &'static str,
+    pub done: &'static str,
+    pub failed: &'static str,
+}
+
+impl JobStatuses {
+    pub fn running(&self) -> [&'static str; 2] {
+        [self.pending, self.in_progress]
+    }
+}
+
+/// A kind of job the supervisor runs.
+pub trait JobSpec: Spec {
+    const STATUSES: JobStatuses;
+    /// What a finished job reports.
+    type Outcome: Send + 'static;
+    fn lease(&self) -> Option<&Lease>;
+    fn set_lease(&mut self, lease: Option<Lease>);
+    fn succeeded(&mut self, outcome: Self::Outcome);
+    fn failed(&mut self, reason: String);
+}
+
+impl JobSpec for ExportJobSpec {
+    const STATUSES: JobStatuses =
+        JobStatuses { pending: PENDING, in_progress: IN_PROGRESS, done: "ACTIVE", failed: "CREATE FAILED" };
+    type Outcome = ();
+    fn lease(&self) -> Option<&Lease> {
+        self.lease.as_ref()
+    }
+    fn set_lease(&mut self, lease: Option<Lease>) {
+        self.lease = lease;
+    }
+    fn succeeded(&mut self, (): ()) {}
+    fn failed(&mut self, reason: String) {
+        self.failure_reason = Some(reason);
+    }
+}
+
+impl JobSpec for ImportJobSpec {
+    const STATUSES: JobStatuses =
+        JobStatuses { pending: PENDING, in_progress: IN_PROGRESS, done: "ACTIVE", failed: "CREATE FAILED" };
+    type Outcome = ();
+    fn lease(&self) -> Option<&Lease> {
+        self.lease.as_ref()
+    }
+    fn set_lease(&mut self, lease: Option<Lease>) {
+        self.lease = lease;
+    }
+    fn succeeded(&mut self, (): ()) {}
+    fn failed(&mut self, reason: String) {
+        self.failure_reason = Some(reason);
+    }
+}
+
+/// Rows removed per call when an import's rows go (a failed job's, or what a FULL import replaces): one short
+/// transaction each, so live appends between them never wait long.
+pub const REMOVE_CHUNK_ROWS: usize = 2_000;
+
+/// Removes a dataset's imported rows that `what` names, a chunk at a time.
+pub async fn remove_bulk(store: &dyn Store, dataset_id: i64, what: BulkRemoval) -> Result<u64, StoreError> {
+    let mut removed = 0;
+    loop {
+        match store.remove_bulk(dataset_id, what, REMOVE_CHUNK_ROWS).await? {
+            0 => return Ok(removed),
+            n => removed += n as u64,
+        }
+    }
+}
+
+impl JobSpec for DeletionJobSpec {
+    const STATUSES: JobStatuses =
+        JobStatuses { pending: "PENDING", in_progress: "IN_PROGRESS", done: "COMPLETED", failed: "FAILED" };
+    /// `numDeleted`.
+    type Outcome = u64;
+    fn lease(&self) -> Option<&Lease> {
+        self.lease.as_ref()
+    }
+    fn set_lease(&mut self, lease: Option<Lease>) {
+        self.lease = lease;
+    }
+    fn succeeded(&mut self, deleted: u64) {
+        self.num_deleted = Some(deleted);
+    }
+    fn failed(&mut self, reason: String) {
+        self.failure_reason = Some(reason);
+    }
+}
 
 impl Jobs {
     pub fn new(store: Arc<dyn Store>, settings: JobSettings) -> Self {
@@ -121,7 +167,7 @@ impl Jobs {
         Jobs { inner: Arc::new(Inner { store, slots, settings }) }
     }
 
-    /// Fails the export jobs a stop interrupted: on a store of its own, every job not ended (no
+    /// Fails the jobs a stop interrupted: on a store of its own, every job not ended (no
     /// one else can be running it); on a shared store, those this node ran before its restart
     /// and those whose node stopped renewing. Call it once at start-up, before this node runs
     /// any job.
@@ -131,14 +177,15 @@ impl Jobs {
 
     /// `own`: whether jobs leased to this node count as interrupted (true only at start-up).
     async fn fail_interrupted(&self, own: bool) -> Result<usize, StoreError> {
-        let failed = self.fail_interrupted_of::<ExportJobSpec>(own).await?;
         let imports = self.fail_interrupted_of::<ImportJobSpec>(own).await?;
         // An interrupted import leaves nothing behind: its rows go (docs/api.md "Dataset import jobs").
         for job in &imports {
             let removed = remove_bulk(&*self.inner.store, job.spec.dataset_id, BulkRemoval::Job(job.meta.id)).await?;
             tracing::info!(job = %job.meta.arn, rows = removed, "removed the rows of an interrupted import job");
         }
-        Ok(failed.len() + imports.len())
+        Ok(self.fail_interrupted_of::<ExportJobSpec>(own).await?.len()
+            + self.fail_interrupted_of::<DeletionJobSpec>(own).await?.len()
+            + imports.len())
     }
 
     /// Fails the interrupted jobs of one kind; returns those it failed.
@@ -146,33 +193,35 @@ impl Jobs {
         let store = &self.inner.store;
         let node = &self.inner.settings.node;
         let stale_before = interlog_store::now() - self.inner.settings.stale_after.as_secs_f64();
+        let st = S::STATUSES;
         let mut failed = Vec::new();
         for job in store.list_all::<S>(None, None).await? {
-            let interrupted = match job.meta.status.as_str() {
-                _ if !store.shared() => RUNNING.contains(&job.meta.status.as_str()),
-                PENDING => job.meta.updated < stale_before,
-                IN_PROGRESS => job.spec.lease().is_none_or(|l| (own && l.node == *node) || l.renewed < stale_before),
-                _ => false,
+            let status = job.meta.status.as_str();
+            let interrupted = if !store.shared() {
+                st.running().contains(&status)
+            } else if status == st.pending {
+                job.meta.updated < stale_before
+            } else if status == st.in_progress {
+                job.spec.lease().is_none_or(|l| (own && l.node == *node) || l.renewed < stale_before)
+            } else {
+                false
             };
             if !interrupted {
                 continue;
             }
             let mut spec = job.spec.clone();
-            *spec.failure_reason_mut() =
-                Some("The server stopped while the job was running; create the job again".to_owned());
-            *spec.lease_mut() = None;
+            spec.failed("The server stopped while the job was running; create the job again".to_owned());
+            spec.set_lease(None);
             // Compare-and-set: a job that moved on meanwhile is left alone.
-            match store
-                .change(&job.meta.account, &job.meta.arn, Some(&job.meta.status), Some("CREATE FAILED"), Some(&spec))
-                .await
-            {
+            match store.change(&job.meta.account, &job.meta.arn, Some(status), Some(st.failed), Some(&spec)).await {
                 Ok(_) => failed.push(job),
                 Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
         }
         if !failed.is_empty() {
-            tracing::warn!(jobs = failed.len(), "{}s interrupted by a stop were marked CREATE FAILED", S::NOUN);
+            let kind = S::KIND.noun();
+            tracing::warn!(jobs = failed.len(), "{kind}s interrupted by a stop were marked {}", st.failed);
         }
         Ok(failed)
     }
@@ -248,21 +297,25 @@ impl Jobs {
 
     /// Runs an export job in the background ([`Jobs::run`]).
     pub fn run_export(&self, job: Resource<ExportJobSpec>, work: JobWork) {
-        self.run(job, work)
+        self.run(job, work);
     }
 
     /// Runs a job in the background: claims it, renews its lease while `work` runs, then
     /// records the outcome. A panic in `work` fails the job with a reason instead of leaving it
     /// running for ever.
-    pub fn run<S: JobSpec>(&self, job: Resource<S>, work: JobWork) {
+    pub fn run<S: JobSpec>(&self, job: Resource<S>, work: Work<S::Outcome>) {
         let inner = self.inner.clone();
+        let st = S::STATUSES;
+        let kind = S::KIND.noun();
         tokio::spawn(async move {
             let _slot = inner.slots.clone().acquire_owned().await;
             let (account, arn) = (job.meta.account.clone(), job.meta.arn.clone());
             let mut spec = job.spec.clone();
-            *spec.lease_mut() = Some(Lease { node: inner.settings.node.clone(), renewed: interlog_store::now() });
-            if let Err(e) = inner.store.change(&account, &arn, Some(PENDING), Some(IN_PROGRESS), Some(&spec)).await {
-                tracing::warn!(job = %arn, error = %e, "cannot claim the {}; another node has it or it is gone", S::NOUN);
+            spec.set_lease(Some(Lease { node: inner.settings.node.clone(), renewed: interlog_store::now() }));
+            if let Err(e) =
+                inner.store.change(&account, &arn, Some(st.pending), Some(st.in_progress), Some(&spec)).await
+            {
+                tracing::warn!(job = %arn, error = %e, "cannot claim the {kind}; another node has it or it is gone");
                 return;
             }
             let renew = {
@@ -270,10 +323,14 @@ impl Jobs {
                 async move {
                     loop {
                         tokio::time::sleep(inner.settings.renew_every).await;
-                        *spec.lease_mut() =
-                            Some(Lease { node: inner.settings.node.clone(), renewed: interlog_store::now() });
-                        if let Err(e) = inner.store.change(&account, &arn, Some(IN_PROGRESS), None, Some(&spec)).await {
-                            tracing::warn!(job = %arn, error = %e, "cannot renew the {}'s lease", S::NOUN);
+                        spec.set_lease(Some(Lease {
+                            node: inner.settings.node.clone(),
+                            renewed: interlog_store::now(),
+                        }));
+                        if let Err(e) =
+                            inner.store.change(&account, &arn, Some(st.in_progress), None, Some(&spec)).await
+                        {
+                            tracing::warn!(job = %arn, error = %e, "cannot renew the {kind}'s lease");
                         }
                     }
                 }
@@ -282,20 +339,21 @@ impl Jobs {
                 outcome = tokio::spawn(work) => outcome.unwrap_or_else(|e| Err(format!("the job failed unexpectedly ({e})"))),
                 () = renew => unreachable!("renewing never ends"),
             };
-            *spec.lease_mut() = None;
+            spec.set_lease(None);
             let status = match outcome {
-                Ok(()) => {
-                    tracing::info!(job = %arn, "{} done", S::NOUN);
-                    "ACTIVE"
+                Ok(outcome) => {
+                    tracing::info!(job = %arn, "{kind} done");
+                    spec.succeeded(outcome);
+                    st.done
                 }
                 Err(reason) => {
-                    tracing::warn!(job = %arn, %reason, "{} failed", S::NOUN);
-                    *spec.failure_reason_mut() = Some(reason);
-                    "CREATE FAILED"
+                    tracing::warn!(job = %arn, %reason, "{kind} failed");
+                    spec.failed(reason);
+                    st.failed
                 }
             };
-            if let Err(e) = inner.store.change(&account, &arn, Some(IN_PROGRESS), Some(status), Some(&spec)).await {
-                tracing::error!(job = %arn, error = %e, "cannot record the {}'s outcome", S::NOUN);
+            if let Err(e) = inner.store.change(&account, &arn, Some(st.in_progress), Some(status), Some(&spec)).await {
+                tracing::error!(job = %arn, error = %e, "cannot record the {kind}'s outcome");
             }
         });
     }

@@ -8,6 +8,7 @@
 
 pub mod dataset_groups;
 pub mod datasets;
+pub mod deletion_jobs;
 pub mod event_trackers;
 pub mod export_jobs;
 pub mod import_jobs;
@@ -36,6 +37,8 @@ pub struct Service {
     file_root: Option<Arc<FileRoot>>,
     /// The operator's import root (`--import-dir`); `None` refuses `file://` sources.
     import_root: Option<Arc<FileRoot>>,
+    /// `s3://` locations of jobs (`crate::objects`).
+    objects: crate::objects::Objects,
 }
 
 impl Service {
@@ -45,13 +48,25 @@ impl Service {
         jobs: jobs::Jobs,
         file_root: Option<Arc<FileRoot>>,
     ) -> Self {
-        Service { store, cache, jobs, file_root, import_root: None }
+        let objects = crate::objects::Objects::new(crate::objects::S3Config::from_env());
+        Service { store, cache, jobs, file_root, import_root: None, objects }
     }
 
     /// Serves `file://` import sources from `root` (`--import-dir`).
     pub fn with_import_root(mut self, root: Option<Arc<FileRoot>>) -> Self {
         self.import_root = root;
         self
+    }
+
+    /// Reaches `s3://` locations with these settings instead of the environment's.
+    pub fn with_objects(mut self, objects: crate::objects::Objects) -> Self {
+        self.objects = objects;
+        self
+    }
+
+    /// How jobs read and write `s3://` locations.
+    pub fn objects(&self) -> &crate::objects::Objects {
+        &self.objects
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -90,6 +105,28 @@ impl Service {
             }
         }
         Ok(self.store.list_page::<S>(Some(&caller.account), parent, after, limit).await?)
+    }
+
+    /// A page of the caller's resources of one kind, newest first: those created before the
+    /// id `before` (the previous page's last). Read whole and cut, so only for kinds an account
+    /// holds few of (jobs).
+    pub async fn list_newest_first<S: Managed>(
+        &self,
+        caller: &Caller,
+        parent: Option<&str>,
+        before: i64,
+        limit: usize,
+    ) -> Result<Page<Resource<S>>, ApiError> {
+        if let (Some(parent), Some(kind)) = (parent, S::PARENT) {
+            if self.store.get(&caller.account, kind, parent).await?.is_none() {
+                return Err(interlog_store::catalog::missing(kind, parent).into());
+            }
+        }
+        let mut all = self.store.list_all::<S>(Some(&caller.account), parent).await?;
+        all.retain(|r| r.meta.id < before);
+        all.sort_unstable_by_key(|r| std::cmp::Reverse(r.meta.id));
+        all.truncate(limit + 1);
+        Ok(Page::from_rows(all, limit, |r| r.meta.id))
     }
 
     /// Deletes a resource of the caller's account by its kind's rules.

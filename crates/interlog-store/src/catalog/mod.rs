@@ -282,13 +282,6 @@ pub fn not_active(meta: &Meta) -> StoreError {
 /// Why `resource` cannot be deleted while `dependant` exists.
 pub fn in_use(resource: &Meta, dependant: &Meta) -> StoreError {
     let message = match (resource.kind, dependant.kind) {
-        (Kind::Schema, _) => {
-            format!("Schema {} is used by the dataset {}; delete it first", resource.arn, dependant.arn)
-        }
-        (Kind::DatasetGroup, _) => format!(
-            "Dataset group {} still contains {}; delete its datasets and event tracker first",
-            resource.arn, dependant.arn
-        ),
         (_, Kind::DatasetExportJob | Kind::DatasetImportJob | Kind::DataDeletionJob) => format!(
             "The {} {} is in use by the {} {} ({}); wait until it ends",
             resource.kind.noun(),
@@ -296,6 +289,13 @@ pub fn in_use(resource: &Meta, dependant: &Meta) -> StoreError {
             dependant.kind.noun(),
             dependant.arn,
             dependant.status
+        ),
+        (Kind::Schema, _) => {
+            format!("Schema {} is used by the dataset {}; delete it first", resource.arn, dependant.arn)
+        }
+        (Kind::DatasetGroup, _) => format!(
+            "Dataset group {} still contains {}; delete its datasets and event tracker first",
+            resource.arn, dependant.arn
         ),
         _ => format!(
             "The {} {} is used by the {} {}; delete it first",

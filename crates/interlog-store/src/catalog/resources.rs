@@ -282,6 +282,26 @@ impl Spec for ImportJobSpec {
     const KIND: Kind = Kind::DatasetImportJob;
 }
 
+/// A data deletion job: its dataset group is `meta.parent`. Statuses are the model's own
+/// (PENDING, IN_PROGRESS, COMPLETED, FAILED), not the CREATE ones of other jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletionJobSpec {
+    /// `dataSource.dataLocation`: the CSV of user IDs (or a folder of them).
+    pub data_location: String,
+    pub role_arn: String,
+    /// What a COMPLETED job removed: events, action interactions and user records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_deleted: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+}
+impl Spec for DeletionJobSpec {
+    const KIND: Kind = Kind::DataDeletionJob;
+}
+
 /// A node's claim on a background job; a claim not renewed for a while is taken over.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -13,7 +13,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use interlog_model::requests::{self as req, ArnRequest, ListRequest, TagsRequest};
 use interlog_store::catalog::resources::{
-    DatasetSpec, ExportJobSpec, GroupSpec, ImportJobSpec, Resource, SchemaSpec, TrackerSpec,
+    DatasetSpec, DeletionJobSpec, ExportJobSpec, GroupSpec, ImportJobSpec, Resource, SchemaSpec, TrackerSpec,
 };
 use interlog_store::catalog::Page;
 use serde::de::DeserializeOwned;
@@ -52,6 +52,9 @@ const OPERATIONS: &[(&str, Handler)] = &[
     ("CreateDatasetImportJob", |s, c, b| Box::pin(create_import_job(s, c, b))),
     ("DescribeDatasetImportJob", |s, c, b| Box::pin(describe::<ImportJobSpec>(s, c, b))),
     ("ListDatasetImportJobs", |s, c, b| Box::pin(list::<ImportJobSpec>(s, c, b))),
+    ("CreateDataDeletionJob", |s, c, b| Box::pin(create_deletion_job(s, c, b))),
+    ("DescribeDataDeletionJob", |s, c, b| Box::pin(describe::<DeletionJobSpec>(s, c, b))),
+    ("ListDataDeletionJobs", |s, c, b| Box::pin(list_newest_first::<DeletionJobSpec>(s, c, b))),
     ("TagResource", |s, c, b| Box::pin(tag_resource(s, c, b))),
     ("UntagResource", |s, c, b| Box::pin(untag_resource(s, c, b))),
     ("ListTagsForResource", |s, c, b| Box::pin(list_tags(s, c, b))),
@@ -74,7 +77,7 @@ pub(super) async fn control(state: AppState, request: AwsRequest, target: &str) 
     let Some((_, handler)) = OPERATIONS.iter().find(|(name, _)| *name == op) else {
         return ApiError::UnknownOperation(format!(
             "Operation {op} is not supported by interlog (supported: schemas, dataset groups, datasets, event \
-             trackers, dataset export and import jobs and tags)"
+             trackers, dataset export and import jobs, data deletion jobs and tags)"
         ))
         .on(Plane::Control)
         .into_response();
@@ -102,6 +105,22 @@ async fn list<S: Managed + Shape>(service: &Service, caller: &Caller, body: &[u8
         None => 0,
     };
     let page = service.list::<S>(caller, list.filter.as_deref(), after, list.max_results).await?;
+    Ok(paged(S::PLURAL, page, S::summary))
+}
+
+/// A listing newest first, as ListDataDeletionJobs is documented ("ordered by creation time,
+/// with the most recent first"); the token is the last id returned, the next page older.
+async fn list_newest_first<S: Managed + Shape>(
+    service: &Service,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let list = input::<ListRequest>(body)?.validate(S::FILTER_MEMBER)?;
+    let before = match &list.next_token {
+        Some(t) => decode_token(S::PLURAL, t)?,
+        None => i64::MAX,
+    };
+    let page = service.list_newest_first::<S>(caller, list.filter.as_deref(), before, list.max_results).await?;
     Ok(paged(S::PLURAL, page, S::summary))
 }
 
@@ -149,6 +168,12 @@ async fn create_import_job(service: &Service, caller: &Caller, body: &[u8]) -> R
     let cmd = input::<req::CreateDatasetImportJobRequest>(body)?.validate()?;
     let job: Resource<ImportJobSpec> = service.create_import_job(caller, cmd).await?;
     Ok(json!({ "datasetImportJobArn": job.meta.arn }))
+}
+
+async fn create_deletion_job(service: &Service, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let cmd = input::<req::CreateDataDeletionJobRequest>(body)?.validate()?;
+    let job = service.create_deletion_job(caller, cmd).await?;
+    Ok(json!({ "dataDeletionJobArn": job.meta.arn }))
 }
 
 // ---- tags ----

@@ -2,7 +2,7 @@
 //! answers, with the names the botocore model gives them.
 
 use interlog_store::catalog::resources::{
-    DatasetSpec, ExportJobSpec, GroupSpec, ImportJobSpec, Resource, SchemaSpec, TrackerSpec,
+    DatasetSpec, DeletionJobSpec, ExportJobSpec, GroupSpec, ImportJobSpec, Resource, SchemaSpec, TrackerSpec,
 };
 use serde_json::{json, Value};
 
@@ -130,6 +130,33 @@ impl Shape for ExportJobSpec {
     fn summary(j: &Resource<Self>) -> Value {
         let mut v = json!({ "datasetExportJobArn": j.meta.arn, "jobName": j.meta.name, "status": j.meta.status,
             "creationDateTime": j.meta.created, "lastUpdatedDateTime": j.meta.updated });
+        put_opt(&mut v, "failureReason", &j.spec.failure_reason);
+        v
+    }
+}
+
+impl Shape for DeletionJobSpec {
+    const ARN_MEMBER: &'static str = "dataDeletionJobArn";
+    const SINGULAR: &'static str = "dataDeletionJob";
+    const PLURAL: &'static str = "dataDeletionJobs";
+    const FILTER_MEMBER: Option<&'static str> = Some("datasetGroupArn");
+
+    /// `numDeleted` is the model's "number of records deleted by a COMPLETED job": present once
+    /// the job completed, absent before and on a failed job.
+    fn detail(j: &Resource<Self>) -> Value {
+        let mut v = json!({ "jobName": j.meta.name, "dataDeletionJobArn": j.meta.arn, "datasetGroupArn": j.meta.parent,
+            "dataSource": { "dataLocation": j.spec.data_location }, "roleArn": j.spec.role_arn,
+            "status": j.meta.status, "creationDateTime": j.meta.created, "lastUpdatedDateTime": j.meta.updated });
+        if let (Some(n), Some(map)) = (j.spec.num_deleted, v.as_object_mut()) {
+            map.insert("numDeleted".into(), json!(n.min(i32::MAX as u64)));
+        }
+        put_opt(&mut v, "failureReason", &j.spec.failure_reason);
+        v
+    }
+
+    fn summary(j: &Resource<Self>) -> Value {
+        let mut v = json!({ "dataDeletionJobArn": j.meta.arn, "datasetGroupArn": j.meta.parent, "jobName": j.meta.name,
+            "status": j.meta.status, "creationDateTime": j.meta.created, "lastUpdatedDateTime": j.meta.updated });
         put_opt(&mut v, "failureReason", &j.spec.failure_reason);
         v
     }
