@@ -4,6 +4,7 @@
 //! See docs/benchmarks.md.
 
 mod body;
+mod import;
 mod load;
 mod postgres;
 mod procfs;
@@ -40,6 +41,9 @@ enum Command {
     /// The history index: PutEvents with the indexer on vs off, and history query latencies on
     /// a store of --events events (issue 15).
     History(suite::HistoryArgs),
+    /// A dataset import job of --rows interaction rows (default 1,000,000) from a CSV file, timed from
+    /// CreateDatasetImportJob to ACTIVE: rows/s (issue 16).
+    Import(import::ImportArgs),
     /// Checks that a report has every field (exit 1 if not); what CI runs after --smoke.
     Check {
         /// The JSON report to check.
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Command::Suite(args) => suite::run_suite(args),
         Command::Load(args) => suite::run_load(args),
         Command::History(args) => suite::run_history(args),
+        Command::Import(args) => import::run_import(args),
         Command::Postgres(args) => postgres::run_postgres(args),
         Command::Check { file } => check(&file),
         Command::SignCost(args) => sign_cost(&args),

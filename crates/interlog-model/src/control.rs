@@ -70,6 +70,34 @@ impl IngestionMode {
     }
 }
 
+/// `importMode` of CreateDatasetImportJob.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ImportMode {
+    /// The documented default: the import replaces the dataset's bulk data.
+    #[default]
+    Full,
+    /// The import adds to the dataset's data.
+    Incremental,
+}
+
+impl ImportMode {
+    pub fn api_name(self) -> &'static str {
+        match self {
+            ImportMode::Full => "FULL",
+            ImportMode::Incremental => "INCREMENTAL",
+        }
+    }
+}
+
+/// `importMode`: `FULL` or `INCREMENTAL`.
+pub fn import_mode(path: &str, value: &str) -> Result<ImportMode, Vec<Violation>> {
+    match value {
+        "FULL" => Ok(ImportMode::Full),
+        "INCREMENTAL" => Ok(ImportMode::Incremental),
+        _ => Err(vec![enum_violation(path, value, "[FULL, INCREMENTAL]")]),
+    }
+}
+
 /// Resource `name` / `jobName`: 1..63 characters, a letter or digit then letters, digits, `-` and `_`.
 pub fn resource_name(path: &str, value: &str) -> Vec<Violation> {
     let mut out = length(path, Some(value), value, 1, MAX_NAME_CHARS);

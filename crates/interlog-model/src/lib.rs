@@ -9,6 +9,7 @@ pub mod arn;
 pub mod control;
 pub mod event;
 pub mod flag;
+pub mod import;
 pub mod properties;
 pub mod put_action_interactions;
 pub mod put_events;

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::control::{self as check, IngestionMode, PathScheme, Tag};
+use crate::control::{self as check, ImportMode, IngestionMode, PathScheme, Tag};
 use crate::schema::{validate_schema, DatasetType, Domain};
 use crate::validation::{ValidationError, Violation};
 
@@ -66,6 +66,7 @@ pub struct ArnRequest {
     dataset_arn: Option<String>,
     event_tracker_arn: Option<String>,
     dataset_export_job_arn: Option<String>,
+    dataset_import_job_arn: Option<String>,
     data_deletion_job_arn: Option<String>,
 }
 
@@ -78,6 +79,7 @@ impl ArnRequest {
             "datasetArn" => self.dataset_arn,
             "eventTrackerArn" => self.event_tracker_arn,
             "datasetExportJobArn" => self.dataset_export_job_arn,
+            "datasetImportJobArn" => self.dataset_import_job_arn,
             "dataDeletionJobArn" => self.data_deletion_job_arn,
             other => unreachable!("no operation names its resource by {other}"),
         };
@@ -366,6 +368,18 @@ impl CreateDatasetExportJobRequest {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+pub struct CreateDatasetImportJobRequest {
+    job_name: Option<String>,
+    dataset_arn: Option<String>,
+    data_source: Option<DataSource>,
+    role_arn: Option<String>,
+    tags: Option<Vec<Tag>>,
+    import_mode: Option<String>,
+    publish_attribution_metrics_to_s3: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CreateDataDeletionJobRequest {
     job_name: Option<String>,
     dataset_group_arn: Option<String>,
@@ -378,6 +392,66 @@ pub struct CreateDataDeletionJobRequest {
 #[serde(rename_all = "camelCase")]
 struct DataSource {
     data_location: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateDatasetImportJob {
+    pub job_name: String,
+    pub dataset_arn: String,
+    /// `dataSource.dataLocation` (a file or a prefix) and its scheme.
+    pub location: String,
+    pub scheme: PathScheme,
+    /// Optional in the model (unlike export jobs'): only its syntax matters to interlog.
+    pub role_arn: Option<String>,
+    pub import_mode: ImportMode,
+    pub publish_attribution_metrics_to_s3: Option<bool>,
+    pub tags: Vec<(String, String)>,
+}
+
+impl CreateDatasetImportJobRequest {
+    pub fn validate(self) -> Result<CreateDatasetImportJob, ValidationError> {
+        let mut v = Vec::new();
+        let job_name = name_member(self.job_name, "jobName", &mut v);
+        let dataset_arn = arn_member(self.dataset_arn, "datasetArn", &mut v);
+        if let Some(role) = &self.role_arn {
+            v.extend(check::role_arn("roleArn", role));
+        }
+        let import_mode = match self.import_mode.as_deref().map(|m| check::import_mode("importMode", m)) {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                v.extend(e);
+                ImportMode::default()
+            }
+            None => ImportMode::default(),
+        };
+        // `dataSource` is required; its `dataLocation` is not in the model, but a job without one has nothing to
+        // import, and AWS refuses it too.
+        const LOCATION: &str = "dataSource.dataLocation";
+        let (mut location, mut scheme) = (String::new(), None);
+        match self.data_source {
+            None => v.push(Violation::missing("dataSource")),
+            Some(DataSource { data_location: None }) => v.push(Violation::missing(LOCATION)),
+            Some(DataSource { data_location: Some(l) }) => {
+                scheme = check::data_path(LOCATION, &l).map_err(|e| v.extend(e)).ok();
+                location = l;
+            }
+        }
+        done(v)?;
+        let mut v = Vec::new();
+        let tags = tag_pairs(self.tags, "tags", &mut v);
+        done(v)?;
+        let scheme = scheme.expect("a missing or invalid location is a violation above");
+        Ok(CreateDatasetImportJob {
+            job_name,
+            dataset_arn,
+            location,
+            scheme,
+            role_arn: self.role_arn,
+            import_mode,
+            publish_attribution_metrics_to_s3: self.publish_attribution_metrics_to_s3,
+            tags,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -600,5 +674,37 @@ mod tests {
         assert_eq!(reserved(group.validate().unwrap_err()), ["tags.1.member.tagKey"]);
         let untag = parse::<TagsRequest>(&format!(r#"{{"resourceArn": "{ARN}", "tagKeys": ["awsome", "aws"]}}"#));
         assert_eq!(untag.untag().unwrap().1, ["awsome", "aws"]);
+    }
+
+    #[test]
+    fn import_jobs_need_a_name_a_dataset_and_a_location() {
+        let e = parse::<CreateDatasetImportJobRequest>("{}").validate().unwrap_err();
+        let paths: Vec<_> = violations(e).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, ["jobName", "datasetArn", "dataSource"]);
+        let job = r#"{"jobName": "j", "datasetArn": "arn:aws:personalize:us-east-1:000000000000:dataset/g/ITEMS",
+                      "dataSource": {"dataLocation": "file:///imports/items.csv"}}"#;
+        let cmd = parse::<CreateDatasetImportJobRequest>(job).validate().unwrap();
+        assert_eq!((cmd.scheme, cmd.import_mode, cmd.role_arn), (PathScheme::File, ImportMode::Full, None));
+        assert_eq!(cmd.location, "file:///imports/items.csv");
+        let incremental = job.replace(
+            r#""jobName": "j""#,
+            r#""jobName": "j", "importMode": "INCREMENTAL",
+            "publishAttributionMetricsToS3": true, "roleArn": "arn:aws:iam::123456789012:role/p""#,
+        );
+        let cmd = parse::<CreateDatasetImportJobRequest>(&incremental).validate().unwrap();
+        assert_eq!((cmd.import_mode, cmd.publish_attribution_metrics_to_s3), (ImportMode::Incremental, Some(true)));
+        let bad = job.replace(r#""jobName": "j""#, r#""jobName": "j", "importMode": "full", "roleArn": "x""#);
+        let rules: Vec<_> = violations(parse::<CreateDatasetImportJobRequest>(&bad).validate().unwrap_err())
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(rules, ["roleArn", "importMode"]);
+        let e = parse::<CreateDatasetImportJobRequest>(&job.replace("file:///", "ftp://")).validate().unwrap_err();
+        assert_eq!(violations(e)[0].0, "dataSource.dataLocation");
+        let e =
+            parse::<CreateDatasetImportJobRequest>(&job.replace(r#""dataLocation": "file:///imports/items.csv""#, ""))
+                .validate()
+                .unwrap_err();
+        assert_eq!(violations(e), [("dataSource.dataLocation".to_owned(), NULL.to_owned())]);
     }
 }

@@ -38,6 +38,9 @@ pub struct Config {
     /// The only directory `file://` export destinations may name (`--export-dir`); each
     /// account writes under `<dir>/<account-id>/`. None: `file://` destinations are refused.
     pub export_dir: Option<PathBuf>,
+    /// The only directory `file://` import sources may name (`--import-dir`); each account reads
+    /// under `<dir>/<account-id>/`. None: `file://` sources are refused.
+    pub import_dir: Option<PathBuf>,
     /// `GET /_interlog/stats` without a signature (`--public-stats`); otherwise it needs a
     /// request signed by the root account.
     pub public_stats: bool,
@@ -83,6 +86,7 @@ impl Config {
             activation_delay: std::time::Duration::ZERO,
             tls: None,
             export_dir: None,
+            import_dir: None,
             public_stats: false,
             nats: None,
             forward: None,

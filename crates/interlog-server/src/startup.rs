@@ -253,6 +253,13 @@ impl Application {
             )),
             None => None,
         };
+        let import_root = match &config.import_dir {
+            Some(dir) => Some(Arc::new(
+                crate::file_root::FileRoot::open(dir)
+                    .map_err(|e| StartError::Config(format!("cannot use --import-dir {}: {e}", dir.display())))?,
+            )),
+            None => None,
+        };
         crate::files::prepare_data_dir(&config.data_dir)
             .map_err(|e| StartError::Store { dir: config.data_dir.display().to_string(), reason: e.into() })?;
         let telemetry = Arc::new(crate::telemetry::Telemetry::new());
@@ -279,6 +286,7 @@ impl Application {
         jobs.spawn_sweeper();
         jobs.spawn_activator();
         let service = Service::new(store.clone(), cache.clone(), jobs, file_root)
+            .with_import_root(import_root)
             .with_objects(crate::objects::Objects::new(config.s3.clone()));
         let mut destinations: Vec<Arc<dyn crate::sinks::Destination>> = Vec::new();
         if let Some(nats) = config.nats.clone() {

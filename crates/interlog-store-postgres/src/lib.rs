@@ -268,7 +268,13 @@ impl PostgresStore {
 
 impl PostgresStore {
     /// Queues one request's entries for this node's writer and waits for its commit.
-    async fn enqueue(&self, dataset_id: i64, entries: Entries, has_nul: bool) -> Result<AppendOutcome, StoreError> {
+    async fn enqueue(
+        &self,
+        dataset_id: i64,
+        entries: Entries,
+        has_nul: bool,
+        import_job: Option<i64>,
+    ) -> Result<AppendOutcome, StoreError> {
         if entries.is_empty() {
             return Ok(AppendOutcome::default());
         }
@@ -282,7 +288,7 @@ impl PostgresStore {
             return Err(StoreError::Unavailable("the store is closing".into()));
         }
         let (reply, answer) = oneshot::channel();
-        self.jobs.try_send(writer::Job { dataset_id, entries, reply }).map_err(|e| match e {
+        self.jobs.try_send(writer::Job { dataset_id, entries, import_job, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
                 self.shared.counters.throttled.fetch_add(1, Ordering::Relaxed);
                 StoreError::Overloaded
@@ -304,12 +310,32 @@ impl Drop for PostgresStore {
 impl EventStore for PostgresStore {
     async fn append(&self, dataset_id: i64, events: Vec<Interaction>) -> Result<AppendOutcome, StoreError> {
         let nul = events.iter().any(|e| e.properties.as_deref().is_some_and(|p| p.contains('\0')));
-        self.enqueue(dataset_id, Entries::Events(events), nul).await
+        self.enqueue(dataset_id, Entries::Events(events), nul, None).await
     }
 
     async fn put_records(&self, dataset_id: i64, records: Vec<Record>) -> Result<AppendOutcome, StoreError> {
         let nul = records.iter().any(|r| r.properties.as_deref().is_some_and(|p| p.contains('\0')));
-        self.enqueue(dataset_id, Entries::Records(records), nul).await
+        self.enqueue(dataset_id, Entries::Records(records), nul, None).await
+    }
+
+    async fn import(&self, dataset_id: i64, job: i64, entries: Entries) -> Result<AppendOutcome, StoreError> {
+        let nul = match &entries {
+            Entries::Events(events) => events.iter().any(|e| e.properties.as_deref().is_some_and(|p| p.contains('\0'))),
+            Entries::Records(records) => {
+                records.iter().any(|r| r.properties.as_deref().is_some_and(|p| p.contains('\0')))
+            }
+        };
+        // Through this node's group-commit writer, binary COPY as every append.
+        self.enqueue(dataset_id, entries, nul, Some(job)).await
+    }
+
+    async fn remove_bulk(
+        &self,
+        dataset_id: i64,
+        what: interlog_store::BulkRemoval,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        self.shared.db.run(async |c| writer::remove_bulk(c, dataset_id, what, limit).await).await
     }
 
     async fn read_records(

@@ -179,6 +179,20 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         PRIMARY KEY (dataset_id, kind, who, seq));
     "#,
     ),
+    (
+        8,
+        "the import job that stored each event and record (BULK data)",
+        r#"
+    -- The dataset import job that stored an event, or wrote the record that holds; NULL for the Put* calls (PUT
+    -- data). Export jobs' ingestionMode reads it. Nullable without a default: added without rewriting a row, and
+    -- every row already stored is PUT data, which it is. The partial indexes hold imported rows only, so no Put*
+    -- append touches them; they find a failed job's rows, or what a FULL import replaces, without a scan.
+    ALTER TABLE events ADD COLUMN import_job bigint;
+    ALTER TABLE records ADD COLUMN import_job bigint;
+    CREATE INDEX events_imported ON events(dataset_id, import_job) WHERE import_job IS NOT NULL;
+    CREATE INDEX records_imported ON records(dataset_id, import_job) WHERE import_job IS NOT NULL;
+    "#,
+    ),
 ];
 
 pub(crate) fn latest() -> i32 {

@@ -16,7 +16,7 @@ use std::time::Instant;
 use futures_util::pin_mut;
 use interlog_model::{Interaction, Record};
 use interlog_store::window::Window;
-use interlog_store::{AppendOutcome, Entries, StoreError, StoredEvent, StoredRecord, WriterOptions};
+use interlog_store::{AppendOutcome, BulkRemoval, Entries, StoreError, StoredEvent, StoredRecord, WriterOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -29,6 +29,9 @@ pub(crate) struct Job {
     pub(crate) dataset_id: i64,
     /// Events to append or keyed records to upsert: one queue, so both commit in arrival order.
     pub(crate) entries: Entries,
+    /// The import job whose chunk this is (its rows are marked with it and bypass the retry window); `None` for a
+    /// Put* request.
+    pub(crate) import_job: Option<i64>,
     pub(crate) reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
 }
 
@@ -44,7 +47,7 @@ impl Job {
 
 pub(crate) const COLUMNS: &str =
     "dataset_id, seq, event_id, session_id, user_id, item_id, event_type, event_value, sent_at, \
-                       properties, recommendation_id, impression, attribution_source, received_at, flags";
+                       properties, recommendation_id, impression, attribution_source, received_at, flags, import_job";
 
 const TYPES: [Type; COLUMN_COUNT] = [
     Type::INT8,
@@ -62,12 +65,13 @@ const TYPES: [Type; COLUMN_COUNT] = [
     Type::BYTEA,
     Type::FLOAT8,
     Type::TEXT,
+    Type::INT8,
 ];
 
 /// Columns of one event row, hence parameters per row of a multi-row INSERT.
-const COLUMN_COUNT: usize = 15;
+const COLUMN_COUNT: usize = 16;
 
-/// Rows per multi-row INSERT statement (15 parameters each, under PostgreSQL's 65,535).
+/// Rows per multi-row INSERT statement (16 parameters each, under PostgreSQL's 65,535).
 const INSERT_ROWS: usize = 1000;
 
 /// One event as the row's column values, borrowed from the request.
@@ -88,10 +92,11 @@ struct EventRow<'a> {
     received_at: f64,
     /// JSON text, `None` for an event without flags.
     flags: Option<String>,
+    import_job: Option<i64>,
 }
 
 impl<'a> EventRow<'a> {
-    fn new(dataset_id: i64, seq: i64, e: &'a Interaction, received_at: f64) -> Self {
+    fn new(dataset_id: i64, seq: i64, e: &'a Interaction, received_at: f64, import_job: Option<i64>) -> Self {
         EventRow {
             dataset_id,
             seq,
@@ -108,6 +113,7 @@ impl<'a> EventRow<'a> {
             attribution_source: e.event_attribution_source.as_deref().map(str::as_bytes),
             received_at,
             flags: interlog_model::flag::encode_flags(&e.flags),
+            import_job,
         }
     }
 
@@ -128,6 +134,7 @@ impl<'a> EventRow<'a> {
             &self.attribution_source,
             &self.received_at,
             &self.flags,
+            &self.import_job,
         ]
     }
 }
@@ -241,7 +248,7 @@ impl Writer {
             .collect();
         // Window hits, confirmed against the stored rows before anything is dropped.
         let mut candidates: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-        for (job, keys) in batch.iter().zip(&keys) {
+        for (job, keys) in batch.iter().zip(&keys).filter(|(j, _)| j.import_job.is_none()) {
             for key in keys {
                 if let Some(seq) = self.window.get(*key) {
                     candidates.entry(job.dataset_id).or_default().push(seq);
@@ -273,6 +280,14 @@ impl Writer {
             }
             let mut flags = Vec::with_capacity(job.events().len());
             for (e, key) in job.events().iter().zip(keys) {
+                // An import's rows bypass the window (a million historical eventIds would push out the live
+                // clients' recent ones); the reader removes repeats exactly.
+                if job.import_job.is_some() {
+                    outcomes[j].stored_one(e);
+                    *per_dataset.entry(job.dataset_id).or_default() += 1;
+                    flags.push(true);
+                    continue;
+                }
                 let stored_before = self.window.get(*key).is_some_and(|seq| {
                     confirmed.get(&(job.dataset_id, seq)).is_some_and(|id| id.as_slice() == e.event_id.as_bytes())
                 });
@@ -313,8 +328,10 @@ impl Writer {
             }
             for ((e, key), _) in job.events().iter().zip(keys).zip(flags).filter(|(_, k)| **k) {
                 let seq = next.get_mut(&job.dataset_id).expect("a position for every dataset with events");
-                rows.push(EventRow::new(job.dataset_id, *seq, e, received_at));
-                window_entries.push((*key, *seq));
+                rows.push(EventRow::new(job.dataset_id, *seq, e, received_at, job.import_job));
+                if job.import_job.is_none() {
+                    window_entries.push((*key, *seq));
+                }
                 *seq += 1;
             }
         }
@@ -361,6 +378,9 @@ impl Writer {
     }
 }
 
+/// A record's latest write in a batch and the import job that made it, if any.
+type Latest<'a> = (&'a Record, Option<i64>);
+
 /// The batch's records, each (dataset, ID) once with its latest write in arrival order, upserted
 /// in key order (the order every node locks rows in, so two nodes never deadlock).
 async fn upsert_records(
@@ -369,11 +389,11 @@ async fn upsert_records(
     deleted: &HashSet<i64>,
     received_at: f64,
 ) -> Result<(), Fail> {
-    let mut latest: BTreeMap<(i64, &[u8]), &Record> = BTreeMap::new();
+    let mut latest: BTreeMap<(i64, &[u8]), Latest<'_>> = BTreeMap::new();
     for job in batch.iter().filter(|j| !deleted.contains(&j.dataset_id)) {
         if let Entries::Records(records) = &job.entries {
             for r in records {
-                latest.insert((job.dataset_id, r.id.as_bytes()), r);
+                latest.insert((job.dataset_id, r.id.as_bytes()), (r, job.import_job));
             }
         }
     }
@@ -382,20 +402,57 @@ async fn upsert_records(
     }
     let datasets: Vec<i64> = latest.keys().map(|k| k.0).collect();
     let ids: Vec<&[u8]> = latest.keys().map(|k| k.1).collect();
-    let properties: Vec<Option<&str>> = latest.values().map(|r| r.properties.as_deref()).collect();
-    let flags: Vec<Option<String>> = latest.values().map(|r| interlog_model::flag::encode_flags(&r.flags)).collect();
+    let properties: Vec<Option<&str>> = latest.values().map(|(r, _)| r.properties.as_deref()).collect();
+    let flags: Vec<Option<String>> =
+        latest.values().map(|(r, _)| interlog_model::flag::encode_flags(&r.flags)).collect();
+    let jobs: Vec<Option<i64>> = latest.values().map(|(_, j)| *j).collect();
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO records(dataset_id, record_id, properties, received_at, flags) \
-             SELECT d, i, p, $4, f FROM unnest($1::bigint[], $2::bytea[], $3::text[], $5::text[]) \
-             WITH ORDINALITY AS r(d, i, p, f, n) \
+            "INSERT INTO records(dataset_id, record_id, properties, received_at, flags, import_job) \
+             SELECT d, i, p, $4, f, j FROM unnest($1::bigint[], $2::bytea[], $3::text[], $5::text[], $6::bigint[]) \
+             WITH ORDINALITY AS r(d, i, p, f, j, n) \
              ORDER BY n \
              ON CONFLICT (dataset_id, record_id) DO UPDATE \
-             SET properties = EXCLUDED.properties, received_at = EXCLUDED.received_at, flags = EXCLUDED.flags",
+             SET properties = EXCLUDED.properties, received_at = EXCLUDED.received_at, flags = EXCLUDED.flags, \
+                 import_job = EXCLUDED.import_job",
         )
         .await?;
-    tx.execute(&stmt, &[&datasets, &ids, &properties, &received_at, &flags]).await?;
+    tx.execute(&stmt, &[&datasets, &ids, &properties, &received_at, &flags, &jobs]).await?;
     Ok(())
+}
+
+/// Removes up to `limit` imported rows of a dataset, events first, then records (their partial indexes of
+/// migration 8 find them without a scan), in one transaction; returns how many.
+pub(crate) async fn remove_bulk(c: &mut Conn, dataset_id: i64, what: BulkRemoval, limit: usize) -> Result<usize, Fail> {
+    let (cond, job) = match what {
+        BulkRemoval::Job(job) => ("import_job = $2", job),
+        BulkRemoval::AllBut(job) => ("import_job <> $2", job),
+    };
+    let limit = limit.min(i64::MAX as usize) as i64;
+    let tx = c.transaction().await?;
+    let events = tx
+        .execute(
+            &format!(
+                "DELETE FROM events WHERE dataset_id = $1 AND seq IN (SELECT seq FROM events \
+                 WHERE dataset_id = $1 AND import_job IS NOT NULL AND {cond} LIMIT $3)"
+            ),
+            &[&dataset_id, &job, &limit],
+        )
+        .await? as i64;
+    let records = if events < limit {
+        tx.execute(
+            &format!(
+                "DELETE FROM records WHERE dataset_id = $1 AND record_id IN (SELECT record_id FROM records \
+                 WHERE dataset_id = $1 AND import_job IS NOT NULL AND {cond} LIMIT $3)"
+            ),
+            &[&dataset_id, &job, &(limit - events)],
+        )
+        .await? as i64
+    } else {
+        0
+    };
+    tx.commit().await?;
+    Ok((events + records) as usize)
 }
 
 /// One page of a keyed dataset's records, in ID order.
@@ -407,7 +464,7 @@ pub(crate) async fn read_records(
 ) -> Result<Vec<StoredRecord>, Fail> {
     let stmt = c
         .prepare_cached(
-            "SELECT record_id, properties, received_at, flags FROM records \
+            "SELECT record_id, properties, received_at, flags, import_job FROM records \
              WHERE dataset_id = $1 AND ($2::bytea IS NULL OR record_id > $2) ORDER BY record_id LIMIT $3",
         )
         .await?;
@@ -422,6 +479,7 @@ pub(crate) async fn read_records(
                     properties: r.try_get(1)?,
                     flags: interlog_model::flag::decode_flags(r.try_get::<_, Option<&str>>(3)?),
                 },
+                bulk: r.try_get::<_, Option<i64>>(4)?.is_some(),
             })
         })
         .collect()
@@ -540,5 +598,6 @@ pub(crate) fn stored_event(r: &tokio_postgres::Row) -> Result<StoredEvent, Fail>
             event_attribution_source: opt_text(r, 12)?,
             flags: interlog_model::flag::decode_flags(r.try_get::<_, Option<&str>>(14)?),
         },
+        bulk: r.try_get::<_, Option<i64>>(15)?.is_some(),
     })
 }

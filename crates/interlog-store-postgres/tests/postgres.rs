@@ -225,9 +225,10 @@ async fn a_layout_1_database_gains_flags_and_keeps_its_events() {
     drop(store);
     // Back to layout 3, as a build before the flags wrote it.
     let client = admin(&pg.url).await;
+    let down_8 = down_8(&schema);
     client
         .batch_execute(&format!(
-            "ALTER TABLE {schema}.events DROP COLUMN flags; ALTER TABLE {schema}.records DROP COLUMN flags;
+            "{down_8} ALTER TABLE {schema}.events DROP COLUMN flags; ALTER TABLE {schema}.records DROP COLUMN flags;
              DROP TABLE {schema}.history; DELETE FROM {schema}.sink_cursors WHERE sink = 'history';
              DROP TABLE {schema}.sink_dead_letters; ALTER TABLE {schema}.sink_cursors DROP COLUMN dead_lettered;
              DELETE FROM {schema}.interlog_migrations WHERE version >= 4"
@@ -260,10 +261,11 @@ async fn a_database_before_migration_7_gains_the_history_index_and_indexes_its_e
     store.close().await;
     drop(store);
     let client = admin(&pg.url).await;
+    let down_8 = down_8(&schema);
     client
         .batch_execute(&format!(
             "DROP TABLE {schema}.history; DELETE FROM {schema}.sink_cursors WHERE sink = 'history';
-             DELETE FROM {schema}.interlog_migrations WHERE version = 7"
+             DELETE FROM {schema}.interlog_migrations WHERE version = 7; {down_8}"
         ))
         .await
         .unwrap();
@@ -301,11 +303,12 @@ async fn a_database_before_dead_letters_keeps_its_cursors() {
     store.close().await;
     drop(store);
     let client = admin(&pg.url).await;
+    let down_8 = down_8(&schema);
     client
         .batch_execute(&format!(
             "DROP TABLE {schema}.sink_dead_letters; ALTER TABLE {schema}.sink_cursors DROP COLUMN dead_lettered;
              DROP TABLE {schema}.history; DELETE FROM {schema}.sink_cursors WHERE sink = 'history';
-             DELETE FROM {schema}.interlog_migrations WHERE version >= 6"
+             DELETE FROM {schema}.interlog_migrations WHERE version >= 6; {down_8}"
         ))
         .await
         .unwrap();
@@ -316,6 +319,53 @@ async fn a_database_before_dead_letters_keeps_its_cursors() {
     let c = store.settle("forward", dataset, page[0].seq, page[1].seq, 0, 0, &refused).await.unwrap();
     assert_eq!(c.dead_lettered, 1);
     assert_eq!(store.dead_letters("forward").await.unwrap()[0].event_id, "b");
+}
+
+/// Undoes migration 8 (the marker of imported rows), so a test can go back to an older layout.
+fn down_8(schema: &str) -> String {
+    format!(
+        "DROP INDEX {schema}.events_imported; DROP INDEX {schema}.records_imported;
+         ALTER TABLE {schema}.events DROP COLUMN import_job; ALTER TABLE {schema}.records DROP COLUMN import_job;
+         DELETE FROM {schema}.interlog_migrations WHERE version = 8;"
+    )
+}
+
+/// A database from before migration 8 keeps its events and records, which read back as PUT data, and takes
+/// imported rows marked BULK afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_before_migration_8_gains_the_import_marker() {
+    let pg = pg_or_skip!();
+    let schema = pg.schema().await;
+    let url = url_in(&pg.url, &schema);
+    let store = open(&url).await;
+    let dataset = dataset(&*store).await;
+    store.append(dataset, vec![event("old", "i")]).await.unwrap();
+    let old = interlog_model::Record { id: "old".into(), properties: None, flags: vec![] };
+    store.put_records(dataset, vec![old.clone()]).await.unwrap();
+    store.close().await;
+    drop(store);
+    let client = admin(&pg.url).await;
+    client.batch_execute(&down_8(&schema)).await.unwrap();
+    let store = open(&url).await;
+    let applied: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {schema}.interlog_migrations WHERE version = 8"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(applied, 1, "migration 8 ran again");
+    store.import(dataset, 42, interlog_store::Entries::Events(vec![event("new", "i")])).await.unwrap();
+    let marks: Vec<(String, bool)> =
+        store.read(dataset, 0, 10).await.unwrap().into_iter().map(|e| (e.interaction.event_id, e.bulk)).collect();
+    assert_eq!(marks, [("old".to_owned(), false), ("new".to_owned(), true)]);
+    let records = store.read_records(dataset, None, 10).await.unwrap();
+    assert_eq!((records[0].record.clone(), records[0].bulk), (old, false));
+    let imported: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {schema}.events WHERE import_job = 42"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(imported, 1);
+    store.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,7 +27,9 @@ const APPLICATION_ID: i64 = 0x494C_4F47;
 /// 6: `records.flags`, the same for items, users and actions.
 /// 7: the sinks' dead letters and `sink_cursors.dead_lettered`.
 /// 8: the `history` index of users and sessions, filled off the hot path (`history.rs`).
-pub const LAYOUT: i64 = 8;
+/// 9: `events.import_job` and `records.import_job`, the import job that stored a row (BULK data; NULL for the
+///    Put* calls' PUT data), with partial indexes over the imported rows only.
+pub const LAYOUT: i64 = 9;
 pub const DB_FILE: &str = "interlog.db";
 pub const LOCK_FILE: &str = "interlog.lock";
 
@@ -155,6 +157,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             Some(5) => from_5_to_6,
             Some(6) => from_6_to_7,
             Some(7) => from_7_to_8,
+            Some(8) => from_8_to_9,
             Some(other) => return Err(foreign(path, format!("unknown interlog layout {other}"))),
         };
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).classified()?;
@@ -229,6 +232,7 @@ fn create(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(SINKS).classified()?;
     tx.execute_batch(DEAD_LETTERS).classified()?;
     tx.execute_batch(HISTORY).classified()?;
+    tx.execute_batch(BULK).classified()?;
     tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {LAYOUT};")).classified()
 }
 
@@ -300,6 +304,25 @@ const HISTORY: &str = "
 fn from_7_to_8(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(HISTORY).classified()?;
     tx.execute_batch("PRAGMA user_version = 8;").classified()
+}
+
+/// Layout 9's marker of imported rows: the id of the dataset import job that stored an event, or wrote the record
+/// that holds; NULL for the Put* calls. Export jobs' `ingestionMode` reads it (BULK / PUT / ALL). The indexes are
+/// partial, over imported rows only, so a Put* append never touches them; they let a failed job's rows, or what a
+/// FULL import replaces, be removed a chunk at a time without scanning the dataset.
+const BULK: &str = "
+    ALTER TABLE events ADD COLUMN import_job INTEGER;
+    ALTER TABLE records ADD COLUMN import_job INTEGER;
+    CREATE INDEX events_imported ON events(dataset_id, import_job) WHERE import_job IS NOT NULL;
+    CREATE INDEX records_imported ON records(dataset_id, import_job) WHERE import_job IS NOT NULL;
+";
+
+/// Layout 8 to 9: the marker of imported rows. The columns are added without rewriting a row (nullable, no
+/// default): every row already stored reads back as PUT data, which it is, since nothing was imported before.
+/// Building the partial indexes reads the tables once and finds nothing to index.
+fn from_8_to_9(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch(BULK).classified()?;
+    tx.execute_batch("PRAGMA user_version = 9;").classified()
 }
 
 /// Layout 1 (the first landing: `schemas`, `dataset_groups`, `datasets`, `event_trackers`,

@@ -33,8 +33,8 @@ use interlog_store::catalog::{
     Catalog, DeleteRules, InsertRules, KeyRecord, Kind, ListQuery, Meta, NewRow, Page, Row, RowUpdate,
 };
 use interlog_store::{
-    AppendOutcome, Backlog, Cursor, Entries, EventStore, Health, SinkState, Store, StoreError, StoreStats, StoredEvent,
-    StoredRecord, WriterOptions,
+    AppendOutcome, Backlog, BulkRemoval, Cursor, Entries, EventStore, Health, SinkState, Store, StoreError, StoreStats,
+    StoredEvent, StoredRecord, WriterOptions,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -226,9 +226,14 @@ fn follow_version(conn: rusqlite::Connection, shared: std::sync::Weak<Shared>) -
 
 impl SqliteStore {
     /// Queues one request's entries for the writer and waits for its commit.
-    async fn enqueue(&self, dataset_id: i64, entries: Entries) -> Result<AppendOutcome, StoreError> {
+    async fn enqueue(
+        &self,
+        dataset_id: i64,
+        entries: Entries,
+        import_job: Option<i64>,
+    ) -> Result<AppendOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.writer()?.appends.try_send(AppendJob { dataset_id, entries, reply }).map_err(|e| match e {
+        self.writer()?.appends.try_send(AppendJob { dataset_id, entries, import_job, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
                 self.shared.counters.throttled.fetch_add(1, Ordering::Relaxed);
                 StoreError::Overloaded
@@ -246,11 +251,25 @@ fn unexpected(w: Written) -> StoreError {
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn append(&self, dataset_id: i64, events: Vec<Interaction>) -> Result<AppendOutcome, StoreError> {
-        self.enqueue(dataset_id, Entries::Events(events)).await
+        self.enqueue(dataset_id, Entries::Events(events), None).await
     }
 
     async fn put_records(&self, dataset_id: i64, records: Vec<Record>) -> Result<AppendOutcome, StoreError> {
-        self.enqueue(dataset_id, Entries::Records(records)).await
+        self.enqueue(dataset_id, Entries::Records(records), None).await
+    }
+
+    async fn import(&self, dataset_id: i64, job: i64, entries: Entries) -> Result<AppendOutcome, StoreError> {
+        self.enqueue(dataset_id, entries, Some(job)).await
+    }
+
+    async fn remove_bulk(&self, dataset_id: i64, what: BulkRemoval, limit: usize) -> Result<usize, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer()?
+            .control
+            .send(Control::RemoveBulk { dataset_id, what, limit, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answer.await.map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
     }
 
     async fn read_records(

@@ -117,6 +117,7 @@ pub fn event_columns(prefix: &str) -> String {
         "attribution_source",
         "received_at",
         "flags",
+        "import_job",
     ]
     .map(|c| format!("{prefix}{c}"))
     .join(", ")
@@ -142,6 +143,7 @@ pub fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
             event_attribution_source: r.get(11)?,
             flags: interlog_model::flag::decode_flags(r.get::<_, Option<String>>(13)?.as_deref()),
         },
+        bulk: r.get::<_, Option<i64>>(14)?.is_some(),
     })
 }
 
@@ -166,14 +168,19 @@ pub fn records(
     // TEXT compares with memcmp (the BINARY collation): UTF-8 byte order, like bytea's.
     let mut stmt = tx
         .prepare_cached(
-            "SELECT record_id, properties, received_at, flags FROM records
+            "SELECT record_id, properties, received_at, flags, import_job FROM records
              WHERE dataset_id = ?1 AND (?2 IS NULL OR record_id > ?2) ORDER BY record_id LIMIT ?3",
         )
         .classified()?;
     let rows = stmt
         .query_map(params![dataset_id, after, limit], |r| {
             let flags = interlog_model::flag::decode_flags(r.get::<_, Option<String>>(3)?.as_deref());
-            Ok(StoredRecord { received_at: r.get(2)?, record: Record { id: r.get(0)?, properties: r.get(1)?, flags } })
+            let bulk = r.get::<_, Option<i64>>(4)?.is_some();
+            Ok(StoredRecord {
+                received_at: r.get(2)?,
+                record: Record { id: r.get(0)?, properties: r.get(1)?, flags },
+                bulk,
+            })
         })
         .classified()?;
     let records = rows.collect::<Result<Vec<_>, _>>().classified()?;

@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use interlog_store::window::Window;
-use interlog_store::{AppendOutcome, Entries, Health, StoreError, WriterOptions};
+use interlog_store::{AppendOutcome, BulkRemoval, Entries, Health, StoreError, WriterOptions};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -53,6 +53,9 @@ pub struct AppendJob {
     /// A request's events (appended to the log) or keyed records (upserted), in one queue so
     /// both are committed in arrival order by the same group commits.
     pub entries: Entries,
+    /// The import job whose chunk this is (its rows are marked with it, and bypass the retry window); `None` for
+    /// a Put* request.
+    pub import_job: Option<i64>,
     pub reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
 }
 
@@ -62,6 +65,13 @@ pub enum Control {
     DeleteUsers(interlog_store::UserDeletion, oneshot::Sender<Result<interlog_store::UsersDeleted, StoreError>>),
     /// Finish the appends already queued, close the connection, then answer.
     Close(oneshot::Sender<()>),
+    /// Remove up to `limit` imported rows of a dataset (one short transaction; callers loop).
+    RemoveBulk {
+        dataset_id: i64,
+        what: BulkRemoval,
+        limit: usize,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
 }
 
 /// Write-path counters.
@@ -373,6 +383,17 @@ impl Writer {
                 None
             }
             Control::Close(done) => Some(done),
+            Control::RemoveBulk { dataset_id, what, limit, reply } => {
+                let shared = self.shared.clone();
+                let removed = self.guarded(move |w| {
+                    let tx = w.connection()?.transaction().classified()?;
+                    let n = remove_bulk(&tx, dataset_id, what, limit)?;
+                    commit(tx, &shared)?;
+                    Ok(n)
+                });
+                let _ = reply.send(removed);
+                None
+            }
         }
     }
 
@@ -462,8 +483,9 @@ impl Writer {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO events(dataset_id, event_id, session_id, user_id, item_id, event_type, event_value,
-                        sent_at, properties, recommendation_id, impression, attribution_source, received_at, flags)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                        sent_at, properties, recommendation_id, impression, attribution_source, received_at, flags,
+                        import_job)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )
                 .classified()?;
             let mut stored_id =
@@ -471,9 +493,11 @@ impl Writer {
             // The later write of an ID replaces the earlier: statements run in arrival order.
             let mut upsert = tx
                 .prepare_cached(
-                    "INSERT INTO records(dataset_id, record_id, properties, received_at, flags) VALUES (?1, ?2, ?3, ?4, ?5)
+                    "INSERT INTO records(dataset_id, record_id, properties, received_at, flags, import_job)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT(dataset_id, record_id) DO UPDATE
-                     SET properties = excluded.properties, received_at = excluded.received_at, flags = excluded.flags",
+                     SET properties = excluded.properties, received_at = excluded.received_at, flags = excluded.flags,
+                         import_job = excluded.import_job",
                 )
                 .classified()?;
             for job in batch {
@@ -491,7 +515,14 @@ impl Writer {
                         for r in records {
                             let flags = interlog_model::flag::encode_flags(&r.flags);
                             upsert
-                                .execute(params![job.dataset_id, r.id, r.properties, received_at, flags])
+                                .execute(params![
+                                    job.dataset_id,
+                                    r.id,
+                                    r.properties,
+                                    received_at,
+                                    flags,
+                                    job.import_job
+                                ])
                                 .classified()?;
                         }
                         outcome.stored = records.len();
@@ -501,7 +532,12 @@ impl Writer {
                 };
                 for e in events {
                     let key = window.key(job.dataset_id, &e.event_id);
-                    if let Some(seq) = pending.get(&key).copied().or_else(|| window.get(key)) {
+                    // An import's rows bypass the window: a million historical eventIds would push out the live
+                    // clients' recent ones, and the reader removes repeats exactly anyway.
+                    let windowed = job.import_job.is_none();
+                    if let Some(seq) =
+                        windowed.then(|| pending.get(&key).copied().or_else(|| window.get(key))).flatten()
+                    {
                         // Confirmed against the stored row: a hash collision is stored normally.
                         let stored: Option<(i64, String)> =
                             stored_id.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?))).optional().classified()?;
@@ -527,9 +563,12 @@ impl Writer {
                             e.event_attribution_source,
                             received_at,
                             interlog_model::flag::encode_flags(&e.flags),
+                            job.import_job,
                         ])
                         .classified()?;
-                    pending.insert(key, tx.last_insert_rowid());
+                    if windowed {
+                        pending.insert(key, tx.last_insert_rowid());
+                    }
                     newest.insert(job.dataset_id, tx.last_insert_rowid());
                     outcome.stored_one(e);
                 }
@@ -584,7 +623,39 @@ impl Writer {
             }
         }
     }
+}
 
+/// Removes up to `limit` imported rows of a dataset, events first, then records (their partial indexes find
+/// them without a scan); returns how many.
+fn remove_bulk(tx: &Transaction<'_>, dataset_id: i64, what: BulkRemoval, limit: usize) -> Result<usize, StoreError> {
+    let (cond, job) = match what {
+        BulkRemoval::Job(job) => ("import_job = ?2", job),
+        BulkRemoval::AllBut(job) => ("import_job <> ?2", job),
+    };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let events = tx
+        .prepare_cached(&format!(
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events
+             WHERE dataset_id = ?1 AND import_job IS NOT NULL AND {cond} LIMIT ?3)"
+        ))
+        .classified()?
+        .execute(params![dataset_id, job, limit])
+        .classified()? as i64;
+    let records = if events < limit {
+        tx.prepare_cached(&format!(
+            "DELETE FROM records WHERE id IN (SELECT id FROM records
+             WHERE dataset_id = ?1 AND import_job IS NOT NULL AND {cond} LIMIT ?3)"
+        ))
+        .classified()?
+        .execute(params![dataset_id, job, limit - events])
+        .classified()? as i64
+    } else {
+        0
+    };
+    Ok((events + records) as usize)
+}
+
+impl Writer {
     /// Removes one chunk of the oldest pending purge, durably recording how far it got.
     fn purge_chunk(&mut self) {
         let Some(purge) = self.purges.front().copied() else { return };

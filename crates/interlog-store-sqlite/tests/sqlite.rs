@@ -315,10 +315,10 @@ async fn a_layout_2_store_gains_flags_and_keeps_its_events() {
     // Back to layout 2, as a build before the flags wrote it.
     Connection::open(dir.join("interlog.db"))
         .unwrap()
-        .execute_batch(
-            "ALTER TABLE events DROP COLUMN flags; DROP TABLE records; DROP TABLE sink_cursors; DROP TABLE sink_leases;
+        .execute_batch(&format!(
+            "{DOWN_9} ALTER TABLE events DROP COLUMN flags; DROP TABLE records; DROP TABLE sink_cursors; DROP TABLE sink_leases;
              DROP TABLE sink_dead_letters; DROP TABLE history; PRAGMA user_version = 2;",
-        )
+        ))
         .unwrap();
     let store = open(&dir).await;
     let version: i64 =
@@ -346,11 +346,11 @@ async fn a_layout_5_store_gains_record_flags_and_keeps_its_records() {
     drop(store);
     Connection::open(dir.join("interlog.db"))
         .unwrap()
-        .execute_batch(
-            "ALTER TABLE records DROP COLUMN flags; DROP TABLE sink_dead_letters; DROP TABLE history;
+        .execute_batch(&format!(
+            "{DOWN_9} ALTER TABLE records DROP COLUMN flags; DROP TABLE sink_dead_letters; DROP TABLE history;
              DELETE FROM sink_cursors WHERE sink = 'history'; ALTER TABLE sink_cursors DROP COLUMN dead_lettered;
              PRAGMA user_version = 5;",
-        )
+        ))
         .unwrap();
     let store = open(&dir).await;
     let version: i64 =
@@ -381,7 +381,9 @@ async fn a_layout_7_store_gains_the_history_index_and_indexes_its_events() {
     drop(store);
     Connection::open(dir.join("interlog.db"))
         .unwrap()
-        .execute_batch("DROP TABLE history; DELETE FROM sink_cursors WHERE sink = 'history'; PRAGMA user_version = 7;")
+        .execute_batch(&format!(
+            "{DOWN_9} DROP TABLE history; DELETE FROM sink_cursors WHERE sink = 'history'; PRAGMA user_version = 7;"
+        ))
         .unwrap();
     let store = open(&dir).await;
     let conn = Connection::open(dir.join("interlog.db")).unwrap();
@@ -420,10 +422,10 @@ async fn a_layout_6_store_keeps_its_cursors_and_gains_dead_letters() {
     drop(store);
     Connection::open(dir.join("interlog.db"))
         .unwrap()
-        .execute_batch(
-            "DROP TABLE sink_dead_letters; ALTER TABLE sink_cursors DROP COLUMN dead_lettered; DROP TABLE history;
+        .execute_batch(&format!(
+            "{DOWN_9} DROP TABLE sink_dead_letters; ALTER TABLE sink_cursors DROP COLUMN dead_lettered; DROP TABLE history;
              DELETE FROM sink_cursors WHERE sink = 'history'; PRAGMA user_version = 6;",
-        )
+        ))
         .unwrap();
     let store = open(&dir).await;
     let c = store.cursor("forward", dataset).await.unwrap();
@@ -432,6 +434,47 @@ async fn a_layout_6_store_keeps_its_cursors_and_gains_dead_letters() {
     let c = store.settle("forward", dataset, page[0].seq, page[1].seq, 0, 0, &refused).await.unwrap();
     assert_eq!(c.dead_lettered, 1);
     assert_eq!(store.dead_letters("forward").await.unwrap()[0].event_id, "b");
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    store.close().await;
+}
+
+/// Undoes layout 9 (the marker of imported rows), so a test can go back to an older layout.
+const DOWN_9: &str = "DROP INDEX events_imported; DROP INDEX records_imported;
+    ALTER TABLE events DROP COLUMN import_job; ALTER TABLE records DROP COLUMN import_job;";
+
+/// A layout-8 file (no marker of imported rows) keeps its events and records, which read back as PUT data, and
+/// takes imported rows marked BULK after the migration.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layout_8_store_gains_the_import_marker_and_its_rows_are_put_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await;
+    let dataset = bootstrap(&*store, &Bootstrap { scope: scope(), tracking_id: None }).await.unwrap().dataset.meta.id;
+    store.append(dataset, vec![event("old", "i")]).await.unwrap();
+    let old = Record { id: "old".into(), properties: None, flags: vec![] };
+    store.put_records(dataset, vec![old.clone()]).await.unwrap();
+    store.close().await;
+    drop(store);
+    Connection::open(dir.join("interlog.db"))
+        .unwrap()
+        .execute_batch(&format!("{DOWN_9} PRAGMA user_version = 8;"))
+        .unwrap();
+    let conn = Connection::open(dir.join("interlog.db")).unwrap();
+    let columns: i64 = conn
+        .query_row("SELECT count(*) FROM pragma_table_info('events') WHERE name = 'import_job'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(columns, 0, "back at layout 8");
+    let store = open(&dir).await;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, interlog_store_sqlite::layout::LAYOUT);
+    store.import(dataset, 42, interlog_store::Entries::Events(vec![bare("new")])).await.unwrap();
+    let events = store.read(dataset, 0, 10).await.unwrap();
+    let marks: Vec<(&str, bool)> = events.iter().map(|e| (e.interaction.event_id.as_str(), e.bulk)).collect();
+    assert_eq!(marks, [("old", false), ("new", true)]);
+    let records = store.read_records(dataset, None, 10).await.unwrap();
+    assert_eq!((records[0].record.clone(), records[0].bulk), (old, false));
+    let imported: i64 = conn.query_row("SELECT count(*) FROM events WHERE import_job = 42", [], |r| r.get(0)).unwrap();
+    assert_eq!(imported, 1);
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
     store.close().await;
 }

@@ -109,6 +109,8 @@ pub struct StoredEvent {
     /// When the server received it, in epoch seconds.
     pub received_at: f64,
     pub interaction: Interaction,
+    /// Stored by a dataset import job (BULK data), not by PutEvents / PutActionInteractions (PUT data).
+    pub bulk: bool,
 }
 
 /// One item, user or action as read back: the latest write of its ID.
@@ -117,6 +119,8 @@ pub struct StoredRecord {
     /// When the server received the write that holds, in epoch seconds.
     pub received_at: f64,
     pub record: Record,
+    /// The write that holds came from a dataset import job (BULK data), not from PutItems / PutUsers / PutActions.
+    pub bulk: bool,
 }
 
 /// What one unit of the writer's queue carries: a request's events or its keyed records. Both
@@ -178,6 +182,20 @@ pub fn action_interaction(i: &Interaction) -> ActionInteraction {
         flags: i.flags.clone(),
     }
 }
+
+/// Which of a dataset's imported (BULK) rows [`EventStore::remove_bulk`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkRemoval {
+    /// Every row import job `job` stored: what a failed job leaves behind.
+    Job(i64),
+    /// Every imported row of any other job: what a successful FULL import of `job` replaces. Rows of the Put*
+    /// calls are never touched ("Data you imported individually is not replaced", the model's `importMode`).
+    AllBut(i64),
+}
+
+/// Rows an import job hands the writer at once: small enough that a live append queued behind a chunk waits a
+/// few milliseconds at most (docs/storage.md), large enough to amortise a commit.
+pub const IMPORT_CHUNK_ROWS: usize = 2_000;
 
 /// What a data deletion job removes: every log row (events, action interactions) of `users` in
 /// the datasets `logs`, and the records whose ID is one of `users` in the keyed datasets
@@ -258,6 +276,18 @@ pub trait EventStore: Send + Sync + 'static {
     /// record replaces the stored one of its ID: the latest write wins, in the order the writes
     /// commit (within a request, request order). [`AppendOutcome::stored`] counts the records.
     async fn put_records(&self, dataset_id: i64, records: Vec<Record>) -> Result<AppendOutcome, StoreError>;
+
+    /// Stores one chunk of import job `job`'s rows in a dataset, all or nothing, marked as the job's BULK data:
+    /// [`Entries::Events`] appended to the log (not through the retry window, which stays for live clients'
+    /// retries; the reader's first-copy-wins removes repeats exactly), [`Entries::Records`] upserted by ID as
+    /// [`EventStore::put_records`] does. Through the same writer as the Put* calls, so on SQLite a chunk is one
+    /// more unit of the one writer thread. At most [`IMPORT_CHUNK_ROWS`] per call.
+    async fn import(&self, dataset_id: i64, job: i64, entries: Entries) -> Result<AppendOutcome, StoreError>;
+
+    /// Removes up to `limit` of a dataset's imported rows that `what` names, in one short durable transaction
+    /// through the writer; returns how many it removed (0: none is left). Callers loop, so a large removal never
+    /// holds the writer for long.
+    async fn remove_bulk(&self, dataset_id: i64, what: BulkRemoval, limit: usize) -> Result<usize, StoreError>;
 
     /// Up to `limit` records of a keyed dataset whose ID sorts after `after` (bytewise, UTF-8),
     /// in ID order: each ID once, with its latest write.

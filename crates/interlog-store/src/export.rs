@@ -10,6 +10,7 @@ use std::io::{self, Write};
 
 mod parquet;
 
+use interlog_model::control::IngestionMode;
 use interlog_model::properties::{CompiledSchema, PropertyRules, Props, UndeclaredKeys};
 use interlog_model::put_events::normalize_key;
 use interlog_model::schema::{DatasetType, Schema};
@@ -47,6 +48,9 @@ pub struct UniqueEvents<'a> {
     seen: std::collections::HashSet<u128, KeyedHash>,
     stats: ScanStats,
     done: bool,
+    /// Which rows count: imported (BULK), Put* (PUT) or both; the others are skipped before deduplication,
+    /// so each mode's export holds the first copy of each eventId among its own rows.
+    mode: IngestionMode,
 }
 
 impl<'a> UniqueEvents<'a> {
@@ -60,7 +64,14 @@ impl<'a> UniqueEvents<'a> {
             seen: Default::default(),
             stats: ScanStats::default(),
             done: false,
+            mode: IngestionMode::All,
         }
+    }
+
+    /// Reads only the rows of `mode` (an export job's `ingestionMode`) instead of all of them.
+    pub fn with_ingestion(mut self, mode: IngestionMode) -> Self {
+        self.mode = mode;
+        self
     }
 
     /// Reads `page` events at a time instead of [`PAGE_EVENTS`].
@@ -83,6 +94,9 @@ impl<'a> UniqueEvents<'a> {
         self.after = last.seq;
         let mut out = Vec::with_capacity(events.len());
         for e in events {
+            if !wanted(self.mode, e.bulk) {
+                continue;
+            }
             let key = xxhash_rust::xxh3::xxh3_128_with_seed(e.interaction.event_id.as_bytes(), self.seed);
             if self.seen.insert(key) {
                 self.stats.events += 1;
@@ -123,7 +137,28 @@ impl<'a> UniqueEvents<'a> {
 pub async fn export_dataset<W: Write + Send + 'static>(
     store: std::sync::Arc<dyn EventStore>,
     dataset_id: i64,
+    writer: ExportWriter<W>,
+) -> Result<(ScanStats, W), StoreError> {
+    export_ingested(store, dataset_id, writer, IngestionMode::All).await
+}
+
+/// Whether a row stored by an import (`bulk`) or by a Put* call belongs to an export of `mode`.
+pub fn wanted(mode: IngestionMode, bulk: bool) -> bool {
+    match mode {
+        IngestionMode::All => true,
+        IngestionMode::Bulk => bulk,
+        IngestionMode::Put => !bulk,
+    }
+}
+
+/// [`export_dataset`] of the rows of one ingestion mode only (export jobs' `ingestionMode`): BULK the rows import
+/// jobs stored, PUT those of the Put* calls, ALL both. For a keyed dataset, a record is in the mode of the write
+/// that holds (one row per ID).
+pub async fn export_ingested<W: Write + Send + 'static>(
+    store: std::sync::Arc<dyn EventStore>,
+    dataset_id: i64,
     mut writer: ExportWriter<W>,
+    mode: IngestionMode,
 ) -> Result<(ScanStats, W), StoreError> {
     let keyed = RecordKind::of_dataset_type(writer.dataset_type).is_some();
     let (pages, mut incoming) = tokio::sync::mpsc::channel::<Page>(2);
@@ -138,7 +173,7 @@ pub async fn export_dataset<W: Write + Send + 'static>(
         out.flush()?;
         Ok(out)
     });
-    let mut reader = UniqueEvents::new(&*store, dataset_id);
+    let mut reader = UniqueEvents::new(&*store, dataset_id).with_ingestion(mode);
     let mut rows = 0u64;
     let read = async {
         if keyed {
@@ -147,8 +182,9 @@ pub async fn export_dataset<W: Write + Send + 'static>(
                 let page = store.read_records(dataset_id, after.clone(), PAGE_EVENTS).await?;
                 let done = page.len() < PAGE_EVENTS;
                 after = page.last().map(|r| r.record.id.clone());
+                let page: Vec<StoredRecord> = page.into_iter().filter(|r| wanted(mode, r.bulk)).collect();
                 rows += page.len() as u64;
-                if page.is_empty() || pages.send(Page::Records(page)).await.is_err() || done {
+                if after.is_none() || pages.send(Page::Records(page)).await.is_err() || done {
                     break;
                 }
             }
@@ -584,6 +620,7 @@ mod tests {
         StoredEvent {
             seq: 1,
             received_at: 1.5,
+            bulk: false,
             interaction: Interaction {
                 event_id: "e1".into(),
                 session_id: "s".into(),

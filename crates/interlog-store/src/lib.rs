@@ -34,8 +34,9 @@ pub use cache::{CatalogCache, DatasetTarget, TrackerKind, TrackerTarget};
 pub use catalog::Catalog;
 pub use error::StoreError;
 pub use events::{
-    action_interaction, log_entry, AppendOutcome, CommitObserver, CommitReport, Entries, EventStore, Health,
-    ObserveCommits, StoreStats, StoredEvent, StoredRecord, UserDeletion, UsersDeleted, WriterOptions,
+    action_interaction, log_entry, AppendOutcome, BulkRemoval, CommitObserver, CommitReport, Entries, EventStore,
+    Health, ObserveCommits, StoreStats, StoredEvent, StoredRecord, UserDeletion, UsersDeleted, WriterOptions,
+    IMPORT_CHUNK_ROWS,
 };
 pub use history::Who;
 pub use sinks::{Backlog, Cursor, DeadLetter, Refused, SinkState};

@@ -58,7 +58,9 @@ macro_rules! conformance_suite {
             dead_letters_move_with_the_cursor,
             appends_are_announced, last_position_follows_appends, commits_are_observed_and_the_store_has_a_size,
             history_is_newest_first_and_complete, compiled_schema_follows_the_catalog,
-            compiled_schema_follows_another_nodes_catalog, deleting_users_removes_exactly_their_data,
+            compiled_schema_follows_another_nodes_catalog, imported_rows_are_marked_bulk,
+            imported_events_bypass_the_window_and_first_copy_wins, removing_bulk_rows_spares_put_data,
+            exports_read_one_ingestion_mode, deleting_users_removes_exactly_their_data,
             deleting_users_while_appending);
     };
     (@cases $engine:expr; $($case:ident),* $(,)?) => {
@@ -1671,6 +1673,132 @@ pub async fn history_is_newest_first_and_complete(engine: &dyn Engine) {
     assert_eq!(history_ids(&*store, dataset, u1(), 100).await, both, "tail and index together");
     assert_eq!(history_ids(&*store, dataset, u1(), 3).await, both[..3]);
     assert_eq!(history_ids(&*store, dataset, Who::Session("s9".into()), 100).await, ["u3-new", "u1-new"]);
+}
+
+// ---- dataset import jobs: rows marked BULK (layout 9 / migration 8) ----
+
+/// What an export of one ingestion mode holds: event IDs of the log's first copies among the mode's rows.
+async fn unique_ids_of(store: &dyn Store, dataset: i64, mode: interlog_model::control::IngestionMode) -> Vec<String> {
+    let mut out = Vec::new();
+    UniqueEvents::new(store, dataset)
+        .with_page(2)
+        .with_ingestion(mode)
+        .for_each(|e| {
+            out.push(e.interaction.event_id.clone());
+            Ok(())
+        })
+        .await
+        .expect("unique events");
+    out
+}
+
+pub async fn imported_rows_are_marked_bulk(engine: &dyn Engine) {
+    let (location, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    store.append(dataset, vec![event("put-1", "i1")]).await.unwrap();
+    let o =
+        store.import(dataset, 7, crate::Entries::Events(vec![event("bulk-1", "i2"), bare("bulk-2")])).await.unwrap();
+    assert_eq!(o.stored, 2);
+    let (_, _, items) = group_with_dataset(&*store, ACCOUNT, "catalog").await;
+    store.put_records(items, vec![record("a", None), record("b", Some(r#"{"n": 1}"#))]).await.unwrap();
+    store
+        .import(items, 7, crate::Entries::Records(vec![record("b", Some(r#"{"n": 2}"#)), record("c", None)]))
+        .await
+        .unwrap();
+    let check = async |store: &dyn Store| {
+        let events = all(store, dataset).await;
+        let marks: Vec<(&str, bool)> = events.iter().map(|e| (e.interaction.event_id.as_str(), e.bulk)).collect();
+        assert_eq!(marks, [("put-1", false), ("bulk-1", true), ("bulk-2", true)]);
+        assert_eq!(events[1].interaction, event("bulk-1", "i2"), "an imported event is stored whole");
+        let records = store.read_records(items, None, 10).await.unwrap();
+        let marks: Vec<(&str, bool)> = records.iter().map(|r| (r.record.id.as_str(), r.bulk)).collect();
+        // One row per ID: the write that holds says where it came from.
+        assert_eq!(marks, [("a", false), ("b", true), ("c", true)]);
+        assert_eq!(records[1].record, record("b", Some(r#"{"n": 2}"#)));
+    };
+    check(&*store).await;
+    // A later Put* write of an imported ID makes it PUT data again.
+    store.put_records(items, vec![record("c", None)]).await.unwrap();
+    assert!(!store.read_records(items, Some("b".into()), 10).await.unwrap()[0].bulk);
+    store.close().await;
+    drop(store);
+    let store = engine.open(&location, WriterOptions::default()).await;
+    let events = all(&*store, dataset).await;
+    assert_eq!(events.iter().filter(|e| e.bulk).count(), 2, "the marker survives a reopen");
+}
+
+pub async fn imported_events_bypass_the_window_and_first_copy_wins(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    store.append(dataset, vec![event("e1", "put")]).await.unwrap();
+    // An import does not consult the window: the repeat is stored, and the reader keeps the first copy.
+    let o =
+        store.import(dataset, 1, crate::Entries::Events(vec![event("e1", "bulk"), event("e2", "bulk")])).await.unwrap();
+    assert_eq!((o.stored, o.duplicates), (2, 0));
+    let first = unique(&*store, dataset).await;
+    assert_eq!(ids(&first), ["e1", "e2"]);
+    assert_eq!(first[0].interaction.item_id.as_deref(), Some("put"), "the stored copy wins over the imported one");
+    // Nor does it fill the window: a live client's later e2 is stored too (and read once).
+    let o = store.append(dataset, vec![event("e2", "live")]).await.unwrap();
+    assert_eq!(o.stored, 1);
+    assert_eq!(ids(&unique(&*store, dataset).await), ["e1", "e2"]);
+    // Live repeats are still dropped at the door.
+    assert_eq!(store.append(dataset, vec![event("e1", "again")]).await.unwrap().duplicates, 1);
+}
+
+pub async fn removing_bulk_rows_spares_put_data(engine: &dyn Engine) {
+    use crate::BulkRemoval;
+    let (_, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let (_, _, items) = group_with_dataset(&*store, ACCOUNT, "catalog").await;
+    store.append(dataset, vec![event("put-1", "i")]).await.unwrap();
+    let old: Vec<Interaction> = (0..5).map(|i| bare(&format!("old-{i}"))).collect();
+    store.import(dataset, 1, crate::Entries::Events(old)).await.unwrap();
+    store.import(items, 1, crate::Entries::Records(vec![record("x", None), record("y", None)])).await.unwrap();
+    store.put_records(items, vec![record("p", None)]).await.unwrap();
+    let new: Vec<Interaction> = (0..3).map(|i| bare(&format!("new-{i}"))).collect();
+    store.import(dataset, 2, crate::Entries::Events(new)).await.unwrap();
+    store.import(items, 2, crate::Entries::Records(vec![record("y", Some("{}")), record("z", None)])).await.unwrap();
+    store.append(dataset, vec![event("put-2", "i")]).await.unwrap();
+    // A FULL import of job 2 replaces every other job's rows, in chunks, and nothing of the Put* calls.
+    let mut chunks = 0;
+    loop {
+        let n = store.remove_bulk(dataset, BulkRemoval::AllBut(2), 2).await.unwrap();
+        assert!(n <= 2, "a chunk removes at most its limit");
+        if n == 0 {
+            break;
+        }
+        chunks += 1;
+    }
+    assert_eq!(chunks, 3, "five rows in chunks of two");
+    while store.remove_bulk(items, BulkRemoval::AllBut(2), 100).await.unwrap() > 0 {}
+    assert_eq!(ids(&all(&*store, dataset).await), ["put-1", "new-0", "new-1", "new-2", "put-2"]);
+    let left: Vec<String> = all_records(&*store, items, 10).await.into_iter().map(|r| r.id).collect();
+    // x was job 1's alone; y was rewritten by job 2, so it stays.
+    assert_eq!(left, ["p", "y", "z"]);
+    // A failed job's rows go, and only they.
+    while store.remove_bulk(dataset, BulkRemoval::Job(2), 2).await.unwrap() > 0 {}
+    while store.remove_bulk(items, BulkRemoval::Job(2), 2).await.unwrap() > 0 {}
+    assert_eq!(ids(&all(&*store, dataset).await), ["put-1", "put-2"]);
+    let left: Vec<String> = all_records(&*store, items, 10).await.into_iter().map(|r| r.id).collect();
+    assert_eq!(left, ["p"]);
+    assert_eq!(store.remove_bulk(dataset, BulkRemoval::Job(2), 2).await.unwrap(), 0);
+}
+
+pub async fn exports_read_one_ingestion_mode(engine: &dyn Engine) {
+    use interlog_model::control::IngestionMode;
+    let (_, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    store.append(dataset, vec![event("a", "i"), event("b", "i")]).await.unwrap();
+    store
+        .import(dataset, 3, crate::Entries::Events(vec![event("b", "bulk"), event("c", "bulk"), event("c", "x")]))
+        .await
+        .unwrap();
+    store.append(dataset, vec![event("d", "i")]).await.unwrap();
+    assert_eq!(unique_ids_of(&*store, dataset, IngestionMode::All).await, ["a", "b", "c", "d"]);
+    assert_eq!(unique_ids_of(&*store, dataset, IngestionMode::Put).await, ["a", "b", "d"]);
+    // Each mode removes repeats among its own rows.
+    assert_eq!(unique_ids_of(&*store, dataset, IngestionMode::Bulk).await, ["b", "c"]);
 }
 
 // ---- data deletion jobs ----

@@ -64,6 +64,10 @@ pub(crate) struct ServeArgs {
     /// DIR/<account-id>/. Without it, file:// destinations are refused.
     #[arg(long, env = "INTERLOG_EXPORT_DIR", value_name = "DIR")]
     export_dir: Option<PathBuf>,
+    /// The directory dataset import jobs may read from: a file:// data location must lie under
+    /// DIR/<account-id>/ (a CSV file, or a folder of them). Without it, file:// sources are refused.
+    #[arg(long, env = "INTERLOG_IMPORT_DIR", value_name = "DIR")]
+    import_dir: Option<PathBuf>,
     /// Answer GET /_interlog/stats without a signature (otherwise: root account only).
     #[arg(long, env = "INTERLOG_PUBLIC_STATS")]
     public_stats: bool,
@@ -252,6 +256,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.tls = Some(interlog_server::tls::TlsFiles { cert, key });
     }
     config.export_dir = args.export_dir;
+    config.import_dir = args.import_dir;
     config.public_stats = args.public_stats;
     config.store.history_index = !args.no_history_index;
     if let Some(url) = args.nats_url.clone() {

@@ -9,7 +9,7 @@ use interlog_model::requests::CreateDatasetExportJob;
 use interlog_model::schema::DatasetType;
 use interlog_store::catalog::resources::{CatalogExt, DatasetSpec, ExportJobSpec, New, Resource, SchemaSpec, Spec};
 use interlog_store::catalog::{InsertRules, Kind, Quota, Requirement};
-use interlog_store::export::{export_dataset, ExportWriter, Format};
+use interlog_store::export::{export_ingested, ExportWriter, Format};
 use interlog_store::{Store, StoreError};
 
 use super::jobs::{JobWork, RUNNING};
@@ -200,19 +200,8 @@ impl Export {
     async fn write<W: std::io::Write + Send + 'static>(self, out: W) -> Result<W, StoreError> {
         let writer =
             ExportWriter::new(self.format, self.columns, out)?.with_schema(self.schema).for_dataset(self.dataset_type);
-        // interlog records events only through the Put* operations: BULK (imported) data is empty.
-        // Finished on a blocking thread: the writer may be an upload that waits for S3.
-        if self.mode == IngestionMode::Bulk {
-            let finish = move || -> std::io::Result<W> {
-                let mut out = writer.finish()?;
-                out.flush()?;
-                Ok(out)
-            };
-            let out = tokio::task::spawn_blocking(finish).await.map_err(|e| StoreError::internal(e.to_string()))?;
-            Ok(out?)
-        } else {
-            Ok(export_dataset(self.store, self.dataset_id, writer).await?.1)
-        }
+        // BULK: the rows dataset import jobs stored; PUT: the Put* calls'; ALL: both.
+        Ok(export_ingested(self.store, self.dataset_id, writer, self.mode).await?.1)
     }
 }
 

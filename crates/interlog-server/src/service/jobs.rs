@@ -1,4 +1,4 @@
-//! The supervisor of background jobs (dataset exports and data deletions; imports later): a
+//! The supervisor of background jobs (dataset exports and imports, data deletions): a
 //! bound on how many run at once, a claim on each job so one node runs it, lease renewals while
 //! it runs, and recovery of the jobs a stopped process or node left behind. It also turns
 //! datasets created `CREATE PENDING` (`--activation-delay`) `ACTIVE` once their delay passed.
@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use interlog_store::catalog::resources::{
-    CatalogExt, DatasetSpec, DeletionJobSpec, ExportJobSpec, Lease, Resource, Spec,
+    CatalogExt, DatasetSpec, DeletionJobSpec, ExportJobSpec, ImportJobSpec, Lease, Resource, Spec,
 };
-use interlog_store::{Store, StoreError};
+use interlog_store::{BulkRemoval, Store, StoreError};
 use tokio::sync::Semaphore;
 
 /// Statuses of a job not yet ended.
@@ -111,6 +111,37 @@ impl JobSpec for ExportJobSpec {
     }
 }
 
+impl JobSpec for ImportJobSpec {
+    const STATUSES: JobStatuses =
+        JobStatuses { pending: PENDING, in_progress: IN_PROGRESS, done: "ACTIVE", failed: "CREATE FAILED" };
+    type Outcome = ();
+    fn lease(&self) -> Option<&Lease> {
+        self.lease.as_ref()
+    }
+    fn set_lease(&mut self, lease: Option<Lease>) {
+        self.lease = lease;
+    }
+    fn succeeded(&mut self, (): ()) {}
+    fn failed(&mut self, reason: String) {
+        self.failure_reason = Some(reason);
+    }
+}
+
+/// Rows removed per call when an import's rows go (a failed job's, or what a FULL import replaces): one short
+/// transaction each, so live appends between them never wait long.
+pub const REMOVE_CHUNK_ROWS: usize = 2_000;
+
+/// Removes a dataset's imported rows that `what` names, a chunk at a time.
+pub async fn remove_bulk(store: &dyn Store, dataset_id: i64, what: BulkRemoval) -> Result<u64, StoreError> {
+    let mut removed = 0;
+    loop {
+        match store.remove_bulk(dataset_id, what, REMOVE_CHUNK_ROWS).await? {
+            0 => return Ok(removed),
+            n => removed += n as u64,
+        }
+    }
+}
+
 impl JobSpec for DeletionJobSpec {
     const STATUSES: JobStatuses =
         JobStatuses { pending: "PENDING", in_progress: "IN_PROGRESS", done: "COMPLETED", failed: "FAILED" };
@@ -146,16 +177,24 @@ impl Jobs {
 
     /// `own`: whether jobs leased to this node count as interrupted (true only at start-up).
     async fn fail_interrupted(&self, own: bool) -> Result<usize, StoreError> {
-        Ok(self.fail_interrupted_of::<ExportJobSpec>(own).await?
-            + self.fail_interrupted_of::<DeletionJobSpec>(own).await?)
+        let imports = self.fail_interrupted_of::<ImportJobSpec>(own).await?;
+        // An interrupted import leaves nothing behind: its rows go (docs/api.md "Dataset import jobs").
+        for job in &imports {
+            let removed = remove_bulk(&*self.inner.store, job.spec.dataset_id, BulkRemoval::Job(job.meta.id)).await?;
+            tracing::info!(job = %job.meta.arn, rows = removed, "removed the rows of an interrupted import job");
+        }
+        Ok(self.fail_interrupted_of::<ExportJobSpec>(own).await?.len()
+            + self.fail_interrupted_of::<DeletionJobSpec>(own).await?.len()
+            + imports.len())
     }
 
-    async fn fail_interrupted_of<S: JobSpec>(&self, own: bool) -> Result<usize, StoreError> {
+    /// Fails the interrupted jobs of one kind; returns those it failed.
+    async fn fail_interrupted_of<S: JobSpec>(&self, own: bool) -> Result<Vec<Resource<S>>, StoreError> {
         let store = &self.inner.store;
         let node = &self.inner.settings.node;
         let stale_before = interlog_store::now() - self.inner.settings.stale_after.as_secs_f64();
         let st = S::STATUSES;
-        let mut failed = 0;
+        let mut failed = Vec::new();
         for job in store.list_all::<S>(None, None).await? {
             let status = job.meta.status.as_str();
             let interrupted = if !store.shared() {
@@ -175,14 +214,14 @@ impl Jobs {
             spec.set_lease(None);
             // Compare-and-set: a job that moved on meanwhile is left alone.
             match store.change(&job.meta.account, &job.meta.arn, Some(status), Some(st.failed), Some(&spec)).await {
-                Ok(_) => failed += 1,
+                Ok(_) => failed.push(job),
                 Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
         }
-        if failed > 0 {
+        if !failed.is_empty() {
             let kind = S::KIND.noun();
-            tracing::warn!(jobs = failed, "{kind}s interrupted by a stop were marked {}", st.failed);
+            tracing::warn!(jobs = failed.len(), "{kind}s interrupted by a stop were marked {}", st.failed);
         }
         Ok(failed)
     }

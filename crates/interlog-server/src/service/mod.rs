@@ -11,6 +11,7 @@ pub mod datasets;
 pub mod deletion_jobs;
 pub mod event_trackers;
 pub mod export_jobs;
+pub mod import_jobs;
 pub mod jobs;
 pub mod schemas;
 pub mod tags;
@@ -34,6 +35,8 @@ pub struct Service {
     jobs: jobs::Jobs,
     /// The operator's export root (`--export-dir`); `None` refuses `file://` destinations.
     file_root: Option<Arc<FileRoot>>,
+    /// The operator's import root (`--import-dir`); `None` refuses `file://` sources.
+    import_root: Option<Arc<FileRoot>>,
     /// `s3://` locations of jobs (`crate::objects`).
     objects: crate::objects::Objects,
 }
@@ -46,7 +49,13 @@ impl Service {
         file_root: Option<Arc<FileRoot>>,
     ) -> Self {
         let objects = crate::objects::Objects::new(crate::objects::S3Config::from_env());
-        Service { store, cache, jobs, file_root, objects }
+        Service { store, cache, jobs, file_root, import_root: None, objects }
+    }
+
+    /// Serves `file://` import sources from `root` (`--import-dir`).
+    pub fn with_import_root(mut self, root: Option<Arc<FileRoot>>) -> Self {
+        self.import_root = root;
+        self
     }
 
     /// Reaches `s3://` locations with these settings instead of the environment's.

@@ -589,6 +589,7 @@ mod tests {
         StoredEvent {
             seq,
             received_at: 1.0,
+            bulk: false,
             interaction: Interaction {
                 event_id: format!("e{seq}"),
                 session_id: session.into(),

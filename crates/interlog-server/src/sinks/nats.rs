@@ -332,6 +332,7 @@ mod tests {
         let e = StoredEvent {
             seq: 42,
             received_at: 1764590000.25,
+            bulk: false,
             interaction: Interaction {
                 event_id: "e-1".into(),
                 session_id: "s".into(),

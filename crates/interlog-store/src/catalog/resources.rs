@@ -258,6 +258,30 @@ impl Spec for ExportJobSpec {
     const KIND: Kind = Kind::DatasetExportJob;
 }
 
+/// A dataset import job: its dataset is `meta.parent`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportJobSpec {
+    /// The dataset's id (its event log), fixed when the job is created.
+    pub dataset_id: i64,
+    /// `dataSource.dataLocation`: a file, or a folder of `.csv` files.
+    pub data_location: String,
+    /// `FULL` or `INCREMENTAL`.
+    pub import_mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_attribution_metrics_to_s3: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    /// Which node runs the job and when it last said so, for jobs on a shared store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+}
+impl Spec for ImportJobSpec {
+    const KIND: Kind = Kind::DatasetImportJob;
+}
+
 /// A data deletion job: its dataset group is `meta.parent`. Statuses are the model's own
 /// (PENDING, IN_PROGRESS, COMPLETED, FAILED), not the CREATE ones of other jobs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -420,6 +420,7 @@ mod tests {
         StoredEvent {
             seq: n as i64,
             received_at: 1.5,
+            bulk: false,
             interaction: Interaction {
                 event_id: format!("e{n}"),
                 session_id: "s".into(),

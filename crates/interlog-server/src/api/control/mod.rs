@@ -13,7 +13,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use interlog_model::requests::{self as req, ArnRequest, ListRequest, TagsRequest};
 use interlog_store::catalog::resources::{
-    DatasetSpec, DeletionJobSpec, ExportJobSpec, GroupSpec, Resource, SchemaSpec, TrackerSpec,
+    DatasetSpec, DeletionJobSpec, ExportJobSpec, GroupSpec, ImportJobSpec, Resource, SchemaSpec, TrackerSpec,
 };
 use interlog_store::catalog::Page;
 use serde::de::DeserializeOwned;
@@ -49,6 +49,9 @@ const OPERATIONS: &[(&str, Handler)] = &[
     ("CreateDatasetExportJob", |s, c, b| Box::pin(create_export_job(s, c, b))),
     ("DescribeDatasetExportJob", |s, c, b| Box::pin(describe::<ExportJobSpec>(s, c, b))),
     ("ListDatasetExportJobs", |s, c, b| Box::pin(list::<ExportJobSpec>(s, c, b))),
+    ("CreateDatasetImportJob", |s, c, b| Box::pin(create_import_job(s, c, b))),
+    ("DescribeDatasetImportJob", |s, c, b| Box::pin(describe::<ImportJobSpec>(s, c, b))),
+    ("ListDatasetImportJobs", |s, c, b| Box::pin(list::<ImportJobSpec>(s, c, b))),
     ("CreateDataDeletionJob", |s, c, b| Box::pin(create_deletion_job(s, c, b))),
     ("DescribeDataDeletionJob", |s, c, b| Box::pin(describe::<DeletionJobSpec>(s, c, b))),
     ("ListDataDeletionJobs", |s, c, b| Box::pin(list_newest_first::<DeletionJobSpec>(s, c, b))),
@@ -74,7 +77,7 @@ pub(super) async fn control(state: AppState, request: AwsRequest, target: &str) 
     let Some((_, handler)) = OPERATIONS.iter().find(|(name, _)| *name == op) else {
         return ApiError::UnknownOperation(format!(
             "Operation {op} is not supported by interlog (supported: schemas, dataset groups, datasets, event \
-             trackers, dataset export jobs, data deletion jobs and tags)"
+             trackers, dataset export and import jobs, data deletion jobs and tags)"
         ))
         .on(Plane::Control)
         .into_response();
@@ -159,6 +162,12 @@ async fn create_export_job(service: &Service, caller: &Caller, body: &[u8]) -> R
     let cmd = input::<req::CreateDatasetExportJobRequest>(body)?.validate()?;
     let job: Resource<ExportJobSpec> = service.create_export_job(caller, cmd).await?;
     Ok(json!({ "datasetExportJobArn": job.meta.arn }))
+}
+
+async fn create_import_job(service: &Service, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let cmd = input::<req::CreateDatasetImportJobRequest>(body)?.validate()?;
+    let job: Resource<ImportJobSpec> = service.create_import_job(caller, cmd).await?;
+    Ok(json!({ "datasetImportJobArn": job.meta.arn }))
 }
 
 async fn create_deletion_job(service: &Service, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {

@@ -2,7 +2,7 @@
 //! answers, with the names the botocore model gives them.
 
 use interlog_store::catalog::resources::{
-    DatasetSpec, DeletionJobSpec, ExportJobSpec, GroupSpec, Resource, SchemaSpec, TrackerSpec,
+    DatasetSpec, DeletionJobSpec, ExportJobSpec, GroupSpec, ImportJobSpec, Resource, SchemaSpec, TrackerSpec,
 };
 use serde_json::{json, Value};
 
@@ -157,6 +157,34 @@ impl Shape for DeletionJobSpec {
     fn summary(j: &Resource<Self>) -> Value {
         let mut v = json!({ "dataDeletionJobArn": j.meta.arn, "datasetGroupArn": j.meta.parent, "jobName": j.meta.name,
             "status": j.meta.status, "creationDateTime": j.meta.created, "lastUpdatedDateTime": j.meta.updated });
+        put_opt(&mut v, "failureReason", &j.spec.failure_reason);
+        v
+    }
+}
+
+impl Shape for ImportJobSpec {
+    const ARN_MEMBER: &'static str = "datasetImportJobArn";
+    const SINGULAR: &'static str = "datasetImportJob";
+    const PLURAL: &'static str = "datasetImportJobs";
+    const FILTER_MEMBER: Option<&'static str> = Some("datasetArn");
+
+    fn detail(j: &Resource<Self>) -> Value {
+        let mut v = json!({ "jobName": j.meta.name, "datasetImportJobArn": j.meta.arn, "datasetArn": j.meta.parent,
+            "dataSource": { "dataLocation": j.spec.data_location }, "status": j.meta.status,
+            "importMode": j.spec.import_mode,
+            "creationDateTime": j.meta.created, "lastUpdatedDateTime": j.meta.updated });
+        put_opt(&mut v, "roleArn", &j.spec.role_arn);
+        put_opt(&mut v, "failureReason", &j.spec.failure_reason);
+        if let (Some(publish), Some(map)) = (j.spec.publish_attribution_metrics_to_s3, v.as_object_mut()) {
+            map.insert("publishAttributionMetricsToS3".into(), Value::Bool(publish));
+        }
+        v
+    }
+
+    fn summary(j: &Resource<Self>) -> Value {
+        let mut v = json!({ "datasetImportJobArn": j.meta.arn, "jobName": j.meta.name, "status": j.meta.status,
+            "importMode": j.spec.import_mode,
+            "creationDateTime": j.meta.created, "lastUpdatedDateTime": j.meta.updated });
         put_opt(&mut v, "failureReason", &j.spec.failure_reason);
         v
     }
