@@ -12,9 +12,9 @@
 #      (GENRES, PRICE; MEMBERSHIP, AGE), filled with `put-items` and `put-users` (an item put
 #      again replaces the earlier one), and an export job of each
 #
-# The same commands work against Amazon Personalize itself, except for the export destination:
-# interlog writes to a directory on the machine it runs on (file:///absolute/dir/), where AWS
-# writes to an S3 bucket (s3://bucket/prefix/).
+# The same commands work against Amazon Personalize itself. This script exports to a directory on
+# the machine interlog runs on (file:///absolute/dir/); interlog writes s3://bucket/prefix/
+# destinations too, to AWS's S3 or the S3-compatible server INTERLOG_S3_ENDPOINT_URL names.
 #
 # Usage:
 #   interlog serve --export-dir ./interlog-export   # in another terminal; note the `aws configure` lines
