@@ -125,7 +125,11 @@ pub fn event_columns(prefix: &str) -> String {
 
 /// One event read with [`event_columns`].
 pub fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
-    let impression: Option<String> = r.get(10)?;
+    // Parsed from the row's own bytes: no String of the JSON text per row.
+    let impression = match r.get_ref(10)? {
+        rusqlite::types::ValueRef::Text(t) => serde_json::from_slice::<Vec<String>>(t).ok(),
+        _ => None,
+    };
     Ok(StoredEvent {
         seq: r.get(0)?,
         received_at: r.get(12)?,
@@ -139,7 +143,7 @@ pub fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
             sent_at: r.get(7)?,
             properties: r.get(8)?,
             recommendation_id: r.get(9)?,
-            impression: impression.and_then(|s| serde_json::from_str(&s).ok()),
+            impression,
             event_attribution_source: r.get(11)?,
             flags: interlog_model::flag::decode_flags(r.get::<_, Option<String>>(13)?.as_deref()),
         },

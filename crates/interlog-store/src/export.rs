@@ -329,6 +329,14 @@ pub struct ExportWriter<W: Write> {
     /// When known, metadata cells are written as the field's type reads them (`"014"` → `14`);
     /// compiled once for the whole export.
     schema: Option<CompiledSchema>,
+    /// The schema's `properties`-filled columns, by name.
+    property_fields: Vec<String>,
+    /// Whether any column's cell comes from `properties`, decided at the first row (which
+    /// columns are members depends only on the dataset type); when none does, a row's
+    /// `properties` text is never parsed.
+    needs_properties: Option<bool>,
+    /// One cell at a time is built here and handed to the CSV writer: no `String` per cell.
+    cell: String,
     csv: Option<csv::Writer<W>>,
     raw: Option<W>,
     parquet: Option<parquet::Sink<W>>,
@@ -346,6 +354,9 @@ impl<W: Write> ExportWriter<W> {
                     dataset_type: DatasetType::Interactions,
                     columns,
                     schema: None,
+                    property_fields: Vec::new(),
+                    needs_properties: None,
+                    cell: String::new(),
                     csv: Some(csv),
                     raw: None,
                     parquet: None,
@@ -356,6 +367,9 @@ impl<W: Write> ExportWriter<W> {
                 dataset_type: DatasetType::Interactions,
                 columns,
                 schema: None,
+                property_fields: Vec::new(),
+                needs_properties: None,
+                cell: String::new(),
                 csv: None,
                 raw: Some(out),
                 parquet: None,
@@ -366,6 +380,9 @@ impl<W: Write> ExportWriter<W> {
                 parquet: Some(parquet::Sink::new(out, &columns)),
                 columns,
                 schema: None,
+                property_fields: Vec::new(),
+                needs_properties: None,
+                cell: String::new(),
                 csv: None,
                 raw: None,
             }),
@@ -377,7 +394,9 @@ impl<W: Write> ExportWriter<W> {
         if let (Some(sink), Some(schema)) = (&mut self.parquet, &schema) {
             sink.set_schema(&self.columns, schema);
         }
+        self.property_fields = schema.iter().flat_map(|s| s.property_fields().map(|f| f.name.clone())).collect();
         self.schema = schema.map(|s| CompiledSchema::new(&s, ""));
+        self.needs_properties = None;
         self
     }
 
@@ -398,7 +417,7 @@ impl<W: Write> ExportWriter<W> {
         if self.dataset_type == DatasetType::ActionInteractions {
             let a = action_interaction(&event.interaction);
             return match self.format {
-                Format::Csv => self.csv_row(a.properties.as_deref(), |c| a.member_cell(c)),
+                Format::Csv => self.csv_row(a.properties.as_deref(), |c, cell| owned_cell(a.member_cell(c), cell)),
                 Format::Jsonl => self.json_line(&action_jsonl(&a, event.received_at)),
                 Format::Parquet => self.parquet_event(event),
             };
@@ -406,7 +425,7 @@ impl<W: Write> ExportWriter<W> {
         match self.format {
             Format::Csv => {
                 let i = &event.interaction;
-                self.csv_row(i.properties.as_deref(), |c| interaction_cell(c, i))
+                self.csv_row(i.properties.as_deref(), |c, cell| interaction_cell(c, i, cell))
             }
             Format::Jsonl => self.json_line(&jsonl_object(event)),
             Format::Parquet => self.parquet_event(event),
@@ -418,7 +437,7 @@ impl<W: Write> ExportWriter<W> {
         let kind = RecordKind::of_dataset_type(self.dataset_type).unwrap_or(RecordKind::Item);
         let r = &stored.record;
         match self.format {
-            Format::Csv => self.csv_row(r.properties.as_deref(), |c| r.member_cell(kind, c)),
+            Format::Csv => self.csv_row(r.properties.as_deref(), |c, cell| owned_cell(r.member_cell(kind, c), cell)),
             Format::Jsonl => {
                 let mut m = Map::new();
                 m.insert(kind.id_member().into(), r.id.clone().into());
@@ -433,10 +452,28 @@ impl<W: Write> ExportWriter<W> {
         }
     }
 
-    /// A CSV row: each column from the member that fills it (`member` answers `Some`), else from
-    /// `properties` coerced to the schema's field type, else from the property's raw value.
-    fn csv_row(&mut self, properties: Option<&str>, member: impl Fn(&str) -> Option<String>) -> io::Result<()> {
-        let props = properties.and_then(|p| match serde_json::from_str(p) {
+    /// A CSV row: each column from the member that fills it (`member` writes the cell into the
+    /// buffer it is given and answers `true`), else from `properties` coerced to the schema's
+    /// field type, else from the property's raw value. Cells go to the CSV writer one by one
+    /// from one reused buffer.
+    fn csv_row(
+        &mut self,
+        properties: Option<&str>,
+        mut member: impl FnMut(&str, &mut String) -> bool,
+    ) -> io::Result<()> {
+        let needs = match self.needs_properties {
+            Some(needs) => needs,
+            None => {
+                let mut probe = String::new();
+                let needs = self.columns.iter().any(|c| {
+                    probe.clear();
+                    self.property_fields.contains(c) || !member(c, &mut probe)
+                });
+                self.needs_properties = Some(needs);
+                needs
+            }
+        };
+        let props = properties.filter(|_| needs).and_then(|p| match serde_json::from_str(p) {
             Ok(Value::Object(map)) => Some(map),
             _ => None,
         });
@@ -446,15 +483,22 @@ impl<W: Write> ExportWriter<W> {
             }
             _ => None,
         };
-        let row: Vec<String> = self
-            .columns
-            .iter()
-            .map(|c| match typed.as_ref().and_then(|t| t.iter().find(|(col, _)| col == c)) {
-                Some((_, value)) => value.to_csv_cell(),
-                None => member(c).unwrap_or_else(|| property_cell(c, props.as_ref())),
-            })
-            .collect();
-        self.csv.as_mut().expect("csv writer").write_record(&row)?;
+        let csv = self.csv.as_mut().expect("csv writer");
+        let cell = &mut self.cell;
+        for c in &self.columns {
+            cell.clear();
+            match typed.as_ref().and_then(|t| t.iter().find(|(col, _)| col == c)) {
+                Some((_, value)) => cell.push_str(&value.to_csv_cell()),
+                None => {
+                    if !member(c, cell) {
+                        cell.clear();
+                        cell.push_str(&property_cell(c, props.as_ref()));
+                    }
+                }
+            }
+            csv.write_field(cell.as_bytes())?;
+        }
+        csv.write_record(None::<&[u8]>)?;
         Ok(())
     }
 
@@ -510,25 +554,49 @@ impl serde::Serialize for SortedKeys<'_> {
 /// Undeclared keys were flagged when the event was accepted; a CSV has no column for them.
 const LENIENT: PropertyRules = PropertyRules { undeclared_keys: UndeclaredKeys::Ignore, allow_missing_required: true };
 
-fn number(v: f64) -> String {
-    // Rust prints the shortest representation that round-trips: 4.5, 4, 0.1.
-    format!("{v}")
+/// Writes the value of one Interactions column that a request member fills into `cell` and
+/// answers `true`; `false` for any other column, which comes from the `properties` key that maps
+/// to it. Nothing is allocated: the export's hot path.
+fn interaction_cell(column: &str, i: &Interaction, cell: &mut String) -> bool {
+    use std::fmt::Write as _;
+    let text = |cell: &mut String, v: &Option<String>| cell.push_str(v.as_deref().unwrap_or_default());
+    match column {
+        "USER_ID" => text(cell, &i.user_id),
+        "ITEM_ID" => text(cell, &i.item_id),
+        "TIMESTAMP" => {
+            let _ = write!(cell, "{}", i.timestamp());
+        }
+        "EVENT_TYPE" => cell.push_str(&i.event_type),
+        "EVENT_VALUE" => {
+            if let Some(v) = i.event_value {
+                // Rust prints the shortest representation that round-trips: 4.5, 4, 0.1.
+                let _ = write!(cell, "{v}");
+            }
+        }
+        "IMPRESSION" => {
+            for (n, item) in i.impression.iter().flatten().enumerate() {
+                if n > 0 {
+                    cell.push('|');
+                }
+                cell.push_str(item);
+            }
+        }
+        "RECOMMENDATION_ID" => text(cell, &i.recommendation_id),
+        "EVENT_ATTRIBUTION_SOURCE" => text(cell, &i.event_attribution_source),
+        _ => return false,
+    }
+    true
 }
 
-/// The value of one Interactions column that a request member fills; `None` for any other
-/// column, which comes from the `properties` key that maps to it.
-fn interaction_cell(column: &str, i: &Interaction) -> Option<String> {
-    Some(match column {
-        "USER_ID" => i.user_id.clone().unwrap_or_default(),
-        "ITEM_ID" => i.item_id.clone().unwrap_or_default(),
-        "TIMESTAMP" => i.timestamp().to_string(),
-        "EVENT_TYPE" => i.event_type.clone(),
-        "EVENT_VALUE" => i.event_value.map(number).unwrap_or_default(),
-        "IMPRESSION" => i.impression_joined().unwrap_or_default(),
-        "RECOMMENDATION_ID" => i.recommendation_id.clone().unwrap_or_default(),
-        "EVENT_ATTRIBUTION_SOURCE" => i.event_attribution_source.clone().unwrap_or_default(),
-        _ => return None,
-    })
+/// [`ExportWriter::csv_row`]'s `member` for the members that build their cell as a `String`.
+fn owned_cell(value: Option<String>, cell: &mut String) -> bool {
+    match value {
+        Some(v) => {
+            cell.push_str(&v);
+            true
+        }
+        None => false,
+    }
 }
 
 /// A column from the `properties` key that maps to it (camelCase ↔ UPPER_SNAKE), as sent.
