@@ -11,6 +11,7 @@
 //! not replaced", the model's `importMode`); Put* data is never touched. A job that fails in the second pass, or
 //! that a stop interrupts, has its rows removed (docs/api.md "Dataset import jobs").
 
+use interlog_store::csv_records::{CsvError, CsvRecords, Position};
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::Duration;
@@ -227,6 +228,9 @@ fn import_work(
     })
 }
 
+/// Longest row read: Personalize's largest fields (textual, 20,000 characters) many times over.
+const MAX_ROW_BYTES: usize = 1 << 20;
+
 /// Reads every file of `source` from its start, hands each checked row to `row` and returns how many there were,
 /// or the reason naming the file, the line and the rule broken.
 fn scan(schema: &Schema, source: &Listed, row: &mut dyn FnMut(Imported) -> Result<(), String>) -> Result<u64, String> {
@@ -238,27 +242,20 @@ fn scan(schema: &Schema, source: &Listed, row: &mut dyn FnMut(Imported) -> Resul
             tracing::warn!(file = %name, error = %e, "import job: reading failed");
             format!("{name}: the file could not be read ({e})")
         };
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .buffer_capacity(1 << 16)
-            .from_reader(std::io::BufReader::with_capacity(1 << 16, file));
-        let mut record = csv::ByteRecord::new();
+        // Exact line numbers whatever the line ends (the csv crate's positions lag after a CRLF).
+        let mut reader =
+            CsvRecords::new(std::io::BufReader::with_capacity(1 << 16, file), Position::default(), MAX_ROW_BYTES);
         let mut importer: Option<Importer> = None;
         loop {
-            match reader.read_byte_record(&mut record) {
-                Ok(false) => break,
-                Ok(true) => {}
-                Err(e) => {
-                    let line = e.position().map(|p| p.line()).unwrap_or(0);
-                    return Err(match e.into_kind() {
-                        csv::ErrorKind::Io(e) => io(e),
-                        other => format!("{name}: line {line}: not valid CSV ({other:?})"),
-                    });
+            let next = reader.next_record().map_err(|e| match e {
+                CsvError::Io(e) => io(e),
+                CsvError::TooLong { line, max } => {
+                    format!("{name}: line {line}: a row of more than {max} bytes (is the file CSV?)")
                 }
-            }
-            let line = record.position().map_or(0, |p| p.line());
-            let fields: Vec<&[u8]> = record.iter().collect();
+            })?;
+            let Some((line, record)) = next else { break };
+            let record = record.map_err(|e| format!("{name}: line {line}: {e}"))?;
+            let fields = record.fields();
             match &importer {
                 None => {
                     importer = Some(Importer::new(schema, &fields).map_err(|v| format!("{name}: {v}"))?);
