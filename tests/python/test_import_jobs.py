@@ -299,6 +299,10 @@ MALFORMED = [
      ["line 4, column ITEM_ID", "has 257 characters; at most 256"]),
     ("bad-utf8", (INTERACTIONS_HEADER + "\n" + GOOD).encode() + b"u\xff3,i3,1700000002,click,,\n", 4,
      ["line 4, column USER_ID", "not valid UTF-8"]),
+    # Spreadsheets save CRLF line ends (so do interlog's exports) and blank lines: lines are still counted exactly.
+    ("crlf-and-blank-lines", (INTERACTIONS_HEADER + "\r\n" + GOOD.replace("\n", "\r\n") + "\r\n"
+                              + "u3,i3,yesterday,click,,\r\n").encode(), 5,
+     ["line 5, column TIMESTAMP", "must be an integer"]),
 ]
 
 
