@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 from botocore.config import Config
 
-from conftest import ACCESS_KEY_ID, INTERLOG_BIN, REGION, SECRET_ACCESS_KEY, client_env, parse_export, run_export
-from test_control_plane import avro, fld, ok
+from conftest import ACCESS_KEY_ID, INTERLOG_BIN, REGION, SECRET_ACCESS_KEY, client_env, database_url, \
+    new_account_dir, parse_export, run_export
+from test_control_plane import avro, export_job, fld, ok, read_csv
 
 INTERACTIONS = [fld("USER_ID", "string"), fld("ITEM_ID", "string"), fld("TIMESTAMP", "long"),
                 fld("EVENT_TYPE", "string"), fld("IMPRESSION", ["null", "string"]),
@@ -193,3 +194,41 @@ def test_unknown_dataset_and_bad_header_fail_before_anything_is_sent(server, p, 
     done = run_import(server, tmp_path, source, "--dataset-arn", missing, check=False)
     assert done.returncode == 1 and "ResourceNotFoundException" in done.stderr, done.stderr
     assert exported(server, arn) == []
+
+
+def test_a_data_dir_import_stores_csv_rows_as_imported_data(server, p, tmp_path, boto3_session):
+    """Straight into the store (no server on a SQLite data dir; beside the nodes on PostgreSQL): the import jobs'
+    checks, rows marked BULK, the bad row reported by line, a repeat stores nothing twice."""
+    arn = dataset(p, "imp-local", "Interactions", INTERACTIONS, tracker=True)
+    source = tmp_path / "local.csv"
+    source.write_text("USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE,IMPRESSION,NUMBER_OF_RATINGS\r\n"
+                      "u1,i1,1700000000,click,i1|i2,4\r\n\r\nu1,i2,soon,click,,\r\nu2,i3,1700000002,view,,\r\n",
+                      encoding="utf-8")
+    url = database_url(server.data_dir)
+    destination = ["--database-url", url] if url else ["--data-dir", str(server.data_dir)]
+    cmd = [str(INTERLOG_BIN), "import", *destination, str(source), "--dataset-arn", arn]
+    if url is None:
+        # One process per SQLite data dir: the running server's lock refuses a second writer.
+        busy = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env(tmp_path))
+        assert busy.returncode == 1 and "another interlog server is using this data dir" in busy.stderr, busy.stderr
+        server.stop()
+    for _ in range(2):
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env(tmp_path),
+                              timeout=120)
+        assert done.returncode == 1, done.stderr
+        assert "imported 2 rows" in done.stderr, done.stderr
+    report = (tmp_path / "local.csv.rejected.txt").read_text(encoding="utf-8").splitlines()
+    assert report == [f"{source}:4: column TIMESTAMP: " + report[0].split("column TIMESTAMP: ", 1)[1]], report
+    rows = sorted((r["USER_ID"], r["ITEM_ID"], r["TIMESTAMP"], r["IMPRESSION"], r["NUMBER_OF_RATINGS"])
+                  for r in exported(server, arn))
+    assert rows == [("u1", "i1", "1700000000", "i1|i2", "4"), ("u2", "i3", "1700000002", "", "")]
+    if url is None:
+        server.start()  # on a new port
+        p = boto3_session.client("personalize", endpoint_url=server.endpoint,
+                                 config=Config(retries={"mode": "standard", "total_max_attempts": 1}, proxies={}))
+    # Imported data: an export job in BULK mode holds it, one in PUT mode does not.
+    for mode, expected in (("BULK", 2), ("PUT", 0), ("ALL", 2)):
+        out = new_account_dir()
+        job, _ = export_job(p, arn, f"local-{mode.lower()}", out, mode=mode)
+        assert job["status"] == "ACTIVE", job
+        assert len(read_csv(out / f"local-{mode.lower()}.csv")[1]) == expected, mode

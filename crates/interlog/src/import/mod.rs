@@ -4,6 +4,7 @@
 //! eventId get one derived from their line and content, which the server keeps once), a progress
 //! bar, and a report of the rejected rows with their line numbers.
 
+mod local;
 mod remote;
 mod rows;
 
@@ -23,6 +24,7 @@ use remote::{Remote, MAX_PER_CALL};
 use rows::{InputFormat, Member, Position, Row, Rows};
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("destination").required(true).args(["endpoint_url", "data_dir", "database_url"])))]
 pub(crate) struct ImportArgs {
     /// CSV files (a header of the schema's field names) or JSON lines files, imported in order.
     #[arg(required = true, value_name = "FILE")]
@@ -30,9 +32,16 @@ pub(crate) struct ImportArgs {
     /// The dataset to import into, of any type (its type decides the Put* call).
     #[arg(long)]
     dataset_arn: String,
-    /// The server to send the rows through, signing with your usual AWS credentials.
+    /// The server to send the rows through (as Put* calls), signing with your usual AWS credentials.
     #[arg(long)]
-    endpoint_url: String,
+    endpoint_url: Option<String>,
+    /// Or store CSV rows straight into the store in this data dir, as imported (BULK) data, with
+    /// no server running on it.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Or into the PostgreSQL database of a deployment (also INTERLOG_DATABASE_URL), beside its nodes.
+    #[arg(long, env = "INTERLOG_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// csv or jsonl; by default from each file's extension (.csv; .jsonl, .ndjson, .json).
     #[arg(long)]
     format: Option<InputFormat>,
@@ -100,13 +109,28 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<()> {
     let first = &args.files[0];
     let state_path = args.state_file.clone().unwrap_or_else(|| beside(first, "import-state"));
     let report_path = args.report.clone().unwrap_or_else(|| beside(first, "rejected.txt"));
-    let options = FetchOptions {
-        endpoint: args.endpoint_url.clone(),
-        profile: args.profile.clone(),
-        region: args.region.clone(),
-        no_sign: args.no_sign_request,
+    let destination = match &args.endpoint_url {
+        Some(endpoint) => {
+            let options = FetchOptions {
+                endpoint: endpoint.clone(),
+                profile: args.profile.clone(),
+                region: args.region.clone(),
+                no_sign: args.no_sign_request,
+            };
+            Destination::Remote(Box::new(Remote::connect(&options, &args.dataset_arn, args.tracking_id.as_deref())?))
+        }
+        None => {
+            if let Some((path, _, _)) = inputs.iter().find(|(_, f, _)| *f != InputFormat::Csv) {
+                bail!(
+                    "{}: --data-dir and --database-url import CSV files (the import jobs' format); send JSON lines \
+                     through a server with --endpoint-url",
+                    path.display()
+                );
+            }
+            let dir = if args.database_url.is_some() { None } else { args.data_dir.as_deref() };
+            Destination::Local(local::Local::open(dir, args.database_url.as_deref(), &args.dataset_arn)?)
+        }
     };
-    let remote = Remote::connect(&options, &args.dataset_arn, args.tracking_id.as_deref())?;
 
     let fresh = State {
         version: 1,
@@ -155,8 +179,69 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<()> {
     for index in state.file..inputs.len() {
         let (path, format, _) = &inputs[index];
         let at = if index == state.file { state.at } else { Position::default() };
-        let mut rows = Rows::open(path, *format, remote.kind(), at).map_err(anyhow::Error::msg)?;
         let file_base: u64 = inputs[..index].iter().map(|(_, _, s)| s).sum();
+        let remote = match &destination {
+            Destination::Remote(remote) => remote,
+            Destination::Local(local) => {
+                let importer = local.importer(path)?;
+                let mut records = local.records(path, at)?;
+                loop {
+                    let (mut rows, mut rejected) = (Vec::new(), Vec::new());
+                    while rows.len() + rejected.len() < WINDOW_ROWS {
+                        match records.next_record().map_err(|e| local::read_error(path, e))? {
+                            None => break,
+                            Some((line, Err(e))) => rejected.push((line, format!("not valid CSV: {e}"))),
+                            Some((line, Ok(record))) => match importer.row(line, &record.fields()) {
+                                Ok(row) => rows.push(row),
+                                Err(v) => rejected.push((
+                                    line,
+                                    match &v.column {
+                                        Some(c) => format!("column {c}: {}", v.rule),
+                                        None => v.rule.clone(),
+                                    },
+                                )),
+                            },
+                        }
+                    }
+                    if rows.is_empty() && rejected.is_empty() {
+                        break;
+                    }
+                    for (line, reason) in &rejected {
+                        report.add(path, *line, reason)?;
+                    }
+                    report.flush()?;
+                    let stored = match local.store(rows) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            save(&state_path, &state)?;
+                            bar.abandon();
+                            return Err(e.context(format!(
+                                "the import stopped at line {} of {}; run the same command again to resume from there",
+                                state.at.lines + 1,
+                                path.display()
+                            )));
+                        }
+                    };
+                    let end = records.position();
+                    state.file = index;
+                    state.at = end;
+                    state.sent += stored;
+                    state.rejected += rejected.len() as u64;
+                    save(&state_path, &state)?;
+                    bar.set_position(file_base + end.offset);
+                    let rate = (state.sent - sent_at_start) as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                    bar.set_message(format!(
+                        "{} rows stored, {rate:.0} rows/s, {} rejected",
+                        state.sent, state.rejected
+                    ));
+                }
+                state.file = index + 1;
+                state.at = Position::default();
+                save(&state_path, &state)?;
+                continue;
+            }
+        };
+        let mut rows = Rows::open(path, *format, remote.kind(), at).map_err(anyhow::Error::msg)?;
         loop {
             let mut window: Vec<Row> = Vec::with_capacity(WINDOW_ROWS);
             let mut end = None;
@@ -170,7 +255,7 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<()> {
                 }
             }
             let Some(end) = end else { break };
-            let outcome = send_window(&remote, &window, args.concurrency.into());
+            let outcome = send_window(remote, &window, args.concurrency.into());
             // Rejections are written before the checkpoint moves past them.
             for (line, reason) in outcome.as_ref().map(|o| o.rejected.as_slice()).unwrap_or_default() {
                 report.add(path, *line, reason)?;
@@ -204,6 +289,9 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     let _ = fs::remove_file(&state_path);
+    if let Destination::Local(local) = destination {
+        local.close();
+    }
     let elapsed = started.elapsed().as_secs_f64();
     let rate = (state.sent - sent_at_start) as f64 / elapsed.max(1e-3);
     eprintln!("interlog: imported {} rows into {} in {elapsed:.1} s ({rate:.0} rows/s)", state.sent, args.dataset_arn);
@@ -217,6 +305,14 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Where rows go.
+enum Destination {
+    /// Put* calls to a running server.
+    Remote(Box<Remote>),
+    /// Straight into a store, as imported data.
+    Local(local::Local),
 }
 
 /// `FILE.suffix` beside `file`.
