@@ -8,7 +8,7 @@
 * a location outside the caller's folder is refused before a job exists;
 * the same through aws-cli (create-data-deletion-job, describe-data-deletion-job, list-data-deletion-jobs).
 
-Sources are `file://` paths inside the export root (the server's `--export-dir`; the import root once there is one).
+Sources are `file://` paths inside the import root (the server's `--import-dir`, as for import jobs), or `s3://`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,29 @@ def _config() -> Config:
                   connect_timeout=10, read_timeout=60)
 
 
-# A server per test: each world is a dataset group, and an account may hold five.
+@pytest.fixture(scope="module")
+def import_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("import-root")
+
+
+def import_dir() -> Path:
+    """A new, empty folder in the root account's part of the import root."""
+    d = IMPORT_ROOT[0] / ACCOUNT / uuid.uuid4().hex[:12]
+    d.mkdir(parents=True)
+    return d
+
+
+IMPORT_ROOT: list[Path] = []
+
+
+# A server per test (each world is a dataset group, and an account may hold five), reading its sources in the
+# import root.
+@pytest.fixture
+def server(server_factory, import_root):
+    IMPORT_ROOT[:] = [import_root]
+    return server_factory(args=("--import-dir", str(import_root)))
+
+
 @pytest.fixture
 def p(server, boto3_session):
     return boto3_session.client("personalize", endpoint_url=server.endpoint, config=_config())
@@ -82,7 +104,7 @@ def exported(p, dataset_arn: str, column: str) -> list[str]:
 
 
 def user_file(text: str, name: str = "users.csv") -> Path:
-    path = new_account_dir() / name
+    path = import_dir() / name
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -163,7 +185,7 @@ def test_a_deletion_job_removes_the_users_from_every_dataset_of_the_group(p, ev)
 def test_a_file_that_cannot_be_used_fails_the_job_with_its_reason(p, ev, case, text, reason):
     w = world(p, ev, f"fail-{case}")
     if text is None:
-        d = new_account_dir()
+        d = import_dir()
         location = f"file://{d}/absent.csv"
         reason = reason.format(dir=d.name)
     else:
@@ -177,7 +199,13 @@ def test_a_file_that_cannot_be_used_fails_the_job_with_its_reason(p, ev, case, t
     assert exported(p, w["interactions"], "USER_ID") == ["u1", "u1", "u2", "u2", "u3", "u3"], "nothing was deleted"
 
 
-def test_sources_interlog_cannot_read_are_refused_or_fail(p, ev, tmp_path):
+def test_sources_interlog_cannot_read_are_refused_or_fail(p, ev, tmp_path, server_factory, boto3_session):
+    # A server without --import-dir takes no file:// source at all.
+    bare = boto3_session.client("personalize", endpoint_url=server_factory().endpoint, config=_config())
+    ids = user_file("USER_ID\nu1\n")
+    expect_error("InvalidInputException", create, "interlog serve --import-dir DIR", p=bare,
+                 group=ok(bare.create_dataset_group(name="bare"))["datasetGroupArn"], name="no-root",
+                 location=f"file://{ids}")
     w = world(p, ev, "sources")
     outside = tmp_path / "users.csv"
     outside.write_text("USER_ID\nu1\n")

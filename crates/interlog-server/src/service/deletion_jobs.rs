@@ -70,7 +70,7 @@ impl Service {
                     Ok(_) | Err(ConfineError::Missing(_)) => {}
                     Err(e) => return Err(confine_error(e)),
                 }
-                Source::File(self.file_root.clone())
+                Source::File(self.import_root.clone())
             }
             // A location that is no `s3://bucket/key` makes no job; what it names is read by the job.
             PathScheme::S3 => Source::S3(
@@ -111,7 +111,7 @@ impl Service {
 
     /// The files at a `file://` source, confined to the caller's folder.
     async fn sources(&self, account: &str, location: &str) -> Result<Vec<SourceFile>, ConfineError> {
-        open_sources(self.file_root.clone(), account, location).await
+        open_sources(self.import_root.clone(), account, location).await
     }
 }
 
@@ -128,6 +128,13 @@ async fn open_sources(
 }
 
 fn confine_error(e: ConfineError) -> ApiError {
+    if matches!(e, ConfineError::NoRoot) {
+        return ApiError::InvalidInput(
+            "This server accepts no file:// data deletion sources: its operator has not set an import directory \
+             (interlog serve --import-dir DIR)"
+                .to_owned(),
+        );
+    }
     match e.cause() {
         Some(cause) => ApiError::InternalFailure(format!("{e}: {cause}")),
         None => ApiError::InvalidInput(format!("Invalid dataSource.dataLocation: {e}")),
