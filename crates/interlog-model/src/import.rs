@@ -377,7 +377,20 @@ impl Importer {
         if typed.is_empty() {
             return Ok(None);
         }
-        let text = Value::Object(typed).to_string();
+        // Keys sorted, written by hand: serde_json's map keeps insertion order when any crate of the build turns
+        // on its `preserve_order` feature (the workspace's tests do), and the stored text must not depend on that.
+        let mut keys: Vec<(&String, &Value)> = typed.iter().collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        let mut text = String::from("{");
+        for (i, (key, value)) in keys.into_iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(&Value::String(key.clone()).to_string());
+            text.push(':');
+            text.push_str(&value.to_string());
+        }
+        text.push('}');
         let max = max_properties_chars(self.dataset_type);
         let n = text.chars().count();
         if n > max {
