@@ -141,7 +141,7 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<()> {
         sent: 0,
         rejected: 0,
     };
-    let mut state = match (args.restart, fs::read(&state_path)) {
+    let state = match (args.restart, fs::read(&state_path)) {
         (false, Ok(bytes)) => {
             let saved: State = serde_json::from_slice(&bytes).with_context(|| {
                 format!("{} is not an import checkpoint (remove it or pass --restart)", state_path.display())
@@ -172,13 +172,12 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<()> {
     let bar = progress_bar(total, args.no_progress);
     let done_before: u64 = inputs[..state.file].iter().map(|(_, _, s)| s).sum();
     bar.set_position(done_before + state.at.offset);
-    let started = Instant::now();
-    let sent_at_start = state.sent;
+    let mut run = Checkpoint { started: Instant::now(), sent_at_start: state.sent, state, path: state_path, bar };
     let mut report = Report::new(report_path.clone());
 
-    for index in state.file..inputs.len() {
+    for index in run.state.file..inputs.len() {
         let (path, format, _) = &inputs[index];
-        let at = if index == state.file { state.at } else { Position::default() };
+        let at = if index == run.state.file { run.state.at } else { Position::default() };
         let file_base: u64 = inputs[..index].iter().map(|(_, _, s)| s).sum();
         let remote = match &destination {
             Destination::Remote(remote) => remote,
@@ -210,34 +209,10 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<()> {
                         report.add(path, *line, reason)?;
                     }
                     report.flush()?;
-                    let stored = match local.store(rows) {
-                        Ok(n) => n,
-                        Err(e) => {
-                            save(&state_path, &state)?;
-                            bar.abandon();
-                            return Err(e.context(format!(
-                                "the import stopped at line {} of {}; run the same command again to resume from there",
-                                state.at.lines + 1,
-                                path.display()
-                            )));
-                        }
-                    };
-                    let end = records.position();
-                    state.file = index;
-                    state.at = end;
-                    state.sent += stored;
-                    state.rejected += rejected.len() as u64;
-                    save(&state_path, &state)?;
-                    bar.set_position(file_base + end.offset);
-                    let rate = (state.sent - sent_at_start) as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                    bar.set_message(format!(
-                        "{} rows stored, {rate:.0} rows/s, {} rejected",
-                        state.sent, state.rejected
-                    ));
+                    let stored = local.store(rows).map_err(|e| run.stopped(e, path))?;
+                    run.window_done(index, records.position(), stored, rejected.len() as u64, file_base)?;
                 }
-                state.file = index + 1;
-                state.at = Position::default();
-                save(&state_path, &state)?;
+                run.file_done(index)?;
                 continue;
             }
         };
@@ -260,33 +235,13 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<()> {
             for (line, reason) in outcome.as_ref().map(|o| o.rejected.as_slice()).unwrap_or_default() {
                 report.add(path, *line, reason)?;
             }
-            let outcome = match outcome {
-                Ok(o) => o,
-                Err(e) => {
-                    report.flush()?;
-                    save(&state_path, &state)?;
-                    bar.abandon();
-                    return Err(e.context(format!(
-                        "the import stopped at line {} of {}; run the same command again to resume from there",
-                        state.at.lines + 1,
-                        path.display()
-                    )));
-                }
-            };
-            state.file = index;
-            state.at = end;
-            state.sent += outcome.stored;
-            state.rejected += outcome.rejected.len() as u64;
             report.flush()?;
-            save(&state_path, &state)?;
-            bar.set_position(file_base + end.offset);
-            let rate = (state.sent - sent_at_start) as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            bar.set_message(format!("{} rows stored, {rate:.0} rows/s, {} rejected", state.sent, state.rejected));
+            let outcome = outcome.map_err(|e| run.stopped(e, path))?;
+            run.window_done(index, end, outcome.stored, outcome.rejected.len() as u64, file_base)?;
         }
-        state.file = index + 1;
-        state.at = Position::default();
-        save(&state_path, &state)?;
+        run.file_done(index)?;
     }
+    let Checkpoint { started, sent_at_start, state, path: state_path, bar } = run;
     bar.finish_and_clear();
     let _ = fs::remove_file(&state_path);
     if let Destination::Local(local) = destination {
@@ -313,6 +268,59 @@ enum Destination {
     Remote(Box<Remote>),
     /// Straight into a store, as imported data.
     Local(local::Local),
+}
+
+/// The checkpoint of a running import, with its progress bar: moved after each stored window.
+struct Checkpoint {
+    state: State,
+    path: PathBuf,
+    bar: ProgressBar,
+    started: Instant,
+    sent_at_start: u64,
+}
+
+impl Checkpoint {
+    /// A window of file `file` stored up to `end`: totals, the checkpoint, the progress bar.
+    fn window_done(
+        &mut self,
+        file: usize,
+        end: Position,
+        stored: u64,
+        rejected: u64,
+        file_base: u64,
+    ) -> anyhow::Result<()> {
+        let state = &mut self.state;
+        state.file = file;
+        state.at = end;
+        state.sent += stored;
+        state.rejected += rejected;
+        save(&self.path, state)?;
+        self.bar.set_position(file_base + end.offset);
+        let rate = (state.sent - self.sent_at_start) as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
+        self.bar.set_message(format!("{} rows stored, {rate:.0} rows/s, {} rejected", state.sent, state.rejected));
+        Ok(())
+    }
+
+    /// File `file` read to its end: the next one starts at its beginning.
+    fn file_done(&mut self, file: usize) -> anyhow::Result<()> {
+        self.state.file = file + 1;
+        self.state.at = Position::default();
+        save(&self.path, &self.state)
+    }
+
+    /// The import stops with `e`: the checkpoint stays where the last stored window left it (the
+    /// window in flight is sent again on resume, and stored once).
+    fn stopped(&self, e: anyhow::Error, path: &Path) -> anyhow::Error {
+        if let Err(save) = save(&self.path, &self.state) {
+            return save;
+        }
+        self.bar.abandon();
+        e.context(format!(
+            "the import stopped at line {} of {}; run the same command again to resume from there",
+            self.state.at.lines + 1,
+            path.display()
+        ))
+    }
 }
 
 /// `FILE.suffix` beside `file`.
