@@ -11,10 +11,10 @@ use interlog_model::control::PathScheme;
 use interlog_model::requests::CreateDataDeletionJob;
 use interlog_model::schema::DatasetType;
 use interlog_store::catalog::resources::{CatalogExt, DatasetSpec, DeletionJobSpec, GroupSpec, New, Resource, Spec};
-use interlog_store::catalog::{InsertRules, Kind, Quota, Requirement};
+use interlog_store::catalog::{InsertRules, Kind, Requirement};
 use interlog_store::{Store, UserDeletion};
 
-use super::jobs::{JobSpec, Work};
+use super::jobs::{admission, JobSpec, Work};
 use super::tags::checked_tags;
 use super::{scope, Managed, Service};
 use crate::api::error::ApiError;
@@ -49,19 +49,15 @@ impl Service {
         let account = caller.account.as_str();
         let group = self.store.describe::<GroupSpec>(account, &cmd.dataset_group_arn).await?;
         let arn = scope(caller).arn("data-deletion-job", &cmd.job_name);
-        let exists = format!("A data deletion job named {} already exists ({{arn}})", cmd.job_name);
-        if self.store.find::<DeletionJobSpec>(account, &arn).await?.is_some() {
-            return Err(ApiError::ResourceAlreadyExists(exists.replace("{arn}", &arn)));
-        }
-        let running = DeletionJobSpec::STATUSES.running();
-        let quota = Quota {
-            max: MAX_RUNNING_DELETION_JOBS,
-            statuses: running.iter().map(|s| s.to_string()).collect(),
-            message: format!(
-                "Account {account} already has {MAX_RUNNING_DELETION_JOBS} data deletion jobs pending or in progress, \
-                 the quota; wait until one ends"
-            ),
-        };
+        let (exists, quota) = admission::<DeletionJobSpec>(
+            &self.store,
+            account,
+            &arn,
+            &cmd.job_name,
+            "data deletion job",
+            MAX_RUNNING_DELETION_JOBS,
+        )
+        .await?;
         // A file:// source must lie in the caller's folder of the root: a location outside it
         // is refused before the job exists; one that does not exist (yet) fails the job.
         let source = match cmd.scheme {

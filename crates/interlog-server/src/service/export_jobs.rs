@@ -8,11 +8,11 @@ use interlog_model::control::{IngestionMode, PathScheme};
 use interlog_model::requests::CreateDatasetExportJob;
 use interlog_model::schema::DatasetType;
 use interlog_store::catalog::resources::{CatalogExt, DatasetSpec, ExportJobSpec, New, Resource, SchemaSpec, Spec};
-use interlog_store::catalog::{InsertRules, Kind, Quota, Requirement};
+use interlog_store::catalog::{InsertRules, Kind, Requirement};
 use interlog_store::export::{export_ingested, ExportWriter, Format};
 use interlog_store::{Store, StoreError};
 
-use super::jobs::{JobWork, RUNNING};
+use super::jobs::{admission, unless_full, JobWork};
 use super::tags::checked_tags;
 use super::{scope, Managed, Service};
 use crate::api::error::ApiError;
@@ -39,27 +39,17 @@ impl Service {
         let account = caller.account.as_str();
         let dataset = self.store.describe::<DatasetSpec>(account, &cmd.dataset_arn).await?;
         let arn = scope(caller).arn("dataset-export-job", &cmd.job_name);
-        // `{arn}`: the job that has the name (another region's, when the name was taken there).
-        let exists = format!("A dataset export job named {} already exists ({{arn}})", cmd.job_name);
-        // A taken name is the first thing to report (the insert checks it again, atomically).
-        if self.store.find::<ExportJobSpec>(account, &arn).await?.is_some() {
-            return Err(ApiError::ResourceAlreadyExists(exists.replace("{arn}", &arn)));
-        }
-        let quota = Quota {
-            max: MAX_RUNNING_EXPORT_JOBS,
-            statuses: RUNNING.iter().map(|s| s.to_string()).collect(),
-            message: format!(
-                "Account {account} already has {MAX_RUNNING_EXPORT_JOBS} dataset export jobs pending or in progress, \
-                 the quota; wait until one ends"
-            ),
-        };
-        // So is a full quota, before the destination's folders are made: the insert enforces the
-        // quota atomically, this only spares a caller at the limit any side effect.
-        let jobs = self.store.list_all::<ExportJobSpec>(Some(account), None).await?;
-        let running = jobs.iter().filter(|j| quota.statuses.contains(&j.meta.status)).count();
-        if running as u64 >= quota.max {
-            return Err(ApiError::LimitExceeded(quota.message));
-        }
+        let (exists, quota) = admission::<ExportJobSpec>(
+            &self.store,
+            account,
+            &arn,
+            &cmd.job_name,
+            "dataset export job",
+            MAX_RUNNING_EXPORT_JOBS,
+        )
+        .await?;
+        // A full quota is refused before the destination's folders are made.
+        unless_full::<ExportJobSpec>(&self.store, account, &quota).await?;
         // A file:// destination must lie in the caller's folder of the export root: checked
         // (and its folders made) before the job exists, so a refused one never becomes a job.
         let destination = self.confine(account, &cmd.path, cmd.scheme).await?;

@@ -11,7 +11,6 @@
 //! not replaced", the model's `importMode`); Put* data is never touched. A job that fails in the second pass, or
 //! that a stop interrupts, has its rows removed (docs/api.md "Dataset import jobs").
 
-use interlog_store::csv_records::{CsvError, CsvRecords, Position};
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +20,11 @@ use interlog_model::import::{Imported, Importer};
 use interlog_model::requests::CreateDatasetImportJob;
 use interlog_model::schema::Schema;
 use interlog_store::catalog::resources::{CatalogExt, DatasetSpec, ImportJobSpec, New, Resource, SchemaSpec, Spec};
-use interlog_store::catalog::{InsertRules, Kind, Quota, Requirement};
+use interlog_store::catalog::{InsertRules, Kind, Requirement};
+use interlog_store::csv_records::{CsvError, CsvRecords, Position};
 use interlog_store::{log_entry, BulkRemoval, Entries, Store, StoreError, IMPORT_CHUNK_ROWS};
 
-use super::jobs::{remove_bulk, JobWork, RUNNING};
+use super::jobs::{admission, remove_bulk, unless_full, JobWork};
 use super::tags::checked_tags;
 use super::{scope, Managed, Service};
 use crate::api::error::ApiError;
@@ -52,23 +52,16 @@ impl Service {
         let account = caller.account.as_str();
         let dataset = self.store.describe::<DatasetSpec>(account, &cmd.dataset_arn).await?;
         let arn = scope(caller).arn("dataset-import-job", &cmd.job_name);
-        let exists = format!("A dataset import job named {} already exists ({{arn}})", cmd.job_name);
-        if self.store.find::<ImportJobSpec>(account, &arn).await?.is_some() {
-            return Err(ApiError::ResourceAlreadyExists(exists.replace("{arn}", &arn)));
-        }
-        let quota = Quota {
-            max: MAX_RUNNING_IMPORT_JOBS,
-            statuses: RUNNING.iter().map(|s| s.to_string()).collect(),
-            message: format!(
-                "Account {account} already has {MAX_RUNNING_IMPORT_JOBS} dataset import jobs pending or in progress, \
-                 the quota; wait until one ends"
-            ),
-        };
-        let jobs = self.store.list_all::<ImportJobSpec>(Some(account), None).await?;
-        let running = jobs.iter().filter(|j| quota.statuses.contains(&j.meta.status)).count();
-        if running as u64 >= quota.max {
-            return Err(ApiError::LimitExceeded(quota.message));
-        }
+        let (exists, quota) = admission::<ImportJobSpec>(
+            &self.store,
+            account,
+            &arn,
+            &cmd.job_name,
+            "dataset import job",
+            MAX_RUNNING_IMPORT_JOBS,
+        )
+        .await?;
+        let jobs = unless_full::<ImportJobSpec>(&self.store, account, &quota).await?;
         // One import at a time per dataset: two would each replace (FULL) or interleave with the other's rows.
         let of_dataset = |j: &&Resource<ImportJobSpec>| j.meta.parent.as_deref() == Some(dataset.meta.arn.as_str());
         if let Some(busy) = jobs.iter().filter(of_dataset).find(|j| quota.statuses.contains(&j.meta.status)) {

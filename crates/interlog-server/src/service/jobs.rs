@@ -16,6 +16,7 @@ use std::time::Duration;
 use interlog_store::catalog::resources::{
     CatalogExt, DatasetSpec, DeletionJobSpec, ExportJobSpec, ImportJobSpec, Lease, Resource, Spec,
 };
+use interlog_store::catalog::Quota;
 use interlog_store::{BulkRemoval, Store, StoreError};
 use tokio::sync::Semaphore;
 
@@ -82,6 +83,49 @@ impl JobStatuses {
     pub fn running(&self) -> [&'static str; 2] {
         [self.pending, self.in_progress]
     }
+}
+
+/// What every job's creation checks first, before any side effect, for a job of kind `S` named
+/// `name` at `arn` (`what`: the kind as messages name it, "dataset export job"): the name not
+/// taken (the insert checks it again, atomically); and the account's quota of running jobs of the
+/// kind, to pass to the insert, which enforces it atomically on every node.
+pub(super) async fn admission<S: JobSpec>(
+    store: &Arc<dyn Store>,
+    account: &str,
+    arn: &str,
+    name: &str,
+    what: &str,
+    max: u64,
+) -> Result<(String, Quota), crate::api::error::ApiError> {
+    // `{arn}`: the job that has the name (another region's, when the name was taken there).
+    let exists = format!("A {what} named {name} already exists ({{arn}})");
+    if store.find::<S>(account, arn).await?.is_some() {
+        return Err(crate::api::error::ApiError::ResourceAlreadyExists(exists.replace("{arn}", arn)));
+    }
+    let quota = Quota {
+        max,
+        statuses: S::STATUSES.running().iter().map(|s| s.to_string()).collect(),
+        message: format!(
+            "Account {account} already has {max} {what}s pending or in progress, the quota; wait until one ends"
+        ),
+    };
+    Ok((exists, quota))
+}
+
+/// The account's jobs of kind `S`, refused with the quota's message when as many are running as
+/// it allows: spares a caller at the limit any side effect (folders made, files opened) before the
+/// insert enforces the quota atomically.
+pub(super) async fn unless_full<S: JobSpec>(
+    store: &Arc<dyn Store>,
+    account: &str,
+    quota: &Quota,
+) -> Result<Vec<Resource<S>>, crate::api::error::ApiError> {
+    let jobs = store.list_all::<S>(Some(account), None).await?;
+    let running = jobs.iter().filter(|j| quota.statuses.contains(&j.meta.status)).count();
+    if running as u64 >= quota.max {
+        return Err(crate::api::error::ApiError::LimitExceeded(quota.message.clone()));
+    }
+    Ok(jobs)
 }
 
 /// A kind of job the supervisor runs.
