@@ -22,7 +22,7 @@ use std::sync::RwLock;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::flag::{Flag, FlagKind};
+use crate::flag::{Code, Flag, FlagKind};
 use crate::schema::{is_avro_name, Field, FieldType, Schema};
 use crate::validation::Violation;
 use crate::wire::normalize_key;
@@ -328,8 +328,8 @@ pub struct CompiledSchema {
     index: HashMap<String, Slot>,
     requires_metadata: bool,
     listing: String,
-    /// Undeclared key → its flag message; at most [`MAX_CACHED_MESSAGES`] keys.
-    messages: RwLock<HashMap<String, String>>,
+    /// Undeclared key → its flag; at most [`MAX_CACHED_MESSAGES`] keys.
+    messages: RwLock<HashMap<String, Flag>>,
 }
 
 impl CompiledSchema {
@@ -457,7 +457,7 @@ impl CompiledSchema {
         // After the values' refusals, in key order.
         for key in undeclared {
             match rules.undeclared_keys {
-                UndeclaredKeys::Flag => flags.push(Flag::new(FlagKind::UndeclaredProperty, self.flag_message(key))),
+                UndeclaredKeys::Flag => flags.push(self.undeclared_flag(key)),
                 UndeclaredKeys::Refuse => rule(undeclared_message(key, &self.name, Some(&self.listing))),
                 UndeclaredKeys::Ignore => {}
             }
@@ -487,17 +487,21 @@ impl CompiledSchema {
         }
     }
 
-    /// The flag message of an undeclared key, built once per key and schema.
-    fn flag_message(&self, key: &str) -> String {
-        if let Some(m) = self.messages.read().expect("message cache poisoned").get(key) {
-            return m.clone();
+    /// The flag of an undeclared key, built once per key and schema; each event gets the shared message.
+    fn undeclared_flag(&self, key: &str) -> Flag {
+        if let Some(f) = self.messages.read().expect("message cache poisoned").get(key) {
+            return f.clone();
         }
-        let m = undeclared_message(key, &self.name, None);
+        let f = Flag::coded(
+            FlagKind::UndeclaredProperty,
+            undeclared_message(key, &self.name, None),
+            Code::undeclared(&self.name, key),
+        );
         let mut cache = self.messages.write().expect("message cache poisoned");
         if cache.len() < MAX_CACHED_MESSAGES {
-            cache.insert(key.to_owned(), m.clone());
+            cache.insert(key.to_owned(), f.clone());
         }
-        m
+        f
     }
 }
 
@@ -526,7 +530,7 @@ pub fn check_properties(
 
 /// Why an undeclared key never reaches a model, and the field that would take it. With `fields` (strict mode) the
 /// schema's metadata fields are listed too, for the misspelt key.
-fn undeclared_message(key: &str, schema_name: &str, fields: Option<&str>) -> String {
+pub(crate) fn undeclared_message(key: &str, schema_name: &str, fields: Option<&str>) -> String {
     // Built by hand rather than with format!: flagging runs for every undeclared key of every record.
     let mut m = String::with_capacity(key.len() * 3 + schema_name.len() + 96);
     m.push_str("properties key '");
@@ -946,7 +950,7 @@ mod tests {
         let flagged = |schema: &Schema, json: &str| -> (Metadata, Vec<String>) {
             let c = check_properties(schema, NAME, &PATH, &obj(json), PropertyRules::default()).expect("accepted");
             assert!(c.flags.iter().all(|f| f.kind == FlagKind::UndeclaredProperty), "{:?}", c.flags);
-            (c.metadata, c.flags.into_iter().map(|f| f.message).collect())
+            (c.metadata, c.flags.into_iter().map(|f| f.message.to_string()).collect())
         };
         // The documented example on the default schema.
         assert_eq!(
@@ -1144,9 +1148,13 @@ mod tests {
         }
         let keys: Vec<String> = (0..MAX_CACHED_MESSAGES + 10).map(|i| format!("key{i}")).collect();
         for key in &keys {
-            let m = compiled.flag_message(key);
-            assert_eq!(m, undeclared_message(key, NAME, None));
-            assert_eq!(compiled.flag_message(key), m);
+            let f = compiled.undeclared_flag(key);
+            assert_eq!(&*f.message, undeclared_message(key, NAME, None));
+            assert_eq!(compiled.undeclared_flag(key), f);
+            // Stored compactly, and read back as the same flag.
+            let stored = crate::flag::encode_flags(std::slice::from_ref(&f)).unwrap();
+            assert_eq!(stored, format!("U:{NAME}:{key}"));
+            assert_eq!(crate::flag::decode_flags(Some(&stored)), [f]);
         }
         assert_eq!(compiled.messages.read().unwrap().len(), MAX_CACHED_MESSAGES);
         // A key longer than the stack buffer, and one that is not ASCII, still find their column.

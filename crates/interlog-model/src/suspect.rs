@@ -4,6 +4,7 @@
 //!
 //! The current time is passed in (this crate does no I/O), so the checks are exact in tests.
 
+use crate::flag::Code;
 use crate::{Flag, FlagKind, Interaction};
 
 /// How far ahead of the server's clock a `sentAt` may be before it is flagged: five minutes covers the clock skew
@@ -29,19 +30,14 @@ pub fn is_placeholder_id(id: &str) -> bool {
 pub fn event_flags(event: &Interaction, now: f64) -> Vec<Flag> {
     let mut flags = Vec::new();
     if event.sent_at > now + CLOCK_SKEW_SECONDS {
-        flags.push(Flag::new(
+        let seconds = format!("{:.0}", event.sent_at - now);
+        flags.push(Flag::coded(
             FlagKind::SentAtInFuture,
-            format!(
-                "sentAt is {:.0} s ahead of the server's clock (more than the {CLOCK_SKEW_SECONDS:.0} s of clock skew \
-                 tolerated): send the time the event happened, in epoch seconds",
-                event.sent_at - now
-            ),
+            future_message(&seconds),
+            Some(Code::sent_at_in_future(&seconds)),
         ));
     } else if event.sent_at < EARLIEST_PLAUSIBLE_SENT_AT {
-        flags.push(Flag::new(
-            FlagKind::SentAtBefore2000,
-            "sentAt is before 2000-01-01: send the time the event happened, in epoch seconds (an unset clock sends 0)",
-        ));
+        flags.push(Flag::coded(FlagKind::SentAtBefore2000, BEFORE_2000, Some(Code::SENT_AT_BEFORE_2000.into())));
     }
     if is_placeholder_id(&event.session_id) {
         flags.push(placeholder("sessionId"));
@@ -51,24 +47,40 @@ pub fn event_flags(event: &Interaction, now: f64) -> Vec<Flag> {
     }
     if let (Some(item), Some(impression)) = (&event.item_id, &event.impression) {
         if !impression.iter().any(|i| i == item) {
-            flags.push(Flag::new(
+            flags.push(Flag::coded(
                 FlagKind::ItemNotInImpression,
-                "itemId is not in the impression list: list every item the user was shown, the one interacted with \
-                 included",
+                ITEM_NOT_IN_IMPRESSION,
+                Some(Code::ITEM_NOT_IN_IMPRESSION.into()),
             ));
         }
     }
     flags
 }
 
+pub(crate) const BEFORE_2000: &str =
+    "sentAt is before 2000-01-01: send the time the event happened, in epoch seconds (an unset clock sends 0)";
+
+pub(crate) const ITEM_NOT_IN_IMPRESSION: &str =
+    "itemId is not in the impression list: list every item the user was shown, the one interacted with included";
+
+/// The message of a `sentAt` `seconds` ahead of the clock (as printed, whole seconds).
+pub(crate) fn future_message(seconds: &str) -> String {
+    format!(
+        "sentAt is {seconds} s ahead of the server's clock (more than the {CLOCK_SKEW_SECONDS:.0} s of clock skew \
+         tolerated): send the time the event happened, in epoch seconds"
+    )
+}
+
 fn placeholder(member: &str) -> Flag {
-    Flag::new(
-        FlagKind::PlaceholderId,
-        format!(
-            "{member} is \"null\" or \"undefined\": the client sent a missing value as text, so these events all \
-             belong to one {} that does not exist; omit the member or send the real ID",
-            if member == "userId" { "user" } else { "session" }
-        ),
+    Flag::coded(FlagKind::PlaceholderId, placeholder_message(member), Some(Code::placeholder(member)))
+}
+
+/// The message of a placeholder ID in `member` (`userId` or `sessionId`).
+pub(crate) fn placeholder_message(member: &str) -> String {
+    format!(
+        "{member} is \"null\" or \"undefined\": the client sent a missing value as text, so these events all \
+         belong to one {} that does not exist; omit the member or send the real ID",
+        if member == "userId" { "user" } else { "session" }
     )
 }
 

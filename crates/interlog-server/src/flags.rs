@@ -77,7 +77,7 @@ impl Flagged {
             }
             let before = self.logged[i].swap(total, Ordering::Relaxed);
             let unlogged = total.saturating_sub(before).saturating_sub(n);
-            let example = example.filter(|f| f.kind == kind).map(|f| f.message.as_str()).unwrap_or("");
+            let example = example.filter(|f| f.kind == kind).map(|f| &*f.message).unwrap_or("");
             tracing::warn!(
                 kind = %kind,
                 events = n,

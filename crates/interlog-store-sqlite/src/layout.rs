@@ -199,7 +199,8 @@ const TABLES_2: &str = "
 /// The events table of layout 5 (layouts 1-4 had it without `flags`).
 const EVENTS: &str = "
     -- Append-only: no secondary index, so a commit touches only the table's last pages.
-    -- `flags`: a JSON array of {kind, message}, NULL for the (usual) event without flags.
+    -- `flags`: `interlog_model::flag::encode_flags`'s text (codes, or a JSON array of {kind, message}),
+    -- NULL for the (usual) event without flags.
     CREATE TABLE events(
         seq INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL, event_id TEXT NOT NULL,
         session_id TEXT NOT NULL, user_id TEXT, item_id TEXT, event_type TEXT NOT NULL,

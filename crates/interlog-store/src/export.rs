@@ -675,7 +675,7 @@ fn jsonl_object(e: &StoredEvent) -> Value {
 /// no member at all for the usual record without flags.
 fn insert_flags(m: &mut Map<String, Value>, flags: &[interlog_model::Flag]) {
     if !flags.is_empty() {
-        let flags = flags.iter().map(|f| serde_json::json!({ "kind": f.kind.as_str(), "message": f.message }));
+        let flags = flags.iter().map(|f| serde_json::json!({ "kind": f.kind.as_str(), "message": &*f.message }));
         m.insert("flags".into(), Value::Array(flags.collect()));
     }
 }
