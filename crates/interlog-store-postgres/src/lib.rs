@@ -350,6 +350,18 @@ impl EventStore for PostgresStore {
         self.shared.db.run(async |c| writer::read_records(c, dataset_id, after.as_deref(), limit).await).await
     }
 
+    async fn read_changed_records(
+        &self,
+        dataset_id: i64,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.shared.db.run(async |c| writer::read_changed_records(c, dataset_id, after, limit).await).await
+    }
+
     async fn read(&self, dataset_id: i64, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());

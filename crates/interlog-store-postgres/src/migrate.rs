@@ -193,6 +193,26 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     CREATE INDEX records_imported ON records(dataset_id, import_job) WHERE import_job IS NOT NULL;
     "#,
     ),
+    (
+        9,
+        "positions of records for the sinks",
+        r#"
+    -- Every upsert of a record takes the next position of its dataset's log (event_logs.last_seq, under that row's
+    -- lock, as events do), so the records changed after a sink's cursor are a range of records_by_position. The
+    -- rows already stored are numbered in ID order after the dataset's last position, and last_seq moves past
+    -- them, so a sink starting from 0 delivers each once and every later write after them.
+    ALTER TABLE records ADD COLUMN position bigint NOT NULL DEFAULT 0;
+    INSERT INTO event_logs(dataset_id, last_seq)
+        SELECT DISTINCT dataset_id, 0 FROM records ON CONFLICT (dataset_id) DO NOTHING;
+    UPDATE records r SET position = l.last_seq + n.n
+        FROM (SELECT dataset_id, record_id, row_number() OVER (PARTITION BY dataset_id ORDER BY record_id) AS n
+              FROM records) n, event_logs l
+        WHERE n.dataset_id = r.dataset_id AND n.record_id = r.record_id AND l.dataset_id = r.dataset_id;
+    UPDATE event_logs l SET last_seq = m.last FROM (SELECT dataset_id, max(position) AS last FROM records
+        GROUP BY dataset_id) m WHERE m.dataset_id = l.dataset_id AND m.last > l.last_seq;
+    CREATE INDEX records_by_position ON records(dataset_id, position);
+    "#,
+    ),
 ];
 
 pub(crate) fn latest() -> i32 {

@@ -236,6 +236,29 @@ impl SinkState for PostgresStore {
             .await
     }
 
+    async fn last_record_position(&self, dataset_id: i64) -> Result<i64, StoreError> {
+        // Records take their positions from the same `event_logs.last_seq` (migration 9).
+        self.last_position(dataset_id).await
+    }
+
+    async fn record_backlog(&self, dataset_id: i64, position: i64) -> Result<Backlog, StoreError> {
+        self.shared
+            .db
+            .run(async |c| {
+                let r = c
+                    .query_one(
+                        "SELECT count(*), min(received_at) FROM records WHERE dataset_id = $1 AND position > $2",
+                        &[&dataset_id, &position],
+                    )
+                    .await?;
+                Ok(Backlog {
+                    events: u64::try_from(r.try_get::<_, i64>(0)?).unwrap_or(0),
+                    oldest_received_at: r.try_get(1)?,
+                })
+            })
+            .await
+    }
+
     async fn lease_sink(&self, sink: &str, node: &str, ttl: Duration) -> Result<bool, StoreError> {
         let ttl = ttl.as_secs_f64();
         self.shared

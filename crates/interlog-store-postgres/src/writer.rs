@@ -269,10 +269,15 @@ impl Writer {
         let mut keep: Vec<Vec<bool>> = Vec::with_capacity(batch.len());
         let mut in_batch: HashSet<(i64, &str)> = HashSet::new();
         let mut per_dataset: BTreeMap<i64, i64> = BTreeMap::new();
+        // Each (dataset, ID) of the batch's records once, with its latest write.
+        let latest = latest_records(batch);
+        for (dataset_id, _) in latest.keys() {
+            // Records take the dataset's log row too: one position per record written (migration 9), and its
+            // lock orders them against a concurrent delete of the dataset, which they must not outlive.
+            *per_dataset.entry(*dataset_id).or_default() += 1;
+        }
         for (j, (job, keys)) in batch.iter().zip(&keys).enumerate() {
             if let Entries::Records(records) = &job.entries {
-                // Records take the dataset's log row too: its lock orders them against a
-                // concurrent delete of the dataset, which they must not outlive.
                 outcomes[j].stored = records.len();
                 per_dataset.entry(job.dataset_id).or_default();
                 keep.push(Vec::new());
@@ -358,7 +363,8 @@ impl Writer {
                 }
             }
         }
-        upsert_records(&tx, batch, &deleted, received_at).await?;
+        // The records' positions follow the events' in `next` (a dataset holds one or the other).
+        upsert_records(&tx, latest, &deleted, &next, received_at).await?;
         tx.commit().await?;
         // Only committed events enter the window.
         for (key, seq) in window_entries {
@@ -378,46 +384,67 @@ impl Writer {
     }
 }
 
-/// A record's latest write in a batch and the import job that made it, if any.
-type Latest<'a> = (&'a Record, Option<i64>);
+/// A record's latest write in a batch: its arrival order among the batch's records, the record, and the import
+/// job that made it, if any.
+type Latest<'a> = (usize, &'a Record, Option<i64>);
 
-/// The batch's records, each (dataset, ID) once with its latest write in arrival order, upserted
-/// in key order (the order every node locks rows in, so two nodes never deadlock).
-async fn upsert_records(
-    tx: &deadpool_postgres::Transaction<'_>,
-    batch: &[Job],
-    deleted: &HashSet<i64>,
-    received_at: f64,
-) -> Result<(), Fail> {
-    let mut latest: BTreeMap<(i64, &[u8]), Latest<'_>> = BTreeMap::new();
-    for job in batch.iter().filter(|j| !deleted.contains(&j.dataset_id)) {
+/// The batch's records, each (dataset, ID) once with its latest write in arrival order.
+fn latest_records(batch: &[Job]) -> BTreeMap<(i64, &[u8]), Latest<'_>> {
+    let mut latest = BTreeMap::new();
+    let mut arrival = 0;
+    for job in batch {
         if let Entries::Records(records) = &job.entries {
             for r in records {
-                latest.insert((job.dataset_id, r.id.as_bytes()), (r, job.import_job));
+                latest.insert((job.dataset_id, r.id.as_bytes()), (arrival, r, job.import_job));
+                arrival += 1;
             }
         }
     }
+    latest
+}
+
+/// Upserts the batch's latest records in key order (the order every node locks rows in, so two nodes never
+/// deadlock), each with a new position: per dataset from `next` on, in the arrival order of the writes.
+async fn upsert_records(
+    tx: &deadpool_postgres::Transaction<'_>,
+    mut latest: BTreeMap<(i64, &[u8]), Latest<'_>>,
+    deleted: &HashSet<i64>,
+    next: &HashMap<i64, i64>,
+    received_at: f64,
+) -> Result<(), Fail> {
+    latest.retain(|(d, _), _| !deleted.contains(d));
     if latest.is_empty() {
         return Ok(());
     }
+    let mut by_arrival: Vec<(usize, i64)> = latest.iter().map(|((d, _), (n, _, _))| (*n, *d)).collect();
+    by_arrival.sort_unstable();
+    let mut position_of: HashMap<usize, i64> = HashMap::with_capacity(by_arrival.len());
+    let mut next = next.clone();
+    for (n, d) in by_arrival {
+        let p = next.get_mut(&d).expect("a position for every dataset with records");
+        position_of.insert(n, *p);
+        *p += 1;
+    }
     let datasets: Vec<i64> = latest.keys().map(|k| k.0).collect();
     let ids: Vec<&[u8]> = latest.keys().map(|k| k.1).collect();
-    let properties: Vec<Option<&str>> = latest.values().map(|(r, _)| r.properties.as_deref()).collect();
+    let properties: Vec<Option<&str>> = latest.values().map(|(_, r, _)| r.properties.as_deref()).collect();
     let flags: Vec<Option<String>> =
-        latest.values().map(|(r, _)| interlog_model::flag::encode_flags(&r.flags)).collect();
-    let jobs: Vec<Option<i64>> = latest.values().map(|(_, j)| *j).collect();
+        latest.values().map(|(_, r, _)| interlog_model::flag::encode_flags(&r.flags)).collect();
+    let jobs: Vec<Option<i64>> = latest.values().map(|(_, _, j)| *j).collect();
+    let positions: Vec<i64> = latest.values().map(|(n, _, _)| position_of[n]).collect();
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO records(dataset_id, record_id, properties, received_at, flags, import_job) \
-             SELECT d, i, p, $4, f, j FROM unnest($1::bigint[], $2::bytea[], $3::text[], $5::text[], $6::bigint[]) \
-             WITH ORDINALITY AS r(d, i, p, f, j, n) \
+            "INSERT INTO records(dataset_id, record_id, properties, received_at, flags, import_job, position) \
+             SELECT d, i, p, $4, f, j, s \
+             FROM unnest($1::bigint[], $2::bytea[], $3::text[], $5::text[], $6::bigint[], $7::bigint[]) \
+             WITH ORDINALITY AS r(d, i, p, f, j, s, n) \
              ORDER BY n \
              ON CONFLICT (dataset_id, record_id) DO UPDATE \
              SET properties = EXCLUDED.properties, received_at = EXCLUDED.received_at, flags = EXCLUDED.flags, \
-                 import_job = EXCLUDED.import_job",
+                 import_job = EXCLUDED.import_job, position = EXCLUDED.position",
         )
         .await?;
-    tx.execute(&stmt, &[&datasets, &ids, &properties, &received_at, &flags, &jobs]).await?;
+    tx.execute(&stmt, &[&datasets, &ids, &properties, &received_at, &flags, &jobs, &positions]).await?;
     Ok(())
 }
 
@@ -455,6 +482,39 @@ pub(crate) async fn remove_bulk(c: &mut Conn, dataset_id: i64, what: BulkRemoval
     Ok((events + records) as usize)
 }
 
+/// The columns [`stored_record`] reads, in its order.
+const RECORD_COLUMNS: &str = "record_id, properties, received_at, flags, import_job, position";
+
+fn stored_record(r: &tokio_postgres::Row) -> Result<StoredRecord, Fail> {
+    Ok(StoredRecord {
+        position: r.try_get(5)?,
+        received_at: r.try_get(2)?,
+        record: Record {
+            id: text(r, 0)?,
+            properties: r.try_get(1)?,
+            flags: interlog_model::flag::decode_flags(r.try_get::<_, Option<&str>>(3)?),
+        },
+        bulk: r.try_get::<_, Option<i64>>(4)?.is_some(),
+    })
+}
+
+/// One page of a keyed dataset's records written after position `after`, in position order (a range of
+/// `records_by_position`).
+pub(crate) async fn read_changed_records(
+    c: &deadpool_postgres::ClientWrapper,
+    dataset_id: i64,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<StoredRecord>, Fail> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE dataset_id = $1 AND position > $2 ORDER BY position LIMIT $3"
+        ))
+        .await?;
+    let rows = c.query(&stmt, &[&dataset_id, &after, &(limit.min(i64::MAX as usize) as i64)]).await?;
+    rows.iter().map(stored_record).collect()
+}
+
 /// One page of a keyed dataset's records, in ID order.
 pub(crate) async fn read_records(
     c: &deadpool_postgres::ClientWrapper,
@@ -463,26 +523,14 @@ pub(crate) async fn read_records(
     limit: usize,
 ) -> Result<Vec<StoredRecord>, Fail> {
     let stmt = c
-        .prepare_cached(
-            "SELECT record_id, properties, received_at, flags, import_job FROM records \
-             WHERE dataset_id = $1 AND ($2::bytea IS NULL OR record_id > $2) ORDER BY record_id LIMIT $3",
-        )
+        .prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records \
+             WHERE dataset_id = $1 AND ($2::bytea IS NULL OR record_id > $2) ORDER BY record_id LIMIT $3"
+        ))
         .await?;
     let after = after.map(str::as_bytes);
     let rows = c.query(&stmt, &[&dataset_id, &after, &(limit.min(i64::MAX as usize) as i64)]).await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StoredRecord {
-                received_at: r.try_get(2)?,
-                record: Record {
-                    id: text(r, 0)?,
-                    properties: r.try_get(1)?,
-                    flags: interlog_model::flag::decode_flags(r.try_get::<_, Option<&str>>(3)?),
-                },
-                bulk: r.try_get::<_, Option<i64>>(4)?.is_some(),
-            })
-        })
-        .collect()
+    rows.iter().map(stored_record).collect()
 }
 
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {

@@ -321,12 +321,61 @@ async fn a_database_before_dead_letters_keeps_its_cursors() {
     assert_eq!(store.dead_letters("forward").await.unwrap()[0].event_id, "b");
 }
 
-/// Undoes migration 8 (the marker of imported rows), so a test can go back to an older layout.
+/// Undoes migration 9 (the records' positions), so a test can go back to layout 8.
+fn down_9(schema: &str) -> String {
+    format!(
+        "DROP INDEX {schema}.records_by_position; ALTER TABLE {schema}.records DROP COLUMN position;
+         DELETE FROM {schema}.interlog_migrations WHERE version = 9;"
+    )
+}
+
+/// A database from before migration 9 numbers its records after the dataset's last position, so a sink starting
+/// from 0 delivers each once, and every later write takes a position past them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_before_migration_9_gives_its_records_positions() {
+    let pg = pg_or_skip!();
+    let schema = pg.schema().await;
+    let url = url_in(&pg.url, &schema);
+    let store = open(&url).await;
+    let dataset = dataset(&*store).await;
+    let rec = |id: &str, p: Option<&str>| interlog_model::Record {
+        id: id.into(),
+        properties: p.map(Into::into),
+        flags: vec![],
+    };
+    store.put_records(dataset, vec![rec("b", None), rec("a", None)]).await.unwrap();
+    store.put_records(dataset, vec![rec("b", Some("{}"))]).await.unwrap();
+    store.close().await;
+    drop(store);
+    let client = admin(&pg.url).await;
+    client.batch_execute(&down_9(&schema)).await.unwrap();
+    // As a build before migration 9 left it: the records took no positions.
+    client.batch_execute(&format!("UPDATE {schema}.event_logs SET last_seq = 0")).await.unwrap();
+    let store = open(&url).await;
+    let applied: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {schema}.interlog_migrations WHERE version = 9"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(applied, 1, "migration 9 ran again");
+    let changed = store.read_changed_records(dataset, 0, 10).await.unwrap();
+    let got: Vec<(&str, Option<&str>, i64)> =
+        changed.iter().map(|r| (r.record.id.as_str(), r.record.properties.as_deref(), r.position)).collect();
+    assert_eq!(got, [("a", None, 1), ("b", Some("{}"), 2)], "numbered in ID order, latest versions");
+    assert_eq!(store.last_record_position(dataset).await.unwrap(), 2);
+    store.put_records(dataset, vec![rec("a", Some("{}"))]).await.unwrap();
+    let next = store.read_changed_records(dataset, 2, 10).await.unwrap();
+    assert_eq!((next.len(), next[0].record.id.as_str(), next[0].position), (1, "a", 3));
+    store.close().await;
+}
+
+/// Undoes migrations 9 and 8 (the marker of imported rows), so a test can go back to an older layout.
 fn down_8(schema: &str) -> String {
     format!(
-        "DROP INDEX {schema}.events_imported; DROP INDEX {schema}.records_imported;
+        "{} DROP INDEX {schema}.events_imported; DROP INDEX {schema}.records_imported;
          ALTER TABLE {schema}.events DROP COLUMN import_job; ALTER TABLE {schema}.records DROP COLUMN import_job;
-         DELETE FROM {schema}.interlog_migrations WHERE version = 8;"
+         DELETE FROM {schema}.interlog_migrations WHERE version = 8;",
+        down_9(schema)
     )
 }
 

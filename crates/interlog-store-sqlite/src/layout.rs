@@ -29,7 +29,9 @@ const APPLICATION_ID: i64 = 0x494C_4F47;
 /// 8: the `history` index of users and sessions, filled off the hot path (`history.rs`).
 /// 9: `events.import_job` and `records.import_job`, the import job that stored a row (BULK data; NULL for the
 ///    Put* calls' PUT data), with partial indexes over the imported rows only.
-pub const LAYOUT: i64 = 9;
+/// 10: `records.position`, the position each upsert gives a record's row (from `meta.record_position`, never
+///     reused), and the index `records_by_position` the sinks read records changed after their cursor by.
+pub const LAYOUT: i64 = 10;
 pub const DB_FILE: &str = "interlog.db";
 pub const LOCK_FILE: &str = "interlog.lock";
 
@@ -158,6 +160,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             Some(6) => from_6_to_7,
             Some(7) => from_7_to_8,
             Some(8) => from_8_to_9,
+            Some(9) => from_9_to_10,
             Some(other) => return Err(foreign(path, format!("unknown interlog layout {other}"))),
         };
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).classified()?;
@@ -234,6 +237,7 @@ fn create(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(DEAD_LETTERS).classified()?;
     tx.execute_batch(HISTORY).classified()?;
     tx.execute_batch(BULK).classified()?;
+    tx.execute_batch(POSITIONS).classified()?;
     tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {LAYOUT};")).classified()
 }
 
@@ -324,6 +328,31 @@ const BULK: &str = "
 fn from_8_to_9(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(BULK).classified()?;
     tx.execute_batch("PRAGMA user_version = 9;").classified()
+}
+
+/// Layout 10's positions of records: every upsert of a record takes the next value of one counter
+/// (`meta.record_position`, bumped by the writer in the upsert's own transaction, so a value is never handed out
+/// twice, not even after the row holding it was removed) and writes it to the row, so the records changed after
+/// a sink's cursor are a range of the index. One counter for every keyed dataset, as the events' `seq` is one for
+/// every log: per dataset the positions increase, not contiguously.
+const POSITIONS: &str = "
+    ALTER TABLE records ADD COLUMN position INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX records_by_position ON records(dataset_id, position);
+    INSERT INTO meta(key, value) VALUES ('record_position', 0);
+";
+
+/// Layout 9 to 10: records gain their positions. The rows already stored get their rowid as position (unique,
+/// in the order they were first written), and the counter starts past the largest, so a sink starting from 0
+/// delivers every record stored before the upgrade once, and every later write after them. This rewrites each
+/// record row once (a keyed dataset holds one row per ID, so this is bounded by the IDs, not the writes).
+fn from_9_to_10(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch(POSITIONS).classified()?;
+    tx.execute_batch(
+        "UPDATE records SET position = id;
+         UPDATE meta SET value = (SELECT coalesce(max(id), 0) FROM records) WHERE key = 'record_position';
+         PRAGMA user_version = 10;",
+    )
+    .classified()
 }
 
 /// Layout 1 (the first landing: `schemas`, `dataset_groups`, `datasets`, `event_trackers`,

@@ -281,6 +281,15 @@ impl EventStore for SqliteStore {
         self.readers.run(move |conn| reader::records(conn, dataset_id, after.as_deref(), limit)).await
     }
 
+    async fn read_changed_records(
+        &self,
+        dataset_id: i64,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        self.readers.run(move |conn| reader::changed_records(conn, dataset_id, after, limit)).await
+    }
+
     async fn read(&self, dataset_id: i64, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         self.readers.run(move |conn| reader::events(conn, dataset_id, after, limit)).await
     }
@@ -502,6 +511,14 @@ impl SinkState for SqliteStore {
 
     async fn backlog(&self, dataset_id: i64, position: i64) -> Result<Backlog, StoreError> {
         self.readers.run(move |conn| sinks::backlog(conn, dataset_id, position)).await
+    }
+
+    async fn last_record_position(&self, dataset_id: i64) -> Result<i64, StoreError> {
+        self.readers.run(move |conn| sinks::newest_record(conn, dataset_id)).await
+    }
+
+    async fn record_backlog(&self, dataset_id: i64, position: i64) -> Result<Backlog, StoreError> {
+        self.readers.run(move |conn| sinks::record_backlog(conn, dataset_id, position)).await
     }
 
     async fn lease_sink(&self, sink: &str, node: &str, ttl: Duration) -> Result<bool, StoreError> {

@@ -172,21 +172,54 @@ pub fn records(
     // TEXT compares with memcmp (the BINARY collation): UTF-8 byte order, like bytea's.
     let mut stmt = tx
         .prepare_cached(
-            "SELECT record_id, properties, received_at, flags, import_job FROM records
+            "SELECT record_id, properties, received_at, flags, import_job, position FROM records
              WHERE dataset_id = ?1 AND (?2 IS NULL OR record_id > ?2) ORDER BY record_id LIMIT ?3",
         )
         .classified()?;
-    let rows = stmt
-        .query_map(params![dataset_id, after, limit], |r| {
-            let flags = interlog_model::flag::decode_flags(r.get::<_, Option<String>>(3)?.as_deref());
-            let bulk = r.get::<_, Option<i64>>(4)?.is_some();
-            Ok(StoredRecord {
-                received_at: r.get(2)?,
-                record: Record { id: r.get(0)?, properties: r.get(1)?, flags },
-                bulk,
-            })
-        })
+    let rows = stmt.query_map(params![dataset_id, after, limit], stored_record).classified()?;
+    let records = rows.collect::<Result<Vec<_>, _>>().classified()?;
+    drop(stmt);
+    tx.commit().classified()?;
+    Ok(records)
+}
+
+/// A record row of the columns `records` and `changed_records` select, in their order.
+fn stored_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
+    let flags = interlog_model::flag::decode_flags(r.get::<_, Option<String>>(3)?.as_deref());
+    Ok(StoredRecord {
+        position: r.get(5)?,
+        received_at: r.get(2)?,
+        record: Record { id: r.get(0)?, properties: r.get(1)?, flags },
+        bulk: r.get::<_, Option<i64>>(4)?.is_some(),
+    })
+}
+
+/// Up to `limit` records of a live keyed dataset written after `after`, in position order (layout 10's
+/// `records_by_position`: a range of the index, whatever the dataset's size). A deleted dataset reads as
+/// empty, as in [`records`].
+pub fn changed_records(
+    conn: &Connection,
+    dataset_id: i64,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<StoredRecord>, StoreError> {
+    let tx = conn.unchecked_transaction().classified()?;
+    let live: bool = tx
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM resources WHERE id = ?1 AND kind = 'dataset')")
+        .classified()?
+        .query_row([dataset_id], |r| r.get(0))
         .classified()?;
+    if !live {
+        return Ok(Vec::new());
+    }
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT record_id, properties, received_at, flags, import_job, position FROM records
+             WHERE dataset_id = ?1 AND position > ?2 ORDER BY position LIMIT ?3",
+        )
+        .classified()?;
+    let rows = stmt.query_map(params![dataset_id, after, limit], stored_record).classified()?;
     let records = rows.collect::<Result<Vec<_>, _>>().classified()?;
     drop(stmt);
     tx.commit().classified()?;

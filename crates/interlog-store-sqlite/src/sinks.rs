@@ -107,6 +107,24 @@ pub fn backlog(conn: &Connection, dataset_id: i64, position: i64) -> Result<Back
         .classified()
 }
 
+/// The newest position of a keyed dataset's records: the end of `records_by_position`.
+pub fn newest_record(conn: &Connection, dataset_id: i64) -> Result<i64, StoreError> {
+    conn.prepare_cached("SELECT coalesce(max(position), 0) FROM records WHERE dataset_id = ?1")
+        .classified()?
+        .query_row([dataset_id], |r| r.get(0))
+        .classified()
+}
+
+/// Records written after `position`: a range of `records_by_position`.
+pub fn record_backlog(conn: &Connection, dataset_id: i64, position: i64) -> Result<Backlog, StoreError> {
+    conn.prepare_cached("SELECT count(*), min(received_at) FROM records WHERE dataset_id = ?1 AND position > ?2")
+        .classified()?
+        .query_row(params![dataset_id, position], |r| {
+            Ok(Backlog { events: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), oldest_received_at: r.get(1)? })
+        })
+        .classified()
+}
+
 /// Applies one write inside the writer's transaction.
 pub fn write(conn: &Connection, w: SinkWrite, now: f64) -> Result<SinkWritten, StoreError> {
     match w {

@@ -493,13 +493,17 @@ impl Writer {
             // The later write of an ID replaces the earlier: statements run in arrival order.
             let mut upsert = tx
                 .prepare_cached(
-                    "INSERT INTO records(dataset_id, record_id, properties, received_at, flags, import_job)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                    "INSERT INTO records(dataset_id, record_id, properties, received_at, flags, import_job, position)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT(dataset_id, record_id) DO UPDATE
                      SET properties = excluded.properties, received_at = excluded.received_at, flags = excluded.flags,
-                         import_job = excluded.import_job",
+                         import_job = excluded.import_job, position = excluded.position",
                 )
                 .classified()?;
+            // The records' position counter (layout 10), read once per commit that writes records and stored back
+            // in the same transaction: every upsert takes the next value, so a rewrite moves the record past
+            // every sink's cursor, and a failed commit hands out nothing.
+            let mut record_position: Option<i64> = None;
             for job in batch {
                 if !live.contains(&job.dataset_id) {
                     outcomes.push(Err(StoreError::NotFound(format!(
@@ -512,8 +516,18 @@ impl Writer {
                 let events = match &job.entries {
                     Entries::Events(events) => events,
                     Entries::Records(records) => {
+                        let position = match &mut record_position {
+                            Some(p) => p,
+                            None => record_position.insert(
+                                tx.prepare_cached("SELECT value FROM meta WHERE key = 'record_position'")
+                                    .classified()?
+                                    .query_row([], |r| r.get(0))
+                                    .classified()?,
+                            ),
+                        };
                         for r in records {
                             let flags = interlog_model::flag::encode_flags(&r.flags);
+                            *position += 1;
                             upsert
                                 .execute(params![
                                     job.dataset_id,
@@ -521,7 +535,8 @@ impl Writer {
                                     r.properties,
                                     received_at,
                                     flags,
-                                    job.import_job
+                                    job.import_job,
+                                    *position
                                 ])
                                 .classified()?;
                         }
@@ -573,6 +588,12 @@ impl Writer {
                     outcome.stored_one(e);
                 }
                 outcomes.push(Ok(outcome));
+            }
+            if let Some(position) = record_position {
+                tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'record_position'")
+                    .classified()?
+                    .execute([position])
+                    .classified()?;
             }
         }
         commit(tx, shared)?;

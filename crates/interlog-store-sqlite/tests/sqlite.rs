@@ -438,9 +438,58 @@ async fn a_layout_6_store_keeps_its_cursors_and_gains_dead_letters() {
     store.close().await;
 }
 
-/// Undoes layout 9 (the marker of imported rows), so a test can go back to an older layout.
-const DOWN_9: &str = "DROP INDEX events_imported; DROP INDEX records_imported;
+/// Undoes layout 10 (the records' positions), so a test can go back to layout 9.
+const DOWN_10: &str = "DROP INDEX records_by_position; ALTER TABLE records DROP COLUMN position;
+    DELETE FROM meta WHERE key = 'record_position';";
+
+/// Undoes layouts 10 and 9 (the marker of imported rows), so a test can go back to an older layout.
+const DOWN_9: &str = "DROP INDEX records_by_position; ALTER TABLE records DROP COLUMN position;
+    DELETE FROM meta WHERE key = 'record_position';
+    DROP INDEX events_imported; DROP INDEX records_imported;
     ALTER TABLE events DROP COLUMN import_job; ALTER TABLE records DROP COLUMN import_job;";
+
+/// A layout-9 file (records without positions) numbers its records in the order they were first written, so a
+/// sink starting from 0 delivers each once, and every later write takes a position past them all.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layout_9_store_gives_its_records_positions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await;
+    let dataset = bootstrap(&*store, &Bootstrap { scope: scope(), tracking_id: None }).await.unwrap().dataset.meta.id;
+    store.put_records(dataset, vec![Record { id: "b".into(), properties: None, flags: vec![] }]).await.unwrap();
+    store.put_records(dataset, vec![Record { id: "a".into(), properties: None, flags: vec![] }]).await.unwrap();
+    store
+        .put_records(dataset, vec![Record { id: "b".into(), properties: Some("{}".into()), flags: vec![] }])
+        .await
+        .unwrap();
+    store.close().await;
+    drop(store);
+    Connection::open(dir.join("interlog.db"))
+        .unwrap()
+        .execute_batch(&format!("{DOWN_10} PRAGMA user_version = 9;"))
+        .unwrap();
+    let conn = Connection::open(dir.join("interlog.db")).unwrap();
+    let columns: i64 = conn
+        .query_row("SELECT count(*) FROM pragma_table_info('records') WHERE name = 'position'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(columns, 0, "back at layout 9");
+    let store = open(&dir).await;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, interlog_store_sqlite::layout::LAYOUT);
+    let changed = store.read_changed_records(dataset, 0, 10).await.unwrap();
+    let got: Vec<(&str, Option<&str>)> =
+        changed.iter().map(|r| (r.record.id.as_str(), r.record.properties.as_deref())).collect();
+    assert_eq!(got, [("b", Some("{}")), ("a", None)], "first-written order, latest versions");
+    let newest = changed[1].position;
+    assert_eq!(store.last_record_position(dataset).await.unwrap(), newest);
+    store.put_records(dataset, vec![Record { id: "b".into(), properties: None, flags: vec![] }]).await.unwrap();
+    let next = store.read_changed_records(dataset, newest, 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].record.id, "b");
+    assert!(next[0].position > newest);
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    store.close().await;
+}
 
 /// A layout-8 file (no marker of imported rows) keeps its events and records, which read back as PUT data, and
 /// takes imported rows marked BULK after the migration.

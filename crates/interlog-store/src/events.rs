@@ -116,6 +116,10 @@ pub struct StoredEvent {
 /// One item, user or action as read back: the latest write of its ID.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredRecord {
+    /// The position the write that holds took in the dataset's log sequence: every upsert of an ID gives its row
+    /// a new, larger one (never reused), so "records changed after a cursor" is a range of positions
+    /// ([`EventStore::read_changed_records`]); a version replaced before anyone read it is not kept.
+    pub position: i64,
     /// When the server received the write that holds, in epoch seconds.
     pub received_at: f64,
     pub record: Record,
@@ -295,6 +299,17 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         dataset_id: i64,
         after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, StoreError>;
+
+    /// Up to `limit` records of a keyed dataset whose latest write took a position `> after`, in position order:
+    /// what a sink delivers from its cursor. A record written again since moves past the cursor with its new
+    /// position (its earlier versions are gone: latest wins); a removed record (a data deletion job, a FULL
+    /// import replacing bulk rows, a failed import's rows) is simply absent.
+    async fn read_changed_records(
+        &self,
+        dataset_id: i64,
+        after: i64,
         limit: usize,
     ) -> Result<Vec<StoredRecord>, StoreError>;
 

@@ -149,6 +149,14 @@ pub trait SinkState: Send + Sync + 'static {
     /// What the dataset's log holds after `position` (a cursor's lag).
     async fn backlog(&self, dataset_id: i64, position: i64) -> Result<Backlog, StoreError>;
 
+    /// [`SinkState::last_position`] of a keyed dataset (items, users, actions): the newest position a record's
+    /// write took, 0 when it has none. An index lookup in every engine.
+    async fn last_record_position(&self, dataset_id: i64) -> Result<i64, StoreError>;
+
+    /// [`SinkState::backlog`] of a keyed dataset: the records whose latest write is after `position`
+    /// (`Backlog::events` counts them).
+    async fn record_backlog(&self, dataset_id: i64, position: i64) -> Result<Backlog, StoreError>;
+
     /// Takes or renews the lease on `sink` for `node` for `ttl`: true when `node` holds it now
     /// (it was free, expired, or already this node's). On a shared store exactly one node holds
     /// a sink's lease at any time, by the store's one clock.

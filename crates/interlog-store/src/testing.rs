@@ -61,7 +61,8 @@ macro_rules! conformance_suite {
             compiled_schema_follows_another_nodes_catalog, imported_rows_are_marked_bulk,
             imported_events_bypass_the_window_and_first_copy_wins, removing_bulk_rows_spares_put_data,
             exports_read_one_ingestion_mode, deleting_users_removes_exactly_their_data,
-            deleting_users_while_appending);
+            deleting_users_while_appending, record_positions_move_with_every_write,
+            record_positions_survive_a_reopen_and_are_never_reused, nodes_give_records_positions_in_commit_order);
     };
     (@cases $engine:expr; $($case:ident),* $(,)?) => {
         $(
@@ -1562,6 +1563,155 @@ pub async fn last_position_follows_appends(engine: &dyn Engine) {
     assert_eq!(store.last_position(dataset).await.unwrap(), last, "and survives a reopen");
     store.append(dataset, vec![bare("d")]).await.unwrap();
     assert_eq!(store.last_position(dataset).await.unwrap(), all(&*store, dataset).await.last().unwrap().seq);
+}
+
+// ---- records by position: what the sinks read from a keyed dataset ----
+
+/// (ID, position) of what a sink reads after `after`, in pages of `page`.
+async fn changed(store: &dyn Store, dataset: i64, after: i64, page: usize) -> Vec<(String, i64)> {
+    let mut out: Vec<(String, i64)> = Vec::new();
+    let mut at = after;
+    loop {
+        let got = store.read_changed_records(dataset, at, page).await.expect("read changed records");
+        assert!(got.len() <= page, "a page holds at most its limit");
+        let done = got.len() < page;
+        for r in got {
+            assert!(r.position > at, "in position order, after the cursor");
+            at = r.position;
+            out.push((r.record.id, r.position));
+        }
+        if done {
+            return out;
+        }
+    }
+}
+
+fn names(changed: &[(String, i64)]) -> Vec<&str> {
+    changed.iter().map(|(id, _)| id.as_str()).collect()
+}
+
+pub async fn record_positions_move_with_every_write(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let items = default_dataset(&*store, ACCOUNT).await;
+    let (_, _, other) = group_with_dataset(&*store, ACCOUNT, "other").await;
+    assert_eq!(store.last_record_position(items).await.unwrap(), 0, "no record yet");
+    assert!(store.read_changed_records(items, 0, 10).await.unwrap().is_empty());
+    store.put_records(items, vec![record("a", None), record("b", None)]).await.unwrap();
+    store.put_records(items, vec![record("c", None)]).await.unwrap();
+    store.put_records(other, vec![record("a", None)]).await.unwrap();
+    let first = changed(&*store, items, 0, 10).await;
+    assert_eq!(names(&first), ["a", "b", "c"], "in the order they were written");
+    assert_eq!(changed(&*store, items, 0, 1).await, first, "pages of one");
+    assert_eq!(names(&changed(&*store, other, 0, 10).await), ["a"], "another dataset's records are its own");
+    let cursor = first[1].1;
+    assert_eq!(names(&changed(&*store, items, cursor, 10).await), ["c"]);
+    assert_eq!(store.last_record_position(items).await.unwrap(), first[2].1);
+    let backlog = store.record_backlog(items, cursor).await.unwrap();
+    assert_eq!(backlog.events, 1);
+    assert!(backlog.oldest_received_at.is_some());
+
+    // A re-put moves the record past the cursor, with its new version; the old one is not kept.
+    store.put_records(items, vec![record("a", Some(r#"{"v": 2}"#))]).await.unwrap();
+    let after = changed(&*store, items, cursor, 10).await;
+    assert_eq!(names(&after), ["c", "a"]);
+    assert!(after[1].1 > first[2].1, "a new position, past every earlier one");
+    assert_eq!(store.record_backlog(items, cursor).await.unwrap().events, 2);
+    let a = store.read_changed_records(items, after[0].1, 10).await.unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].record, record("a", Some(r#"{"v": 2}"#)), "the latest write");
+    assert_eq!(a[0].position, after[1].1);
+    assert_eq!(store.read_records(items, None, 10).await.unwrap()[0].position, a[0].position, "read by ID alike");
+    assert_eq!(store.last_record_position(items).await.unwrap(), a[0].position);
+    // Written twice before anyone read it: one row, one position, the latest version (coalesced).
+    let head = a[0].position;
+    store.put_records(items, vec![record("d", Some(r#"{"v": 1}"#)), record("d", Some(r#"{"v": 2}"#))]).await.unwrap();
+    let d = store.read_changed_records(items, head, 10).await.unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].record, record("d", Some(r#"{"v": 2}"#)));
+    // Imported rows take positions like the Put* calls'; removed ones are simply gone.
+    store.import(items, 7, crate::Entries::Records(vec![record("e", None), record("b", None)])).await.unwrap();
+    let imported = changed(&*store, items, d[0].position, 10).await;
+    assert_eq!(names(&imported), ["e", "b"]);
+    assert!(store.read_changed_records(items, d[0].position, 10).await.unwrap().iter().all(|r| r.bulk));
+    while store.remove_bulk(items, crate::BulkRemoval::Job(7), 10).await.unwrap() > 0 {}
+    assert!(changed(&*store, items, d[0].position, 10).await.is_empty(), "a removal is not a change a sink sees");
+    assert_eq!(store.record_backlog(items, d[0].position).await.unwrap().events, 0);
+    assert_eq!(names(&changed(&*store, items, 0, 10).await), ["c", "a", "d"]);
+}
+
+pub async fn record_positions_survive_a_reopen_and_are_never_reused(engine: &dyn Engine) {
+    let (location, store) = open(engine).await;
+    let items = default_dataset(&*store, ACCOUNT).await;
+    store.put_records(items, vec![record("a", None), record("b", None), record("c", None)]).await.unwrap();
+    let before = changed(&*store, items, 0, 10).await;
+    let newest = before[2].1;
+    // The newest record goes (a data deletion job's removal of a user's record).
+    let users = std::sync::Arc::new(std::iter::once("c".to_owned()).collect::<HashSet<String>>());
+    let gone = store.delete_users(crate::UserDeletion { logs: vec![], records: vec![items], users }).await.unwrap();
+    assert_eq!(gone.records, 1);
+    store.close().await;
+    drop(store);
+    let store = engine.open(&location, WriterOptions::default()).await;
+    assert_eq!(changed(&*store, items, 0, 10).await, before[..2], "positions survive a reopen");
+    // The removed record's position is not handed out again: a sink standing there sees the next write.
+    store.put_records(items, vec![record("x", None)]).await.unwrap();
+    let next = changed(&*store, items, newest, 10).await;
+    assert_eq!(names(&next), ["x"]);
+    assert!(next[0].1 > newest);
+    store.put_records(items, vec![record("a", Some("{}"))]).await.unwrap();
+    assert_eq!(names(&changed(&*store, items, next[0].1, 10).await), ["a"], "a re-put after the reopen moves on too");
+}
+
+/// Two nodes writing the same records at once: every write takes its own position, a reader following the
+/// positions never finds one committed behind what it read, and the last position read holds each ID's latest.
+pub async fn nodes_give_records_positions_in_commit_order(engine: &dyn Engine) {
+    if !engine.shared() {
+        return;
+    }
+    let location = engine.location().await;
+    let a = engine.open(&location, WriterOptions::default()).await;
+    let b = engine.open(&location, WriterOptions::default()).await;
+    let items = default_dataset(&*a, ACCOUNT).await;
+    let writers: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+        .map(|(n, store)| {
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    let v = format!(r#"{{"node": {n}, "i": {i}}}"#);
+                    store.put_records(items, vec![record(&format!("r{}", i % 5), Some(&v))]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    // A follower reading as a sink does, while the writers run.
+    let mut seen: HashMap<String, (i64, Option<String>)> = HashMap::new();
+    let mut cursor = 0;
+    let follower = async {
+        loop {
+            let done = writers.iter().all(|w| w.is_finished());
+            for r in a.read_changed_records(items, cursor, 7).await.unwrap() {
+                assert!(r.position > cursor);
+                cursor = r.position;
+                seen.insert(r.record.id.clone(), (r.position, r.record.properties.clone()));
+            }
+            if done && a.read_changed_records(items, cursor, 1).await.unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    follower.await;
+    for w in writers {
+        w.await.unwrap();
+    }
+    let stored = a.read_records(items, None, 10).await.unwrap();
+    assert_eq!(stored.len(), 5);
+    for r in stored {
+        let (position, properties) = &seen[&r.record.id];
+        assert_eq!((*position, properties), (r.position, &r.record.properties), "the follower saw each latest write");
+    }
+    assert_eq!(b.last_record_position(items).await.unwrap(), a.last_record_position(items).await.unwrap());
 }
 
 // ---- the store-alone PutItems baseline (the engines' `append_bench` examples) ----

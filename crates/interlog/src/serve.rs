@@ -98,7 +98,7 @@ pub(crate) struct ServeArgs {
     /// Only these dataset groups (name or ARN; repeat, or comma-separate) go to NATS; all by default.
     #[arg(long, env = "INTERLOG_NATS_DATASET_GROUPS", value_delimiter = ',', value_name = "GROUP")]
     nats_dataset_group: Vec<String>,
-    /// Forward every stored interaction to Amazon Personalize at this endpoint (docs/streams.md),
+    /// Forward every stored interaction and item, user and action record to Amazon Personalize at this endpoint (docs/streams.md),
     /// e.g. https://personalize-events.us-east-1.amazonaws.com, or any PutEvents-compatible
     /// server. Delivery runs behind the store: the upstream being down never stops ingest.
     #[arg(long, env = "INTERLOG_FORWARD_TO", value_name = "URL")]
@@ -120,6 +120,14 @@ pub(crate) struct ServeArgs {
     /// comma-separate); a tracking ID without an entry is forwarded under its own.
     #[arg(long, env = "INTERLOG_FORWARD_TRACKING_IDS", value_delimiter = ',', value_name = "LOCAL=REMOTE")]
     forward_tracking_id: Vec<String>,
+    /// Forward the records of the local items, users or actions dataset LOCAL (an ARN) into the upstream's
+    /// REMOTE (repeat, or comma-separate); a dataset without an entry is forwarded under its own ARN.
+    #[arg(long, env = "INTERLOG_FORWARD_DATASET_ARNS", value_delimiter = ',', value_name = "LOCAL=REMOTE")]
+    forward_dataset_arn: Vec<String>,
+    /// At most this many PutItems / PutUsers / PutActions calls per second per remote dataset (AWS's quota for
+    /// PutItems and PutUsers is 10 per dataset group).
+    #[arg(long, env = "INTERLOG_FORWARD_RECORDS_RATE", default_value_t = 10.0, value_name = "CALLS")]
+    forward_records_rate: f64,
     /// At most this many PutEvents calls per second per remote tracker (AWS's default quota).
     #[arg(long, env = "INTERLOG_FORWARD_RATE", default_value_t = 1000.0, value_name = "CALLS")]
     forward_rate: f64,
@@ -134,7 +142,7 @@ pub(crate) struct ServeArgs {
 /// The forwarding sink's settings from the flags, with credentials from the flags and
 /// environment or the AWS chain, resolved once at start-up.
 fn forward_config(args: &ServeArgs, url: &str) -> anyhow::Result<interlog_server::sinks::forward::ForwardConfig> {
-    use interlog_server::sinks::forward::{tracking_id_pair, ForwardConfig, ForwardCredentials};
+    use interlog_server::sinks::forward::{dataset_arn_pair, tracking_id_pair, ForwardConfig, ForwardCredentials};
     let env: std::collections::HashMap<String, String> =
         std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
     let (credentials, chain_region) = match &args.forward_access_key_id {
@@ -178,6 +186,11 @@ fn forward_config(args: &ServeArgs, url: &str) -> anyhow::Result<interlog_server
         let (local, remote) = tracking_id_pair(pair).map_err(anyhow::Error::msg)?;
         config.tracking_ids.insert(local, remote);
     }
+    for pair in &args.forward_dataset_arn {
+        let (local, remote) = dataset_arn_pair(pair).map_err(anyhow::Error::msg)?;
+        config.dataset_arns.insert(local, remote);
+    }
+    config.records_rate = args.forward_records_rate;
     config.rate = args.forward_rate;
     config.concurrency = args.forward_concurrency;
     config.dataset_groups = args.forward_dataset_group.clone();
@@ -274,8 +287,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.s3 = s3_config();
     let forward_banner = config.forward.as_ref().map(|f| {
         format!(
-            "forward:       {} region {} as {} ({}), at most {} calls/s per tracker",
-            f.url, f.region, f.credentials.access_key_id, f.credentials.source, f.rate
+            "forward:       {} region {} as {} ({}), at most {} calls/s per tracker, {} per dataset of records",
+            f.url, f.region, f.credentials.access_key_id, f.credentials.source, f.rate, f.records_rate
         )
     });
 

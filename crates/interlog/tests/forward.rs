@@ -82,8 +82,12 @@ fn drop_schema(engine: &Engine) {
 #[derive(Debug, Clone)]
 struct Seen {
     at: Instant,
-    /// The eventIds of the call's body.
+    /// The request's path: `/events`, `/items`, `/users`, `/actions`.
+    path: String,
+    /// The eventIds of the call's body (PutEvents), or the record IDs (PutItems, PutUsers, PutActions).
     event_ids: Vec<String>,
+    /// The `datasetArn` of a records call.
+    dataset_arn: Option<String>,
     /// The status answered to the forwarder (503: the upstream was unreachable); `None`: the
     /// upstream was unreachable and the connection was closed (a network error).
     status: Option<u16>,
@@ -169,10 +173,18 @@ fn serve_connection(mut client: TcpStream, upstream: &str, seen: &Mutex<Vec<Seen
         let at = Instant::now();
         let body_at = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         let body: serde_json::Value = serde_json::from_slice(&request[body_at..]).unwrap_or_default();
-        let event_ids: Vec<String> = body["eventList"]
+        let path = String::from_utf8_lossy(&request).split(' ').nth(1).unwrap_or_default().to_owned();
+        let (list, id) = match path.as_str() {
+            "/items" => ("items", "itemId"),
+            "/users" => ("users", "userId"),
+            "/actions" => ("actions", "actionId"),
+            _ => ("eventList", "eventId"),
+        };
+        let event_ids: Vec<String> = body[list]
             .as_array()
-            .map(|l| l.iter().filter_map(|e| e["eventId"].as_str().map(str::to_owned)).collect())
+            .map(|l| l.iter().filter_map(|e| e[id].as_str().map(str::to_owned)).collect())
             .unwrap_or_default();
+        let dataset_arn = body["datasetArn"].as_str().map(str::to_owned);
         let n = calls.fetch_add(1, Ordering::Relaxed);
         let answer = if n % 5 == 4 {
             let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
@@ -200,7 +212,7 @@ fn serve_connection(mut client: TcpStream, upstream: &str, seen: &Mutex<Vec<Seen
             })
         };
         let status = answer.as_ref().and_then(|a| String::from_utf8_lossy(&a[9..12]).parse().ok());
-        seen.lock().unwrap().push(Seen { at, event_ids, status });
+        seen.lock().unwrap().push(Seen { at, path, event_ids, dataset_arn, status });
         match answer {
             Some(a) if client.write_all(&a).is_ok() => {}
             // The upstream is down: close, as a refused connection would look to the caller.
@@ -438,5 +450,171 @@ fn a_tracking_id_without_an_upstream_tracker_is_dead_lettered_with_its_reason() 
     }
     assert_eq!(state["datasets"][0]["lagEvents"], 0, "the cursor moved past them: {state}");
     assert_eq!(state["datasets"][0]["delivered"], 0);
+    drop(local);
+}
+
+/// A keyed dataset (Items, Users) with a one-field schema in `group` (created when `create_group`); its ARN.
+fn records_dataset(addr: &str, group: &str, create_group: bool, kind: &str) -> String {
+    use serde_json::json;
+    let call = |op: &str, body: serde_json::Value| -> serde_json::Value {
+        let r = common::control("127.0.0.1", addr, op, &body, &Key::root());
+        assert_eq!(r.status, 200, "{op}: {r:?}");
+        serde_json::from_str(&r.body).unwrap()
+    };
+    let group_arn = if create_group {
+        call("CreateDatasetGroup", json!({"name": group}))["datasetGroupArn"].as_str().unwrap().to_owned()
+    } else {
+        format!("arn:aws:personalize:us-east-1:000000000000:dataset-group/{group}")
+    };
+    let (id, field) = if kind == "Items" { ("ITEM_ID", "GENRES") } else { ("USER_ID", "AGE_GROUP") };
+    let schema = json!({"type": "record", "name": kind, "namespace": "com.amazonaws.personalize.schema",
+        "fields": [{"name": id, "type": "string"}, {"name": field, "type": ["null", "string"], "categorical": true}],
+        "version": "1.0"});
+    let schema_arn = call("CreateSchema", json!({"name": format!("{group}-{kind}"), "schema": schema.to_string()}))
+        ["schemaArn"]
+        .clone();
+    call(
+        "CreateDataset",
+        json!({"name": format!("{group}-{kind}"), "schemaArn": schema_arn, "datasetGroupArn": group_arn,
+               "datasetType": kind}),
+    )["datasetArn"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// PutItems or PutUsers of (ID, properties) to a dataset; the status.
+fn put_records(addr: &str, path: &str, dataset_arn: &str, records: &[(String, String)]) -> u16 {
+    let (list, id) = if path == "/items" { ("items", "itemId") } else { ("users", "userId") };
+    let list_value: Vec<serde_json::Value> =
+        records.iter().map(|(r, p)| serde_json::json!({ id: r, "properties": p })).collect();
+    let body = serde_json::json!({ "datasetArn": dataset_arn, list: list_value }).to_string();
+    let call =
+        common::Call { method: "POST", path, headers: &[("content-type", "application/json")], body: body.as_bytes() };
+    common::signed_exchange("127.0.0.1", addr, call, &Key::root(), common::Signing::default())
+        .map(|r| r.status)
+        .unwrap_or(0)
+}
+
+/// The records a store holds in a dataset (ID → properties), read from the SQLite file beside the running server.
+fn stored_records(data_dir: &Path, dataset_arn: &str) -> HashMap<String, Option<String>> {
+    let conn =
+        rusqlite::Connection::open_with_flags(data_dir.join("interlog.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT r.record_id, r.properties FROM records r JOIN resources d ON d.id = r.dataset_id WHERE d.arn = ?1",
+        )
+        .unwrap();
+    let rows = stmt.query_map([dataset_arn], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    rows.collect::<Result<_, _>>().unwrap()
+}
+
+/// Items and users records go upstream as PutItems / PutUsers calls of at most 10, the items into the remote
+/// dataset `--forward-dataset-arn` maps them to and the users under their own ARN, each record's latest version,
+/// through the throttling proxy and under `--forward-records-rate`; a record the strict upstream refuses is a
+/// dead letter naming its ID.
+#[test]
+fn records_are_forwarded_as_put_items_and_put_users_into_the_mapped_datasets() {
+    for engine in engines("forward_records") {
+        run_records(&engine);
+        drop_schema(&engine);
+    }
+}
+
+fn run_records(engine: &Engine) {
+    const RECORDS_RATE: usize = 4;
+    let tmp = tempfile::tempdir().unwrap();
+    let upstream_dir = tmp.path().join("upstream");
+    let upstream_listen = format!("127.0.0.1:{}", free_port());
+    let _upstream =
+        start_on(&upstream_dir, &upstream_listen, &["--default-tracking-id", "up", "--strict-properties"], &[], None);
+    let remote_items = records_dataset(&upstream_listen, "remote-group", true, "Items");
+    let remote_users = records_dataset(&upstream_listen, "default", false, "Users");
+    let proxy = Proxy::start(upstream_listen.clone());
+
+    let local_listen = format!("127.0.0.1:{}", free_port());
+    let proxy_url = proxy.url();
+    let local_items = "arn:aws:personalize:us-east-1:000000000000:dataset/default/ITEMS";
+    let map = format!("{local_items}={remote_items}");
+    let rate = RECORDS_RATE.to_string();
+    let mut args = vec![
+        "--default-tracking-id",
+        TRACKING_ID,
+        "--forward-to",
+        &proxy_url,
+        "--forward-dataset-arn",
+        &map,
+        "--forward-records-rate",
+        &rate,
+    ];
+    if let Engine::Postgres(url) = engine {
+        args.extend(["--database-url", url.as_str()]);
+    }
+    let env = [
+        ("INTERLOG_FORWARD_ACCESS_KEY_ID", ROOT_KEY),
+        ("INTERLOG_FORWARD_SECRET_ACCESS_KEY", ROOT_SECRET),
+        ("AWS_CONFIG_FILE", "/nonexistent"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        ("INTERLOG_LOG", "info"),
+    ];
+    let local = start_on(&tmp.path().join("local"), &local_listen, &args, &env, Some(&tmp.path().join("local.log")));
+    assert_eq!(records_dataset(&local_listen, "default", false, "Items"), local_items);
+    let local_users = records_dataset(&local_listen, "default", false, "Users");
+    assert_eq!(local_users, remote_users, "unmapped: forwarded under its own ARN");
+
+    // 25 items in calls of 5, then 5 of them again with new properties, and one the strict upstream refuses.
+    let item = |i: usize, v: &str| (format!("i-{i}"), format!(r#"{{"genres": "{v}{i}"}}"#));
+    for chunk in (0..25).collect::<Vec<_>>().chunks(5) {
+        let batch: Vec<(String, String)> = chunk.iter().map(|i| item(*i, "a")).collect();
+        assert_eq!(put_records(&local_listen, "/items", local_items, &batch), 200);
+    }
+    let again: Vec<(String, String)> = (0..5).map(|i| item(i, "b")).collect();
+    assert_eq!(put_records(&local_listen, "/items", local_items, &again), 200);
+    let bad = vec![("i-bad".to_owned(), r#"{"undeclaredColour": "red"}"#.to_owned())];
+    assert_eq!(put_records(&local_listen, "/items", local_items, &bad), 200, "the forwarder keeps and flags it");
+    let users: Vec<(String, String)> =
+        (0..3).map(|i| (format!("u-{i}"), format!(r#"{{"ageGroup": "g{i}"}}"#))).collect();
+    assert_eq!(put_records(&local_listen, "/users", &local_users, &users), 200);
+
+    let caught_up = wait_until(Duration::from_secs(120), || {
+        let s = forward_state(&local_listen);
+        s["deadLetterCount"] == 1
+            && s["datasets"].as_array().unwrap().iter().all(|d| d["lagEvents"] == 0)
+            && stored_records(&upstream_dir, &remote_items).len() == 25
+            && stored_records(&upstream_dir, &remote_users).len() == 3
+    });
+    let state = forward_state(&local_listen);
+    assert!(caught_up, "the records did not arrive: {state}");
+    let upstream_items = stored_records(&upstream_dir, &remote_items);
+    for i in 0..25 {
+        let (id, properties) = item(i, if i < 5 { "b" } else { "a" });
+        assert_eq!(upstream_items.get(&id), Some(&Some(properties)), "{id}: the latest version upstream");
+    }
+    assert!(!upstream_items.contains_key("i-bad"));
+    let upstream_users = stored_records(&upstream_dir, &remote_users);
+    for (id, properties) in &users {
+        assert_eq!(upstream_users.get(id), Some(&Some(properties.clone())));
+    }
+    let letter = &state["deadLetters"][0];
+    assert_eq!(letter["eventId"], "i-bad", "the dead letter names the record: {letter}");
+    assert!(letter["reason"].as_str().unwrap().contains("InvalidInputException"), "{letter}");
+    assert_eq!(letter["datasetArn"], local_items);
+
+    let seen = proxy.seen();
+    let records_calls: Vec<Seen> = seen.iter().filter(|s| s.path != "/events").cloned().collect();
+    assert!(records_calls.iter().all(|s| !s.event_ids.is_empty() && s.event_ids.len() <= 10), "≤ 10 records per call");
+    for s in &records_calls {
+        let expected = if s.path == "/items" { &remote_items } else { &remote_users };
+        assert_eq!(s.dataset_arn.as_ref(), Some(expected), "{s:?}");
+    }
+    assert!(records_calls.iter().any(|s| s.status == Some(400)), "the proxy throttled some");
+    // Each ID was answered 200 once per version it was forwarded in; the calls of a dataset stay under its rate.
+    let delivered: usize =
+        records_calls.iter().filter(|s| s.status == Some(200)).map(|s| s.event_ids.len()).sum::<usize>();
+    assert!((28..=33).contains(&delivered), "25 items (up to 5 of them twice) and 3 users: {delivered}");
+    let items_calls: Vec<Seen> = records_calls.iter().filter(|s| s.path == "/items").cloned().collect();
+    let busiest = busiest_second(&items_calls);
+    assert!(busiest <= RECORDS_RATE, "{busiest} PutItems calls in one second, over {RECORDS_RATE}");
     drop(local);
 }

@@ -761,3 +761,176 @@ fn consume_raw(nats_url: &str, stream: &str) -> Vec<(String, serde_json::Value)>
         out
     })
 }
+
+/// A keyed dataset (Items, Users) of `group` with a one-field schema; returns its ARN.
+fn records_dataset(addr: &str, group_arn: &str, kind: &str) -> String {
+    use serde_json::json;
+    let call = |op: &str, body: serde_json::Value| -> serde_json::Value {
+        let r = common::control("127.0.0.1", addr, op, &body, &common::Key::root());
+        assert_eq!(r.status, 200, "{op}: {r:?}");
+        serde_json::from_str(&r.body).unwrap()
+    };
+    let (id, field, name) = match kind {
+        "Items" => ("ITEM_ID", "GENRES", "Items"),
+        "Users" => ("USER_ID", "AGE_GROUP", "Users"),
+        _ => ("ACTION_ID", "VALUE", "Actions"),
+    };
+    let schema = json!({"type": "record", "name": name, "namespace": "com.amazonaws.personalize.schema",
+        "fields": [{"name": id, "type": "string"}, {"name": field, "type": ["null", "string"], "categorical": true}],
+        "version": "1.0"});
+    let schema_arn = call("CreateSchema", json!({"name": format!("{kind}-schema"), "schema": schema.to_string()}))
+        ["schemaArn"]
+        .clone();
+    call(
+        "CreateDataset",
+        json!({"name": format!("{kind}-ds"), "schemaArn": schema_arn, "datasetGroupArn": group_arn,
+               "datasetType": kind}),
+    )["datasetArn"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// PutItems / PutUsers (`path` `/items`, `/users`) of `records` (ID, properties) to a dataset.
+fn put_records(addr: &str, path: &str, dataset_arn: &str, records: &[(&str, &str)]) {
+    let (list, id) = match path {
+        "/items" => ("items", "itemId"),
+        "/users" => ("users", "userId"),
+        _ => ("actions", "actionId"),
+    };
+    let list_value: Vec<serde_json::Value> =
+        records.iter().map(|(r, p)| serde_json::json!({ id: r, "properties": p })).collect();
+    let body = serde_json::json!({ "datasetArn": dataset_arn, list: list_value }).to_string();
+    let call =
+        common::Call { method: "POST", path, headers: &[("content-type", "application/json")], body: body.as_bytes() };
+    let r = common::signed_exchange("127.0.0.1", addr, call, &common::Key::root(), common::Signing::default()).unwrap();
+    assert_eq!(r.status, 200, "{path}: {r:?}");
+}
+
+/// Every message of the stream: (subject, Nats-Msg-Id, payload).
+fn consume_with_ids(nats_url: &str, stream: &str) -> Vec<(String, String, serde_json::Value)> {
+    runtime().block_on(async {
+        use futures_util::StreamExt;
+        let js = jetstream::new(async_nats::connect(nats_url).await.unwrap());
+        let mut s = js.get_stream(stream).await.unwrap();
+        let total = s.info().await.unwrap().state.messages as usize;
+        let consumer = s
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut messages = consumer.messages().await.unwrap();
+        let mut out = Vec::new();
+        while out.len() < total {
+            let m = tokio::time::timeout(Duration::from_secs(10), messages.next()).await.unwrap().unwrap().unwrap();
+            let id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_owned());
+            out.push((m.subject.to_string(), id.unwrap_or_default(), serde_json::from_slice(&m.payload).unwrap()));
+        }
+        out
+    })
+}
+
+fn stream_messages(nats_url: &str, stream: &str) -> usize {
+    runtime().block_on(async {
+        let js = jetstream::new(async_nats::connect(nats_url).await.unwrap());
+        match js.get_stream(stream).await {
+            Ok(mut s) => s.info().await.map_or(0, |i| i.state.messages as usize),
+            Err(_) => 0,
+        }
+    })
+}
+
+/// Items and users records flow to NATS: one message per write the sink read, on the group's subject plus the
+/// dataset type, in position order; a re-put is a new message with the new version; a replay of the same
+/// writes (the cursor moved back, as a crash between PubAck and cursor move leaves it) is dropped by
+/// `Nats-Msg-Id` (dataset ARN, record ID, position); a restart keeps the positions.
+#[test]
+fn records_flow_once_per_write_on_their_dataset_subject() {
+    let test = "records";
+    let Some(nats_url) = nats_or_skip(test) else { return };
+    for engine in engines(test) {
+        let dir = tempfile::tempdir().unwrap();
+        let name = unique(test);
+        let setup = Setup::new(engine.clone(), dir.path(), &nats_url, &name);
+        let server = setup.start();
+        let addr = setup.listen.clone();
+        let group_arn = "arn:aws:personalize:us-east-1:000000000000:dataset-group/default";
+        let items = records_dataset(&addr, group_arn, "Items");
+        let users = records_dataset(&addr, group_arn, "Users");
+        put_records(&addr, "/items", &items, &[("i-1", r#"{"genres": "a"}"#), ("i-2", r#"{"genres": "b"}"#)]);
+        assert!(wait_until(Duration::from_secs(60), || stream_messages(&nats_url, &setup.stream) >= 2));
+        // A new version of i-1 after the first two were published: a new message.
+        put_records(&addr, "/items", &items, &[("i-1", r#"{"genres": "c"}"#)]);
+        put_records(&addr, "/users", &users, &[("u-1", r#"{"ageGroup": "x"}"#)]);
+        assert!(wait_until(Duration::from_secs(60), || stream_messages(&nats_url, &setup.stream) >= 4));
+        let check = |messages: &[(String, String, serde_json::Value)]| {
+            let of = |arn: &str| -> Vec<&(String, String, serde_json::Value)> {
+                messages.iter().filter(|(_, _, v)| v["datasetArn"] == arn).collect()
+            };
+            let item_msgs = of(&items);
+            let got: Vec<(&str, &str)> = item_msgs
+                .iter()
+                .map(|(_, _, v)| (v["itemId"].as_str().unwrap(), v["properties"].as_str().unwrap()))
+                .collect();
+            assert_eq!(
+                got,
+                [("i-1", r#"{"genres": "a"}"#), ("i-2", r#"{"genres": "b"}"#), ("i-1", r#"{"genres": "c"}"#)]
+            );
+            let positions: Vec<i64> = item_msgs.iter().map(|(_, _, v)| v["position"].as_i64().unwrap()).collect();
+            assert!(positions.windows(2).all(|w| w[0] < w[1]), "in position order: {positions:?}");
+            for (subject, id, v) in &item_msgs {
+                assert_eq!(subject, &format!("{}.000000000000.default.ITEMS", setup.prefix));
+                assert_eq!(id, &format!("{items}/{}@{}", v["itemId"].as_str().unwrap(), v["position"]));
+                assert_eq!((v["version"].as_i64(), v["datasetType"].as_str()), (Some(1), Some("ITEMS")));
+                assert_eq!(v["datasetGroupArn"], group_arn);
+            }
+            let user_msgs = of(&users);
+            assert_eq!(user_msgs.len(), 1);
+            assert_eq!(user_msgs[0].0, format!("{}.000000000000.default.USERS", setup.prefix));
+            assert_eq!(user_msgs[0].2["userId"], "u-1");
+            assert_eq!(messages.len(), 4, "nothing else: {messages:?}");
+        };
+        check(&consume_with_ids(&nats_url, &setup.stream));
+        let state = sinks(&addr);
+        let items_state = state["sinks"][0]["datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["datasetArn"] == items.as_str())
+            .cloned()
+            .expect("the items dataset is delivered");
+        let last = items_state["position"].as_i64().unwrap();
+        assert_eq!(items_state["lagEvents"], 0, "{state}");
+
+        // The replay of every write after 0 (the cursors moved back in the stopped store): the stream drops it.
+        server.stop();
+        setup.rewind_cursors();
+        let server = setup.start();
+        let replayed = wait_until(Duration::from_secs(60), || {
+            sinks(&addr)["sinks"][0]["datasets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["datasetArn"] == items.as_str() && d["position"].as_i64() == Some(last))
+        });
+        assert!(replayed, "the rewound cursor came back to {last}: {}", sinks(&addr));
+        check(&consume_with_ids(&nats_url, &setup.stream));
+        // After the restart a re-put takes a position past every earlier one.
+        put_records(&addr, "/items", &items, &[("i-2", r#"{"genres": "d"}"#)]);
+        assert!(wait_until(Duration::from_secs(60), || stream_messages(&nats_url, &setup.stream) >= 5));
+        let all = consume_with_ids(&nats_url, &setup.stream);
+        let newest = &all.last().unwrap().2;
+        assert_eq!(
+            (newest["itemId"].as_str(), newest["properties"].as_str()),
+            (Some("i-2"), Some(r#"{"genres": "d"}"#))
+        );
+        assert!(newest["position"].as_i64().unwrap() > last);
+        server.stop();
+        runtime().block_on(async {
+            let js = jetstream::new(async_nats::connect(&nats_url).await.unwrap());
+            let _ = js.delete_stream(&setup.stream).await;
+        });
+    }
+}

@@ -7,6 +7,11 @@
 //! store, in the same step that moves the cursor past it. Configuration and the guarantee are in
 //! `docs/streams.md`.
 //!
+//! Records of items, users and actions datasets are forwarded the same way, with PutItems /
+//! PutUsers / PutActions (at most 10 records per call, each in its latest version, under the
+//! remote dataset ARN `--forward-dataset-arn` maps the local one to), through the same retries and
+//! dead letters, no faster than a bucket per remote dataset (`--forward-records-rate`).
+//!
 //! The HTTP client is hyper's pooled client (hyper 1, already the server's) with rustls on
 //! ring for `https://`, and the request is built here rather than by aws-sdk-personalizeevents:
 //! the SDK's `eventValue` is an `f32` and its `sentAt` a `DateTime`, so a forwarded event would
@@ -22,15 +27,18 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use interlog_store::StoredEvent;
+use interlog_model::RecordKind;
+use interlog_store::{StoredEvent, StoredRecord};
 use serde_json::{json, Map, Value};
 
-use super::{Backoff, Delivery, Destination, Source};
+use super::{Backoff, Delivery, Destination, Entry, Source};
 
 /// The cursor and lease key of this sink.
 pub const SINK: &str = "forward";
 /// PutEvents takes at most this many events per call.
 pub const MAX_EVENTS_PER_CALL: usize = 10;
+/// PutItems, PutUsers and PutActions take at most this many records per call.
+pub const MAX_RECORDS_PER_CALL: usize = 10;
 
 /// The keys the forwarder signs with. `Debug` shows the key ID only.
 #[derive(Clone)]
@@ -64,6 +72,12 @@ pub struct ForwardConfig {
     pub tracking_ids: HashMap<String, String>,
     /// PutEvents calls per second per remote tracker (AWS's default quota is 1,000).
     pub rate: f64,
+    /// Local dataset ARN → the upstream's, for the records of items, users and actions datasets; one without
+    /// an entry is forwarded under its own ARN.
+    pub dataset_arns: HashMap<String, String>,
+    /// PutItems / PutUsers / PutActions calls per second per remote dataset (AWS's quota for PutItems and
+    /// PutUsers is 10 per dataset group).
+    pub records_rate: f64,
     /// Dataset groups (names or ARNs) whose events are forwarded; empty: every group.
     pub dataset_groups: Vec<String>,
     /// How long one call may take, connection included.
@@ -86,6 +100,8 @@ impl ForwardConfig {
             credentials,
             tracking_ids: HashMap::new(),
             rate: 1000.0,
+            dataset_arns: HashMap::new(),
+            records_rate: 10.0,
             dataset_groups: Vec::new(),
             call_timeout: Duration::from_secs(10),
             concurrency: 64,
@@ -105,6 +121,12 @@ impl ForwardConfig {
         if !(self.rate.is_finite() && self.rate > 0.0) {
             return Err(format!("--forward-rate must be a positive number of calls per second, not {}", self.rate));
         }
+        if !(self.records_rate.is_finite() && self.records_rate > 0.0) {
+            return Err(format!(
+                "--forward-records-rate must be a positive number of calls per second, not {}",
+                self.records_rate
+            ));
+        }
         if self.region.is_empty() {
             return Err("--forward-region must not be empty".into());
         }
@@ -120,6 +142,15 @@ pub fn tracking_id_pair(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((l, r)) if !l.is_empty() && !r.is_empty() => Ok((l.to_owned(), r.to_owned())),
         _ => Err(format!("--forward-tracking-id takes LOCAL=REMOTE (two tracking IDs), not {s:?}")),
+    }
+}
+
+/// Parses `--forward-dataset-arn LOCAL=REMOTE`: two dataset ARNs (an ARN holds no `=`).
+pub fn dataset_arn_pair(s: &str) -> Result<(String, String), String> {
+    let arn = |a: &str| a.starts_with("arn:") && a.contains(":dataset/");
+    match s.split_once('=') {
+        Some((l, r)) if arn(l) && arn(r) => Ok((l.to_owned(), r.to_owned())),
+        _ => Err(format!("--forward-dataset-arn takes LOCAL=REMOTE (two dataset ARNs), not {s:?}")),
     }
 }
 
@@ -185,8 +216,9 @@ enum Answer {
 pub struct Forward {
     config: ForwardConfig,
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
-    /// `url` + `/events`.
-    endpoint: String,
+    /// `url` without a trailing `/`; calls go to `/events`, `/items`, `/users`, `/actions` under it.
+    base: String,
+    /// By remote tracking ID (PutEvents) and by remote dataset ARN (the records' calls).
     buckets: Mutex<HashMap<String, Arc<Bucket>>>,
     /// Outcomes of events past a page's confirmed prefix (a later call succeeded while an
     /// earlier one kept failing), by dataset and position: the next delivery of the page skips
@@ -216,19 +248,19 @@ impl Forward {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(config.concurrency.max(1))
             .build(https);
-        let endpoint = format!("{}/events", config.url.trim_end_matches('/'));
-        Ok(Forward {
-            config,
-            client,
-            endpoint,
-            buckets: Mutex::new(HashMap::new()),
-            settled: Mutex::new(HashMap::new()),
-        })
+        let base = config.url.trim_end_matches('/').to_owned();
+        Ok(Forward { config, client, base, buckets: Mutex::new(HashMap::new()), settled: Mutex::new(HashMap::new()) })
     }
 
-    fn bucket(&self, remote: &str) -> Arc<Bucket> {
+    /// The bucket of a remote tracker or dataset (a tracking ID and an ARN never look alike) at its rate.
+    fn bucket(&self, remote: &str, rate: f64) -> Arc<Bucket> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        buckets.entry(remote.to_owned()).or_insert_with(|| Arc::new(Bucket::new(self.config.rate))).clone()
+        buckets.entry(remote.to_owned()).or_insert_with(|| Arc::new(Bucket::new(rate))).clone()
+    }
+
+    /// The upstream dataset ARN of a local one.
+    pub fn remote_dataset_arn<'a>(&'a self, local: &'a str) -> &'a str {
+        self.config.dataset_arns.get(local).map_or(local, String::as_str)
     }
 
     /// The upstream tracking ID of a local one.
@@ -236,9 +268,9 @@ impl Forward {
         self.config.tracking_ids.get(local).map_or(local, String::as_str)
     }
 
-    /// One signed PutEvents call.
-    async fn call(&self, body: Vec<u8>) -> Answer {
-        let request = match self.signed_request(body) {
+    /// One signed call (PutEvents, PutItems, ...) to `endpoint`.
+    async fn call(&self, endpoint: &str, body: Vec<u8>) -> Answer {
+        let request = match self.signed_request(endpoint, body) {
             Ok(r) => r,
             Err(e) => return Answer::Transient(format!("forward: cannot sign the request: {e}")),
         };
@@ -258,16 +290,15 @@ impl Forward {
             Ok::<_, String>((parts, body))
         };
         match tokio::time::timeout(self.config.call_timeout, exchange).await {
-            Err(_) => Answer::Transient(format!(
-                "forward: no answer from {} within {:?}",
-                self.endpoint, self.config.call_timeout
-            )),
-            Ok(Err(e)) => Answer::Transient(format!("forward: {}: {e}", self.endpoint)),
+            Err(_) => {
+                Answer::Transient(format!("forward: no answer from {endpoint} within {:?}", self.config.call_timeout))
+            }
+            Ok(Err(e)) => Answer::Transient(format!("forward: {endpoint}: {e}")),
             Ok(Ok((parts, body))) => classify(parts.status.as_u16(), &parts.headers, &body),
         }
     }
 
-    fn signed_request(&self, body: Vec<u8>) -> Result<hyper::Request<Full<Bytes>>, String> {
+    fn signed_request(&self, endpoint: &str, body: Vec<u8>) -> Result<hyper::Request<Full<Bytes>>, String> {
         let c = &self.config.credentials;
         let identity: aws_smithy_runtime_api::client::identity::Identity = aws_credential_types::Credentials::new(
             &c.access_key_id,
@@ -286,12 +317,12 @@ impl Forward {
             .build()
             .map_err(|e| e.to_string())?
             .into();
-        let uri: hyper::Uri = self.endpoint.parse().map_err(|e: hyper::http::uri::InvalidUri| e.to_string())?;
+        let uri: hyper::Uri = endpoint.parse().map_err(|e: hyper::http::uri::InvalidUri| e.to_string())?;
         let host = uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_default();
         let headers = [("host", host.as_str()), ("content-type", "application/json")];
         let signable = aws_sigv4::http_request::SignableRequest::new(
             "POST",
-            &self.endpoint,
+            endpoint,
             headers.iter().copied(),
             aws_sigv4::http_request::SignableBody::Bytes(&body),
         )
@@ -308,13 +339,14 @@ impl Forward {
     /// Sends one call until it is answered for good or `retry_for` passed since its first try,
     /// waiting for the tracker's token before every try. Counts the tries after the first in
     /// `retried`.
-    async fn send(&self, bucket: &Bucket, body: &[u8], retried: &std::sync::atomic::AtomicU64) -> Answer {
+    async fn send(&self, route: &Route, body: &[u8], retried: &std::sync::atomic::AtomicU64) -> Answer {
+        let bucket = &*route.bucket;
         let mut backoff = Backoff::new(self.config.backoff_min, self.config.backoff_max);
         let mut deadline = None;
         loop {
             bucket.take().await;
             let deadline = *deadline.get_or_insert_with(|| Instant::now() + self.config.retry_for);
-            match self.call(body.to_vec()).await {
+            match self.call(&route.endpoint, body.to_vec()).await {
                 Answer::Transient(why) => {
                     let wait = backoff.next();
                     if Instant::now() + wait >= deadline {
@@ -333,9 +365,8 @@ impl Forward {
     async fn limited_batch(
         &self,
         limit: &tokio::sync::Semaphore,
-        bucket: &Bucket,
-        remote: &str,
-        batch: &[&StoredEvent],
+        route: &Route,
+        batch: &[&Entry],
         retried: &std::sync::atomic::AtomicU64,
     ) -> Vec<Outcome> {
         if batch.is_empty() {
@@ -343,28 +374,27 @@ impl Forward {
         }
         // Never closed, so acquiring only fails if it were; then run unlimited rather than not.
         let _slot = limit.acquire().await.ok();
-        self.deliver_batch(bucket, remote, batch, retried).await
+        self.deliver_batch(route, batch, retried).await
     }
 
     /// Delivers one batch (one call's events): on a permanent refusal of several events, each is
     /// sent alone so only the bad ones become dead letters.
     async fn deliver_batch(
         &self,
-        bucket: &Bucket,
-        remote: &str,
-        batch: &[&StoredEvent],
+        route: &Route,
+        batch: &[&Entry],
         retried: &std::sync::atomic::AtomicU64,
     ) -> Vec<Outcome> {
-        let body = put_events_body(remote, batch);
-        match self.send(bucket, &body, retried).await {
+        let body = route.body(batch);
+        match self.send(route, &body, retried).await {
             Answer::Ok => vec![Outcome::Delivered; batch.len()],
             Answer::Transient(why) => vec![Outcome::Pending(why); batch.len()],
             Answer::Permanent(why) if batch.len() == 1 => vec![Outcome::Refused(why)],
             Answer::Permanent(_) => {
                 let mut out = Vec::with_capacity(batch.len());
                 for e in batch {
-                    let body = put_events_body(remote, std::slice::from_ref(e));
-                    out.push(match self.send(bucket, &body, retried).await {
+                    let body = route.body(std::slice::from_ref(e));
+                    out.push(match self.send(route, &body, retried).await {
                         Answer::Ok => Outcome::Delivered,
                         Answer::Permanent(why) => Outcome::Refused(why),
                         Answer::Transient(why) => Outcome::Pending(why),
@@ -376,16 +406,60 @@ impl Forward {
     }
 }
 
-/// Splits a page into PutEvents calls: runs of consecutive events with one (sessionId, userId),
-/// at most 10 each. Consecutive, so the upstream receives each session's events in log order.
-pub fn batches(events: &[StoredEvent]) -> Vec<std::ops::Range<usize>> {
+/// Where one page's calls go: the endpoint, what the body names upstream (the remote tracking ID, or the remote
+/// dataset ARN of records of `kind`), and the bucket that paces them.
+struct Route {
+    endpoint: String,
+    remote: String,
+    kind: Option<RecordKind>,
+    bucket: Arc<Bucket>,
+}
+
+impl Route {
+    /// The request body of one call's entries (all events, or all records of `kind`).
+    fn body(&self, batch: &[&Entry]) -> Vec<u8> {
+        match self.kind {
+            None => {
+                let events: Vec<&StoredEvent> = batch
+                    .iter()
+                    .filter_map(|e| match e {
+                        Entry::Event(e) => Some(e),
+                        Entry::Record(_) => None,
+                    })
+                    .collect();
+                put_events_body(&self.remote, &events)
+            }
+            Some(kind) => {
+                let records: Vec<&StoredRecord> = batch
+                    .iter()
+                    .filter_map(|e| match e {
+                        Entry::Record(r) => Some(r),
+                        Entry::Event(_) => None,
+                    })
+                    .collect();
+                put_records_body(kind, &self.remote, &records)
+            }
+        }
+    }
+}
+
+/// Splits a page into calls. Events: runs of consecutive events with one (sessionId, userId), at
+/// most 10 each; consecutive, so the upstream receives each session's events in log order.
+/// Records: runs of at most 10 (each ID is in a page once, so any records may share a call).
+pub fn batches(entries: &[Entry]) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
-    for i in 1..=events.len() {
-        let split = i == events.len()
-            || i - start == MAX_EVENTS_PER_CALL
-            || events[i].interaction.session_id != events[start].interaction.session_id
-            || events[i].interaction.user_id != events[start].interaction.user_id;
+    let same_call = |a: &Entry, b: &Entry| match (a, b) {
+        (Entry::Event(a), Entry::Event(b)) => {
+            a.interaction.session_id == b.interaction.session_id && a.interaction.user_id == b.interaction.user_id
+        }
+        (Entry::Record(_), Entry::Record(_)) => true,
+        _ => false,
+    };
+    for i in 1..=entries.len() {
+        let split = i == entries.len()
+            || i - start == MAX_EVENTS_PER_CALL.min(MAX_RECORDS_PER_CALL)
+            || !same_call(&entries[i], &entries[start]);
         if split {
             if i > start {
                 out.push(start..i);
@@ -432,6 +506,26 @@ pub fn put_events_body(tracking_id: &str, batch: &[&StoredEvent]) -> Vec<u8> {
         body.insert("userId".into(), json!(user));
     }
     body.insert("eventList".into(), Value::Array(list));
+    serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
+}
+
+/// The PutItems / PutUsers / PutActions request of one batch: every record as stored (its ID under the kind's
+/// member, `properties` the JSON text the client sent), under the remote dataset ARN.
+pub fn put_records_body(kind: RecordKind, dataset_arn: &str, batch: &[&StoredRecord]) -> Vec<u8> {
+    let list: Vec<Value> = batch
+        .iter()
+        .map(|r| {
+            let mut m = Map::new();
+            m.insert(kind.id_member().into(), json!(r.record.id));
+            if let Some(p) = &r.record.properties {
+                m.insert("properties".into(), json!(p));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    let mut body = Map::new();
+    body.insert("datasetArn".into(), json!(dataset_arn));
+    body.insert(kind.list_member().into(), Value::Array(list));
     serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
 }
 
@@ -496,32 +590,50 @@ impl Destination for Forward {
     fn describe(&self) -> String {
         let c = &self.config;
         format!(
-            "{} region {} signed as {} ({}), at most {} calls/s per tracker",
-            c.url, c.region, c.credentials.access_key_id, c.credentials.source, c.rate
+            "{} region {} signed as {} ({}), at most {} calls/s per tracker and {} per dataset of records",
+            c.url, c.region, c.credentials.access_key_id, c.credentials.source, c.rate, c.records_rate
         )
     }
 
-    /// Interactions (the datasets PutEvents writes); items, users and actions records are not
-    /// forwarded yet.
+    /// Interactions (the datasets PutEvents writes) and the records of items, users and actions;
+    /// action interactions are not forwarded yet.
     fn wants(&self, source: &Source) -> bool {
-        source.dataset_type == "INTERACTIONS"
+        (source.dataset_type == "INTERACTIONS" || source.record_kind().is_some())
             && (self.config.dataset_groups.is_empty()
                 || self.config.dataset_groups.iter().any(|g| *g == source.group_name || *g == source.group_arn))
     }
 
-    async fn deliver(&self, source: &Source, events: &[StoredEvent]) -> Delivery {
-        let Some(local) = source.tracking_id.as_deref() else {
-            return Delivery::failed(format!(
-                "forward: dataset group {} has no event tracker, so its events have no tracking ID to be \
-                 forwarded under; create one (its tracking ID, or --forward-tracking-id LOCAL=REMOTE, names \
-                 the upstream's)",
-                source.group_arn
-            ));
+    async fn deliver(&self, source: &Source, events: &[Entry]) -> Delivery {
+        let route = match source.record_kind() {
+            Some(kind) => {
+                let remote = self.remote_dataset_arn(&source.arn).to_owned();
+                Route {
+                    endpoint: format!("{}{}", self.base, kind.http_path()),
+                    bucket: self.bucket(&remote, self.config.records_rate),
+                    remote,
+                    kind: Some(kind),
+                }
+            }
+            None => {
+                let Some(local) = source.tracking_id.as_deref() else {
+                    return Delivery::failed(format!(
+                        "forward: dataset group {} has no event tracker, so its events have no tracking ID to be \
+                         forwarded under; create one (its tracking ID, or --forward-tracking-id LOCAL=REMOTE, \
+                         names the upstream's)",
+                        source.group_arn
+                    ));
+                };
+                let remote = self.remote_tracking_id(local).to_owned();
+                Route {
+                    endpoint: format!("{}/events", self.base),
+                    bucket: self.bucket(&remote, self.config.rate),
+                    remote,
+                    kind: None,
+                }
+            }
         };
-        let remote = self.remote_tracking_id(local).to_owned();
-        let bucket = self.bucket(&remote);
         let (first, last) = match (events.first(), events.last()) {
-            (Some(f), Some(l)) => (f.seq, l.seq),
+            (Some(f), Some(l)) => (f.position(), l.position()),
             _ => return Delivery::default(),
         };
         // What an earlier try of this page settled past its confirmed prefix.
@@ -535,22 +647,22 @@ impl Destination for Forward {
         let retried = std::sync::atomic::AtomicU64::new(0);
         let calls: Vec<_> = batches(events)
             .into_iter()
-            .map(|range| events[range].iter().filter(|e| !known.contains_key(&e.seq)).collect::<Vec<&StoredEvent>>())
+            .map(|range| events[range].iter().filter(|e| !known.contains_key(&e.position())).collect::<Vec<&Entry>>())
             .collect();
         // Up to `concurrency` calls at once, started in page order (the semaphore is fair).
         let limit = tokio::sync::Semaphore::new(self.config.concurrency);
         let mut running = Vec::with_capacity(calls.len());
         for batch in &calls {
-            running.push(self.limited_batch(&limit, &bucket, &remote, batch, &retried));
+            running.push(self.limited_batch(&limit, &route, batch, &retried));
         }
         let outcomes = futures_util::future::join_all(running).await;
         for (batch, outs) in calls.iter().zip(outcomes) {
-            known.extend(batch.iter().map(|e| e.seq).zip(outs));
+            known.extend(batch.iter().map(|e| e.position()).zip(outs));
         }
         // The confirmed prefix: every event up to the first still pending.
         let mut delivery = Delivery { retried: retried.into_inner(), ..Delivery::default() };
         for (index, e) in events.iter().enumerate() {
-            match known.get(&e.seq) {
+            match known.get(&e.position()) {
                 Some(Outcome::Delivered) => delivery.confirmed = index + 1,
                 Some(Outcome::Refused(why)) => {
                     delivery.confirmed = index + 1;
@@ -569,8 +681,8 @@ impl Destination for Forward {
         if delivery.confirmed < events.len() {
             let past: BTreeMap<i64, Outcome> = events[delivery.confirmed..]
                 .iter()
-                .filter_map(|e| match known.get(&e.seq) {
-                    Some(o @ (Outcome::Delivered | Outcome::Refused(_))) => Some((e.seq, o.clone())),
+                .filter_map(|e| match known.get(&e.position()) {
+                    Some(o @ (Outcome::Delivered | Outcome::Refused(_))) => Some((e.position(), o.clone())),
                     _ => None,
                 })
                 .collect();
@@ -614,9 +726,36 @@ mod tests {
         page.push(event(25, "s2", None));
         page.push(event(26, "s2", None));
         page.push(event(27, "s1", Some("u")));
+        let page: Vec<Entry> = page.into_iter().map(Entry::Event).collect();
         let b = batches(&page);
         assert_eq!(b, vec![0..10, 10..20, 20..23, 23..24, 24..26, 26..27]);
         assert!(batches(&[]).is_empty());
+        let records: Vec<Entry> = (1..=23).map(|i| Entry::Record(record(i, &format!("r{i}")))).collect();
+        assert_eq!(batches(&records), vec![0..10, 10..20, 20..23], "records: ten per call");
+    }
+
+    fn record(position: i64, id: &str) -> StoredRecord {
+        StoredRecord {
+            position,
+            received_at: 1.0,
+            bulk: false,
+            record: interlog_model::Record { id: id.into(), properties: Some(r#"{"a":"b"}"#.into()), flags: vec![] },
+        }
+    }
+
+    #[test]
+    fn a_records_call_carries_each_id_and_properties_under_the_remote_dataset() {
+        let (a, mut b) = (record(1, "i-1"), record(2, "i-2"));
+        b.record.properties = None;
+        let v: Value = serde_json::from_slice(&put_records_body(RecordKind::Item, "arn:remote", &[&a, &b])).unwrap();
+        assert_eq!(
+            v,
+            json!({"datasetArn": "arn:remote", "items": [{"itemId": "i-1", "properties": r#"{"a":"b"}"#}, {"itemId": "i-2"}]})
+        );
+        let v: Value = serde_json::from_slice(&put_records_body(RecordKind::Action, "arn:r", &[&a])).unwrap();
+        assert_eq!(v["actions"][0]["actionId"], "i-1");
+        let v: Value = serde_json::from_slice(&put_records_body(RecordKind::User, "arn:r", &[&a])).unwrap();
+        assert_eq!(v["users"][0]["userId"], "i-1");
     }
 
     #[test]
@@ -707,5 +846,11 @@ mod tests {
         assert!(c.check().is_err());
         assert_eq!(tracking_id_pair("a=b").unwrap(), ("a".into(), "b".into()));
         assert!(tracking_id_pair("a=").is_err());
+        let (l, r) =
+            ("arn:aws:personalize:us-east-1:0:dataset/g/ITEMS", "arn:aws:personalize:eu-west-1:1:dataset/h/ITEMS");
+        assert_eq!(dataset_arn_pair(&format!("{l}={r}")).unwrap(), (l.into(), r.into()));
+        assert!(dataset_arn_pair("a=b").is_err());
+        c.records_rate = 0.0;
+        assert!(c.check().is_err());
     }
 }

@@ -1,6 +1,9 @@
 //! The sinks that carry every stored event on (NATS JetStream, forwarding to Personalize): one task per (sink,
 //! dataset) that reads the dataset's log after its durable cursor, page by page, delivers the
-//! page and moves the cursor only after the destination confirmed it.
+//! page and moves the cursor only after the destination confirmed it. A keyed dataset (items,
+//! users, actions) is read the same way by the positions its records' writes took
+//! ([`interlog_store::EventStore::read_changed_records`]): a page is the records written after the
+//! cursor, each in its latest version.
 //!
 //! - **From the store, never from memory, never on the write path.** A sink reads what is
 //!   committed ([`interlog_store::EventStore::read`]); appends do not wait for it, and a sink
@@ -23,8 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use interlog_model::RecordKind;
 use interlog_store::catalog::resources::{CatalogExt, DatasetSpec, TrackerSpec};
-use interlog_store::{Cursor, DeadLetter, Refused, Store, StoreError, StoredEvent};
+use interlog_store::{Cursor, DeadLetter, Refused, Store, StoreError, StoredEvent, StoredRecord};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -43,6 +47,57 @@ pub struct Source {
     /// The tracking ID of the group's event tracker (of the dataset's own, for action
     /// interactions); `None` when it has none.
     pub tracking_id: Option<String>,
+}
+
+impl Source {
+    /// The kind of record a keyed dataset holds; `None` for the two event logs.
+    pub fn record_kind(&self) -> Option<RecordKind> {
+        self.dataset_type.parse().ok().and_then(RecordKind::of_dataset_type)
+    }
+}
+
+/// One entry of a page: an event of a dataset's log, or a record of a keyed dataset as its latest write holds
+/// it. A dataset's pages hold one kind only.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    Event(StoredEvent),
+    Record(StoredRecord),
+}
+
+impl Entry {
+    /// Its position in the dataset's log (a record's: the one its latest write took).
+    pub fn position(&self) -> i64 {
+        match self {
+            Entry::Event(e) => e.seq,
+            Entry::Record(r) => r.position,
+        }
+    }
+
+    /// What names it in a dead letter: the eventId, or the record's ID.
+    pub fn key(&self) -> &str {
+        match self {
+            Entry::Event(e) => &e.interaction.event_id,
+            Entry::Record(r) => &r.record.id,
+        }
+    }
+}
+
+/// Reads up to `limit` entries after `after`: the log of an event dataset, the changed records of a keyed one.
+async fn read_page(store: &dyn Store, source: &Source, after: i64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+    Ok(if source.record_kind().is_some() {
+        store.read_changed_records(source.id, after, limit).await?.into_iter().map(Entry::Record).collect()
+    } else {
+        store.read(source.id, after, limit).await?.into_iter().map(Entry::Event).collect()
+    })
+}
+
+/// The dataset's newest position, by the kind it holds.
+async fn last_position(store: &dyn Store, source: &Source) -> Result<i64, StoreError> {
+    if source.record_kind().is_some() {
+        store.last_record_position(source.id).await
+    } else {
+        store.last_position(source.id).await
+    }
 }
 
 /// What a destination confirmed of one page.
@@ -76,9 +131,9 @@ pub trait Destination: Send + Sync + 'static {
     fn describe(&self) -> String;
     /// Whether events of this dataset go to this sink (per dataset group, or all).
     fn wants(&self, source: &Source) -> bool;
-    /// Delivers `events` (one page, in log order) and says how many of the first ones the
-    /// destination confirmed durably.
-    async fn deliver(&self, source: &Source, events: &[StoredEvent]) -> Delivery;
+    /// Delivers `entries` (one page, in position order: events, or records of a keyed dataset)
+    /// and says how many of the first ones the destination confirmed durably.
+    async fn deliver(&self, source: &Source, entries: &[Entry]) -> Delivery;
 }
 
 /// How sinks run.
@@ -231,7 +286,11 @@ impl Sinks {
             let mut datasets = Vec::new();
             for source in sources.iter().filter(|s| d.wants(s)) {
                 let c = cursors.get(&source.id).cloned().unwrap_or_else(|| Cursor::start(d.name(), source.id));
-                let backlog = store.backlog(source.id, c.position).await?;
+                let backlog = if source.record_kind().is_some() {
+                    store.record_backlog(source.id, c.position).await?
+                } else {
+                    store.backlog(source.id, c.position).await?
+                };
                 datasets.push(DatasetStatus {
                     dataset_arn: source.arn.clone(),
                     dataset_id: source.id,
@@ -301,9 +360,10 @@ impl Sinks {
                 report.failed.push(fail(format!("dataset {} no longer exists", l.dataset_id)));
                 continue;
             };
-            let event = store.read(l.dataset_id, l.position - 1, 1).await?.into_iter().next();
-            let Some(event) = event.filter(|e| e.seq == l.position && e.interaction.event_id == l.event_id) else {
-                report.failed.push(fail(format!("the event at position {} is no longer stored", l.position)));
+            let entry = read_page(store, source, l.position - 1, 1).await?.into_iter().next();
+            let Some(event) = entry.filter(|e| e.position() == l.position && e.key() == l.event_id) else {
+                // A record written again since has a new position: the sink delivers that version anyway.
+                report.failed.push(fail(format!("the entry at position {} is no longer stored", l.position)));
                 continue;
             };
             let delivery = dest.deliver(source, std::slice::from_ref(&event)).await;
@@ -474,9 +534,9 @@ async fn deliver(inner: Arc<Inner>, dest: Arc<dyn Destination>, source: Source) 
         appended.borrow_and_update();
         // Asked first: nothing new costs a key lookup, not a read (on SQLite a read walks every
         // dataset's events after the cursor).
-        let page = match store.last_position(source.id).await {
+        let page = match last_position(store, &source).await {
             Ok(newest) if newest <= position => Ok(Vec::new()),
-            Ok(_) => store.read(source.id, position, s.page).await,
+            Ok(_) => read_page(store, &source, position, s.page).await,
             Err(e) => Err(e),
         };
         let page = match page {
@@ -502,14 +562,14 @@ async fn deliver(inner: Arc<Inner>, dest: Arc<dyn Destination>, source: Source) 
         let delivery = dest.deliver(&source, &page).await;
         let confirmed = delivery.confirmed.min(page.len());
         if confirmed > 0 {
-            let to = page[confirmed - 1].seq;
+            let to = page[confirmed - 1].position();
             let refused: Vec<Refused> = delivery
                 .refused
                 .iter()
                 .filter(|(i, _)| *i < confirmed)
                 .map(|(i, why)| Refused {
-                    position: page[*i].seq,
-                    event_id: page[*i].interaction.event_id.clone(),
+                    position: page[*i].position(),
+                    event_id: page[*i].key().to_owned(),
                     reason: why.clone(),
                 })
                 .collect();

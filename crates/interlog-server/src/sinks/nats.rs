@@ -2,18 +2,20 @@
 //! account and dataset group, with `Nats-Msg-Id` from the dataset and the eventId so that
 //! JetStream's duplicate window drops a page delivered again after a crash; the cursor moves
 //! on the stream's PubAck. Each message also names its predecessor (`Nats-Expected-Last-Msg-Id`),
-//! so the stream keeps each dataset in position order across a connection lost mid-page. The
-//! message format is in `docs/streams.md` (version 1).
+//! so the stream keeps each dataset in position order across a connection lost mid-page. Records of
+//! items, users and actions datasets go the same way, one message per write a sink read (on the
+//! group's subject plus the dataset type, `Nats-Msg-Id` from the dataset, record ID and position).
+//! The message format is in `docs/streams.md` (version 1).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use async_trait::async_trait;
-use interlog_store::StoredEvent;
+use interlog_store::{StoredEvent, StoredRecord};
 use serde_json::{json, Map, Value};
 
-use super::{Delivery, Destination, Source};
+use super::{Delivery, Destination, Entry, Source};
 
 /// The version in every message's `version` member; a change that is not a pure addition of
 /// members makes a new one.
@@ -125,8 +127,15 @@ impl Nats {
         Ok(Nats { config, js, ready: AtomicBool::new(false), chain: tokio::sync::Mutex::new(None) })
     }
 
+    /// `<prefix>.<account>.<group>` for events; records add their dataset type (`.ITEMS`), so a consumer of
+    /// a group's events (a filter on its subject) never sees records, and `<prefix>.>` sees both.
     fn subject(&self, source: &Source) -> String {
-        format!("{}.{}.{}", self.config.prefix, source.account, source.group_name)
+        match source.record_kind() {
+            None => format!("{}.{}.{}", self.config.prefix, source.account, source.group_name),
+            Some(_) => {
+                format!("{}.{}.{}.{}", self.config.prefix, source.account, source.group_name, source.dataset_type)
+            }
+        }
     }
 
     /// The `Nats-Msg-Id` of the stream's last message (`None`: empty, or a message without one).
@@ -189,7 +198,7 @@ impl Destination for Nats {
             || self.config.dataset_groups.iter().any(|g| *g == source.group_name || *g == source.group_arn)
     }
 
-    async fn deliver(&self, source: &Source, events: &[StoredEvent]) -> Delivery {
+    async fn deliver(&self, source: &Source, events: &[Entry]) -> Delivery {
         if let Err(error) = self.ensure_stream().await {
             return Delivery::failed(error);
         }
@@ -207,8 +216,8 @@ impl Destination for Nats {
         let mut acks = Vec::with_capacity(events.len());
         let mut error = None;
         for e in events {
-            let id = message_id(&source.arn, &e.interaction.event_id);
-            let mut publish = PublishMessage::build().payload(message(source, e).into()).message_id(&id);
+            let id = entry_id(&source.arn, e);
+            let mut publish = PublishMessage::build().payload(entry_message(source, e).into()).message_id(&id);
             if let Some(last) = &expected {
                 publish = publish.expected_last_message_id(last);
             }
@@ -265,6 +274,53 @@ pub fn message_id(dataset_arn: &str, event_id: &str) -> String {
         let hex: String = event_id.bytes().map(|b| format!("{b:02x}")).collect();
         format!("{dataset_arn}/~{hex}")
     }
+}
+
+/// The `Nats-Msg-Id` of a page's entry: [`message_id`] of an event, [`record_message_id`] of a record.
+pub fn entry_id(dataset_arn: &str, entry: &Entry) -> String {
+    match entry {
+        Entry::Event(e) => message_id(dataset_arn, &e.interaction.event_id),
+        Entry::Record(r) => record_message_id(dataset_arn, &r.record.id, r.position),
+    }
+}
+
+/// A page's entry as a message: [`message`] or [`record_message`].
+pub fn entry_message(source: &Source, entry: &Entry) -> Vec<u8> {
+    match entry {
+        Entry::Event(e) => message(source, e),
+        Entry::Record(r) => record_message(source, r),
+    }
+}
+
+/// `Nats-Msg-Id` of a record's write: the dataset's ARN, the record ID (escaped as [`message_id`] escapes an
+/// eventId) and `@` and the position the write took. A replay of the same write is a duplicate; a new write of
+/// the ID took a new position, so it is a new message. The position is all digits after the last `@`, so no two
+/// (ID, position) pairs give one ID.
+pub fn record_message_id(dataset_arn: &str, record_id: &str, position: i64) -> String {
+    format!("{}@{position}", message_id(dataset_arn, record_id))
+}
+
+/// One record as a message (format version 1, `docs/streams.md`): where it was stored, the position its write
+/// took, and the PutItems / PutUsers / PutActions members as the client sent them — the ID under the kind's
+/// member (`itemId`, `userId`, `actionId`) and `properties` as its JSON text — plus `flags` when it has any.
+pub fn record_message(source: &Source, r: &StoredRecord) -> Vec<u8> {
+    let mut m = Map::new();
+    m.insert("version".into(), json!(FORMAT_VERSION));
+    m.insert("account".into(), json!(source.account));
+    m.insert("datasetGroupArn".into(), json!(source.group_arn));
+    m.insert("datasetArn".into(), json!(source.arn));
+    m.insert("datasetType".into(), json!(source.dataset_type));
+    m.insert("position".into(), json!(r.position));
+    m.insert("receivedAt".into(), json!(r.received_at));
+    let member = source.record_kind().map_or("recordId", |k| k.id_member());
+    m.insert(member.into(), json!(r.record.id));
+    if let Some(p) = &r.record.properties {
+        m.insert("properties".into(), json!(p));
+    }
+    if !r.record.flags.is_empty() {
+        m.insert("flags".into(), json!(r.record.flags));
+    }
+    serde_json::to_vec(&Value::Object(m)).unwrap_or_default()
 }
 
 /// One event as a message (format version 1, `docs/streams.md`): the PutEvents members as the
@@ -375,6 +431,47 @@ mod tests {
         };
         let v: Value = serde_json::from_slice(&message(&source(), &bare)).unwrap();
         assert_eq!(v.as_object().unwrap().len(), 11, "absent members are left out, as on the wire");
+    }
+
+    #[test]
+    fn a_record_message_names_its_kind_position_and_subject() {
+        let items = Source {
+            arn: "arn:aws:personalize:us-east-1:000000000000:dataset/g/ITEMS".into(),
+            dataset_type: "ITEMS".into(),
+            ..source()
+        };
+        let r = StoredRecord {
+            position: 9,
+            received_at: 1764590000.5,
+            bulk: false,
+            record: interlog_model::Record {
+                id: "i-1".into(),
+                properties: Some(r#"{"genres":"a|b"}"#.into()),
+                flags: vec![interlog_model::Flag::new(interlog_model::FlagKind::UndeclaredProperty, "declare it")],
+            },
+        };
+        let v: Value = serde_json::from_slice(&record_message(&items, &r)).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["datasetType"], "ITEMS");
+        assert_eq!(v["datasetArn"], items.arn);
+        assert_eq!(v["position"], 9);
+        assert_eq!(v["itemId"], "i-1");
+        assert_eq!(v["properties"], r#"{"genres":"a|b"}"#);
+        assert_eq!(v["flags"][0]["kind"], "undeclaredProperty");
+        assert_eq!(v.as_object().unwrap().len(), 10);
+        let users = Source { dataset_type: "USERS".into(), ..items.clone() };
+        let bare = StoredRecord {
+            record: interlog_model::Record { properties: None, flags: vec![], ..r.record.clone() },
+            ..r
+        };
+        let v: Value = serde_json::from_slice(&record_message(&users, &bare)).unwrap();
+        assert_eq!(v["userId"], "i-1");
+        assert_eq!(v.as_object().unwrap().len(), 8, "absent members are left out");
+        // A replay of one write is one message ID; a new write of the ID is another.
+        let id = entry_id(&items.arn, &Entry::Record(bare.clone()));
+        assert_eq!(id, format!("{}/i-1@9", items.arn));
+        assert_ne!(id, record_message_id(&items.arn, "i-1", 10));
+        assert_ne!(record_message_id(&items.arn, "a@1", 2), record_message_id(&items.arn, "a", 12));
     }
 
     #[test]
