@@ -294,6 +294,16 @@ impl EventStore for SqliteStore {
         self.readers.run(move |conn| reader::events(conn, dataset_id, after, limit)).await
     }
 
+    async fn read_page(
+        &self,
+        dataset_id: i64,
+        after: i64,
+        limit: usize,
+        columns: interlog_store::page::PageColumns,
+    ) -> Result<interlog_store::page::EventPage, StoreError> {
+        self.readers.run(move |conn| reader::event_page(conn, dataset_id, after, limit, columns)).await
+    }
+
     async fn history(
         &self,
         dataset_id: i64,

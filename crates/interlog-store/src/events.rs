@@ -317,6 +317,20 @@ pub trait EventStore: Send + Sync + 'static {
     /// Each call is a short read: a slow consumer never pins a snapshot between pages.
     async fn read(&self, dataset_id: i64, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// The page [`EventStore::read`] answers, as one buffer of text with offsets and only the text
+    /// `columns` filled: what an export reads. Engines with a cheaper way to fill it than building
+    /// each [`StoredEvent`] override this.
+    async fn read_page(
+        &self,
+        dataset_id: i64,
+        after: i64,
+        limit: usize,
+        columns: crate::page::PageColumns,
+    ) -> Result<crate::page::EventPage, StoreError> {
+        let events = self.read(dataset_id, after, limit).await?;
+        Ok(crate::page::EventPage::from_events(&events, columns))
+    }
+
     /// Up to `limit` events of one user or session of a dataset, newest first (by position),
     /// repeats included: what the index holds up to its cursor plus a scan of the log after it,
     /// in one snapshot, so the answer is complete whatever the indexer's lag ([`crate::history`]).

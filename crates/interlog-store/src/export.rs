@@ -14,10 +14,11 @@ use interlog_model::control::IngestionMode;
 use interlog_model::properties::{CompiledSchema, PropertyRules, Props, UndeclaredKeys};
 use interlog_model::put_events::normalize_key;
 use interlog_model::schema::{DatasetType, Schema};
-use interlog_model::{Interaction, RecordKind};
+use interlog_model::RecordKind;
 use serde_json::{Map, Value};
 
 use crate::catalog::resources::{CatalogExt, DatasetSpec, GroupSpec, Resource, SchemaSpec};
+use crate::page::{EventPage, EventRef, PageColumns, Text};
 use crate::{action_interaction, EventStore, StoreError, StoredEvent, StoredRecord};
 
 /// What a scan read.
@@ -44,13 +45,40 @@ pub struct UniqueEvents<'a> {
     dataset_id: i64,
     after: i64,
     page: usize,
+    first: FirstCopies,
+    done: bool,
+}
+
+/// The exact first-copy-wins filter of [`UniqueEvents`] and of the export's page reader: one
+/// 128-bit keyed hash per distinct eventId seen.
+struct FirstCopies {
     seed: u64,
     seen: std::collections::HashSet<u128, KeyedHash>,
     stats: ScanStats,
-    done: bool,
     /// Which rows count: imported (BULK), Put* (PUT) or both; the others are skipped before deduplication,
     /// so each mode's export holds the first copy of each eventId among its own rows.
     mode: IngestionMode,
+}
+
+impl FirstCopies {
+    fn new(mode: IngestionMode) -> FirstCopies {
+        FirstCopies { seed: rand_seed(), seen: Default::default(), stats: ScanStats::default(), mode }
+    }
+
+    /// Whether this row is of the mode and the first copy of its eventId; counts it.
+    fn first(&mut self, event_id: &[u8], bulk: bool) -> bool {
+        if !wanted(self.mode, bulk) {
+            return false;
+        }
+        let key = xxhash_rust::xxh3::xxh3_128_with_seed(event_id, self.seed);
+        if self.seen.insert(key) {
+            self.stats.events += 1;
+            true
+        } else {
+            self.stats.duplicates += 1;
+            false
+        }
+    }
 }
 
 impl<'a> UniqueEvents<'a> {
@@ -60,17 +88,14 @@ impl<'a> UniqueEvents<'a> {
             dataset_id,
             after: 0,
             page: PAGE_EVENTS,
-            seed: rand_seed(),
-            seen: Default::default(),
-            stats: ScanStats::default(),
+            first: FirstCopies::new(IngestionMode::All),
             done: false,
-            mode: IngestionMode::All,
         }
     }
 
     /// Reads only the rows of `mode` (an export job's `ingestionMode`) instead of all of them.
     pub fn with_ingestion(mut self, mode: IngestionMode) -> Self {
-        self.mode = mode;
+        self.first.mode = mode;
         self
     }
 
@@ -92,20 +117,8 @@ impl<'a> UniqueEvents<'a> {
         }
         let Some(last) = events.last() else { return Ok(None) };
         self.after = last.seq;
-        let mut out = Vec::with_capacity(events.len());
-        for e in events {
-            if !wanted(self.mode, e.bulk) {
-                continue;
-            }
-            let key = xxhash_rust::xxh3::xxh3_128_with_seed(e.interaction.event_id.as_bytes(), self.seed);
-            if self.seen.insert(key) {
-                self.stats.events += 1;
-                out.push(e);
-            } else {
-                self.stats.duplicates += 1;
-            }
-        }
-        Ok(Some(out))
+        let first = &mut self.first;
+        Ok(Some(events.into_iter().filter(|e| first.first(e.interaction.event_id.as_bytes(), e.bulk)).collect()))
     }
 
     /// Every first copy, handed to `visit` in order.
@@ -118,12 +131,12 @@ impl<'a> UniqueEvents<'a> {
                 visit(e)?;
             }
         }
-        Ok(self.stats)
+        Ok(self.first.stats)
     }
 
     /// What has been read so far.
     pub fn stats(&self) -> ScanStats {
-        self.stats
+        self.first.stats
     }
 }
 
@@ -161,6 +174,9 @@ pub async fn export_ingested<W: Write + Send + 'static>(
     mode: IngestionMode,
 ) -> Result<(ScanStats, W), StoreError> {
     let keyed = RecordKind::of_dataset_type(writer.dataset_type).is_some();
+    if let (false, Some(columns)) = (keyed, writer.page_columns()) {
+        return export_pages(store, dataset_id, writer, mode, columns).await;
+    }
     let (pages, mut incoming) = tokio::sync::mpsc::channel::<Page>(2);
     let format = tokio::task::spawn_blocking(move || -> io::Result<W> {
         while let Some(page) = incoming.blocking_recv() {
@@ -204,6 +220,56 @@ pub async fn export_ingested<W: Write + Send + 'static>(
     let out = out?;
     let stats = if keyed { ScanStats { events: rows, duplicates: 0 } } else { reader.stats() };
     Ok((stats, out))
+}
+
+/// Events read per page by [`export_pages`]: a page is one buffer, so a larger one costs no
+/// allocation per row, and fewer pages mean fewer read transactions; 16,384 rows of ~100 bytes
+/// read in a few milliseconds.
+pub const EXPORT_PAGE_EVENTS: usize = 16_384;
+
+/// [`export_ingested`] of a writer that formats [`EventRef`]s: pages of only the columns it writes
+/// ([`EventStore::read_page`]) are read on the store's side, one after the other, while the
+/// formatting thread removes repeats (first copy wins) and writes the page before; each page is
+/// one buffer, so no row is allocated or freed on either side.
+async fn export_pages<W: Write + Send + 'static>(
+    store: std::sync::Arc<dyn EventStore>,
+    dataset_id: i64,
+    mut writer: ExportWriter<W>,
+    mode: IngestionMode,
+    columns: PageColumns,
+) -> Result<(ScanStats, W), StoreError> {
+    let (pages, mut incoming) = tokio::sync::mpsc::channel::<EventPage>(2);
+    let format = tokio::task::spawn_blocking(move || -> io::Result<(ScanStats, W)> {
+        let mut first = FirstCopies::new(mode);
+        while let Some(page) = incoming.blocking_recv() {
+            for e in page.iter() {
+                if first.first(e.event_id(), e.numbers().bulk) {
+                    writer.write_row(&e)?;
+                }
+            }
+        }
+        let mut out = writer.finish()?;
+        out.flush()?;
+        Ok((first.stats, out))
+    });
+    let read = async {
+        let mut after = 0;
+        loop {
+            let page = store.read_page(dataset_id, after, EXPORT_PAGE_EVENTS, columns).await?;
+            let done = page.len() < EXPORT_PAGE_EVENTS;
+            let Some(last) = page.last_seq() else { break };
+            after = last;
+            if pages.send(page).await.is_err() || done {
+                break; // at the end, or the writer failed: its error is the one to report
+            }
+        }
+        drop(pages);
+        Ok::<_, StoreError>(())
+    };
+    let read = read.await;
+    let out = format.await.map_err(|e| StoreError::internal(format!("the export writer stopped: {e}")))?;
+    read?;
+    Ok(out?)
 }
 
 /// What the reader hands the formatting thread.
@@ -335,8 +401,11 @@ pub struct ExportWriter<W: Write> {
     /// columns are members depends only on the dataset type); when none does, a row's
     /// `properties` text is never parsed.
     needs_properties: Option<bool>,
+    /// Which Interactions member fills each column, by position: decided once, not by comparing
+    /// names per row.
+    members: Vec<Member>,
     /// One cell at a time is built here and handed to the CSV writer: no `String` per cell.
-    cell: String,
+    cell: Vec<u8>,
     csv: Option<csv::Writer<W>>,
     raw: Option<W>,
     parquet: Option<parquet::Sink<W>>,
@@ -345,6 +414,7 @@ pub struct ExportWriter<W: Write> {
 impl<W: Write> ExportWriter<W> {
     /// `columns` are the dataset schema's field names, in order (used by CSV only).
     pub fn new(format: Format, columns: Vec<String>, out: W) -> io::Result<Self> {
+        let members: Vec<Member> = columns.iter().map(|c| Member::of(c)).collect();
         match format {
             Format::Csv => {
                 let mut csv = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(out);
@@ -356,7 +426,8 @@ impl<W: Write> ExportWriter<W> {
                     schema: None,
                     property_fields: Vec::new(),
                     needs_properties: None,
-                    cell: String::new(),
+                    members: members.clone(),
+                    cell: Vec::new(),
                     csv: Some(csv),
                     raw: None,
                     parquet: None,
@@ -369,7 +440,8 @@ impl<W: Write> ExportWriter<W> {
                 schema: None,
                 property_fields: Vec::new(),
                 needs_properties: None,
-                cell: String::new(),
+                members: members.clone(),
+                cell: Vec::new(),
                 csv: None,
                 raw: Some(out),
                 parquet: None,
@@ -382,7 +454,8 @@ impl<W: Write> ExportWriter<W> {
                 schema: None,
                 property_fields: Vec::new(),
                 needs_properties: None,
-                cell: String::new(),
+                members: members.clone(),
+                cell: Vec::new(),
                 csv: None,
                 raw: None,
             }),
@@ -417,18 +490,58 @@ impl<W: Write> ExportWriter<W> {
         if self.dataset_type == DatasetType::ActionInteractions {
             let a = action_interaction(&event.interaction);
             return match self.format {
-                Format::Csv => self.csv_row(a.properties.as_deref(), |c, cell| owned_cell(a.member_cell(c), cell)),
+                Format::Csv => self.csv_row(a.properties.as_deref().map(str::as_bytes), |_, c, cell| {
+                    owned_cell(a.member_cell(c), cell)
+                }),
                 Format::Jsonl => self.json_line(&action_jsonl(&a, event.received_at)),
                 Format::Parquet => self.parquet_event(event),
             };
         }
         match self.format {
-            Format::Csv => {
-                let i = &event.interaction;
-                self.csv_row(i.properties.as_deref(), |c, cell| interaction_cell(c, i, cell))
+            // One formatting of an Interactions row, the page reader's: the event as a page of one.
+            Format::Csv | Format::Parquet => {
+                let page = EventPage::from_events(std::slice::from_ref(event), PageColumns::ALL);
+                let row = page.iter().next().expect("a page of one event");
+                self.write_row(&row)
             }
             Format::Jsonl => self.json_line(&jsonl_object(event)),
-            Format::Parquet => self.parquet_event(event),
+        }
+    }
+
+    /// The text columns [`ExportWriter::write_row`] needs of a page, when this writer writes
+    /// rows of pages at all (the CSV and Parquet of an Interactions dataset): the members its
+    /// columns show, and `properties` when some column comes from them. `None`: it needs
+    /// whole [`StoredEvent`]s.
+    pub fn page_columns(&self) -> Option<PageColumns> {
+        if self.dataset_type != DatasetType::Interactions || self.format == Format::Jsonl {
+            return None;
+        }
+        let mut columns = PageColumns::EVENT_ID;
+        for (member, name) in self.members.iter().zip(&self.columns) {
+            if let Some(text) = member.text() {
+                columns = columns.with(text);
+            }
+            if *member == Member::Impression {
+                columns = columns.with(Text::Impression);
+            }
+            if *member == Member::Other || self.property_fields.contains(name) {
+                columns = columns.with(Text::Properties);
+            }
+        }
+        Some(columns)
+    }
+
+    /// One event of an Interactions dataset from a page read with [`ExportWriter::page_columns`].
+    pub fn write_row(&mut self, row: &EventRef<'_>) -> io::Result<()> {
+        match self.format {
+            Format::Csv => {
+                let members = std::mem::take(&mut self.members);
+                let written = self.csv_row(row.text(Text::Properties), |n, _, cell| row_cell(members[n], row, cell));
+                self.members = members;
+                written
+            }
+            Format::Parquet => self.parquet_row(row),
+            Format::Jsonl => Err(io::Error::other("JSON lines are written from whole events")),
         }
     }
 
@@ -437,7 +550,9 @@ impl<W: Write> ExportWriter<W> {
         let kind = RecordKind::of_dataset_type(self.dataset_type).unwrap_or(RecordKind::Item);
         let r = &stored.record;
         match self.format {
-            Format::Csv => self.csv_row(r.properties.as_deref(), |c, cell| owned_cell(r.member_cell(kind, c), cell)),
+            Format::Csv => self.csv_row(r.properties.as_deref().map(str::as_bytes), |_, c, cell| {
+                owned_cell(r.member_cell(kind, c), cell)
+            }),
             Format::Jsonl => {
                 let mut m = Map::new();
                 m.insert(kind.id_member().into(), r.id.clone().into());
@@ -458,22 +573,22 @@ impl<W: Write> ExportWriter<W> {
     /// from one reused buffer.
     fn csv_row(
         &mut self,
-        properties: Option<&str>,
-        mut member: impl FnMut(&str, &mut String) -> bool,
+        properties: Option<&[u8]>,
+        mut member: impl FnMut(usize, &str, &mut Vec<u8>) -> bool,
     ) -> io::Result<()> {
         let needs = match self.needs_properties {
             Some(needs) => needs,
             None => {
-                let mut probe = String::new();
-                let needs = self.columns.iter().any(|c| {
+                let mut probe = Vec::new();
+                let needs = self.columns.iter().enumerate().any(|(n, c)| {
                     probe.clear();
-                    self.property_fields.contains(c) || !member(c, &mut probe)
+                    self.property_fields.contains(c) || !member(n, c, &mut probe)
                 });
                 self.needs_properties = Some(needs);
                 needs
             }
         };
-        let props = properties.filter(|_| needs).and_then(|p| match serde_json::from_str(p) {
+        let props = properties.filter(|_| needs).and_then(|p| match serde_json::from_slice(p) {
             Ok(Value::Object(map)) => Some(map),
             _ => None,
         });
@@ -485,18 +600,18 @@ impl<W: Write> ExportWriter<W> {
         };
         let csv = self.csv.as_mut().expect("csv writer");
         let cell = &mut self.cell;
-        for c in &self.columns {
+        for (n, c) in self.columns.iter().enumerate() {
             cell.clear();
             match typed.as_ref().and_then(|t| t.iter().find(|(col, _)| col == c)) {
-                Some((_, value)) => cell.push_str(&value.to_csv_cell()),
+                Some((_, value)) => cell.extend_from_slice(value.to_csv_cell().as_bytes()),
                 None => {
-                    if !member(c, cell) {
+                    if !member(n, c, cell) {
                         cell.clear();
-                        cell.push_str(&property_cell(c, props.as_ref()));
+                        cell.extend_from_slice(property_cell(c, props.as_ref()).as_bytes());
                     }
                 }
             }
-            csv.write_field(cell.as_bytes())?;
+            csv.write_field(&*cell)?;
         }
         csv.write_record(None::<&[u8]>)?;
         Ok(())
@@ -554,45 +669,77 @@ impl serde::Serialize for SortedKeys<'_> {
 /// Undeclared keys were flagged when the event was accepted; a CSV has no column for them.
 const LENIENT: PropertyRules = PropertyRules { undeclared_keys: UndeclaredKeys::Ignore, allow_missing_required: true };
 
+/// The Interactions member a column shows, or `Other` for a column filled from `properties`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Member {
+    UserId,
+    ItemId,
+    Timestamp,
+    EventType,
+    EventValue,
+    Impression,
+    RecommendationId,
+    AttributionSource,
+    Other,
+}
+
+impl Member {
+    fn of(column: &str) -> Member {
+        match column {
+            "USER_ID" => Member::UserId,
+            "ITEM_ID" => Member::ItemId,
+            "TIMESTAMP" => Member::Timestamp,
+            "EVENT_TYPE" => Member::EventType,
+            "EVENT_VALUE" => Member::EventValue,
+            "IMPRESSION" => Member::Impression,
+            "RECOMMENDATION_ID" => Member::RecommendationId,
+            "EVENT_ATTRIBUTION_SOURCE" => Member::AttributionSource,
+            _ => Member::Other,
+        }
+    }
+
+    /// The page's text member this column is copied from as it is.
+    fn text(self) -> Option<Text> {
+        match self {
+            Member::UserId => Some(Text::UserId),
+            Member::ItemId => Some(Text::ItemId),
+            Member::EventType => Some(Text::EventType),
+            Member::RecommendationId => Some(Text::RecommendationId),
+            Member::AttributionSource => Some(Text::AttributionSource),
+            Member::Timestamp | Member::EventValue | Member::Impression | Member::Other => None,
+        }
+    }
+}
+
 /// Writes the value of one Interactions column that a request member fills into `cell` and
 /// answers `true`; `false` for any other column, which comes from the `properties` key that maps
 /// to it. Nothing is allocated: the export's hot path.
-fn interaction_cell(column: &str, i: &Interaction, cell: &mut String) -> bool {
-    use std::fmt::Write as _;
-    let text = |cell: &mut String, v: &Option<String>| cell.push_str(v.as_deref().unwrap_or_default());
-    match column {
-        "USER_ID" => text(cell, &i.user_id),
-        "ITEM_ID" => text(cell, &i.item_id),
-        "TIMESTAMP" => {
-            let _ = write!(cell, "{}", i.timestamp());
+fn row_cell(member: Member, row: &EventRef<'_>, cell: &mut Vec<u8>) -> bool {
+    use std::io::Write as _;
+    match member {
+        Member::Timestamp => {
+            let _ = write!(cell, "{}", row.numbers().sent_at.floor() as i64);
         }
-        "EVENT_TYPE" => cell.push_str(&i.event_type),
-        "EVENT_VALUE" => {
-            if let Some(v) = i.event_value {
+        Member::EventValue => {
+            if let Some(v) = row.numbers().event_value {
                 // Rust prints the shortest representation that round-trips: 4.5, 4, 0.1.
                 let _ = write!(cell, "{v}");
             }
         }
-        "IMPRESSION" => {
-            for (n, item) in i.impression.iter().flatten().enumerate() {
-                if n > 0 {
-                    cell.push('|');
-                }
-                cell.push_str(item);
-            }
+        Member::Impression => {
+            row.impression_joined(cell);
         }
-        "RECOMMENDATION_ID" => text(cell, &i.recommendation_id),
-        "EVENT_ATTRIBUTION_SOURCE" => text(cell, &i.event_attribution_source),
-        _ => return false,
+        Member::Other => return false,
+        text => cell.extend_from_slice(text.text().and_then(|t| row.text(t)).unwrap_or_default()),
     }
     true
 }
 
 /// [`ExportWriter::csv_row`]'s `member` for the members that build their cell as a `String`.
-fn owned_cell(value: Option<String>, cell: &mut String) -> bool {
+fn owned_cell(value: Option<String>, cell: &mut Vec<u8>) -> bool {
     match value {
         Some(v) => {
-            cell.push_str(&v);
+            cell.extend_from_slice(v.as_bytes());
             true
         }
         None => false,
@@ -683,6 +830,7 @@ fn insert_flags(m: &mut Map<String, Value>, flags: &[interlog_model::Flag]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use interlog_model::Interaction;
 
     fn event() -> StoredEvent {
         StoredEvent {

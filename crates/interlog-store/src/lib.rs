@@ -20,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod export;
 pub mod history;
+pub mod page;
 pub mod sinks;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -43,7 +43,7 @@ macro_rules! conformance_suite {
             append_then_read_in_order, repeats_are_dropped_at_the_door, unique_events_drop_repeats_past_the_window,
             events_survive_a_reopen_and_the_window_is_warmed, flags_and_undeclared_properties_round_trip,
             concurrent_appends_land_once_each,
-            datasets_are_separate, read_pages_are_bounded, insert_get_list_update_delete,
+            datasets_are_separate, read_pages_are_bounded, event_pages_hold_what_reads_do, insert_get_list_update_delete,
             names_and_arns_are_unique, already_exists_names_the_holder, quota_holds_under_concurrent_inserts,
             quota_counts_only_given_statuses, running_quota_holds_under_concurrent_inserts,
             requirements_must_hold, delete_rules, claims_with_expected_status, tags, version_grows_and_is_watched,
@@ -444,6 +444,60 @@ pub async fn read_pages_are_bounded(engine: &dyn Engine) {
     assert_eq!(rest.len(), 43);
     assert!(store.read(dataset, rest[42].seq, 100).await.unwrap().is_empty());
     assert!(store.read(dataset + 1_000_000, 0, 100).await.unwrap().is_empty(), "an unknown dataset reads empty");
+}
+
+/// Every member of a page's row as text, for comparing an engine's [`EventStore::read_page`] with its
+/// [`EventStore::read`].
+fn page_rows(page: &crate::page::EventPage) -> Vec<String> {
+    use crate::page::Text;
+    let texts = [
+        Text::EventId,
+        Text::SessionId,
+        Text::UserId,
+        Text::ItemId,
+        Text::EventType,
+        Text::Properties,
+        Text::RecommendationId,
+        Text::AttributionSource,
+    ];
+    page.iter()
+        .map(|r| {
+            let mut joined = Vec::new();
+            let impression = r.impression_joined(&mut joined).then(|| String::from_utf8_lossy(&joined).into_owned());
+            let texts = texts.map(|t| r.text(t).map(|b| String::from_utf8_lossy(b).into_owned()));
+            format!("{:?} {texts:?} {impression:?}", r.numbers())
+        })
+        .collect()
+}
+
+pub async fn event_pages_hold_what_reads_do(engine: &dyn Engine) {
+    use crate::page::{EventPage, PageColumns, Text};
+    let (_, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let mut odd = event("odd", "i\u{1F600}\"|,");
+    odd.impression = Some(vec!["\\esc\"aped".into(), "ünï".into(), String::new()]);
+    odd.properties = Some(r#"{ "a" : "✓\u0000" }"#.into());
+    let mut empty = bare("empty");
+    empty.impression = Some(vec![]);
+    empty.item_id = Some(String::new());
+    let events: Vec<Interaction> = vec![event("full", "i"), bare("bare"), odd, empty]
+        .into_iter()
+        .chain((0..6).map(|n| bare(&format!("b{n}"))))
+        .collect();
+    store.append(dataset, events).await.unwrap();
+    let read = all(&*store, dataset).await;
+    assert_eq!(read.len(), 10);
+    let some = PageColumns::EVENT_ID.with(Text::ItemId).with(Text::Impression);
+    for columns in [PageColumns::ALL, some, PageColumns::EVENT_ID] {
+        let page = store.read_page(dataset, 0, 4, columns).await.unwrap();
+        assert_eq!(page.len(), 4, "a page holds at most its limit");
+        assert_eq!(page_rows(&page), page_rows(&EventPage::from_events(&read[..4], columns)), "{columns:?}");
+        let rest = store.read_page(dataset, page.last_seq().unwrap(), 100, columns).await.unwrap();
+        assert_eq!(page_rows(&rest), page_rows(&EventPage::from_events(&read[4..], columns)), "{columns:?}");
+        assert!(store.read_page(dataset, rest.last_seq().unwrap(), 100, columns).await.unwrap().is_empty());
+    }
+    let unknown = store.read_page(dataset + 1_000_000, 0, 100, PageColumns::ALL).await.unwrap();
+    assert!(unknown.is_empty(), "an unknown dataset reads empty");
 }
 
 // ---- catalog ----

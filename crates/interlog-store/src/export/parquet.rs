@@ -23,7 +23,8 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::Type;
 use serde_json::{Map, Value};
 
-use super::{ExportWriter, LENIENT};
+use super::{ExportWriter, Member, LENIENT};
+use crate::page::{EventPage, EventRef, PageColumns, Text};
 use crate::{action_interaction, StoredEvent, StoredRecord};
 
 /// Rows per row group: large enough for good compression and few footer entries, small enough
@@ -138,6 +139,8 @@ impl<W: Write> Sink<W> {
 pub(super) enum Cell<'a> {
     Null,
     Str(Cow<'a, str>),
+    /// Text as a page holds it: bytes that are UTF-8 (the engines store what interlog wrote).
+    Bytes(&'a [u8]),
     Int(i64),
     Float(f64),
     Bool(bool),
@@ -148,6 +151,22 @@ impl<'a> Cell<'a> {
         match s {
             None | Some("") => Cell::Null,
             Some(s) => Cell::Str(Cow::Borrowed(s)),
+        }
+    }
+
+    fn bytes(b: Option<&'a [u8]>) -> Cell<'a> {
+        match b {
+            None | Some(b"") => Cell::Null,
+            Some(b) => Cell::Bytes(b),
+        }
+    }
+
+    /// The cell's text, for a typed column that parses it.
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Cell::Str(s) => Some(s),
+            Cell::Bytes(b) => std::str::from_utf8(b).ok(),
+            _ => None,
         }
     }
 
@@ -226,6 +245,7 @@ impl Column {
             (Values::Bytes { data, ends }, cell) => {
                 match cell {
                     Cell::Str(s) => data.extend_from_slice(s.as_bytes()),
+                    Cell::Bytes(b) => data.extend_from_slice(b),
                     Cell::Int(i) => data.extend_from_slice(i.to_string().as_bytes()),
                     Cell::Float(f) => data.extend_from_slice(f.to_string().as_bytes()),
                     Cell::Bool(b) => data.extend_from_slice(if b { b"true" } else { b"false" }),
@@ -257,8 +277,8 @@ impl Column {
                     v.push(i as f64);
                     true
                 }
-                Cell::Str(s) => match s.parse::<f64>() {
-                    Ok(f) if f.is_finite() => {
+                Cell::Str(_) | Cell::Bytes(_) => match cell.as_str().map(str::parse::<f64>) {
+                    Some(Ok(f)) if f.is_finite() => {
                         v.push(f);
                         true
                     }
@@ -271,8 +291,8 @@ impl Column {
                     v.push(b);
                     true
                 }
-                Cell::Str(s) if s == "true" || s == "false" => {
-                    v.push(s == "true");
+                Cell::Str(_) | Cell::Bytes(_) if matches!(cell.as_str(), Some("true" | "false")) => {
+                    v.push(cell.as_str() == Some("true"));
                     true
                 }
                 _ => false,
@@ -328,15 +348,15 @@ fn as_i64(cell: &Cell<'_>) -> Option<i64> {
     match cell {
         Cell::Int(i) => Some(*i),
         Cell::Float(f) if f.fract() == 0.0 && f.is_finite() => Some(*f as i64),
-        Cell::Str(s) => s.parse().ok(),
+        Cell::Str(_) | Cell::Bytes(_) => cell.as_str()?.parse().ok(),
         _ => None,
     }
 }
 
 /// A stored event's or record's `properties` decoded, and its typed metadata when the schema
 /// reads it (as the CSV takes it).
-fn properties<W: Write>(w: &ExportWriter<W>, text: Option<&str>) -> (Option<Map<String, Value>>, Option<Metadata>) {
-    let props = text.and_then(|p| match serde_json::from_str(p) {
+fn properties<W: Write>(w: &ExportWriter<W>, text: Option<&[u8]>) -> (Option<Map<String, Value>>, Option<Metadata>) {
+    let props = text.and_then(|p| match serde_json::from_slice(p) {
         Ok(Value::Object(map)) => Some(map),
         _ => None,
     });
@@ -367,7 +387,7 @@ impl<W: Write> ExportWriter<W> {
     pub(super) fn parquet_event(&mut self, event: &StoredEvent) -> io::Result<()> {
         if self.dataset_type == interlog_model::schema::DatasetType::ActionInteractions {
             let a = action_interaction(&event.interaction);
-            let (props, typed) = properties(self, a.properties.as_deref());
+            let (props, typed) = properties(self, a.properties.as_deref().map(str::as_bytes));
             let sink = self.parquet.as_mut().expect("parquet sink");
             let cells = self.columns.iter().map(|c| match a.member_cell(c) {
                 Some(v) if c == "TIMESTAMP" => v.parse().map_or(Cell::Null, Cell::Int),
@@ -376,20 +396,29 @@ impl<W: Write> ExportWriter<W> {
             });
             return sink.push_row(&self.columns, cells);
         }
-        let i = &event.interaction;
-        let (props, typed) = properties(self, i.properties.as_deref());
-        let impression = i.impression_joined();
+        let page = EventPage::from_events(std::slice::from_ref(event), PageColumns::ALL);
+        let row = page.iter().next().expect("a page of one event");
+        self.parquet_row(&row)
+    }
+
+    /// One event of an Interactions dataset from a page as a Parquet row.
+    pub(super) fn parquet_row(&mut self, row: &EventRef<'_>) -> io::Result<()> {
+        let needs_properties = *self.needs_properties.get_or_insert_with(|| {
+            self.members.iter().zip(&self.columns).any(|(m, c)| *m == Member::Other || self.property_fields.contains(c))
+        });
+        let (props, typed) = if needs_properties { properties(self, row.text(Text::Properties)) } else { (None, None) };
+        let impression = &mut self.cell;
+        impression.clear();
+        let has_impression = self.members.contains(&Member::Impression) && row.impression_joined(impression);
+        let impression = has_impression.then_some(&impression[..]);
+        let n = row.numbers();
         let sink = self.parquet.as_mut().expect("parquet sink");
-        let cells = self.columns.iter().map(|c| match c.as_str() {
-            "USER_ID" => Cell::text(i.user_id.as_deref()),
-            "ITEM_ID" => Cell::text(i.item_id.as_deref()),
-            "TIMESTAMP" => Cell::Int(i.timestamp()),
-            "EVENT_TYPE" => Cell::text(Some(&i.event_type)),
-            "EVENT_VALUE" => i.event_value.map_or(Cell::Null, Cell::Float),
-            "IMPRESSION" => Cell::text(impression.as_deref()),
-            "RECOMMENDATION_ID" => Cell::text(i.recommendation_id.as_deref()),
-            "EVENT_ATTRIBUTION_SOURCE" => Cell::text(i.event_attribution_source.as_deref()),
-            _ => property(c, props.as_ref(), typed.as_ref()),
+        let cells = self.members.iter().zip(&self.columns).map(|(member, c)| match member {
+            Member::Timestamp => Cell::Int(n.sent_at.floor() as i64),
+            Member::EventValue => n.event_value.map_or(Cell::Null, Cell::Float),
+            Member::Impression => Cell::bytes(impression),
+            Member::Other => property(c, props.as_ref(), typed.as_ref()),
+            text => Cell::bytes(text.text().and_then(|t| row.text(t))),
         });
         sink.push_row(&self.columns, cells)
     }
@@ -398,7 +427,7 @@ impl<W: Write> ExportWriter<W> {
     pub(super) fn parquet_record(&mut self, stored: &StoredRecord) -> io::Result<()> {
         let kind = RecordKind::of_dataset_type(self.dataset_type).unwrap_or(RecordKind::Item);
         let r = &stored.record;
-        let (props, typed) = properties(self, r.properties.as_deref());
+        let (props, typed) = properties(self, r.properties.as_deref().map(str::as_bytes));
         let sink = self.parquet.as_mut().expect("parquet sink");
         let cells = self.columns.iter().map(|c| match r.member_cell(kind, c) {
             Some(v) => Cell::owned(v),
