@@ -81,11 +81,7 @@ pub fn index_chunk(conn: &Connection, live: &HashSet<i64>, from: i64, now: f64) 
 /// after it, in one read transaction (one snapshot).
 pub fn query(conn: &Connection, dataset_id: i64, who: &Who, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
     let tx = conn.unchecked_transaction().classified()?;
-    let live: bool = tx
-        .prepare_cached("SELECT EXISTS(SELECT 1 FROM resources WHERE id = ?1 AND kind = 'dataset')")
-        .classified()?
-        .query_row([dataset_id], |r| r.get(0))
-        .classified()?;
+    let live = crate::reader::dataset_live(&tx, dataset_id)?;
     if !live || limit == 0 {
         return Ok(Vec::new());
     }

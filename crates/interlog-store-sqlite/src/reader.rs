@@ -79,11 +79,7 @@ impl ReadPool {
 /// reads empty at once, even while its rows wait for the purge.
 pub fn events(conn: &Connection, dataset_id: i64, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
     let tx = conn.unchecked_transaction().classified()?;
-    let live: bool = tx
-        .prepare_cached("SELECT EXISTS(SELECT 1 FROM resources WHERE id = ?1 AND kind = 'dataset')")
-        .classified()?
-        .query_row([dataset_id], |r| r.get(0))
-        .classified()?;
+    let live = dataset_live(&tx, dataset_id)?;
     if !live {
         return Ok(Vec::new());
     }
@@ -112,11 +108,7 @@ pub fn event_page(
     columns: PageColumns,
 ) -> Result<EventPage, StoreError> {
     let tx = conn.unchecked_transaction().classified()?;
-    let live: bool = tx
-        .prepare_cached("SELECT EXISTS(SELECT 1 FROM resources WHERE id = ?1 AND kind = 'dataset')")
-        .classified()?
-        .query_row([dataset_id], |r| r.get(0))
-        .classified()?;
+    let live = dataset_live(&tx, dataset_id)?;
     let mut page = EventPage::new(columns, limit.min(PAGE_ROWS_RESERVED));
     if !live {
         return Ok(page);
@@ -229,11 +221,7 @@ pub fn records(
     limit: usize,
 ) -> Result<Vec<StoredRecord>, StoreError> {
     let tx = conn.unchecked_transaction().classified()?;
-    let live: bool = tx
-        .prepare_cached("SELECT EXISTS(SELECT 1 FROM resources WHERE id = ?1 AND kind = 'dataset')")
-        .classified()?
-        .query_row([dataset_id], |r| r.get(0))
-        .classified()?;
+    let live = dataset_live(&tx, dataset_id)?;
     if !live {
         return Ok(Vec::new());
     }
@@ -250,6 +238,15 @@ pub fn records(
     drop(stmt);
     tx.commit().classified()?;
     Ok(records)
+}
+
+/// Whether a dataset exists (not deleted) in the read's snapshot: a deleted dataset reads as empty at once, even
+/// while its rows wait for the purge.
+pub(crate) fn dataset_live(tx: &rusqlite::Transaction<'_>, dataset_id: i64) -> Result<bool, StoreError> {
+    tx.prepare_cached("SELECT EXISTS(SELECT 1 FROM resources WHERE id = ?1 AND kind = 'dataset')")
+        .classified()?
+        .query_row([dataset_id], |r| r.get(0))
+        .classified()
 }
 
 /// A record row of the columns `records` and `changed_records` select, in their order.
@@ -273,11 +270,7 @@ pub fn changed_records(
     limit: usize,
 ) -> Result<Vec<StoredRecord>, StoreError> {
     let tx = conn.unchecked_transaction().classified()?;
-    let live: bool = tx
-        .prepare_cached("SELECT EXISTS(SELECT 1 FROM resources WHERE id = ?1 AND kind = 'dataset')")
-        .classified()?
-        .query_row([dataset_id], |r| r.get(0))
-        .classified()?;
+    let live = dataset_live(&tx, dataset_id)?;
     if !live {
         return Ok(Vec::new());
     }

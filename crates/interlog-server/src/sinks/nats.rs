@@ -300,18 +300,25 @@ pub fn record_message_id(dataset_arn: &str, record_id: &str, position: i64) -> S
     format!("{}@{position}", message_id(dataset_arn, record_id))
 }
 
-/// One record as a message (format version 1, `docs/streams.md`): where it was stored, the position its write
-/// took, and the PutItems / PutUsers / PutActions members as the client sent them — the ID under the kind's
-/// member (`itemId`, `userId`, `actionId`) and `properties` as its JSON text — plus `flags` when it has any.
-pub fn record_message(source: &Source, r: &StoredRecord) -> Vec<u8> {
+/// The members every message starts with, events' and records' alike: the format's version, where the entry
+/// was stored, and the position and time of its write.
+fn envelope(source: &Source, position: i64, received_at: f64) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("version".into(), json!(FORMAT_VERSION));
     m.insert("account".into(), json!(source.account));
     m.insert("datasetGroupArn".into(), json!(source.group_arn));
     m.insert("datasetArn".into(), json!(source.arn));
     m.insert("datasetType".into(), json!(source.dataset_type));
-    m.insert("position".into(), json!(r.position));
-    m.insert("receivedAt".into(), json!(r.received_at));
+    m.insert("position".into(), json!(position));
+    m.insert("receivedAt".into(), json!(received_at));
+    m
+}
+
+/// One record as a message (format version 1, `docs/streams.md`): where it was stored, the position its write
+/// took, and the PutItems / PutUsers / PutActions members as the client sent them — the ID under the kind's
+/// member (`itemId`, `userId`, `actionId`) and `properties` as its JSON text — plus `flags` when it has any.
+pub fn record_message(source: &Source, r: &StoredRecord) -> Vec<u8> {
+    let mut m = envelope(source, r.position, r.received_at);
     let member = source.record_kind().map_or("recordId", |k| k.id_member());
     m.insert(member.into(), json!(r.record.id));
     if let Some(p) = &r.record.properties {
@@ -327,14 +334,7 @@ pub fn record_message(source: &Source, r: &StoredRecord) -> Vec<u8> {
 /// client sent them (`properties` is its JSON text, like on the wire) plus where it was stored.
 pub fn message(source: &Source, e: &StoredEvent) -> Vec<u8> {
     let i = &e.interaction;
-    let mut m = Map::new();
-    m.insert("version".into(), json!(FORMAT_VERSION));
-    m.insert("account".into(), json!(source.account));
-    m.insert("datasetGroupArn".into(), json!(source.group_arn));
-    m.insert("datasetArn".into(), json!(source.arn));
-    m.insert("datasetType".into(), json!(source.dataset_type));
-    m.insert("position".into(), json!(e.seq));
-    m.insert("receivedAt".into(), json!(e.received_at));
+    let mut m = envelope(source, e.seq, e.received_at);
     m.insert("eventId".into(), json!(i.event_id));
     m.insert("sessionId".into(), json!(i.session_id));
     m.insert("eventType".into(), json!(i.event_type));
