@@ -3,6 +3,7 @@
 //! on the same HTTP stack; times `interlog put-events` against aws-cli and `interlog export`.
 //! See docs/benchmarks.md.
 
+mod baseline;
 mod body;
 mod import;
 mod load;
@@ -52,11 +53,14 @@ enum Command {
     /// Measures what signing costs the generator per request: on the fly with a cached signing
     /// key vs aws-sigv4 (which pre-signed pools use), vs sending a pre-signed pool entry.
     SignCost(SignCostArgs),
-    /// The no-op baseline server (started by the benchmark itself).
-    #[command(hide = true)]
-    NoopServer {
+    /// A baseline server (started by the benchmark itself): `noop` reads the body, `parse` also
+    /// parses it as PutEvents, `sigv4-parse` also verifies its signature first.
+    #[command(hide = true, alias = "noop-server")]
+    BaselineServer {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+        #[arg(long, value_enum, default_value_t = baseline::Work::Noop)]
+        work: baseline::Work,
     },
 }
 
@@ -78,7 +82,7 @@ fn main() -> ExitCode {
         Command::Postgres(args) => postgres::run_postgres(args),
         Command::Check { file } => check(&file),
         Command::SignCost(args) => sign_cost(&args),
-        Command::NoopServer { listen } => server::run_noop_server(listen),
+        Command::BaselineServer { listen, work } => baseline::run(listen, work),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -61,6 +61,11 @@ pub struct PostgresArgs {
     /// Write every figure to this JSON file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Without the history index's background indexer, in the nodes
+    /// (`INTERLOG_NO_HISTORY_INDEX=true`) and in the store-alone runs alike: what the indexer
+    /// costs PostgreSQL and the write path.
+    #[arg(long)]
+    no_history_index: bool,
 }
 
 /// One measured run.
@@ -189,12 +194,19 @@ impl Ctx<'_> {
         let (warmup, duration) = self.window();
         let connections = self.args.connections;
         let ticks = self.ticks;
+        let no_history_index = self.args.no_history_index;
         // Two workers: the server's runtime has as many on this machine.
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         rt.block_on(async move {
             let mut stores = Vec::new();
             for _ in 0..nodes {
-                stores.push(PostgresStore::open(&url, WriterOptions::default()).await?);
+                stores.push(
+                    PostgresStore::open(
+                        &url,
+                        WriterOptions { history_index: !no_history_index, ..WriterOptions::default() },
+                    )
+                    .await?,
+                );
             }
             let scope = Scope { region: "us-east-1".into(), account: "000000000000".into() };
             let spec = Bootstrap { scope, tracking_id: Some(TRACKING_ID.into()) };
@@ -283,7 +295,9 @@ impl Ctx<'_> {
             for n in 0..nodes {
                 let data = self.work.join(format!("data-{schema}-{n}"));
                 let log = self.work.join(format!("{schema}-{n}.log"));
-                servers.push(Server::interlog_on(&self.args.server_bin, &data, &log, Some(&url))?);
+                let env: &[(&str, &str)] =
+                    if self.args.no_history_index { &[("INTERLOG_NO_HISTORY_INDEX", "true")] } else { &[] };
+                servers.push(Server::interlog_with(&self.args.server_bin, &data, &log, Some(&url), env)?);
             }
             Ok(())
         })();
@@ -538,6 +552,7 @@ pub fn run_postgres(mut args: PostgresArgs) -> anyhow::Result<()> {
         settings: serde_json::json!({
             "runs": args.runs, "warmup_s": args.warmup, "duration_s": args.duration,
             "connections": args.connections, "generator_threads": args.threads, "events_per_request": 10,
+            "history_index": !args.no_history_index,
         }),
         scenarios: vec![store1, node1, store2, node2, half],
         ratio_one_node,

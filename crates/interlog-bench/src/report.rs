@@ -60,6 +60,10 @@ pub struct ScenarioReport {
     pub ids: String,
     /// Open-loop offered load in requests/s; `null` for closed loop (saturation).
     pub rate_requests_per_s: Option<f64>,
+    /// `sigv4` (interlog verifies every signature) or `off` (`INTERLOG_AUTH=off`). Reports from
+    /// before the option read as `sigv4`.
+    #[serde(default = "sigv4")]
+    pub auth: String,
     /// What `properties` each event carried: `documented` (the PutEvents example, flagged by the
     /// default schema) or `none`. Reports from before the option read as `none`.
     #[serde(default = "no_properties")]
@@ -69,11 +73,28 @@ pub struct ScenarioReport {
     pub runs: Vec<RunReport>,
     /// Medians over the runs of each target, figure by figure.
     pub noop: Figures,
+    /// The SigV4-and-parse baseline (verifies the signature, parses PutEvents, stores nothing),
+    /// where the scenario ran it.
+    #[serde(default)]
+    pub sigv4_parse: Option<Figures>,
+    /// The parse-only baseline, where the scenario ran it (beside interlog with auth off).
+    #[serde(default)]
+    pub parse: Option<Figures>,
     pub interlog: Figures,
     /// interlog's requests/s over the no-op's (same events per request, so also events/s).
     pub ratio_requests_per_s: f64,
     /// interlog's server CPU per request over the no-op's.
     pub ratio_server_cpu_per_request: f64,
+    /// interlog's requests/s over the SigV4-and-parse baseline's, where it ran.
+    #[serde(default)]
+    pub ratio_sigv4_parse_requests_per_s: Option<f64>,
+    /// interlog's requests/s over the parse-only baseline's, where it ran.
+    #[serde(default)]
+    pub ratio_parse_requests_per_s: Option<f64>,
+}
+
+fn sigv4() -> String {
+    "sigv4".into()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -342,7 +363,7 @@ pub fn scenario_table(s: &ScenarioReport, runs: usize) -> String {
     .unwrap();
     writeln!(
         out,
-        "{:<9} {:>8} {:>9} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>6} {:>7} {:>7} {:>7} {:>6}",
+        "{:<11} {:>8} {:>9} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>6} {:>7} {:>7} {:>7} {:>6}",
         "target",
         "req/s",
         "events/s",
@@ -361,10 +382,17 @@ pub fn scenario_table(s: &ScenarioReport, runs: usize) -> String {
         "others"
     )
     .unwrap();
-    for (name, f) in [("noop", &s.noop), ("interlog", &s.interlog)] {
+    let ran = |t: &str| s.runs.iter().any(|r| r.target == t);
+    let rows = [
+        ("noop", ran("noop").then_some(&s.noop)),
+        ("sigv4-parse", s.sigv4_parse.as_ref()),
+        ("parse", s.parse.as_ref()),
+        ("interlog", Some(&s.interlog)),
+    ];
+    for (name, f) in rows.into_iter().filter_map(|(n, f)| Some((n, f?))) {
         writeln!(
             out,
-            "{:<9} {:>8} {:>9} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>6.2} {:>7.1} {:>7} {:>8} {:>6.2}",
+            "{:<11} {:>8} {:>9} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>6.2} {:>7.1} {:>7} {:>8} {:>6.2}",
             name,
             fmt_num(f.requests_per_s),
             fmt_num(f.events_per_s),
@@ -384,13 +412,21 @@ pub fn scenario_table(s: &ScenarioReport, runs: usize) -> String {
         )
         .unwrap();
     }
-    writeln!(
-        out,
-        "interlog / noop: {:.1} % of the requests/s, {:.2}x the server CPU per request",
-        s.ratio_requests_per_s * 100.0,
-        s.ratio_server_cpu_per_request
-    )
-    .unwrap();
+    if ran("noop") {
+        writeln!(
+            out,
+            "interlog / noop: {:.1} % of the requests/s, {:.2}x the server CPU per request",
+            s.ratio_requests_per_s * 100.0,
+            s.ratio_server_cpu_per_request
+        )
+        .unwrap();
+    }
+    if let Some(r) = s.ratio_sigv4_parse_requests_per_s {
+        writeln!(out, "interlog / sigv4-parse: {:.1} % of the requests/s", r * 100.0).unwrap();
+    }
+    if let Some(r) = s.ratio_parse_requests_per_s {
+        writeln!(out, "interlog (auth {}) / parse: {:.1} % of the requests/s", s.auth, r * 100.0).unwrap();
+    }
     if !s.interlog.error_kinds.is_empty() || !s.noop.error_kinds.is_empty() {
         writeln!(out, "errors (all runs): noop {:?}, interlog {:?}", s.noop.error_kinds, s.interlog.error_kinds)
             .unwrap();
@@ -486,6 +522,11 @@ pub fn full_table(r: &Report) -> String {
 
 /// Fields that may be null: what needs perf, aws-cli or a stats endpoint.
 const NULLABLE: &[&str] = &[
+    // A baseline a scenario did not run (`check` requires each where the suite runs it).
+    "sigv4_parse",
+    "parse",
+    "ratio_sigv4_parse_requests_per_s",
+    "ratio_parse_requests_per_s",
     "server_fsyncs_per_s",
     "events_per_fsync",
     "disk_flushes_per_s",
@@ -516,13 +557,19 @@ pub fn check(text: &str) -> anyhow::Result<Vec<String>> {
     let mut warnings = Vec::new();
     same_keys(&full, &raw, "$", &mut problems, &mut warnings);
     let names: Vec<&str> = report.scenarios.iter().map(|s| s.name.as_str()).collect();
-    for want in ["sat-10ev", "sat-1ev", "dup-10ev", "half-10ev"] {
+    for want in ["sat-10ev", "sat-1ev", "noauth-10ev", "dup-10ev", "half-10ev"] {
         if !names.contains(&want) {
             problems.push(format!("scenario {want} is missing"));
         }
     }
     for s in &report.scenarios {
-        for target in ["noop", "interlog"] {
+        // Which baseline each scenario of the suite runs beside interlog (suite.rs).
+        let targets: &[&str] = match s.name.as_str() {
+            "sat-10ev" | "sat-1ev" => &["noop", "sigv4-parse", "interlog"],
+            "noauth-10ev" => &["parse", "interlog"],
+            _ => &["noop", "interlog"],
+        };
+        for &target in targets {
             let runs: Vec<&RunReport> = s.runs.iter().filter(|r| r.target == target).collect();
             if runs.is_empty() {
                 problems.push(format!("{}: no {target} run", s.name));
@@ -541,8 +588,13 @@ pub fn check(text: &str) -> anyhow::Result<Vec<String>> {
                 }
             }
         }
-        if s.ratio_requests_per_s.is_nan() || s.ratio_requests_per_s <= 0.0 {
+        let ratio = if s.name == "noauth-10ev" { s.ratio_parse_requests_per_s } else { Some(s.ratio_requests_per_s) };
+        if ratio.is_none_or(|r| r.is_nan() || r <= 0.0) {
             problems.push(format!("{}: no ratio to the baseline", s.name));
+        }
+        if targets.contains(&"sigv4-parse") && s.ratio_sigv4_parse_requests_per_s.is_none_or(|r| r.is_nan() || r <= 0.0)
+        {
+            problems.push(format!("{}: no ratio to the SigV4-and-parse baseline", s.name));
         }
     }
     if report.clients.interlog_median_ms.is_nan() || report.clients.interlog_median_ms <= 0.0 {
@@ -551,9 +603,10 @@ pub fn check(text: &str) -> anyhow::Result<Vec<String>> {
     if report.export.events == 0 || report.export.events_per_s.is_nan() || report.export.events_per_s <= 0.0 {
         problems.push("export: nothing exported".into());
     }
-    // The suite's goals (suite.rs): six of issue 1, and the Parquet export of issue 16.
-    if report.goals.len() != 7 {
-        problems.push(format!("{} goals, expected 7", report.goals.len()));
+    // The suite's goals (suite.rs): six of issue 1 (two raised by issue 17), the Parquet export
+    // of issue 16, and issue 17's three shares of the baselines and CPU per request.
+    if report.goals.len() != 11 {
+        problems.push(format!("{} goals, expected 11", report.goals.len()));
     }
     if report.git_revision.is_empty() || report.machine.cores == 0 || report.machine.kernel.is_empty() {
         problems.push("machine or revision missing".into());

@@ -1,6 +1,5 @@
 //! Starting and stopping the servers under test: `interlog serve` from a given binary, and the
-//! no-op baseline (this binary's hidden `noop-server` command: axum 0.8 on hyper 1 on a
-//! multi-thread tokio runtime, as `interlog serve`, reading every body and answering 200).
+//! baselines (this binary's hidden `baseline-server` command, `baseline.rs`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -19,6 +18,9 @@ pub fn bench_credentials() -> Credentials {
         secret_access_key: "interlog/bench/secret/key/0000000000000000".into(),
     }
 }
+
+/// The account of [`bench_credentials`] on the baselines that verify signatures.
+pub const BENCH_ACCOUNT: &str = "000000000000";
 
 pub const TRACKING_ID: &str = "00000000-0000-4000-8000-0000000be9c4";
 
@@ -70,12 +72,12 @@ impl Server {
         Server::spawn(cmd, log).with_context(|| format!("starting {} serve", bin.display()))
     }
 
-    /// The no-op baseline server (this binary, `noop-server`).
-    pub fn noop(log: &Path) -> anyhow::Result<Server> {
+    /// A baseline server (this binary, `baseline-server --work WORK`).
+    pub fn baseline(log: &Path, work: crate::baseline::Work) -> anyhow::Result<Server> {
         let exe = std::env::current_exe()?;
         let mut cmd = Command::new(exe);
-        cmd.args(["noop-server", "--listen", "127.0.0.1:0"]);
-        Server::spawn(cmd, log).context("starting the no-op server")
+        cmd.args(["baseline-server", "--listen", "127.0.0.1:0", "--work", work.name()]);
+        Server::spawn(cmd, log).with_context(|| format!("starting the {} baseline server", work.name()))
     }
 
     fn spawn(mut cmd: Command, log: &Path) -> anyhow::Result<Server> {
@@ -258,24 +260,6 @@ fn read_answer(stream: &mut TcpStream) -> std::io::Result<(u16, Vec<u8>)> {
         None => Vec::new(),
     };
     Ok((status, body))
-}
-
-/// `noop-server`: binds, prints the same banner line as `interlog serve`, answers every
-/// request 200 with an empty body after reading the body. Runs until killed.
-pub fn run_noop_server(listen: SocketAddr) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen).await?;
-        let addr = listener.local_addr()?;
-        println!("interlog-bench noop listening on http://{addr}");
-        std::io::stdout().flush()?;
-        let app = axum::Router::new().fallback(|body: bytes::Bytes| async move {
-            std::hint::black_box(body.len());
-            axum::http::StatusCode::OK
-        });
-        axum::serve(listener, app).await?;
-        Ok(())
-    })
 }
 
 /// A scratch directory for one benchmark (data dirs, logs, exports), removed on drop unless
