@@ -87,6 +87,12 @@ pub struct PgFigures {
     /// Busy cores of the whole machine over the window.
     pub machine_cores: f64,
     pub load_average_1m: f64,
+    /// Bytes of WAL the whole database server wrote in the window per event stored (every
+    /// session's: on a machine where others write, more than the run's own).
+    pub wal_bytes_per_event: Option<f64>,
+    /// Checkpoints (timed + requested) the server began in the window: each one makes the next
+    /// change of every page write a full page image, and flushes the dirty buffers.
+    pub checkpoints: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -145,6 +151,16 @@ impl Ctx<'_> {
     fn schema_url(&self, schema: &str) -> String {
         let sep = if self.url.contains('?') { '&' } else { '?' };
         format!("{}{sep}options=-csearch_path%3D{schema}", self.url)
+    }
+
+    /// The server's WAL position in bytes and its checkpoint count, now (from a thread of its
+    /// own, so that it may be called inside the store-alone runs' runtime too).
+    fn wal_and_checkpoints(&self) -> Option<(u64, u64)> {
+        let sql = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint::text || ' ' || \
+                   (checkpoints_timed + checkpoints_req)::text FROM pg_stat_bgwriter";
+        let row = std::thread::scope(|s| s.spawn(|| self.admin(sql)).join().ok()?.ok())?;
+        let (wal, checkpoints) = row.first()?.split_once(' ')?;
+        Some((wal.parse().ok()?, checkpoints.parse().ok()?))
     }
 
     fn admin(&self, sql: &str) -> anyhow::Result<Vec<String>> {
@@ -249,9 +265,11 @@ impl Ctx<'_> {
             tokio::time::sleep_until(t0.into()).await;
             let me = std::process::id();
             let cpu0 = Cpu::now(&[me], ticks);
+            let wal0 = self.wal_and_checkpoints();
             let commits0: u64 = stores.iter().map(|s| s.commit_stats().commits).sum();
             tokio::time::sleep_until(t1.into()).await;
             let cpu1 = Cpu::now(&[me], ticks);
+            let wal1 = self.wal_and_checkpoints();
             let commits1: u64 = stores.iter().map(|s| s.commit_stats().commits).sum();
             let load_1m = procfs::load_average()[0];
             let mut latency = load::histogram();
@@ -279,7 +297,7 @@ impl Ctx<'_> {
                 latency_us: Percentiles::of(&latency),
                 events_per_commit: (commits > 0).then(|| ok as f64 * 10.0 / commits as f64),
                 load_average_1m: load_1m,
-                ..cpu0.figures_to(&cpu1, window)
+                ..wal_figures(wal0, wal1, ok as f64 * 10.0, cpu0.figures_to(&cpu1, window))
             })
         })
     }
@@ -334,6 +352,7 @@ impl Ctx<'_> {
         sleep_until(t0);
         let pids: Vec<u32> = servers.iter().map(|s| s.pid).collect();
         let cpu0 = Cpu::now(&pids, self.ticks);
+        let wal0 = self.wal_and_checkpoints();
         let stats0: Vec<_> = servers.iter().map(stats).collect();
         let profile = match (&self.args.perf_record, n, rate) {
             (Some(dir), 1, None) => Some(profile(dir, &format!("pg-1node-{tag}"), duration)?),
@@ -344,6 +363,7 @@ impl Ctx<'_> {
             let _ = p.wait();
         }
         let cpu1 = Cpu::now(&pids, self.ticks);
+        let wal1 = self.wal_and_checkpoints();
         let stats1: Vec<_> = servers.iter().map(stats).collect();
         let load_1m = procfs::load_average()[0];
         let mut latency: Histogram<u64> = load::histogram();
@@ -376,8 +396,18 @@ impl Ctx<'_> {
                 _ => None,
             },
             load_average_1m: load_1m,
-            ..cpu0.figures_to(&cpu1, window)
+            ..wal_figures(wal0, wal1, stored.unwrap_or(ok_events) as f64, cpu0.figures_to(&cpu1, window))
         })
+    }
+}
+
+/// `figures` with the WAL written per event and the checkpoints begun between two snapshots.
+fn wal_figures(a: Option<(u64, u64)>, b: Option<(u64, u64)>, events: f64, figures: PgFigures) -> PgFigures {
+    let (Some(a), Some(b)) = (a, b) else { return figures };
+    PgFigures {
+        wal_bytes_per_event: (events > 0.0).then(|| b.0.saturating_sub(a.0) as f64 / events),
+        checkpoints: Some(b.1.saturating_sub(a.1)),
+        ..figures
     }
 }
 
@@ -466,7 +496,7 @@ fn scenario(name: &str, description: &str, nodes: usize, connections: usize, rat
 impl PgScenario {
     fn push(&mut self, f: PgFigures) {
         eprintln!(
-            "  {:<14} {:>9.0} events/s, p50 {:>6.2} ms, p99 {:>6.2} ms, {:>5} ev/commit, interlog {:.2} cores, postgres {:.2} cores, machine {:.2}, errors {}",
+            "  {:<14} {:>9.0} events/s, p50 {:>6.2} ms, p99 {:>6.2} ms, {:>5} ev/commit, interlog {:.2} cores, postgres {:.2} cores, machine {:.2}, WAL {} B/event, {} checkpoints, errors {}",
             self.name,
             f.events_per_s,
             f.latency_us.p50 / 1000.0,
@@ -475,6 +505,8 @@ impl PgScenario {
             f.interlog_cores,
             f.postgres_cores,
             f.machine_cores,
+            f.wal_bytes_per_event.map_or("-".into(), |v| format!("{v:.0}")),
+            f.checkpoints.map_or("-".into(), |v| v.to_string()),
             f.errors
         );
         for (kind, n) in &f.error_kinds {
