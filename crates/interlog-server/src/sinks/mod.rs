@@ -649,7 +649,13 @@ async fn deliver(inner: Arc<Inner>, dest: Arc<dyn Destination>, source: Source) 
             };
             sent = last;
             let page = Arc::new(page);
-            let pending = dest.send(&source, page.clone()).await;
+            let mut pending = dest.send(&source, page.clone()).await;
+            // Already answered (the default `send`, or a destination that failed at once, such as
+            // NATS unreachable): no page is sent after it before its answer is taken.
+            if let Some(delivery) = futures_util::FutureExt::now_or_never(&mut pending) {
+                in_flight.push_back((page, Box::pin(std::future::ready(delivery))));
+                break;
+            }
             in_flight.push_back((page, pending));
         }
         let Some((page, pending)) = in_flight.pop_front() else {
