@@ -32,13 +32,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// `interlog serve` on a free port with its data in `data_dir`.
-    pub fn interlog(bin: &Path, data_dir: &Path, log: &Path) -> anyhow::Result<Server> {
-        Server::interlog_on(bin, data_dir, log, None)
-    }
-
-    /// As [`Server::interlog`]; with a database URL the node keeps everything in PostgreSQL
-    /// (several nodes may be given the same URL).
+    /// `interlog serve` on a free port with its data in `data_dir`; with a database URL the node
+    /// keeps everything in PostgreSQL (several nodes may be given the same URL).
     pub fn interlog_on(bin: &Path, data_dir: &Path, log: &Path, database_url: Option<&str>) -> anyhow::Result<Server> {
         Server::interlog_with(bin, data_dir, log, database_url, &[])
     }

@@ -56,6 +56,11 @@ pub struct Common {
     /// (`typed`: into a dataset group made before the run), or none.
     #[arg(long, value_enum, default_value_t = Properties::Documented)]
     properties: Properties,
+    /// Keep interlog's data in this PostgreSQL database (`interlog serve --database-url`)
+    /// instead of SQLite in the run's data dir. One database for every run: give each
+    /// benchmark a fresh one (`scripts/bench-streams` does).
+    #[arg(long, hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -266,10 +271,13 @@ impl Ctx {
             Target::Noop => Server::baseline(&log, Work::Noop)?,
             Target::Parse => Server::baseline(&log, Work::Parse)?,
             Target::Sigv4Parse => Server::baseline(&log, Work::Sigv4Parse)?,
-            Target::Interlog if auth_off => {
-                Server::interlog_with(&self.common.server_bin, &data, &log, None, &[("INTERLOG_AUTH", "off")])?
-            }
-            Target::Interlog => Server::interlog(&self.common.server_bin, &data, &log)?,
+            Target::Interlog => Server::interlog_with(
+                &self.common.server_bin,
+                &data,
+                &log,
+                self.common.database_url.as_deref(),
+                if auth_off { &[("INTERLOG_AUTH", "off")] } else { &[] },
+            )?,
         };
         Ok((server, data))
     }
@@ -1039,7 +1047,12 @@ pub fn run_history(args: HistoryArgs) -> anyhow::Result<()> {
     let (on_rate, off_rate) = (median_of(&on), median_of(&off));
 
     let data = ctx.work.join("data-history-fill");
-    let server = Server::interlog(&ctx.common.server_bin, &data, &ctx.work.join("history-fill.log"))?;
+    let server = Server::interlog_on(
+        &ctx.common.server_bin,
+        &data,
+        &ctx.work.join("history-fill.log"),
+        ctx.common.database_url.as_deref(),
+    )?;
     let fill_rate = ctx.fill(&server, args.events)?;
     let filled = Instant::now();
     let creds = bench_credentials();

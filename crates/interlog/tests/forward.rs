@@ -82,9 +82,10 @@ fn drop_schema(engine: &Engine) {
 #[derive(Debug, Clone)]
 struct Seen {
     at: Instant,
-    /// The request's path: `/events`, `/items`, `/users`, `/actions`.
+    /// The request's path: `/events`, `/items`, `/users`, `/actions`, `/action-interactions`.
     path: String,
-    /// The eventIds of the call's body (PutEvents), or the record IDs (PutItems, PutUsers, PutActions).
+    /// The eventIds of the call's body (PutEvents, PutActionInteractions), or the record IDs (PutItems,
+    /// PutUsers, PutActions).
     event_ids: Vec<String>,
     /// The `datasetArn` of a records call.
     dataset_arn: Option<String>,
@@ -178,6 +179,7 @@ fn serve_connection(mut client: TcpStream, upstream: &str, seen: &Mutex<Vec<Seen
             "/items" => ("items", "itemId"),
             "/users" => ("users", "userId"),
             "/actions" => ("actions", "actionId"),
+            "/action-interactions" => ("actionInteractions", "eventId"),
             _ => ("eventList", "eventId"),
         };
         let event_ids: Vec<String> = body[list]
@@ -616,5 +618,188 @@ fn run_records(engine: &Engine) {
     let items_calls: Vec<Seen> = records_calls.iter().filter(|s| s.path == "/items").cloned().collect();
     let busiest = busiest_second(&items_calls);
     assert!(busiest <= RECORDS_RATE, "{busiest} PutItems calls in one second, over {RECORDS_RATE}");
+    drop(local);
+}
+
+/// An Action_Interactions dataset (with a categorical `DEVICE` field) in `group` (created when `create_group`):
+/// its ARN and the tracking ID of its own tracker.
+fn action_interactions_dataset(addr: &str, group: &str, create_group: bool) -> (String, String) {
+    use serde_json::json;
+    let call = |op: &str, body: serde_json::Value| -> serde_json::Value {
+        let r = common::control("127.0.0.1", addr, op, &body, &Key::root());
+        assert_eq!(r.status, 200, "{op}: {r:?}");
+        serde_json::from_str(&r.body).unwrap()
+    };
+    let group_arn = if create_group {
+        call("CreateDatasetGroup", json!({"name": group}))["datasetGroupArn"].as_str().unwrap().to_owned()
+    } else {
+        format!("arn:aws:personalize:us-east-1:000000000000:dataset-group/{group}")
+    };
+    let schema = json!({"type": "record", "name": "ActionInteractions", "namespace": "com.amazonaws.personalize.schema",
+        "fields": [{"name": "USER_ID", "type": "string"}, {"name": "ACTION_ID", "type": "string"},
+                   {"name": "TIMESTAMP", "type": "long"}, {"name": "EVENT_TYPE", "type": "string"},
+                   {"name": "IMPRESSION", "type": ["null", "string"]},
+                   {"name": "DEVICE", "type": ["null", "string"], "categorical": true}],
+        "version": "1.0"});
+    let schema_arn =
+        call("CreateSchema", json!({"name": format!("{group}-ai"), "schema": schema.to_string()}))["schemaArn"].clone();
+    let arn = call(
+        "CreateDataset",
+        json!({"name": format!("{group}-ai"), "schemaArn": schema_arn, "datasetGroupArn": group_arn,
+               "datasetType": "Action_Interactions"}),
+    )["datasetArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tracking_id = call("DescribeDataset", json!({"datasetArn": arn}))["dataset"]["trackingId"]
+        .as_str()
+        .expect("an Action_Interactions dataset has its tracking ID")
+        .to_owned();
+    (arn, tracking_id)
+}
+
+/// PutActionInteractions of a JSON list under a tracking ID; the status.
+fn put_action_interactions(addr: &str, tracking_id: &str, list: &[serde_json::Value]) -> u16 {
+    let body = serde_json::json!({"trackingId": tracking_id, "actionInteractions": list}).to_string();
+    let call = common::Call {
+        method: "POST",
+        path: "/action-interactions",
+        headers: &[("content-type", "application/json")],
+        body: body.as_bytes(),
+    };
+    common::signed_exchange("127.0.0.1", addr, call, &Key::root(), common::Signing::default())
+        .map(|r| r.status)
+        .unwrap_or(0)
+}
+
+/// The action interactions a store's log holds in a dataset (eventId → copies and the stored members), read from
+/// the SQLite file beside the running server.
+fn stored_action_interactions(data_dir: &Path, dataset_arn: &str) -> HashMap<String, (u32, serde_json::Value)> {
+    let conn =
+        rusqlite::Connection::open_with_flags(data_dir.join("interlog.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT e.event_id, e.item_id, e.session_id, e.user_id, e.event_type, e.sent_at, e.impression, \
+             e.properties FROM events e JOIN resources d ON d.id = e.dataset_id WHERE d.arn = ?1",
+        )
+        .unwrap();
+    let rows = stmt
+        .query_map([dataset_arn], |r| {
+            let members = serde_json::json!({
+                "actionId": r.get::<_, Option<String>>(1)?, "sessionId": r.get::<_, String>(2)?,
+                "userId": r.get::<_, Option<String>>(3)?, "eventType": r.get::<_, String>(4)?,
+                "timestamp": r.get::<_, f64>(5)?, "impression": r.get::<_, Option<String>>(6)?,
+                "properties": r.get::<_, Option<String>>(7)?});
+            Ok((r.get::<_, String>(0)?, members))
+        })
+        .unwrap();
+    let mut out: HashMap<String, (u32, serde_json::Value)> = HashMap::new();
+    for row in rows {
+        let (id, members) = row.unwrap();
+        out.entry(id).or_insert((0, members)).0 += 1;
+    }
+    out
+}
+
+/// Action interactions go upstream as PutActionInteractions calls of at most 10, under the remote tracking ID
+/// `--forward-tracking-id` maps the dataset's own to, through the throttling proxy and under `--forward-rate`:
+/// each once by eventId with its members as stored, and one the strict upstream refuses is a dead letter.
+#[test]
+fn action_interactions_are_forwarded_as_put_action_interactions_under_the_mapped_tracker() {
+    for engine in engines("forward_action_interactions") {
+        run_action_interactions(&engine);
+        drop_schema(&engine);
+    }
+}
+
+fn run_action_interactions(engine: &Engine) {
+    let tmp = tempfile::tempdir().unwrap();
+    let upstream_dir = tmp.path().join("upstream");
+    let upstream_listen = format!("127.0.0.1:{}", free_port());
+    let _upstream =
+        start_on(&upstream_dir, &upstream_listen, &["--default-tracking-id", "up", "--strict-properties"], &[], None);
+    let (remote_dataset, remote_tracker) = action_interactions_dataset(&upstream_listen, "remote-group", true);
+    let proxy = Proxy::start(upstream_listen.clone());
+
+    let local_dir = tmp.path().join("local");
+    let local_listen = format!("127.0.0.1:{}", free_port());
+    let proxy_url = proxy.url();
+    let rate = RATE.to_string();
+    let mut args = vec!["--default-tracking-id", TRACKING_ID, "--forward-to", &proxy_url, "--forward-rate", &rate];
+    if let Engine::Postgres(url) = engine {
+        args.extend(["--database-url", url.as_str()]);
+    }
+    let env = [
+        ("INTERLOG_FORWARD_ACCESS_KEY_ID", ROOT_KEY),
+        ("INTERLOG_FORWARD_SECRET_ACCESS_KEY", ROOT_SECRET),
+        ("AWS_CONFIG_FILE", "/nonexistent"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        ("INTERLOG_LOG", "info"),
+    ];
+    // The local dataset's tracking ID is made with it: known only once the dataset exists, so the
+    // forwarder is started again with the map from it to the upstream's.
+    let first = start_on(&local_dir, &local_listen, &args, &env, None);
+    let (local_dataset, local_tracker) = action_interactions_dataset(&local_listen, "default", false);
+    first.stop();
+    let map = format!("{local_tracker}={remote_tracker}");
+    args.extend(["--forward-tracking-id", &map]);
+    let local = start_on(&local_dir, &local_listen, &args, &env, Some(&tmp.path().join("local.log")));
+
+    // 60 action interactions in calls of 6, each its own session and user; then one the strict upstream
+    // refuses (an undeclared property key).
+    let interaction = |i: usize| {
+        serde_json::json!({"actionId": format!("a-{}", i % 7), "sessionId": format!("s-{i}"),
+            "userId": format!("u-{}", i % 3), "timestamp": 1764590000 + i, "eventType": "Taken",
+            "eventId": format!("ai-{i}"), "impression": [format!("a-{}", i % 7), "a-x"],
+            "properties": format!(r#"{{"device": "d{i}"}}"#)})
+    };
+    const TOTAL: usize = 60;
+    for chunk in (0..TOTAL).collect::<Vec<_>>().chunks(6) {
+        let list: Vec<serde_json::Value> = chunk.iter().map(|i| interaction(*i)).collect();
+        assert_eq!(put_action_interactions(&local_listen, &local_tracker, &list), 200);
+    }
+    let bad = serde_json::json!({"actionId": "a-1", "sessionId": "s-bad", "userId": "u-1", "timestamp": 1764590000,
+        "eventType": "Taken", "eventId": "ai-bad", "properties": r#"{"undeclaredColour": "red"}"#});
+    assert_eq!(put_action_interactions(&local_listen, &local_tracker, &[bad]), 200, "the forwarder keeps and flags it");
+
+    let caught_up = wait_until(Duration::from_secs(120), || {
+        let s = forward_state(&local_listen);
+        s["deadLetterCount"] == 1
+            && s["datasets"].as_array().unwrap().iter().all(|d| d["lagEvents"] == 0)
+            && stored_action_interactions(&upstream_dir, &remote_dataset).len() == TOTAL
+    });
+    let state = forward_state(&local_listen);
+    assert!(caught_up, "the action interactions did not arrive: {state}");
+    let dataset = state["datasets"].as_array().unwrap().iter().find(|d| d["datasetArn"] == local_dataset).unwrap();
+    assert_eq!(dataset["delivered"].as_u64(), Some(TOTAL as u64), "{state}");
+    assert_eq!(dataset["deadLettered"], 1);
+    let upstream = stored_action_interactions(&upstream_dir, &remote_dataset);
+    for i in 0..TOTAL {
+        let id = format!("ai-{i}");
+        let (copies, members) = upstream.get(&id).unwrap_or_else(|| panic!("{id} did not arrive upstream"));
+        assert_eq!(*copies, 1, "{id} arrived {copies} times");
+        let sent = interaction(i);
+        assert_eq!(members["actionId"], sent["actionId"], "{id}");
+        assert_eq!(members["sessionId"], sent["sessionId"], "{id}");
+        assert_eq!(members["userId"], sent["userId"], "{id}");
+        assert_eq!(members["timestamp"].as_f64(), sent["timestamp"].as_f64(), "{id}");
+        let impression: serde_json::Value = serde_json::from_str(members["impression"].as_str().unwrap()).unwrap();
+        assert_eq!(impression, sent["impression"], "{id}: the log keeps the list as JSON text");
+        assert_eq!(members["properties"], sent["properties"], "{id}");
+    }
+    assert!(!upstream.contains_key("ai-bad"));
+    let letter = &state["deadLetters"][0];
+    assert_eq!(letter["eventId"], "ai-bad", "{letter}");
+    assert!(letter["reason"].as_str().unwrap().contains("InvalidInputException"), "{letter}");
+    assert_eq!(letter["datasetArn"], local_dataset);
+
+    let calls: Vec<Seen> = proxy.seen().into_iter().filter(|s| s.path == "/action-interactions").collect();
+    assert!(calls.iter().all(|s| !s.event_ids.is_empty() && s.event_ids.len() <= 10), "≤ 10 per call: {calls:?}");
+    assert!(calls.iter().any(|s| s.status == Some(400)), "the proxy throttled some");
+    let answered: usize = calls.iter().filter(|s| s.status == Some(200)).map(|s| s.event_ids.len()).sum();
+    assert!((TOTAL..=TOTAL + 1).contains(&answered), "each accepted once (the bad one only alone): {answered}");
+    let busiest = busiest_second(&calls);
+    assert!(busiest <= RATE, "{busiest} calls in one second, over the limit of {RATE}");
     drop(local);
 }

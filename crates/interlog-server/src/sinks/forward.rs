@@ -7,6 +7,11 @@
 //! store, in the same step that moves the cursor past it. Configuration and the guarantee are in
 //! `docs/streams.md`.
 //!
+//! Action interactions (an Action_Interactions dataset's log) go the same way as PutActionInteractions
+//! calls of at most 10 (each carries its own session and user, so any ten in a row share a call), under
+//! the remote tracking ID `--forward-tracking-id` maps the dataset's own to, paced by that tracker's
+//! bucket at `--forward-rate`.
+//!
 //! Records of items, users and actions datasets are forwarded the same way, with PutItems /
 //! PutUsers / PutActions (at most 10 records per call, each in its latest version, under the
 //! remote dataset ARN `--forward-dataset-arn` maps the local one to), through the same retries and
@@ -39,6 +44,10 @@ pub const SINK: &str = "forward";
 pub const MAX_EVENTS_PER_CALL: usize = 10;
 /// PutItems, PutUsers and PutActions take at most this many records per call.
 pub const MAX_RECORDS_PER_CALL: usize = 10;
+/// PutActionInteractions takes at most this many action interactions per call.
+pub const MAX_ACTION_INTERACTIONS_PER_CALL: usize = 10;
+/// The dataset type of the log PutActionInteractions writes.
+const ACTION_INTERACTIONS: &str = "ACTION_INTERACTIONS";
 
 /// The keys the forwarder signs with. `Debug` shows the key ID only.
 #[derive(Clone)]
@@ -406,30 +415,42 @@ impl Forward {
     }
 }
 
+/// What one dataset's calls are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// PutEvents: an Interactions dataset.
+    Events,
+    /// PutActionInteractions: an Action_Interactions dataset.
+    ActionInteractions,
+    /// PutItems / PutUsers / PutActions.
+    Records(RecordKind),
+}
+
 /// Where one page's calls go: the endpoint, what the body names upstream (the remote tracking ID, or the remote
-/// dataset ARN of records of `kind`), and the bucket that paces them.
+/// dataset ARN of records), and the bucket that paces them.
 struct Route {
     endpoint: String,
     remote: String,
-    kind: Option<RecordKind>,
+    call: Call,
     bucket: Arc<Bucket>,
 }
 
 impl Route {
-    /// The request body of one call's entries (all events, or all records of `kind`).
+    /// The request body of one call's entries (all events, or all records of one kind).
     fn body(&self, batch: &[&Entry]) -> Vec<u8> {
-        match self.kind {
-            None => {
-                let events: Vec<&StoredEvent> = batch
-                    .iter()
-                    .filter_map(|e| match e {
-                        Entry::Event(e) => Some(e),
-                        Entry::Record(_) => None,
-                    })
-                    .collect();
-                put_events_body(&self.remote, &events)
-            }
-            Some(kind) => {
+        let events = || -> Vec<&StoredEvent> {
+            batch
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::Event(e) => Some(e),
+                    Entry::Record(_) => None,
+                })
+                .collect()
+        };
+        match self.call {
+            Call::Events => put_events_body(&self.remote, &events()),
+            Call::ActionInteractions => put_action_interactions_body(&self.remote, &events()),
+            Call::Records(kind) => {
                 let records: Vec<&StoredRecord> = batch
                     .iter()
                     .filter_map(|e| match e {
@@ -445,20 +466,23 @@ impl Route {
 
 /// Splits a page into calls. Events: runs of consecutive events with one (sessionId, userId), at
 /// most 10 each; consecutive, so the upstream receives each session's events in log order.
-/// Records: runs of at most 10 (each ID is in a page once, so any records may share a call).
-pub fn batches(entries: &[Entry]) -> Vec<std::ops::Range<usize>> {
+/// Action interactions (`per_session` false: each names its own session and user) and records:
+/// runs of at most 10 (each record ID is in a page once, so any records may share a call).
+pub fn batches(entries: &[Entry], per_session: bool) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
     let same_call = |a: &Entry, b: &Entry| match (a, b) {
         (Entry::Event(a), Entry::Event(b)) => {
-            a.interaction.session_id == b.interaction.session_id && a.interaction.user_id == b.interaction.user_id
+            !per_session
+                || (a.interaction.session_id == b.interaction.session_id
+                    && a.interaction.user_id == b.interaction.user_id)
         }
         (Entry::Record(_), Entry::Record(_)) => true,
         _ => false,
     };
     for i in 1..=entries.len() {
         let split = i == entries.len()
-            || i - start == MAX_EVENTS_PER_CALL.min(MAX_RECORDS_PER_CALL)
+            || i - start == MAX_EVENTS_PER_CALL.min(MAX_RECORDS_PER_CALL).min(MAX_ACTION_INTERACTIONS_PER_CALL)
             || !same_call(&entries[i], &entries[start]);
         if split {
             if i > start {
@@ -506,6 +530,40 @@ pub fn put_events_body(tracking_id: &str, batch: &[&StoredEvent]) -> Vec<u8> {
         body.insert("userId".into(), json!(user));
     }
     body.insert("eventList".into(), Value::Array(list));
+    serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
+}
+
+/// The PutActionInteractions request of one batch: every member as stored (the log keeps the action in its item
+/// column and `timestamp` in its sent-at one), each with its own session and user, under the remote tracking ID.
+pub fn put_action_interactions_body(tracking_id: &str, batch: &[&StoredEvent]) -> Vec<u8> {
+    let list: Vec<Value> = batch
+        .iter()
+        .map(|e| {
+            let a = interlog_store::events::action_interaction(&e.interaction);
+            let mut m = Map::new();
+            m.insert("actionId".into(), json!(a.action_id));
+            if let Some(user) = &a.user_id {
+                m.insert("userId".into(), json!(user));
+            }
+            m.insert("sessionId".into(), json!(a.session_id));
+            m.insert("timestamp".into(), json!(a.timestamp));
+            m.insert("eventType".into(), json!(a.event_type));
+            m.insert("eventId".into(), json!(a.event_id));
+            if let Some(r) = &a.recommendation_id {
+                m.insert("recommendationId".into(), json!(r));
+            }
+            if let Some(i) = &a.impression {
+                m.insert("impression".into(), json!(i));
+            }
+            if let Some(p) = &a.properties {
+                m.insert("properties".into(), json!(p));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    let mut body = Map::new();
+    body.insert("trackingId".into(), json!(tracking_id));
+    body.insert("actionInteractions".into(), Value::Array(list));
     serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
 }
 
@@ -595,10 +653,12 @@ impl Destination for Forward {
         )
     }
 
-    /// Interactions (the datasets PutEvents writes) and the records of items, users and actions;
-    /// action interactions are not forwarded yet.
+    /// Interactions (the datasets PutEvents writes), action interactions (PutActionInteractions')
+    /// and the records of items, users and actions.
     fn wants(&self, source: &Source) -> bool {
-        (source.dataset_type == "INTERACTIONS" || source.record_kind().is_some())
+        (source.dataset_type == "INTERACTIONS"
+            || source.dataset_type == ACTION_INTERACTIONS
+            || source.record_kind().is_some())
             && (self.config.dataset_groups.is_empty()
                 || self.config.dataset_groups.iter().any(|g| *g == source.group_name || *g == source.group_arn))
     }
@@ -611,7 +671,23 @@ impl Destination for Forward {
                     endpoint: format!("{}{}", self.base, kind.http_path()),
                     bucket: self.bucket(&remote, self.config.records_rate),
                     remote,
-                    kind: Some(kind),
+                    call: Call::Records(kind),
+                }
+            }
+            None if source.dataset_type == ACTION_INTERACTIONS => {
+                // Every Action_Interactions dataset has its own tracker, made with it.
+                let Some(local) = source.tracking_id.as_deref() else {
+                    return Delivery::failed(format!(
+                        "forward: the action interactions dataset {} has no tracking ID to be forwarded under",
+                        source.arn
+                    ));
+                };
+                let remote = self.remote_tracking_id(local).to_owned();
+                Route {
+                    endpoint: format!("{}/action-interactions", self.base),
+                    bucket: self.bucket(&remote, self.config.rate),
+                    remote,
+                    call: Call::ActionInteractions,
                 }
             }
             None => {
@@ -628,7 +704,7 @@ impl Destination for Forward {
                     endpoint: format!("{}/events", self.base),
                     bucket: self.bucket(&remote, self.config.rate),
                     remote,
-                    kind: None,
+                    call: Call::Events,
                 }
             }
         };
@@ -645,7 +721,7 @@ impl Destination for Forward {
             known
         };
         let retried = std::sync::atomic::AtomicU64::new(0);
-        let calls: Vec<_> = batches(events)
+        let calls: Vec<_> = batches(events, route.call == Call::Events)
             .into_iter()
             .map(|range| events[range].iter().filter(|e| !known.contains_key(&e.position())).collect::<Vec<&Entry>>())
             .collect();
@@ -727,11 +803,31 @@ mod tests {
         page.push(event(26, "s2", None));
         page.push(event(27, "s1", Some("u")));
         let page: Vec<Entry> = page.into_iter().map(Entry::Event).collect();
-        let b = batches(&page);
+        let b = batches(&page, true);
         assert_eq!(b, vec![0..10, 10..20, 20..23, 23..24, 24..26, 26..27]);
-        assert!(batches(&[]).is_empty());
+        assert!(batches(&[], true).is_empty());
         let records: Vec<Entry> = (1..=23).map(|i| Entry::Record(record(i, &format!("r{i}")))).collect();
-        assert_eq!(batches(&records), vec![0..10, 10..20, 20..23], "records: ten per call");
+        assert_eq!(batches(&records, false), vec![0..10, 10..20, 20..23], "records: ten per call");
+        // Action interactions carry their own session and user: any ten in a row share a call.
+        assert_eq!(batches(&page, false), vec![0..10, 10..20, 20..27]);
+    }
+
+    #[test]
+    fn an_action_interactions_call_carries_each_member_as_stored() {
+        let (a, mut b) = (event(1, "s1", Some("u")), event(2, "s2", None));
+        b.interaction.recommendation_id = None;
+        b.interaction.impression = None;
+        b.interaction.properties = None;
+        let v: Value = serde_json::from_slice(&put_action_interactions_body("remote", &[&a, &b])).unwrap();
+        assert_eq!(
+            v,
+            json!({"trackingId": "remote", "actionInteractions": [
+                {"actionId": "i", "userId": "u", "sessionId": "s1", "timestamp": 1764590000.123456,
+                 "eventType": "click", "eventId": "e1", "recommendationId": "r", "impression": ["x"],
+                 "properties": r#"{"a":"b"}"#},
+                {"actionId": "i", "sessionId": "s2", "timestamp": 1764590000.123456, "eventType": "click",
+                 "eventId": "e2"}]})
+        );
     }
 
     fn record(position: i64, id: &str) -> StoredRecord {

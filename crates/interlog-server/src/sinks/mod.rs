@@ -21,7 +21,7 @@
 pub mod forward;
 pub mod nats;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -134,7 +134,33 @@ pub trait Destination: Send + Sync + 'static {
     /// Delivers `entries` (one page, in position order: events, or records of a keyed dataset)
     /// and says how many of the first ones the destination confirmed durably.
     async fn deliver(&self, source: &Source, entries: &[Entry]) -> Delivery;
+
+    /// How long confirmed pages may wait before the cursor records them, several in one write
+    /// (a crash then delivers them again: right for a destination that drops replays by their
+    /// idempotency key, and it spares the store's writer a transaction per page). Zero (the
+    /// default): after every page, so a crash repeats at most the page being delivered.
+    fn save_every(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    /// How many pages of one dataset may be awaiting their confirmation at once: while they
+    /// are, the task reads and sends the next ones. 1 (the default): one page at a time.
+    fn in_flight(&self) -> usize {
+        1
+    }
+
+    /// Sends a page and hands back the wait for its confirmation ([`Destination::in_flight`]
+    /// pages may be waiting at once). A page is sent only after the ones before it, so their
+    /// confirmations are taken in order; after one that is not complete the task drops those
+    /// sent after it and sends them again. The default delivers the page before returning.
+    async fn send(&self, source: &Source, entries: Arc<Vec<Entry>>) -> InFlight {
+        let delivery = self.deliver(source, &entries).await;
+        Box::pin(std::future::ready(delivery))
+    }
 }
+
+/// A page on its way ([`Destination::send`]): resolves to what the destination confirmed of it.
+pub type InFlight = futures_util::future::BoxFuture<'static, Delivery>;
 
 /// How sinks run.
 #[derive(Debug, Clone)]
@@ -512,14 +538,67 @@ async fn supervise(inner: Arc<Inner>, dest: Arc<dyn Destination>) {
     }
 }
 
-/// One (sink, dataset): read after the cursor, deliver, advance, forever.
+/// What a task had confirmed and not recorded yet: its durable cursor stands at `saved`.
+struct Progress {
+    /// The stored cursor's position (where a restart would resume).
+    saved: i64,
+    /// Confirmed up to here (≥ `saved`).
+    confirmed: i64,
+    delivered: u64,
+    retried: u64,
+    refused: Vec<Refused>,
+    /// When the cursor was last recorded.
+    at: Instant,
+}
+
+impl Progress {
+    fn new(position: i64) -> Progress {
+        Progress {
+            saved: position,
+            confirmed: position,
+            delivered: 0,
+            retried: 0,
+            refused: Vec::new(),
+            at: Instant::now(),
+        }
+    }
+
+    /// Whether it is time to record: a dead letter is written as the cursor passes it, the
+    /// rest at most every `every` ([`Destination::save_every`]). A task that runs out of pages
+    /// records at once.
+    fn due(&self, every: Duration) -> bool {
+        self.confirmed > self.saved && (!self.refused.is_empty() || self.at.elapsed() >= every)
+    }
+
+    /// Moves the stored cursor to `confirmed` (with the counts and dead letters since the last
+    /// time), compare-and-set from `saved`.
+    async fn save(&mut self, store: &dyn Store, name: &str, dataset_id: i64) -> Result<(), StoreError> {
+        if self.confirmed <= self.saved {
+            return Ok(());
+        }
+        let moved = if self.refused.is_empty() && self.retried == 0 {
+            store.advance(name, dataset_id, self.saved, self.confirmed, self.delivered).await
+        } else {
+            store
+                .settle(name, dataset_id, self.saved, self.confirmed, self.delivered, self.retried, &self.refused)
+                .await
+        }?;
+        *self = Progress::new(moved.position);
+        Ok(())
+    }
+}
+
+/// One (sink, dataset): read after the cursor, send, and advance the cursor as pages are
+/// confirmed, forever. Up to [`Destination::in_flight`] pages are on their way at once.
 async fn deliver(inner: Arc<Inner>, dest: Arc<dyn Destination>, source: Source) {
     let store = &*inner.store;
     let s = &inner.settings;
     let name = dest.name();
+    let depth = dest.in_flight().max(1);
+    let save_every = dest.save_every();
     let mut appended = store.appended();
     let mut backoff = Backoff::new(s.backoff_min, s.backoff_max);
-    let mut position = loop {
+    let position = loop {
         match store.cursor(name, source.id).await {
             Ok(c) => break c.position,
             Err(e) => {
@@ -529,25 +608,69 @@ async fn deliver(inner: Arc<Inner>, dest: Arc<dyn Destination>, source: Source) 
         }
     };
     tracing::debug!(sink = %name, dataset = %source.arn, position, "delivering");
+    let mut progress = Progress::new(position);
+    // Pages sent and not confirmed yet, oldest first; the next page is read after `sent`.
+    let mut in_flight: VecDeque<(Arc<Vec<Entry>>, InFlight)> = VecDeque::with_capacity(depth);
+    let mut sent = position;
+    // The newest position known to be stored, so a task that is behind reads without asking.
+    let mut newest = 0;
     loop {
-        // Marked seen before looking, so a commit after the look wakes the wait below.
-        appended.borrow_and_update();
-        // Asked first: nothing new costs a key lookup, not a read (on SQLite a read walks every
-        // dataset's events after the cursor).
-        let page = match last_position(store, &source).await {
-            Ok(newest) if newest <= position => Ok(Vec::new()),
-            Ok(_) => read_page(store, &source, position, s.page).await,
-            Err(e) => Err(e),
-        };
-        let page = match page {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::warn!(sink = %name, dataset = %source.arn, error = %e, "cannot read the dataset's log");
+        let mut read_failed = false;
+        while in_flight.len() < depth {
+            // Marked seen before looking, so a commit after the look wakes the wait below.
+            appended.borrow_and_update();
+            // Asked first: nothing new costs a key lookup, not a read (on SQLite a read walks every
+            // dataset's events after the cursor).
+            if newest <= sent {
+                match last_position(store, &source).await {
+                    Ok(n) => newest = n,
+                    Err(e) => {
+                        tracing::warn!(sink = %name, dataset = %source.arn, error = %e, "cannot read the dataset's log");
+                        read_failed = true;
+                        break;
+                    }
+                }
+                if newest <= sent {
+                    break;
+                }
+            }
+            let page = match read_page(store, &source, sent, s.page).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(sink = %name, dataset = %source.arn, error = %e, "cannot read the dataset's log");
+                    read_failed = true;
+                    break;
+                }
+            };
+            let Some(last) = page.last().map(Entry::position) else {
+                // What was newer is not there any more (removed by a deletion): ask again next time.
+                newest = sent;
+                break;
+            };
+            sent = last;
+            let page = Arc::new(page);
+            let mut pending = dest.send(&source, page.clone()).await;
+            // Already answered (the default `send`, or a destination that failed at once, such as
+            // NATS unreachable): no page is sent after it before its answer is taken.
+            if let Some(delivery) = futures_util::FutureExt::now_or_never(&mut pending) {
+                in_flight.push_back((page, Box::pin(std::future::ready(delivery))));
+                break;
+            }
+            in_flight.push_back((page, pending));
+        }
+        let Some((page, pending)) = in_flight.pop_front() else {
+            // Nothing on its way and nothing new: record what was confirmed, then sleep.
+            if let Err(e) = progress.save(store, name, source.id).await {
+                if !on_save_error(store, name, &source, e, &mut progress).await {
+                    backoff.wait().await;
+                }
+                sent = progress.confirmed;
+                continue;
+            }
+            if read_failed {
                 backoff.wait().await;
                 continue;
             }
-        };
-        if page.is_empty() {
             if store.shared() {
                 tokio::select! {
                     _ = appended.changed() => {}
@@ -558,11 +681,10 @@ async fn deliver(inner: Arc<Inner>, dest: Arc<dyn Destination>, source: Source) 
                 return;
             }
             continue;
-        }
-        let delivery = dest.deliver(&source, &page).await;
+        };
+        let delivery = pending.await;
         let confirmed = delivery.confirmed.min(page.len());
         if confirmed > 0 {
-            let to = page[confirmed - 1].position();
             let refused: Vec<Refused> = delivery
                 .refused
                 .iter()
@@ -577,42 +699,60 @@ async fn deliver(inner: Arc<Inner>, dest: Arc<dyn Destination>, source: Source) 
                 tracing::warn!(sink = %name, dataset = %source.arn, position = r.position, event_id = %r.event_id,
                     reason = %r.reason, "refused for good; kept as a dead letter");
             }
-            let delivered = (confirmed - refused.len()) as u64;
-            let moved = if refused.is_empty() && delivery.retried == 0 {
-                store.advance(name, source.id, position, to, delivered).await
-            } else {
-                store.settle(name, source.id, position, to, delivered, delivery.retried, &refused).await
-            };
-            match moved {
-                Ok(c) => position = c.position,
-                Err(StoreError::Conflict(why)) => {
-                    // Another node moved it: it runs the sink now, or did until our lease
-                    // came back. Start from where it stands; the supervisor stops this task
-                    // if the lease is not ours.
-                    tracing::warn!(sink = %name, dataset = %source.arn, %why, "the cursor moved under this node");
-                    if let Ok(c) = store.cursor(name, source.id).await {
-                        position = c.position;
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    // Delivered but not recorded: the page goes again, and the destination's
-                    // idempotency key drops the copies.
-                    tracing::warn!(sink = %name, dataset = %source.arn, error = %e, "cannot advance the cursor");
+            progress.confirmed = page[confirmed - 1].position();
+            progress.delivered += (confirmed - refused.len()) as u64;
+            progress.retried += delivery.retried;
+            progress.refused.extend(refused);
+        }
+        let complete = confirmed == page.len() && delivery.error.is_none();
+        if !complete {
+            // The pages sent after this one are dropped and sent again from what was confirmed;
+            // those of them the destination stored meanwhile come back as duplicates it drops.
+            in_flight.clear();
+            sent = progress.confirmed;
+        }
+        if progress.due(save_every) || !complete {
+            if let Err(e) = progress.save(store, name, source.id).await {
+                in_flight.clear();
+                if !on_save_error(store, name, &source, e, &mut progress).await {
                     backoff.wait().await;
-                    continue;
                 }
+                sent = progress.confirmed;
+                continue;
             }
         }
         match delivery.error {
-            None => backoff.reset(),
-            Some(error) => {
-                tracing::warn!(sink = %name, dataset = %source.arn, position, %error, "delivery failed; retrying");
+            None if complete => backoff.reset(),
+            error => {
+                let error = error.unwrap_or_else(|| "the destination confirmed only part of the page".into());
+                tracing::warn!(sink = %name, dataset = %source.arn, position = progress.confirmed, %error,
+                    "delivery failed; retrying");
                 if let Err(e) = store.sink_failed(name, source.id, &error).await {
                     tracing::warn!(sink = %name, error = %e, "cannot record the failed delivery");
                 }
                 backoff.wait().await;
             }
+        }
+    }
+}
+
+/// After a failed cursor write: true when another node moved the cursor (`progress` then
+/// starts over from where it stands: that node runs the sink now, or did until our lease came
+/// back, and the supervisor stops this task if the lease is not ours); false for any other
+/// error, after which what was confirmed is kept and recorded next time (delivering it again
+/// would be as right: the destination's idempotency key drops the copies).
+async fn on_save_error(store: &dyn Store, name: &str, source: &Source, e: StoreError, progress: &mut Progress) -> bool {
+    match e {
+        StoreError::Conflict(why) => {
+            tracing::warn!(sink = %name, dataset = %source.arn, %why, "the cursor moved under this node");
+            if let Ok(c) = store.cursor(name, source.id).await {
+                *progress = Progress::new(c.position);
+            }
+            true
+        }
+        e => {
+            tracing::warn!(sink = %name, dataset = %source.arn, error = %e, "cannot advance the cursor");
+            false
         }
     }
 }

@@ -8,20 +8,29 @@
 //! The message format is in `docs/streams.md` (version 1).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use async_trait::async_trait;
 use interlog_store::{StoredEvent, StoredRecord};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
-use super::{Delivery, Destination, Entry, Source};
+use super::{Delivery, Destination, Entry, InFlight, Source};
 
 /// The version in every message's `version` member; a change that is not a pure addition of
 /// members makes a new one.
 pub const FORMAT_VERSION: u32 = 1;
 /// The cursor and lease key of this sink.
 pub const SINK: &str = "nats";
+/// Pages of one dataset published and awaiting their PubAcks at once, while the next is read.
+pub const PAGES_IN_FLIGHT: usize = 4;
+/// How often at most the cursor records acknowledged pages: a page published again after a
+/// crash is dropped by its `Nats-Msg-Id`, so one cursor write per page would buy nothing.
+pub const SAVE_EVERY: Duration = Duration::from_millis(100);
+/// Publishes awaiting their PubAck at once, over every dataset: room for every task's pages in
+/// flight (async-nats' default, 5,000, is less than the pages of one), beyond which a publish waits.
+const ACKS_IN_FLIGHT: usize = 65_536;
 
 /// `--nats-*` settings.
 #[derive(Debug, Clone)]
@@ -91,15 +100,16 @@ pub struct Nats {
     config: NatsConfig,
     js: jetstream::Context,
     /// The stream is known to exist (checked once, again after any failure).
-    ready: AtomicBool,
+    ready: Arc<AtomicBool>,
     /// The `Nats-Msg-Id` of the stream's last message as far as this process knows: `None`
     /// unknown (looked up before the next page), `Some(None)` an empty stream. Every message
     /// carries `Nats-Expected-Last-Msg-Id` = its predecessor's ID, so the stream stores a message
     /// only right after the one sent before it. That keeps each dataset in position order even
     /// when the client sends, after a reconnect, the end of a page whose middle was lost with
     /// the old connection: those messages are refused, and sent again after the middle. Pages
-    /// are published one at a time under this lock, so the chain is one sequence.
-    chain: tokio::sync::Mutex<Option<Option<String>>>,
+    /// are published one at a time under this lock, so the chain is one sequence; a page awaiting
+    /// its PubAcks has left its last ID here already, so the next page chains onto it.
+    chain: Arc<tokio::sync::Mutex<Option<Option<String>>>>,
 }
 
 impl Nats {
@@ -122,9 +132,9 @@ impl Nats {
             .connect(config.url.as_str())
             .await
             .map_err(|e| format!("--nats-url {}: {e}", config.url))?;
-        let mut js = jetstream::new(client);
-        js.set_timeout(config.ack_timeout);
-        Ok(Nats { config, js, ready: AtomicBool::new(false), chain: tokio::sync::Mutex::new(None) })
+        let js =
+            jetstream::ContextBuilder::new().timeout(config.ack_timeout).max_ack_inflight(ACKS_IN_FLIGHT).build(client);
+        Ok(Nats { config, js, ready: Arc::new(AtomicBool::new(false)), chain: Arc::new(tokio::sync::Mutex::new(None)) })
     }
 
     /// `<prefix>.<account>.<group>` for events; records add their dataset type (`.ITEMS`), so a consumer of
@@ -198,26 +208,52 @@ impl Destination for Nats {
             || self.config.dataset_groups.iter().any(|g| *g == source.group_name || *g == source.group_arn)
     }
 
-    async fn deliver(&self, source: &Source, events: &[Entry]) -> Delivery {
+    async fn deliver(&self, source: &Source, entries: &[Entry]) -> Delivery {
+        self.publish(source, entries).await.await
+    }
+
+    fn in_flight(&self) -> usize {
+        PAGES_IN_FLIGHT
+    }
+
+    fn save_every(&self) -> Duration {
+        SAVE_EVERY
+    }
+
+    async fn send(&self, source: &Source, entries: Arc<Vec<Entry>>) -> InFlight {
+        self.publish(source, &entries).await
+    }
+}
+
+impl Nats {
+    /// Publishes a page (every message sent before any PubAck is awaited: one round trip per
+    /// page, not per event) and hands back the wait for its PubAcks, which runs as a task of its
+    /// own so the acks are taken as they come while the sink reads and publishes the next page.
+    async fn publish(&self, source: &Source, entries: &[Entry]) -> InFlight {
+        let failed = |error: String| -> InFlight { Box::pin(std::future::ready(Delivery::failed(error))) };
         if let Err(error) = self.ensure_stream().await {
-            return Delivery::failed(error);
+            return failed(error);
         }
         let mut chain = self.chain.lock().await;
         let mut expected = match chain.clone() {
             Some(last) => last,
             None => match self.last_message_id().await {
                 Ok(last) => last,
-                Err(error) => return Delivery::failed(error),
+                Err(error) => return failed(error),
             },
         };
-        let subject = self.subject(source);
+        // One subject for the page; a clone of it is a reference count.
+        let subject = async_nats::Subject::from(self.subject(source));
         let timeout = self.config.ack_timeout;
-        // Everything is sent before any PubAck is awaited: one round trip per page, not per event.
-        let mut acks = Vec::with_capacity(events.len());
+        let mut acks = Vec::with_capacity(entries.len());
         let mut error = None;
-        for e in events {
+        let mut size = 512;
+        for e in entries {
             let id = entry_id(&source.arn, e);
-            let mut publish = PublishMessage::build().payload(entry_message(source, e).into()).message_id(&id);
+            let mut payload = Vec::with_capacity(size);
+            write_entry_message(&mut payload, source, e);
+            size = size.max(payload.len() + 64);
+            let mut publish = PublishMessage::build().payload(payload.into()).message_id(&id);
             if let Some(last) = &expected {
                 publish = publish.expected_last_message_id(last);
             }
@@ -234,33 +270,50 @@ impl Destination for Nats {
                 }
             }
         }
-        // Confirmed: the leading events whose PubAck came back. After the first that did not,
-        // none counts (a later one may have been stored; its replay is dropped as a duplicate).
-        // The messages sent before a failed send are awaited too.
-        let mut confirmed = 0;
-        let mut last_was_duplicate = false;
-        for ack in acks {
-            match ack.await {
-                Ok(ack) => {
-                    confirmed += 1;
-                    last_was_duplicate = ack.duplicate;
-                }
-                Err(e) => {
-                    error = Some(format!("nats: no PubAck from stream {}: {e}", self.config.stream));
-                    break;
-                }
-            }
-        }
+        // The next page chains onto this one's last message before its PubAcks are back; if they
+        // do not all come back, the chain is looked up again (below).
         *chain = if error.is_some() {
             self.ready.store(false, Ordering::Release);
             None
-        } else if last_was_duplicate {
-            // A replay: the stream's last message is a later one, looked up next time.
-            None
         } else {
-            Some(expected)
+            Some(expected.clone())
         };
-        Delivery { confirmed, error, ..Delivery::default() }
+        drop(chain);
+        let (chain, ready, stream) = (self.chain.clone(), self.ready.clone(), self.config.stream.clone());
+        let acked = tokio::spawn(async move {
+            // Confirmed: the leading events whose PubAck came back. After the first that did not,
+            // none counts (a later one may have been stored; its replay is dropped as a duplicate).
+            // The messages sent before a failed send are awaited too.
+            let mut confirmed = 0;
+            let mut last_was_duplicate = false;
+            for ack in acks {
+                match ack.await {
+                    Ok(ack) => {
+                        confirmed += 1;
+                        last_was_duplicate = ack.duplicate;
+                    }
+                    Err(e) => {
+                        error = Some(format!("nats: no PubAck from stream {stream}: {e}"));
+                        break;
+                    }
+                }
+            }
+            if error.is_some() {
+                ready.store(false, Ordering::Release);
+                *chain.lock().await = None;
+            } else if last_was_duplicate {
+                // A replay: the stream's last message is a later one, looked up next time,
+                // unless a later page chained on already (its own PubAcks settle it).
+                let mut chain = chain.lock().await;
+                if chain.as_ref() == Some(&expected) {
+                    *chain = None;
+                }
+            }
+            Delivery { confirmed, error, ..Delivery::default() }
+        });
+        Box::pin(async move {
+            acked.await.unwrap_or_else(|e| Delivery::failed(format!("nats: the PubAck wait failed: {e}")))
+        })
     }
 }
 
@@ -286,9 +339,16 @@ pub fn entry_id(dataset_arn: &str, entry: &Entry) -> String {
 
 /// A page's entry as a message: [`message`] or [`record_message`].
 pub fn entry_message(source: &Source, entry: &Entry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    write_entry_message(&mut out, source, entry);
+    out
+}
+
+/// [`entry_message`] written to the end of `out`.
+pub fn write_entry_message(out: &mut Vec<u8>, source: &Source, entry: &Entry) {
     match entry {
-        Entry::Event(e) => message(source, e),
-        Entry::Record(r) => record_message(source, r),
+        Entry::Event(e) => write_message(out, source, e),
+        Entry::Record(r) => write_record_message(out, source, r),
     }
 }
 
@@ -300,17 +360,62 @@ pub fn record_message_id(dataset_arn: &str, record_id: &str, position: i64) -> S
     format!("{}@{position}", message_id(dataset_arn, record_id))
 }
 
+/// A JSON object written member by member straight into the message's bytes, in the order
+/// they are added: no map or value is built per message. Values go through serde_json's own
+/// writer, so strings are escaped and numbers formatted exactly as `serde_json::to_vec` of
+/// the same values does (a non-finite number is `null`, as `json!` makes it).
+struct Object<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> Object<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Object<'a> {
+        out.push(b'{');
+        Object { out, first: true }
+    }
+
+    fn member<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        // Writing to a Vec cannot fail, and every value here serializes (strings, numbers,
+        // lists of strings, flags).
+        let _ = serde_json::to_writer(&mut *self.out, key);
+        self.out.push(b':');
+        let _ = serde_json::to_writer(&mut *self.out, value);
+    }
+
+    fn optional<T: Serialize + ?Sized>(&mut self, key: &str, value: Option<&T>) {
+        if let Some(v) = value {
+            self.member(key, v);
+        }
+    }
+
+    fn end(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// `{"eventAttributionSource": ...}`, the PutEvents `metricAttribution` member.
+#[derive(Serialize)]
+struct MetricAttribution<'a> {
+    #[serde(rename = "eventAttributionSource")]
+    event_attribution_source: &'a str,
+}
+
 /// The members every message starts with, events' and records' alike: the format's version, where the entry
 /// was stored, and the position and time of its write.
-fn envelope(source: &Source, position: i64, received_at: f64) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("version".into(), json!(FORMAT_VERSION));
-    m.insert("account".into(), json!(source.account));
-    m.insert("datasetGroupArn".into(), json!(source.group_arn));
-    m.insert("datasetArn".into(), json!(source.arn));
-    m.insert("datasetType".into(), json!(source.dataset_type));
-    m.insert("position".into(), json!(position));
-    m.insert("receivedAt".into(), json!(received_at));
+fn envelope<'a>(out: &'a mut Vec<u8>, source: &Source, position: i64, received_at: f64) -> Object<'a> {
+    let mut m = Object::new(out);
+    m.member("version", &FORMAT_VERSION);
+    m.member("account", &source.account);
+    m.member("datasetGroupArn", &source.group_arn);
+    m.member("datasetArn", &source.arn);
+    m.member("datasetType", &source.dataset_type);
+    m.member("position", &position);
+    m.member("receivedAt", &received_at);
     m
 }
 
@@ -318,41 +423,45 @@ fn envelope(source: &Source, position: i64, received_at: f64) -> Map<String, Val
 /// took, and the PutItems / PutUsers / PutActions members as the client sent them — the ID under the kind's
 /// member (`itemId`, `userId`, `actionId`) and `properties` as its JSON text — plus `flags` when it has any.
 pub fn record_message(source: &Source, r: &StoredRecord) -> Vec<u8> {
-    let mut m = envelope(source, r.position, r.received_at);
+    let mut out = Vec::with_capacity(512);
+    write_record_message(&mut out, source, r);
+    out
+}
+
+fn write_record_message(out: &mut Vec<u8>, source: &Source, r: &StoredRecord) {
+    let mut m = envelope(out, source, r.position, r.received_at);
     let member = source.record_kind().map_or("recordId", |k| k.id_member());
-    m.insert(member.into(), json!(r.record.id));
-    if let Some(p) = &r.record.properties {
-        m.insert("properties".into(), json!(p));
-    }
-    if !r.record.flags.is_empty() {
-        m.insert("flags".into(), json!(r.record.flags));
-    }
-    serde_json::to_vec(&Value::Object(m)).unwrap_or_default()
+    m.member(member, &r.record.id);
+    m.optional("properties", r.record.properties.as_ref());
+    m.optional("flags", (!r.record.flags.is_empty()).then_some(&r.record.flags));
+    m.end();
 }
 
 /// One event as a message (format version 1, `docs/streams.md`): the PutEvents members as the
 /// client sent them (`properties` is its JSON text, like on the wire) plus where it was stored.
 pub fn message(source: &Source, e: &StoredEvent) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    write_message(&mut out, source, e);
+    out
+}
+
+fn write_message(out: &mut Vec<u8>, source: &Source, e: &StoredEvent) {
     let i = &e.interaction;
-    let mut m = envelope(source, e.seq, e.received_at);
-    m.insert("eventId".into(), json!(i.event_id));
-    m.insert("sessionId".into(), json!(i.session_id));
-    m.insert("eventType".into(), json!(i.event_type));
-    m.insert("sentAt".into(), json!(i.sent_at));
-    let mut opt = |k: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            m.insert(k.into(), v);
-        }
-    };
-    opt("userId", i.user_id.as_ref().map(|v| json!(v)));
-    opt("itemId", i.item_id.as_ref().map(|v| json!(v)));
-    opt("eventValue", i.event_value.map(|v| json!(v)));
-    opt("properties", i.properties.as_ref().map(|v| json!(v)));
-    opt("recommendationId", i.recommendation_id.as_ref().map(|v| json!(v)));
-    opt("impression", i.impression.as_ref().map(|v| json!(v)));
-    opt("metricAttribution", i.event_attribution_source.as_ref().map(|v| json!({ "eventAttributionSource": v })));
-    opt("flags", (!i.flags.is_empty()).then(|| json!(i.flags)));
-    serde_json::to_vec(&Value::Object(m)).unwrap_or_default()
+    let mut m = envelope(out, source, e.seq, e.received_at);
+    m.member("eventId", &i.event_id);
+    m.member("sessionId", &i.session_id);
+    m.member("eventType", &i.event_type);
+    m.member("sentAt", &i.sent_at);
+    m.optional("userId", i.user_id.as_ref());
+    m.optional("itemId", i.item_id.as_ref());
+    m.optional("eventValue", i.event_value.as_ref());
+    m.optional("properties", i.properties.as_ref());
+    m.optional("recommendationId", i.recommendation_id.as_ref());
+    m.optional("impression", i.impression.as_ref());
+    let attribution = i.event_attribution_source.as_deref().map(|v| MetricAttribution { event_attribution_source: v });
+    m.optional("metricAttribution", attribution.as_ref());
+    m.optional("flags", (!i.flags.is_empty()).then_some(&i.flags));
+    m.end();
 }
 
 /// A URL without its user information (`nats://user:pass@host` carries a password).
@@ -370,6 +479,7 @@ pub fn redact(url: &str) -> String {
 mod tests {
     use super::*;
     use interlog_model::Interaction;
+    use serde_json::{json, Value};
 
     fn source() -> Source {
         Source {
@@ -431,6 +541,31 @@ mod tests {
         };
         let v: Value = serde_json::from_slice(&message(&source(), &bare)).unwrap();
         assert_eq!(v.as_object().unwrap().len(), 11, "absent members are left out, as on the wire");
+        // The bytes themselves: members in the format's order, serde_json's escapes and numbers.
+        let odd = StoredEvent {
+            interaction: Interaction {
+                event_id: "e-\"2\"\u{e9}\n".into(),
+                sent_at: 1764590000.0,
+                event_value: Some(f64::NAN),
+                ..e.interaction.clone()
+            },
+            ..e.clone()
+        };
+        let text = String::from_utf8(message(&source(), &odd)).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"version":1,"account":"000000000000","#,
+                r#""datasetGroupArn":"arn:aws:personalize:us-east-1:000000000000:dataset-group/g","#,
+                r#""datasetArn":"arn:aws:personalize:us-east-1:000000000000:dataset/g/INTERACTIONS","#,
+                r#""datasetType":"INTERACTIONS","position":42,"receivedAt":1764590000.25,"#,
+                "\"eventId\":\"e-\\\"2\\\"\u{e9}\\n\",",
+                r#""sessionId":"s","eventType":"click","sentAt":1764590000.0,"userId":"u","itemId":"i","#,
+                r#""eventValue":null,"properties":"{\"numberOfRatings\":\"12\"}","recommendationId":"r","#,
+                r#""impression":["a","b"],"metricAttribution":{"eventAttributionSource":"email"},"#,
+                r#""flags":[{"kind":"undeclaredProperty","message":"declare it"}]}"#,
+            )
+        );
     }
 
     #[test]
@@ -464,7 +599,12 @@ mod tests {
             record: interlog_model::Record { properties: None, flags: vec![], ..r.record.clone() },
             ..r
         };
-        let v: Value = serde_json::from_slice(&record_message(&users, &bare)).unwrap();
+        let text = String::from_utf8(record_message(&users, &bare)).unwrap();
+        assert!(
+            text.ends_with(r#""datasetType":"USERS","position":9,"receivedAt":1764590000.5,"userId":"i-1"}"#),
+            "{text}"
+        );
+        let v: Value = serde_json::from_slice(text.as_bytes()).unwrap();
         assert_eq!(v["userId"], "i-1");
         assert_eq!(v.as_object().unwrap().len(), 8, "absent members are left out");
         // A replay of one write is one message ID; a new write of the ID is another.
