@@ -734,8 +734,9 @@ fn row_cell(member: Member, row: &EventRef<'_>, cell: &mut Vec<u8>) -> bool {
 
 /// Appends `v` exactly as `format!("{v}")` prints it (the shortest digits that read back as `v`,
 /// never an exponent: 4.5, 4, 0.1, -0, 0.0000001), without `core::fmt`: an integer value through
-/// `itoa`, any other through `ryu` (the same shortest digits) when ryu writes it without an
-/// exponent, else (NaN, infinities, very large or small magnitudes) through `format!` itself.
+/// `itoa`, any other through `ryu` when ryu writes it without an exponent in at most 15
+/// significant digits (then the same digits), else (NaN, infinities, very large or small
+/// magnitudes, 16-17 digits) through `format!` itself.
 /// `floats_print_as_display_does` checks this over millions of values.
 fn push_float(cell: &mut Vec<u8>, v: f64) {
     use std::io::Write as _;
@@ -746,7 +747,11 @@ fn push_float(cell: &mut Vec<u8>, v: f64) {
     if v.is_finite() {
         let mut buffer = ryu::Buffer::new();
         let text = buffer.format_finite(v);
-        if !text.contains(['e', 'E']) && !text.ends_with(".0") {
+        // Up to 15 significant digits, the shortest digits are the only ones of their length that
+        // read back as `v` (15-digit decimals lie further apart than a double's rounding interval
+        // is wide), so ryu and Display agree; at 16 or 17 they may pick different last digits.
+        let significant = text.bytes().filter(u8::is_ascii_digit).skip_while(|d| *d == b'0').count();
+        if significant <= 15 && !text.contains(['e', 'E']) && !text.ends_with(".0") {
             cell.extend_from_slice(text.as_bytes());
             return;
         }
