@@ -299,9 +299,9 @@ impl EventStore for SqliteStore {
         dataset_id: i64,
         after: i64,
         limit: usize,
-        columns: interlog_store::page::PageColumns,
+        page: interlog_store::page::EventPage,
     ) -> Result<interlog_store::page::EventPage, StoreError> {
-        self.readers.run(move |conn| reader::event_page(conn, dataset_id, after, limit, columns)).await
+        self.readers.run(move |conn| reader::event_page(conn, dataset_id, after, limit, page)).await
     }
 
     async fn history(

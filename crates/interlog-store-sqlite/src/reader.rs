@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use interlog_model::{Interaction, Record};
-use interlog_store::page::{EventPage, PageColumns, RowNumbers, Text};
+use interlog_store::page::{EventPage, RowNumbers, Text};
 use interlog_store::{StoreError, StoredEvent, StoredRecord};
 use rusqlite::{params, Connection};
 use tokio::sync::Semaphore;
@@ -97,19 +97,21 @@ pub fn events(conn: &Connection, dataset_id: i64, after: i64, limit: usize) -> R
     Ok(events)
 }
 
-/// [`events`] as one [`EventPage`]: each row's text copied from SQLite's own buffers into the
-/// page's (no `String`, no UTF-8 check per cell), and only the text `columns` selected, the
-/// others as NULL, so SQLite never decodes them.
+/// [`events`] as one [`EventPage`], refilling `page` (emptied first, its buffers kept): each
+/// row's text copied from SQLite's own buffers into the page's (no `String`, no UTF-8 check per
+/// cell), and only the page's text columns selected, the others as NULL, so SQLite never decodes
+/// them.
 pub fn event_page(
     conn: &Connection,
     dataset_id: i64,
     after: i64,
     limit: usize,
-    columns: PageColumns,
+    mut page: EventPage,
 ) -> Result<EventPage, StoreError> {
+    page.clear();
+    let columns = page.columns();
     let tx = conn.unchecked_transaction().classified()?;
     let live = dataset_live(&tx, dataset_id)?;
-    let mut page = EventPage::new(columns, limit.min(PAGE_ROWS_RESERVED));
     if !live {
         return Ok(page);
     }
@@ -157,9 +159,6 @@ pub fn event_page(
     tx.commit().classified()?;
     Ok(page)
 }
-
-/// Rows a page reserves room for at first (a page asked for more grows).
-const PAGE_ROWS_RESERVED: usize = 8_192;
 
 /// The columns [`stored_event`] reads, each prefixed (`"e."` in a join).
 pub fn event_columns(prefix: &str) -> String {

@@ -318,17 +318,20 @@ pub trait EventStore: Send + Sync + 'static {
     async fn read(&self, dataset_id: i64, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// The page [`EventStore::read`] answers, as one buffer of text with offsets and only the text
-    /// `columns` filled: what an export reads. Engines with a cheaper way to fill it than building
+    /// columns of `page` filled: what an export reads. `page` is emptied and refilled, its buffers
+    /// kept (an export recycles a few pages). Engines with a cheaper way to fill it than building
     /// each [`StoredEvent`] override this.
     async fn read_page(
         &self,
         dataset_id: i64,
         after: i64,
         limit: usize,
-        columns: crate::page::PageColumns,
+        mut page: crate::page::EventPage,
     ) -> Result<crate::page::EventPage, StoreError> {
         let events = self.read(dataset_id, after, limit).await?;
-        Ok(crate::page::EventPage::from_events(&events, columns))
+        page.clear();
+        page.fill_from(&events);
+        Ok(page)
     }
 
     /// Up to `limit` events of one user or session of a dataset, newest first (by position),

@@ -8,7 +8,10 @@
 
 use std::io::{self, Write};
 
+mod first;
 mod parquet;
+
+pub use first::DEDUP_BUDGET_KEYS;
 
 use interlog_model::control::IngestionMode;
 use interlog_model::properties::{CompiledSchema, PropertyRules, Props, UndeclaredKeys};
@@ -36,8 +39,8 @@ pub const PAGE_EVENTS: usize = 5_000;
 /// A dataset's events in arrival order, each eventId once (its first copy), read page by page
 /// through [`EventStore::read`] so no snapshot is held between pages.
 ///
-/// Memory: one 128-bit keyed hash per distinct eventId (about 32 bytes with the set's overhead).
-/// Two eventIds are taken for one only if their 128-bit hashes collide, with probability about
+/// Memory: one 128-bit keyed hash per distinct eventId (16-43 bytes with the set's free slots),
+/// unbounded: the export itself filters within a budget (`export/first.rs`). Two eventIds are taken for one only if their 128-bit hashes collide, with probability about
 /// n²/2¹²⁹ for n distinct events (10⁻²⁵ for ten million): exact in practice, and the seed is
 /// random per export, so no client can aim for a collision.
 pub struct UniqueEvents<'a> {
@@ -45,40 +48,8 @@ pub struct UniqueEvents<'a> {
     dataset_id: i64,
     after: i64,
     page: usize,
-    first: FirstCopies,
+    first: first::AllFirstCopies,
     done: bool,
-}
-
-/// The exact first-copy-wins filter of [`UniqueEvents`] and of the export's page reader: one
-/// 128-bit keyed hash per distinct eventId seen.
-struct FirstCopies {
-    seed: u64,
-    seen: std::collections::HashSet<u128, KeyedHash>,
-    stats: ScanStats,
-    /// Which rows count: imported (BULK), Put* (PUT) or both; the others are skipped before deduplication,
-    /// so each mode's export holds the first copy of each eventId among its own rows.
-    mode: IngestionMode,
-}
-
-impl FirstCopies {
-    fn new(mode: IngestionMode) -> FirstCopies {
-        FirstCopies { seed: rand_seed(), seen: Default::default(), stats: ScanStats::default(), mode }
-    }
-
-    /// Whether this row is of the mode and the first copy of its eventId; counts it.
-    fn first(&mut self, event_id: &[u8], bulk: bool) -> bool {
-        if !wanted(self.mode, bulk) {
-            return false;
-        }
-        let key = xxhash_rust::xxh3::xxh3_128_with_seed(event_id, self.seed);
-        if self.seen.insert(key) {
-            self.stats.events += 1;
-            true
-        } else {
-            self.stats.duplicates += 1;
-            false
-        }
-    }
 }
 
 impl<'a> UniqueEvents<'a> {
@@ -88,7 +59,7 @@ impl<'a> UniqueEvents<'a> {
             dataset_id,
             after: 0,
             page: PAGE_EVENTS,
-            first: FirstCopies::new(IngestionMode::All),
+            first: first::AllFirstCopies::new(IngestionMode::All),
             done: false,
         }
     }
@@ -227,49 +198,107 @@ pub async fn export_ingested<W: Write + Send + 'static>(
 /// read in a few milliseconds.
 pub const EXPORT_PAGE_EVENTS: usize = 16_384;
 
-/// [`export_ingested`] of a writer that formats [`EventRef`]s: pages of only the columns it writes
-/// ([`EventStore::read_page`]) are read on the store's side, one after the other, while the
-/// formatting thread removes repeats (first copy wins) and writes the page before; each page is
-/// one buffer, so no row is allocated or freed on either side.
+/// [`export_ingested`] of a writer that formats [`EventRef`]s, in three stages that overlap on
+/// the machine's cores: the store reads pages of only the columns the writer needs
+/// ([`EventStore::read_page`]), one after the other; a filtering thread picks each page's first
+/// copies (first copy wins, within [`DEDUP_BUDGET_KEYS`]: `export/first.rs`); a formatting
+/// thread writes them. Each page is one buffer, handed back to the reader once written, so no
+/// row and, after the first few, no page is allocated.
 async fn export_pages<W: Write + Send + 'static>(
+    store: std::sync::Arc<dyn EventStore>,
+    dataset_id: i64,
+    writer: ExportWriter<W>,
+    mode: IngestionMode,
+    columns: PageColumns,
+) -> Result<(ScanStats, W), StoreError> {
+    export_pages_within(store, dataset_id, writer, mode, columns, DEDUP_BUDGET_KEYS).await
+}
+
+/// [`export_pages`] with the filter's set holding at most `budget` keys (the conformance suite
+/// exports with a tiny one, so that evictions and their scans run).
+pub(crate) async fn export_pages_within<W: Write + Send + 'static>(
     store: std::sync::Arc<dyn EventStore>,
     dataset_id: i64,
     mut writer: ExportWriter<W>,
     mode: IngestionMode,
     columns: PageColumns,
+    budget: usize,
 ) -> Result<(ScanStats, W), StoreError> {
-    let (pages, mut incoming) = tokio::sync::mpsc::channel::<EventPage>(2);
-    let format = tokio::task::spawn_blocking(move || -> io::Result<(ScanStats, W)> {
-        let mut first = FirstCopies::new(mode);
-        while let Some(page) = incoming.blocking_recv() {
-            for e in page.iter() {
-                if first.first(e.event_id(), e.numbers().bulk) {
-                    writer.write_row(&e)?;
-                }
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let (to_filter, mut filter_in) = tokio::sync::mpsc::channel::<EventPage>(1);
+    let (to_format, mut format_in) = tokio::sync::mpsc::channel::<(EventPage, Vec<u32>)>(1);
+    let (recycle, mut recycled) = tokio::sync::mpsc::unbounded_channel::<EventPage>();
+    // Where the filter will stop (an evicted class's scan read the log up to there): the reader
+    // need not read past it.
+    let end = std::sync::Arc::new(AtomicI64::new(i64::MAX));
+
+    let format = tokio::task::spawn_blocking(move || -> io::Result<W> {
+        while let Some((page, kept)) = format_in.blocking_recv() {
+            for &row in &kept {
+                writer.write_row(&page.row(row as usize))?;
             }
+            let _ = recycle.send(page);
         }
         let mut out = writer.finish()?;
         out.flush()?;
-        Ok((first.stats, out))
+        Ok(out)
     });
+
+    let runtime = tokio::runtime::Handle::current();
+    let ids = store.clone();
+    let filter_end = end.clone();
+    let filter = tokio::task::spawn_blocking(move || -> Result<ScanStats, StoreError> {
+        let mut copies = first::FirstCopies::new(mode, budget);
+        let mut scan = |after: i64| {
+            let page = EventPage::new(PageColumns::EVENT_ID, EXPORT_PAGE_EVENTS);
+            runtime.block_on(ids.read_page(dataset_id, after, EXPORT_PAGE_EVENTS, page))
+        };
+        while let Some(page) = filter_in.blocking_recv() {
+            let mut kept = Vec::with_capacity(page.len());
+            let mut past_end = false;
+            for (n, row) in page.iter().enumerate() {
+                let numbers = row.numbers();
+                if numbers.seq > copies.end() {
+                    past_end = true;
+                    break;
+                }
+                if copies.first(numbers.seq, row.event_id(), numbers.bulk, &mut scan)? {
+                    kept.push(n as u32);
+                }
+            }
+            filter_end.store(copies.end(), Ordering::Release);
+            if to_format.blocking_send((page, kept)).is_err() || past_end {
+                break; // the writer failed (its error is the one to report), or at the end
+            }
+        }
+        Ok(copies.stats())
+    });
+
     let read = async {
         let mut after = 0;
         loop {
-            let page = store.read_page(dataset_id, after, EXPORT_PAGE_EVENTS, columns).await?;
+            let page = match recycled.try_recv() {
+                Ok(page) => page,
+                Err(_) => EventPage::new(columns, EXPORT_PAGE_EVENTS),
+            };
+            let page = store.read_page(dataset_id, after, EXPORT_PAGE_EVENTS, page).await?;
             let done = page.len() < EXPORT_PAGE_EVENTS;
             let Some(last) = page.last_seq() else { break };
             after = last;
-            if pages.send(page).await.is_err() || done {
-                break; // at the end, or the writer failed: its error is the one to report
+            if to_filter.send(page).await.is_err() || done || last >= end.load(Ordering::Acquire) {
+                break; // at the end, or the filter stopped
             }
         }
-        drop(pages);
+        drop(to_filter);
         Ok::<_, StoreError>(())
     };
     let read = read.await;
-    let out = format.await.map_err(|e| StoreError::internal(format!("the export writer stopped: {e}")))?;
+    let stopped = |e: tokio::task::JoinError| StoreError::internal(format!("the export stopped: {e}"));
+    let stats = filter.await.map_err(stopped)?;
+    let out = format.await.map_err(stopped)?;
     read?;
-    Ok(out?)
+    let stats = stats?;
+    Ok((stats, out?))
 }
 
 /// What the reader hands the formatting thread.
@@ -323,36 +352,6 @@ pub async fn interactions_of_group(
     let schema_arn = dataset.meta.uses.clone().unwrap_or_default();
     let schema = catalog.describe::<SchemaSpec>(&group.meta.account, &schema_arn).await?;
     Ok((dataset, schema))
-}
-
-/// The set's keys are already keyed hashes: hashing them again (SipHash, ~1 µs an event here)
-/// would only cost time, so the set uses their low bits as they are.
-#[derive(Default, Clone, Copy)]
-struct KeyedHash;
-
-impl std::hash::BuildHasher for KeyedHash {
-    type Hasher = PassThrough;
-    fn build_hasher(&self) -> PassThrough {
-        PassThrough(0)
-    }
-}
-
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl std::hash::Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u128 keys are hashed; this keeps any other use correct, if slow.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u128(&mut self, key: u128) {
-        self.0 = key as u64;
-    }
 }
 
 fn rand_seed() -> u64 {
@@ -715,15 +714,13 @@ impl Member {
 /// answers `true`; `false` for any other column, which comes from the `properties` key that maps
 /// to it. Nothing is allocated: the export's hot path.
 fn row_cell(member: Member, row: &EventRef<'_>, cell: &mut Vec<u8>) -> bool {
-    use std::io::Write as _;
     match member {
         Member::Timestamp => {
-            let _ = write!(cell, "{}", row.numbers().sent_at.floor() as i64);
+            cell.extend_from_slice(itoa::Buffer::new().format(row.numbers().sent_at.floor() as i64).as_bytes());
         }
         Member::EventValue => {
             if let Some(v) = row.numbers().event_value {
-                // Rust prints the shortest representation that round-trips: 4.5, 4, 0.1.
-                let _ = write!(cell, "{v}");
+                push_float(cell, v);
             }
         }
         Member::Impression => {
@@ -733,6 +730,33 @@ fn row_cell(member: Member, row: &EventRef<'_>, cell: &mut Vec<u8>) -> bool {
         text => cell.extend_from_slice(text.text().and_then(|t| row.text(t)).unwrap_or_default()),
     }
     true
+}
+
+/// Appends `v` exactly as `format!("{v}")` prints it (the shortest digits that read back as `v`,
+/// never an exponent: 4.5, 4, 0.1, -0, 0.0000001), without `core::fmt`: an integer value through
+/// `itoa`, any other through `ryu` when ryu writes it without an exponent in at most 15
+/// significant digits (then the same digits), else (NaN, infinities, very large or small
+/// magnitudes, 16-17 digits) through `format!` itself.
+/// `floats_print_as_display_does` checks this over millions of values.
+fn push_float(cell: &mut Vec<u8>, v: f64) {
+    use std::io::Write as _;
+    if v.fract() == 0.0 && v.abs() < 1e15 && !(v == 0.0 && v.is_sign_negative()) {
+        cell.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
+        return;
+    }
+    if v.is_finite() {
+        let mut buffer = ryu::Buffer::new();
+        let text = buffer.format_finite(v);
+        // Up to 15 significant digits, the shortest digits are the only ones of their length that
+        // read back as `v` (15-digit decimals lie further apart than a double's rounding interval
+        // is wide), so ryu and Display agree; at 16 or 17 they may pick different last digits.
+        let significant = text.bytes().filter(u8::is_ascii_digit).skip_while(|d| *d == b'0').count();
+        if significant <= 15 && !text.contains(['e', 'E']) && !text.ends_with(".0") {
+            cell.extend_from_slice(text.as_bytes());
+            return;
+        }
+    }
+    let _ = write!(cell, "{v}");
 }
 
 /// [`ExportWriter::csv_row`]'s `member` for the members that build their cell as a `String`.
@@ -874,6 +898,58 @@ mod tests {
             "USER_ID,ITEM_ID,TIMESTAMP,EVENT_VALUE,IMPRESSION,RECOMMENDATION_ID,NUMBER_OF_RATINGS,GENRE\r\n\
              u,\"i, \"\"quoted\"\"\",1700000000,4,a|b,,12,a|b\r\n"
         );
+    }
+
+    /// [`push_float`] prints every value as `format!("{v}")` does: integers, short and long
+    /// fractions, tiny and huge magnitudes, negative zero, NaN and the infinities, and a few
+    /// million values spread over every bit pattern and every decimal size.
+    #[test]
+    fn floats_print_as_display_does() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            4.5,
+            0.1,
+            0.3,
+            0.1 + 0.2,
+            1e-7,
+            1e15,
+            1e15 - 0.5,
+            1e16,
+            1e21,
+            1e22,
+            123_456_789.125,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::MIN,
+            f64::EPSILON,
+            5e-324,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            9_007_199_254_740_993.0,
+        ];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..1_000_000 {
+            values.push(f64::from_bits(next()));
+            let scale = 10f64.powi((next() % 40) as i32 - 20);
+            values.push((next() % 100_000_000) as f64 * scale);
+            values.push((next() % 10_000) as f64 / 100.0);
+        }
+        let mut cell = Vec::new();
+        for v in values {
+            cell.clear();
+            push_float(&mut cell, v);
+            assert_eq!(std::str::from_utf8(&cell).unwrap(), format!("{v}"), "{:#x}", v.to_bits());
+        }
     }
 
     #[test]

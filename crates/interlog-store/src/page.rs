@@ -89,6 +89,14 @@ impl EventPage {
         self.columns
     }
 
+    /// Empties the page for a refill, keeping its buffers: an export recycles a few pages, so
+    /// no page buffer is allocated (and grown by copying, and its fresh memory cleared by the
+    /// kernel) per page read.
+    pub fn clear(&mut self) {
+        self.rows.clear();
+        self.text.clear();
+    }
+
     /// Appends one row: `text(member, buffer)` appends the member's bytes to the buffer and
     /// answers whether it is present; it is asked only for the page's columns, in [`Text`] order.
     pub fn push<E>(
@@ -120,10 +128,17 @@ impl EventPage {
         Ok(())
     }
 
-    /// The same events as a page: how an engine without a page read of its own answers
-    /// [`crate::EventStore::read_page`].
+    /// The same events as a page.
     pub fn from_events(events: &[StoredEvent], columns: PageColumns) -> EventPage {
         let mut page = EventPage::new(columns, events.len());
+        page.fill_from(events);
+        page
+    }
+
+    /// Appends the events: how an engine without a page read of its own answers
+    /// [`crate::EventStore::read_page`].
+    pub fn fill_from(&mut self, events: &[StoredEvent]) {
+        let page = self;
         for e in events {
             let i = &e.interaction;
             let numbers = RowNumbers {
@@ -157,7 +172,6 @@ impl EventPage {
                 })
             });
         }
-        page
     }
 
     pub fn len(&self) -> usize {
@@ -171,6 +185,11 @@ impl EventPage {
     /// The position of the last row: where the next page starts.
     pub fn last_seq(&self) -> Option<i64> {
         self.rows.last().map(|r| r.numbers.seq)
+    }
+
+    /// Row `n` (counted from 0).
+    pub fn row(&self, n: usize) -> EventRef<'_> {
+        EventRef { page: self, row: &self.rows[n] }
     }
 
     /// The rows in order.
@@ -211,6 +230,11 @@ impl<'a> EventRef<'a> {
     /// (nothing appended) when the event has none. A list without escapes is read in place.
     pub fn impression_joined(&self, out: &mut Vec<u8>) -> bool {
         let Some(json) = self.text(Text::Impression) else { return false };
+        let start = out.len();
+        if join_plain(json, out) {
+            return true;
+        }
+        out.truncate(start);
         let mut join = |items: &mut dyn Iterator<Item = &[u8]>| {
             for (n, item) in items.enumerate() {
                 if n > 0 {
@@ -228,6 +252,37 @@ impl<'a> EventRef<'a> {
         }
         true
     }
+}
+
+/// The impression as interlog writes it, `["a","b"]` (compact, no escapes), joined with `|` without
+/// a JSON parser; `false` for any other text (whitespace, escapes, control characters, bytes that
+/// are not UTF-8, not a list of strings), which the caller hands to `serde_json`: what this
+/// accepts, `serde_json` reads as the same strings.
+fn join_plain(json: &[u8], out: &mut Vec<u8>) -> bool {
+    let Some(inner) = json.strip_prefix(b"[").and_then(|j| j.strip_suffix(b"]")) else { return false };
+    if inner.is_empty() {
+        return true;
+    }
+    let Some(body) = inner.strip_prefix(b"\"").and_then(|j| j.strip_suffix(b"\"")) else { return false };
+    if body.iter().any(|&b| b == b'\\' || b < 0x20) || (!body.is_ascii() && std::str::from_utf8(body).is_err()) {
+        return false;
+    }
+    // Without escapes a `"` only opens or closes a string: the items are the pieces between the
+    // `","` separators, and any other text between two strings is not this form.
+    let mut separators = false;
+    for (n, piece) in body.split(|&b| b == b'"').enumerate() {
+        separators = n % 2 == 1;
+        if separators {
+            if piece != b"," {
+                return false;
+            }
+            out.push(b'|');
+        } else {
+            out.extend_from_slice(piece);
+        }
+    }
+    // The last piece is an item, not a separator (`["a","]` is not a list).
+    !separators
 }
 
 #[cfg(test)]
@@ -284,6 +339,33 @@ mod tests {
         assert_eq!(joined(&rows[0]), Some(b"a|b\"|c".to_vec()));
         assert_eq!(joined(&rows[1]), None);
         assert_eq!(joined(&rows[2]), Some(Vec::new()));
+    }
+
+    /// The plain form is read without a parser, and gives what `serde_json` gives; anything else
+    /// is left to `serde_json`.
+    #[test]
+    fn plain_impressions_join_as_the_parser_does() {
+        for json in [r#"[]"#, r#"["a"]"#, r#"["a","b","c"]"#, r#"["",""]"#, r#"["ü,x","y|z"]"#, r#"[","]"#] {
+            let mut out = Vec::new();
+            assert!(join_plain(json.as_bytes(), &mut out), "{json}");
+            let list: Vec<String> = serde_json::from_str(json).unwrap();
+            assert_eq!(out, list.join("|").into_bytes(), "{json}");
+        }
+        for json in [
+            r#"[ "a"]"#,
+            r#"["a", "b"]"#,
+            r#"["a\"b"]"#,
+            r#"["a",1]"#,
+            r#"["a"]]"#,
+            r#"[""#,
+            "[\"\u{1}\"]",
+            r#"["a""b"]"#,
+            r#"["a"],"#,
+            r#"["a","]"#,
+        ] {
+            assert!(!join_plain(json.as_bytes(), &mut Vec::new()), "{json}");
+        }
+        assert!(!join_plain(b"[\"\xff\"]", &mut Vec::new()), "not UTF-8");
     }
 
     /// Columns left out read as absent; the eventId is always there.
