@@ -149,8 +149,7 @@ impl Ctx<'_> {
     }
 
     fn schema_url(&self, schema: &str) -> String {
-        let sep = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{sep}options=-csearch_path%3D{schema}", self.url)
+        schema_url(&self.url, schema)
     }
 
     /// The server's WAL position in bytes and its checkpoint count, now (from a thread of its
@@ -164,20 +163,7 @@ impl Ctx<'_> {
     }
 
     fn admin(&self, sql: &str) -> anyhow::Result<Vec<String>> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        rt.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-                .await
-                .with_context(|| format!("connecting to {}", redact(&self.url)))?;
-            tokio::spawn(connection);
-            let mut values = Vec::new();
-            for message in client.simple_query(sql).await? {
-                if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
-                    values.push(row.get(0).unwrap_or_default().to_owned());
-                }
-            }
-            Ok(values)
-        })
+        admin(&self.url, sql)
     }
 
     /// Drops schemas of earlier benchmark runs whose process is gone.
@@ -464,6 +450,30 @@ fn sleep_until(t: Instant) {
     if t > now {
         std::thread::sleep(t - now);
     }
+}
+
+/// `url` with `schema` as the search path of its connections.
+pub(crate) fn schema_url(url: &str, schema: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-csearch_path%3D{schema}")
+}
+
+/// Runs `sql` on a connection of its own; the first column of each row returned.
+pub(crate) fn admin(url: &str, sql: &str) -> anyhow::Result<Vec<String>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("connecting to {}", redact(url)))?;
+        tokio::spawn(connection);
+        let mut values = Vec::new();
+        for message in client.simple_query(sql).await? {
+            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                values.push(row.get(0).unwrap_or_default().to_owned());
+            }
+        }
+        Ok(values)
+    })
 }
 
 fn redact(url: &str) -> String {

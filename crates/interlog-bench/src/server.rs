@@ -33,12 +33,8 @@ pub struct Server {
 
 impl Server {
     /// `interlog serve` on a free port with its data in `data_dir`; with a database URL the node
-    /// keeps everything in PostgreSQL (several nodes may be given the same URL).
-    pub fn interlog_on(bin: &Path, data_dir: &Path, log: &Path, database_url: Option<&str>) -> anyhow::Result<Server> {
-        Server::interlog_with(bin, data_dir, log, database_url, &[])
-    }
-
-    /// As [`Server::interlog_on`], with more environment variables (`INTERLOG_NO_HISTORY_INDEX`).
+    /// keeps everything in PostgreSQL (several nodes may be given the same URL); `env`: more
+    /// environment variables (`INTERLOG_NO_HISTORY_INDEX`, `INTERLOG_AUTH`).
     pub fn interlog_with(
         bin: &Path,
         data_dir: &Path,

@@ -58,7 +58,8 @@ pub struct Common {
     properties: Properties,
     /// Keep interlog's data in this PostgreSQL database (`interlog serve --database-url`)
     /// instead of SQLite in the run's data dir. One database for every run: give each
-    /// benchmark a fresh one (`scripts/bench-streams` does).
+    /// benchmark a fresh one (`scripts/bench-streams` does). `history` makes a fresh schema of
+    /// it per server instead (and drops it after).
     #[arg(long, hide_env_values = true)]
     database_url: Option<String>,
 }
@@ -973,6 +974,38 @@ pub struct HistoryArgs {
     catch_up_limit: f64,
 }
 
+/// Where a history server keeps its data: a data dir, or a fresh schema of a PostgreSQL database.
+struct HistoryServer<'a> {
+    bin: &'a Path,
+    work: &'a Path,
+    database_url: Option<&'a str>,
+}
+
+impl HistoryServer<'_> {
+    fn start(&self, label: &str, env: &[(&str, &str)]) -> anyhow::Result<(Server, Option<String>)> {
+        let data = self.work.join(format!("data-{label}"));
+        let log = self.work.join(format!("{label}.log"));
+        let Some(url) = self.database_url else {
+            return Ok((Server::interlog_with(self.bin, &data, &log, None, env)?, None));
+        };
+        // Named as `interlog-bench postgres` names its schemas, so its sweep removes leftovers.
+        let schema = format!("interlog_bench_{}_{}", std::process::id(), label.replace('-', "_"));
+        crate::postgres::admin(url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))?;
+        let server =
+            Server::interlog_with(self.bin, &data, &log, Some(&crate::postgres::schema_url(url, &schema)), env)?;
+        Ok((server, Some(schema)))
+    }
+
+    fn stop(&self, server: Server, label: &str, schema: Option<String>) -> anyhow::Result<()> {
+        server.stop()?;
+        let _ = std::fs::remove_dir_all(self.work.join(format!("data-{label}")));
+        if let (Some(url), Some(schema)) = (self.database_url, schema) {
+            crate::postgres::admin(url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
+        }
+        Ok(())
+    }
+}
+
 /// Query latencies of one moment, in microseconds (signed GET on a new connection each).
 #[derive(serde::Serialize, Default)]
 struct QueryFigures {
@@ -988,6 +1021,8 @@ struct QueryFigures {
 struct HistoryReport {
     command: String,
     revision: String,
+    /// `sqlite`, or `postgres` with `--database-url`.
+    engine: &'static str,
     events: u64,
     fill_events_per_s: f64,
     /// PutEvents saturation (10 events/request), alternated runs with the indexer on and off.
@@ -1018,24 +1053,26 @@ pub fn run_history(args: HistoryArgs) -> anyhow::Result<()> {
         rate: None,
         auth_off: false,
     };
+    let servers = HistoryServer {
+        bin: &ctx.common.server_bin,
+        work: &ctx.work,
+        database_url: ctx.common.database_url.as_deref(),
+    };
     let (mut on, mut off) = (Vec::new(), Vec::new());
     for index in 0..ctx.common.runs {
         for indexed in [true, false] {
             let label = format!("history-{}-{index}", if indexed { "on" } else { "off" });
-            let data = ctx.work.join(format!("data-{label}"));
             let env: &[(&str, &str)] = if indexed { &[] } else { &[("INTERLOG_NO_HISTORY_INDEX", "true")] };
-            let server = Server::interlog_with(
-                &ctx.common.server_bin,
-                &data,
-                &ctx.work.join(format!("{label}.log")),
-                None,
-                env,
-            )?;
+            let (server, schema) = servers.start(&label, env)?;
             let figures = ctx.measure(&server, &sc, &label);
-            server.stop()?;
-            let _ = std::fs::remove_dir_all(&data);
+            servers.stop(server, &label, schema)?;
             let figures = figures?;
-            eprintln!("  {label}: {:>9.0} events/s, p99 {:.2} ms", figures.events_per_s, figures.latency_us.p99 / 1e3);
+            eprintln!(
+                "  {label}: {:>9.0} events/s, p99 {:.2} ms, server {:.1} us CPU/request",
+                figures.events_per_s,
+                figures.latency_us.p99 / 1e3,
+                figures.server_cpu_us_per_request
+            );
             if indexed {
                 on.push(figures)
             } else {
@@ -1046,13 +1083,7 @@ pub fn run_history(args: HistoryArgs) -> anyhow::Result<()> {
     let median_of = |f: &[Figures]| median(&mut f.iter().map(|x| x.events_per_s).collect::<Vec<_>>());
     let (on_rate, off_rate) = (median_of(&on), median_of(&off));
 
-    let data = ctx.work.join("data-history-fill");
-    let server = Server::interlog_on(
-        &ctx.common.server_bin,
-        &data,
-        &ctx.work.join("history-fill.log"),
-        ctx.common.database_url.as_deref(),
-    )?;
+    let (server, schema) = servers.start("history-fill", &[])?;
     let fill_rate = ctx.fill(&server, args.events)?;
     let filled = Instant::now();
     let creds = bench_credentials();
@@ -1086,7 +1117,7 @@ pub fn run_history(args: HistoryArgs) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_secs(5));
     }
-    server.stop()?;
+    servers.stop(server, "history-fill", schema)?;
     let report = HistoryReport {
         command: command_line(),
         revision: args
@@ -1094,6 +1125,7 @@ pub fn run_history(args: HistoryArgs) -> anyhow::Result<()> {
             .revision
             .clone()
             .unwrap_or_else(|| procfs::git_revision(Path::new(env!("CARGO_MANIFEST_DIR")))),
+        engine: if ctx.common.database_url.is_some() { "postgres" } else { "sqlite" },
         events: args.events,
         fill_events_per_s: fill_rate,
         put_events_index_on: on,

@@ -50,6 +50,13 @@ pub struct Progress {
     records: u64,
 }
 
+impl Progress {
+    /// Whether the chunk removed events from the log.
+    pub fn removed_events(&self) -> bool {
+        self.events > 0
+    }
+}
+
 impl Deletion {
     pub fn new(job: UserDeletion, reply: oneshot::Sender<Result<UsersDeleted, StoreError>>) -> Deletion {
         let mut ordered: Vec<String> = job.users.iter().cloned().collect();

@@ -42,11 +42,21 @@ const PURGE_SCAN: i64 = 32_768;
 const PURGE_BUDGET: Duration = Duration::from_millis(2);
 /// Panics outside a unit of work (the loop itself) tolerated per minute before giving up.
 const MAX_RESTARTS_PER_MINUTE: usize = 5;
-/// The history indexer runs when the writer has nothing else to do, and besides once every
-/// this many append batches while it lags more than [`INDEX_BUSY_LAG`] events behind, so a query's
-/// scan of the unindexed tail stays short under sustained load.
-const INDEX_EVERY_BATCHES: u32 = 16;
-const INDEX_BUSY_LAG: i64 = 100_000;
+/// The history indexer runs once no append has come for this long: a queue that is empty
+/// for a moment between two requests of a saturating load is not idle, and indexing then
+/// takes CPU the HTTP workers and the next commit lack (measured: 0.77-0.81 of the events/s
+/// without the index when the indexer ran whenever no append waited; docs/benchmarks.md)...
+const INDEX_IDLE: Duration = Duration::from_millis(5);
+/// ...or, after a window of [`RATE_WINDOW`] in which more than [`BUSY_EVENTS`] events came (a
+/// heavy load, whose HTTP workers starved of CPU leave the queue empty for milliseconds at a
+/// time), this long: a real pause of the load.
+const INDEX_IDLE_BUSY: Duration = Duration::from_millis(100);
+const RATE_WINDOW: Duration = Duration::from_millis(100);
+const BUSY_EVENTS: usize = 1_000;
+/// ...and, under a load that leaves it no idle time, one chunk per append batch once it lags
+/// more than this many events behind, so the lag (which every query's scan of the unindexed
+/// tail pays for) stays bounded however long the load lasts.
+pub const INDEX_MAX_LAG: i64 = 1_000_000;
 
 pub struct AppendJob {
     pub dataset_id: i64,
@@ -163,8 +173,14 @@ pub struct Writer {
     /// The newest position committed, and how far the history index reaches (`history.rs`).
     head: i64,
     indexed: i64,
-    /// Append batches since the last chunk of the indexer.
-    batches_since_index: u32,
+    /// When the last append batch was committed (or failed): the indexer waits for
+    /// [`INDEX_IDLE`] after it.
+    last_append: Instant,
+    /// Events of append batches in the current [`RATE_WINDOW`] (since `window_start`) and in
+    /// the one before it: how heavy the load is.
+    window_start: Instant,
+    window_events: usize,
+    previous_window_events: usize,
     /// After a failed chunk the indexer waits until then, so a lasting failure is no busy loop.
     index_paused_until: Option<Instant>,
     trouble: Option<Trouble>,
@@ -198,7 +214,10 @@ impl Writer {
             deletions: VecDeque::new(),
             head: 0,
             indexed: 0,
-            batches_since_index: 0,
+            last_append: Instant::now(),
+            window_start: Instant::now(),
+            window_events: 0,
+            previous_window_events: 0,
             index_paused_until: None,
             trouble: None,
             fatal: None,
@@ -248,8 +267,18 @@ impl Writer {
         let conn = self.conn.as_ref().ok_or_else(|| StoreError::Unavailable("no connection".into()))?;
         self.live = catalog::dataset_ids(conn)?;
         self.purges = catalog::purges(conn)?.into();
-        self.head = conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0)).classified()?;
         self.indexed = crate::history::indexed(conn)?;
+        // Never below a position given before (`commit_appends`): the newest event left, the newest one deleted,
+        // and the history cursor (which a file written before `highest_seq` was kept may have past its newest).
+        let newest: i64 = conn
+            .query_row(
+                "SELECT max(coalesce((SELECT max(seq) FROM events), 0),
+                            coalesce((SELECT value FROM meta WHERE key = ?1), 0))",
+                [HIGHEST_SEQ],
+                |r| r.get(0),
+            )
+            .classified()?;
+        self.head = newest.max(self.indexed);
         Ok(())
     }
 
@@ -313,13 +342,8 @@ impl Writer {
                 if self.trouble.is_none() {
                     self.background_chunk();
                 }
-                // Under sustained load the indexer still moves, at one chunk per
-                // INDEX_EVERY_BATCHES batches once it lags far behind.
-                self.batches_since_index += 1;
-                if self.index_wanted()
-                    && self.head - self.indexed > INDEX_BUSY_LAG
-                    && self.batches_since_index >= INDEX_EVERY_BATCHES
-                {
+                // Under a load that never pauses the indexer still keeps the lag bounded.
+                if self.index_wanted() && self.head - self.indexed > INDEX_MAX_LAG {
                     self.index_chunk();
                 }
                 continue;
@@ -328,8 +352,11 @@ impl Writer {
                 self.background_chunk();
                 continue;
             }
-            // Nothing waits: the writer's idle time goes to the history index.
-            if self.index_wanted() {
+            // Nothing waits: once no append has come for INDEX_IDLE, the writer's idle time goes
+            // to the history index; before that, the wait below ends when it is due (else an
+            // index left behind by the last burst would stay behind until the next append).
+            let index_due = self.index_due();
+            if index_due.is_some_and(|due| Instant::now() >= due) {
                 self.index_chunk();
                 continue;
             }
@@ -337,6 +364,10 @@ impl Writer {
                 self.probe();
             }
             let deadline = self.trouble.as_ref().map(|t| t.next_probe.min(t.next_reopen).max(Instant::now()));
+            let deadline = match (deadline, index_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             match rt.block_on(wait(appends, control, deadline)) {
                 Wake::Control(c) => {
                     if let Some(done) = self.control(c) {
@@ -384,10 +415,13 @@ impl Writer {
             }
             Control::Close(done) => Some(done),
             Control::RemoveBulk { dataset_id, what, limit, reply } => {
-                let shared = self.shared.clone();
+                let (shared, head) = (self.shared.clone(), self.head);
                 let removed = self.guarded(move |w| {
                     let tx = w.connection()?.transaction().classified()?;
                     let n = remove_bulk(&tx, dataset_id, what, limit)?;
+                    if n > 0 {
+                        keep_highest_seq(&tx, head)?;
+                    }
                     commit(tx, &shared)?;
                     Ok(n)
                 });
@@ -437,6 +471,7 @@ impl Writer {
         let jobs = &*batch;
         let started = Instant::now();
         let result = self.guarded(|w| w.commit_appends(jobs, &shared));
+        self.appended(events);
         self.options.observer.committed(interlog_store::CommitReport {
             requests: batch.len(),
             entries: events,
@@ -484,8 +519,8 @@ impl Writer {
                 .prepare_cached(
                     "INSERT INTO events(dataset_id, event_id, session_id, user_id, item_id, event_type, event_value,
                         sent_at, properties, recommendation_id, impression, attribution_source, received_at, flags,
-                        import_job)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                        import_job, seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 )
                 .classified()?;
             let mut stored_id =
@@ -504,6 +539,10 @@ impl Writer {
             // in the same transaction: every upsert takes the next value, so a rewrite moves the record past
             // every sink's cursor, and a failed commit hands out nothing.
             let mut record_position: Option<i64> = None;
+            // Positions are given here, after the newest ever given, not by SQLite (the largest rowid + 1): once a
+            // deletion removed the newest events, SQLite would hand their positions out again, below cursors that
+            // have passed them (the history indexer's, the sinks'), and those readers would never see the events.
+            let mut seq = *head;
             for job in batch {
                 if !live.contains(&job.dataset_id) {
                     outcomes.push(Err(StoreError::NotFound(format!(
@@ -562,6 +601,7 @@ impl Writer {
                         }
                     }
                     let impression = e.impression.as_ref().map(|l| serde_json::to_string(l).unwrap_or_default());
+                    seq += 1;
                     insert
                         .execute(params![
                             job.dataset_id,
@@ -579,12 +619,13 @@ impl Writer {
                             received_at,
                             interlog_model::flag::encode_flags(&e.flags),
                             job.import_job,
+                            seq,
                         ])
                         .classified()?;
                     if windowed {
-                        pending.insert(key, tx.last_insert_rowid());
+                        pending.insert(key, seq);
                     }
-                    newest.insert(job.dataset_id, tx.last_insert_rowid());
+                    newest.insert(job.dataset_id, seq);
                     outcome.stored_one(e);
                 }
                 outcomes.push(Ok(outcome));
@@ -626,6 +667,9 @@ impl Writer {
         let result = self.guarded(|w| {
             let tx = w.connection()?.transaction().classified()?;
             let progress = deletion.chunk(&tx, head)?;
+            if progress.removed_events() {
+                keep_highest_seq(&tx, head)?;
+            }
             commit(tx, &shared)?;
             Ok(progress)
         });
@@ -680,7 +724,7 @@ impl Writer {
     /// Removes one chunk of the oldest pending purge, durably recording how far it got.
     fn purge_chunk(&mut self) {
         let Some(purge) = self.purges.front().copied() else { return };
-        let shared = self.shared.clone();
+        let (shared, head) = (self.shared.clone(), self.head);
         let result = self.guarded(|w| {
             let tx = w.connection()?.transaction().classified()?;
             let mut done = purge.done_through;
@@ -728,6 +772,9 @@ impl Writer {
             } else if done >= purge.last_seq {
                 records_left = true;
             }
+            if removed > 0 {
+                keep_highest_seq(&tx, head)?;
+            }
             if done >= purge.last_seq && !records_left {
                 tx.execute("DELETE FROM purges WHERE dataset_id = ?1", [purge.dataset_id]).classified()?;
             } else {
@@ -754,18 +801,46 @@ impl Writer {
         }
     }
 
+    /// Whether the history index has events to catch up with and may take them now (not
+    /// paused after a failed chunk).
     fn index_wanted(&self) -> bool {
-        self.options.history_index
-            && self.trouble.is_none()
-            && self.indexed < self.head
-            && self.index_paused_until.is_none_or(|t| Instant::now() >= t)
+        self.index_pending() && self.index_paused_until.is_none_or(|t| Instant::now() >= t)
+    }
+
+    fn index_pending(&self) -> bool {
+        self.options.history_index && self.trouble.is_none() && self.indexed < self.head
+    }
+
+    /// Counts an append batch of `events` into the load's rate.
+    fn appended(&mut self, events: usize) {
+        let now = Instant::now();
+        self.last_append = now;
+        self.roll_window(now);
+        self.window_events += events;
+    }
+
+    fn roll_window(&mut self, now: Instant) {
+        let since = now.saturating_duration_since(self.window_start);
+        if since >= RATE_WINDOW {
+            self.previous_window_events = if since < 2 * RATE_WINDOW { self.window_events } else { 0 };
+            self.window_events = 0;
+            self.window_start = now;
+        }
+    }
+
+    /// When the idle writer should make the next chunk of the history index: [`INDEX_IDLE`]
+    /// after the last append ([`INDEX_IDLE_BUSY`] after a heavy load), and not before a pause
+    /// after a failure ends; `None` when the index is complete (or off).
+    fn index_due(&self) -> Option<Instant> {
+        let busy = self.window_events.max(self.previous_window_events) > BUSY_EVENTS;
+        let idle = self.last_append + if busy { INDEX_IDLE_BUSY } else { INDEX_IDLE };
+        self.index_pending().then(|| self.index_paused_until.map_or(idle, |t| t.max(idle)))
     }
 
     /// One chunk of the history indexer in its own transaction, without a sync of its own:
     /// the cursor moves in the same transaction as the rows, so a chunk lost to a power cut is
     /// only done again, and the next append's synced commit makes it durable anyway.
     fn index_chunk(&mut self) {
-        self.batches_since_index = 0;
         let (from, now) = (self.indexed, interlog_store::now());
         let shared = self.shared.clone();
         let result = self.guarded(|w| {
@@ -965,6 +1040,22 @@ impl Writer {
         self.shared.set_health(Health::Unavailable(why.clone()));
         self.shared.fatal.send_replace(Some(why));
     }
+}
+
+/// The `meta` key of the newest position ever given to an event, kept by the transactions that delete events
+/// (purges, data deletions): the largest `seq` left in the table may then be lower, and a restarted writer must
+/// not give the deleted positions out again (see `commit_appends`).
+const HIGHEST_SEQ: &str = "highest_seq";
+
+fn keep_highest_seq(tx: &Connection, head: i64) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO meta(key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+    )
+    .classified()?
+    .execute(params![HIGHEST_SEQ, head])
+    .classified()?;
+    Ok(())
 }
 
 /// Commits a writer transaction (where the fault hooks act, when compiled in).

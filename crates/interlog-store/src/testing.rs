@@ -18,7 +18,7 @@ use crate::catalog::{
     in_use, missing, DeleteRules, InsertRules, KeyRecord, Kind, Quota, Requirement, MAX_TAGS_PER_RESOURCE,
 };
 use crate::export::UniqueEvents;
-use crate::history::HISTORY_CURSOR;
+use crate::history::{HISTORY_CURSOR, MAX_HISTORY_LIMIT};
 use crate::{bootstrap, Bootstrap, CatalogCache, Health, Store, StoreError, StoredEvent, Who, WriterOptions};
 
 /// How a test reaches an engine.
@@ -57,7 +57,8 @@ macro_rules! conformance_suite {
             sink_cursor_survives_a_reopen_and_never_moves_back, sink_cursor_concurrent_advancers, sink_lease_has_one_holder,
             dead_letters_move_with_the_cursor,
             appends_are_announced, last_position_follows_appends, commits_are_observed_and_the_store_has_a_size,
-            history_is_newest_first_and_complete, compiled_schema_follows_the_catalog,
+            history_is_newest_first_and_complete, history_index_reaches_the_newest_event_after_a_load,
+            positions_of_deleted_newest_events_are_not_given_again, compiled_schema_follows_the_catalog,
             compiled_schema_follows_another_nodes_catalog, imported_rows_are_marked_bulk,
             imported_events_bypass_the_window_and_first_copy_wins, removing_bulk_rows_spares_put_data,
             exports_read_one_ingestion_mode, exports_within_a_dedup_budget_are_exact, deleting_users_removes_exactly_their_data,
@@ -1877,6 +1878,89 @@ pub async fn history_is_newest_first_and_complete(engine: &dyn Engine) {
     assert_eq!(history_ids(&*store, dataset, u1(), 100).await, both, "tail and index together");
     assert_eq!(history_ids(&*store, dataset, u1(), 3).await, both[..3]);
     assert_eq!(history_ids(&*store, dataset, Who::Session("s9".into()), 100).await, ["u3-new", "u1-new"]);
+}
+
+/// After a burst of concurrent appends (many indexer chunks' worth) and then quiet, the indexer
+/// reaches the newest event, and the index answers exactly what the log holds.
+pub async fn history_index_reaches_the_newest_event_after_a_load(engine: &dyn Engine) {
+    let (_, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for r in 0..40 {
+                let events = (0..50)
+                    .map(|i| of(Some(&format!("u{}", (t + i) % 7)), &format!("s{t}"), &format!("t{t}-r{r}-{i}")))
+                    .collect();
+                store.append(dataset, events).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let log = all(&*store, dataset).await;
+    assert_eq!(log.len(), 8 * 40 * 50);
+    let last = log.last().unwrap().seq;
+    eventually("the history indexer after the load", Duration::from_secs(60), async || {
+        indexed_through(&*store, dataset, last).await
+    })
+    .await;
+    let newest = |pick: &dyn Fn(&StoredEvent) -> bool| -> Vec<String> {
+        log.iter().rev().filter(|e| pick(e)).take(MAX_HISTORY_LIMIT).map(|e| e.interaction.event_id.clone()).collect()
+    };
+    for u in 0..7 {
+        let user = format!("u{u}");
+        let expected = newest(&|e| e.interaction.user_id.as_deref() == Some(user.as_str()));
+        assert_eq!(history_ids(&*store, dataset, Who::User(user.clone()), MAX_HISTORY_LIMIT).await, expected, "{user}");
+    }
+    let expected = newest(&|e| e.interaction.session_id == "s3");
+    assert_eq!(history_ids(&*store, dataset, Who::Session("s3".into()), MAX_HISTORY_LIMIT).await, expected);
+}
+
+/// Events appended after the newest ones were deleted (a data deletion, the purge of a deleted
+/// dataset) are new positions, past every cursor: the history finds them, from the tail and
+/// from the index, also after a reopen.
+pub async fn positions_of_deleted_newest_events_are_not_given_again(engine: &dyn Engine) {
+    let (location, mut store) = open(engine).await;
+    let (_, _, interactions) = group_with_dataset(&*store, ACCOUNT, "g").await;
+    store.append(interactions, vec![of(Some("u1"), "s1", "u1-0"), of(Some("u2"), "s2", "u2-0")]).await.unwrap();
+    let highest = |log: &[StoredEvent]| log.last().unwrap().seq;
+    let mut seen = highest(&all(&*store, interactions).await);
+    eventually("the history indexer", Duration::from_secs(20), async || {
+        indexed_through(&*store, interactions, seen).await
+    })
+    .await;
+    for round in 0..2 {
+        // u2's events are the newest of the log; then they are deleted.
+        store.append(interactions, vec![of(Some("u2"), "s2", &format!("u2-late-{round}"))]).await.unwrap();
+        seen = highest(&all(&*store, interactions).await);
+        eventually("the history indexer", Duration::from_secs(20), async || {
+            indexed_through(&*store, interactions, seen).await
+        })
+        .await;
+        let done = store.delete_users(deletion(&[interactions], &[], &["u2"])).await.unwrap();
+        assert!(done.events >= 1);
+        if round == 1 {
+            // The second time across a reopen: the writer starts from what the file says.
+            store.close().await;
+            drop(store);
+            store = engine.open(&location, WriterOptions::default()).await;
+        }
+        let id = format!("u3-{round}");
+        store.append(interactions, vec![of(Some("u3"), "s3", &id)]).await.unwrap();
+        let log = all(&*store, interactions).await;
+        assert!(highest(&log) > seen, "a new event takes a position after every one given before");
+        let u3 = || Who::User("u3".into());
+        assert_eq!(history_ids(&*store, interactions, u3(), 1).await, std::slice::from_ref(&id), "from the tail");
+        seen = highest(&log);
+        eventually("the history indexer", Duration::from_secs(20), async || {
+            indexed_through(&*store, interactions, seen).await
+        })
+        .await;
+        assert_eq!(history_ids(&*store, interactions, u3(), 1).await, std::slice::from_ref(&id), "from the index");
+    }
 }
 
 // ---- dataset import jobs: rows marked BULK (layout 9 / migration 8) ----
