@@ -251,12 +251,14 @@ impl Ctx<'_> {
             tokio::time::sleep_until(t0.into()).await;
             let me = std::process::id();
             let cpu0 = Cpu::now(&[me], ticks);
-            let wal0 = self.wal_and_checkpoints();
             let commits0: u64 = stores.iter().map(|s| s.commit_stats().commits).sum();
+            // After the window's own counters: the query connects to PostgreSQL, which takes a while on a
+            // loaded machine; block_in_place lets this worker's other tasks (the appends) move meanwhile.
+            let wal0 = tokio::task::block_in_place(|| self.wal_and_checkpoints());
             tokio::time::sleep_until(t1.into()).await;
             let cpu1 = Cpu::now(&[me], ticks);
-            let wal1 = self.wal_and_checkpoints();
             let commits1: u64 = stores.iter().map(|s| s.commit_stats().commits).sum();
+            let wal1 = tokio::task::block_in_place(|| self.wal_and_checkpoints());
             let load_1m = procfs::load_average()[0];
             let mut latency = load::histogram();
             let mut ok = 0;
@@ -338,8 +340,8 @@ impl Ctx<'_> {
         sleep_until(t0);
         let pids: Vec<u32> = servers.iter().map(|s| s.pid).collect();
         let cpu0 = Cpu::now(&pids, self.ticks);
-        let wal0 = self.wal_and_checkpoints();
         let stats0: Vec<_> = servers.iter().map(stats).collect();
+        let wal0 = self.wal_and_checkpoints();
         let profile = match (&self.args.perf_record, n, rate) {
             (Some(dir), 1, None) => Some(profile(dir, &format!("pg-1node-{tag}"), duration)?),
             _ => None,
@@ -349,8 +351,8 @@ impl Ctx<'_> {
             let _ = p.wait();
         }
         let cpu1 = Cpu::now(&pids, self.ticks);
-        let wal1 = self.wal_and_checkpoints();
         let stats1: Vec<_> = servers.iter().map(stats).collect();
+        let wal1 = self.wal_and_checkpoints();
         let load_1m = procfs::load_average()[0];
         let mut latency: Histogram<u64> = load::histogram();
         let (mut ok_requests, mut ok_events, mut window) = (0, 0, 0.0f64);
