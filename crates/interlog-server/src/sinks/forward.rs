@@ -277,6 +277,18 @@ impl Forward {
         self.config.tracking_ids.get(local).map_or(local, String::as_str)
     }
 
+    /// The route of a tracker's calls (PutEvents, PutActionInteractions) to `path` under the
+    /// remote tracking ID `local` maps to, paced by that remote tracker's bucket.
+    fn tracker_route(&self, local: &str, path: &str, call: Call) -> Route {
+        let remote = self.remote_tracking_id(local).to_owned();
+        Route {
+            endpoint: format!("{}/{path}", self.base),
+            bucket: self.bucket(&remote, self.config.rate),
+            remote,
+            call,
+        }
+    }
+
     /// One signed call (PutEvents, PutItems, ...) to `endpoint`.
     async fn call(&self, endpoint: &str, body: Vec<u8>) -> Answer {
         let request = match self.signed_request(endpoint, body) {
@@ -682,13 +694,7 @@ impl Destination for Forward {
                         source.arn
                     ));
                 };
-                let remote = self.remote_tracking_id(local).to_owned();
-                Route {
-                    endpoint: format!("{}/action-interactions", self.base),
-                    bucket: self.bucket(&remote, self.config.rate),
-                    remote,
-                    call: Call::ActionInteractions,
-                }
+                self.tracker_route(local, "action-interactions", Call::ActionInteractions)
             }
             None => {
                 let Some(local) = source.tracking_id.as_deref() else {
@@ -699,13 +705,7 @@ impl Destination for Forward {
                         source.group_arn
                     ));
                 };
-                let remote = self.remote_tracking_id(local).to_owned();
-                Route {
-                    endpoint: format!("{}/events", self.base),
-                    bucket: self.bucket(&remote, self.config.rate),
-                    remote,
-                    call: Call::Events,
-                }
+                self.tracker_route(local, "events", Call::Events)
             }
         };
         let (first, last) = match (events.first(), events.last()) {
