@@ -86,6 +86,11 @@ pub(crate) fn parse_body<'a, T: Deserialize<'a>>(
     if !is_object(body) {
         return Err(ValidationError::Body(format!("The request body must be a JSON object with {members}")));
     }
+    // The plain parse first: tracking the path costs on every member, and only a failure's message
+    // needs it, so the body is parsed again with the tracker only when the plain parse failed.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| body_error(operation, "", &e))
 }
@@ -98,6 +103,10 @@ pub(crate) fn parse_record<T: DeserializeOwned>(
 ) -> Result<T, ValidationError> {
     if !is_object(raw.get().as_bytes()) {
         return Err(ValidationError::Body(format!("Invalid value for '{prefix}': expected a JSON object")));
+    }
+    // As in `parse_body`: the path is tracked only to name a failure.
+    if let Ok(value) = serde_json::from_str(raw.get()) {
+        return Ok(value);
     }
     let de = &mut serde_json::Deserializer::from_str(raw.get());
     serde_path_to_error::deserialize(de).map_err(|e| body_error(operation, &prefix.to_string(), &e))

@@ -26,7 +26,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::admission::{BodyBudget, PeerConnection, PeerShares, Refused};
 use crate::api::error::{ApiError, Plane};
-use crate::api::{router, AppState};
+use crate::api::{router, AppShared, AppState};
 use crate::auth::{Authenticator, Caller};
 use crate::config::Config;
 
@@ -218,7 +218,7 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// A bound, bootstrapped server that has not started serving yet.
 pub struct Application {
     listener: TcpListener,
-    state: AppState,
+    state: AppShared,
     tls: Option<Arc<Tls>>,
     /// The address actually bound (port 0 resolves to a free port).
     pub addr: SocketAddr,
@@ -300,7 +300,7 @@ impl Application {
             .await
             .map_err(|reason| StartError::Bind { addr: config.listen, reason })?;
         let addr = listener.local_addr().map_err(|reason| StartError::Bind { addr: config.listen, reason })?;
-        let state = AppState {
+        let state = AppShared {
             store,
             cache,
             service,
@@ -352,7 +352,7 @@ impl Application {
             auth: state.auth.clone(),
             telemetry: telemetry.clone(),
         });
-        let app = router(state)
+        let app = router(AppState::new(state))
             .layer(axum::middleware::from_fn_with_state(admission, admit))
             .layer(axum::middleware::from_fn_with_state(telemetry.clone(), crate::telemetry::observe));
         let mut listener = GuardedListener {

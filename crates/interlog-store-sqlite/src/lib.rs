@@ -240,7 +240,11 @@ impl SqliteStore {
             }
             mpsc::error::TrySendError::Closed(_) => StoreError::Unavailable("the writer has stopped".into()),
         })?;
-        answer.await.map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
+        let (outcome, entries) =
+            answer.await.map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?;
+        // Freed here, on this request's task, not on the writer thread.
+        drop(entries);
+        outcome
     }
 }
 
