@@ -335,7 +335,8 @@ pub(crate) async fn export_pages_within<W: Write + Send + 'static>(
                 let hi = lo.saturating_add(width);
                 let (mut after, mut rows) = (lo, 0);
                 while after < hi {
-                    let spare = own.take().or_else(|| recycled.lock().unwrap_or_else(|p| p.into_inner()).try_recv().ok());
+                    let spare =
+                        own.take().or_else(|| recycled.lock().unwrap_or_else(|p| p.into_inner()).try_recv().ok());
                     let page = spare.unwrap_or_else(|| EventPage::new(columns, limit));
                     let page = store.read_page(dataset_id, after, hi, limit, page).await?;
                     let full = page.len() >= limit;

@@ -495,9 +495,14 @@ pub async fn event_pages_hold_what_reads_do(engine: &dyn Engine) {
         assert_eq!(page_rows(&page), page_rows(&EventPage::from_events(&read[..4], columns)), "{columns:?}");
         let rest = store.read_page(dataset, page.last_seq().unwrap(), i64::MAX, 100, page.clone()).await.unwrap();
         assert_eq!(page_rows(&rest), page_rows(&EventPage::from_events(&read[4..], columns)), "{columns:?}");
-        assert!(store.read_page(dataset, rest.last_seq().unwrap(), i64::MAX, 100, rest.clone()).await.unwrap().is_empty());
+        assert!(store
+            .read_page(dataset, rest.last_seq().unwrap(), i64::MAX, 100, rest.clone())
+            .await
+            .unwrap()
+            .is_empty());
     }
-    let unknown = store.read_page(dataset + 1_000_000, 0, i64::MAX, 100, EventPage::new(PageColumns::ALL, 0)).await.unwrap();
+    let unknown =
+        store.read_page(dataset + 1_000_000, 0, i64::MAX, 100, EventPage::new(PageColumns::ALL, 0)).await.unwrap();
     assert!(unknown.is_empty(), "an unknown dataset reads empty");
 }
 
@@ -2162,8 +2167,7 @@ pub async fn exports_within_a_dedup_budget_are_exact(engine: &dyn Engine) {
             let page_columns = w.page_columns().unwrap();
             // Ranges of a few pages, so that the two readers take turns many times here.
             let shape = Shape { budget, page_events: 7, range: 23 };
-            let (stats, out) =
-                export_pages_within(store.clone(), dataset, w, mode, page_columns, shape).await.unwrap();
+            let (stats, out) = export_pages_within(store.clone(), dataset, w, mode, page_columns, shape).await.unwrap();
             assert_eq!(stats.events, distinct, "{mode:?} within {budget}");
             let wanted = log.iter().filter(|e| crate::export::wanted(mode, e.bulk)).count() as u64;
             assert_eq!(stats.duplicates, wanted - distinct, "{mode:?} within {budget}");
@@ -2209,7 +2213,9 @@ pub async fn two_readers_keep_position_order_across_ranges(engine: &dyn Engine) 
     }
     let expected = expected.finish().unwrap();
     assert_eq!(seen.len(), 40);
-    for (page_events, range) in [(1, 1), (1, 2), (3, 5), (5, 3), (7, 7), (4, 16), (100, 13), (2, 1000), (16_384, 65_536)] {
+    for (page_events, range) in
+        [(1, 1), (1, 2), (3, 5), (5, 3), (7, 7), (4, 16), (100, 13), (2, 1000), (16_384, 65_536)]
+    {
         for budget in [usize::MAX, 9] {
             let w = writer();
             let page_columns = w.page_columns().unwrap();
