@@ -369,6 +369,23 @@ impl EventStore for PostgresStore {
         self.shared.db.run(async |c| writer::read(c, dataset_id, after, limit).await).await
     }
 
+    async fn read_page(
+        &self,
+        dataset_id: i64,
+        after: i64,
+        until: i64,
+        limit: usize,
+        mut page: interlog_store::page::EventPage,
+    ) -> Result<interlog_store::page::EventPage, StoreError> {
+        page.clear();
+        if limit == 0 || until <= after {
+            return Ok(page);
+        }
+        let events = self.shared.db.run(async |c| writer::read_range(c, dataset_id, after, until, limit).await).await?;
+        page.fill_from(&events);
+        Ok(page)
+    }
+
     async fn history(
         &self,
         dataset_id: i64,

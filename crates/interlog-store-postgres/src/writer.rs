@@ -607,6 +607,24 @@ pub(crate) async fn read(
     rows.iter().map(stored_event).collect()
 }
 
+/// One page of a dataset's log between two positions, `after < seq <= until`: the range query an
+/// export's readers send, each for its own range, so neither reads rows the other will.
+pub(crate) async fn read_range(
+    c: &deadpool_postgres::ClientWrapper,
+    dataset_id: i64,
+    after: i64,
+    until: i64,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, Fail> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM events WHERE dataset_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4"
+        ))
+        .await?;
+    let rows = c.query(&stmt, &[&dataset_id, &after, &until, &(limit.min(i64::MAX as usize) as i64)]).await?;
+    rows.iter().map(stored_event).collect()
+}
+
 fn text(r: &tokio_postgres::Row, i: usize) -> Result<String, Fail> {
     let bytes: Vec<u8> = r.try_get(i)?;
     String::from_utf8(bytes)

@@ -302,10 +302,11 @@ impl EventStore for SqliteStore {
         &self,
         dataset_id: i64,
         after: i64,
+        until: i64,
         limit: usize,
         page: interlog_store::page::EventPage,
     ) -> Result<interlog_store::page::EventPage, StoreError> {
-        self.readers.run(move |conn| reader::event_page(conn, dataset_id, after, limit, page)).await
+        self.readers.run(move |conn| reader::event_page(conn, dataset_id, after, until, limit, page)).await
     }
 
     async fn history(

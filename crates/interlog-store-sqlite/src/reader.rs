@@ -105,6 +105,7 @@ pub fn event_page(
     conn: &Connection,
     dataset_id: i64,
     after: i64,
+    until: i64,
     limit: usize,
     mut page: EventPage,
 ) -> Result<EventPage, StoreError> {
@@ -133,10 +134,10 @@ pub fn event_page(
     let mut stmt = tx
         .prepare_cached(&format!(
             "SELECT seq, received_at, sent_at, event_value, import_job, {texts} FROM events
-             WHERE seq > ?2 AND dataset_id = ?1 ORDER BY seq LIMIT ?3"
+             WHERE seq > ?2 AND seq <= ?4 AND dataset_id = ?1 ORDER BY seq LIMIT ?3"
         ))
         .classified()?;
-    let mut rows = stmt.query(params![dataset_id, after, limit]).classified()?;
+    let mut rows = stmt.query(params![dataset_id, after, limit, until]).classified()?;
     while let Some(r) = rows.next().classified()? {
         let numbers = RowNumbers {
             seq: r.get(0).classified()?,

@@ -318,17 +318,23 @@ pub trait EventStore: Send + Sync + 'static {
     async fn read(&self, dataset_id: i64, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// The page [`EventStore::read`] answers, as one buffer of text with offsets and only the text
-    /// columns of `page` filled: what an export reads. `page` is emptied and refilled, its buffers
-    /// kept (an export recycles a few pages). Engines with a cheaper way to fill it than building
-    /// each [`StoredEvent`] override this.
+    /// columns of `page` filled, stopping at the position `until`: up to `limit` events with
+    /// `after < seq <= until`, in `seq` order (`i64::MAX`: no bound). What an export reads, two
+    /// disjoint ranges of positions at once. `page` is emptied and refilled, its buffers kept (an
+    /// export recycles a few pages). Engines with a cheaper way to fill it than building each
+    /// [`StoredEvent`], or with a range query, override this.
     async fn read_page(
         &self,
         dataset_id: i64,
         after: i64,
+        until: i64,
         limit: usize,
         mut page: crate::page::EventPage,
     ) -> Result<crate::page::EventPage, StoreError> {
-        let events = self.read(dataset_id, after, limit).await?;
+        let mut events = self.read(dataset_id, after, limit).await?;
+        // In `seq` order: the rows past `until` are a tail, and what is left is the first `limit`
+        // of the range (or all of it).
+        events.truncate(events.partition_point(|e| e.seq <= until));
         page.clear();
         page.fill_from(&events);
         Ok(page)

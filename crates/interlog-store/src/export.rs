@@ -198,11 +198,17 @@ pub async fn export_ingested<W: Write + Send + 'static>(
 /// read in a few milliseconds.
 pub const EXPORT_PAGE_EVENTS: usize = 16_384;
 
-/// [`export_ingested`] of a writer that formats [`EventRef`]s, in three stages that overlap on
-/// the machine's cores: the store reads pages of only the columns the writer needs
-/// ([`EventStore::read_page`]), one after the other; a filtering thread picks each page's first
+/// Positions in one reader's range of [`export_pages`]: four full pages of a dataset that has the
+/// log to itself, so a range costs four reads and the two readers take turns by the range.
+pub const EXPORT_RANGE_POSITIONS: i64 = 4 * EXPORT_PAGE_EVENTS as i64;
+
+/// [`export_ingested`] of a writer that formats [`EventRef`]s, in stages that overlap on the
+/// machine's cores: **two readers** read pages of only the columns the writer needs
+/// ([`EventStore::read_page`]), each its own alternate ranges of [`EXPORT_RANGE_POSITIONS`]
+/// positions (the reader of the log is the longest stage: two share it); a filtering thread
+/// takes their pages strictly in position order, range after range, and picks each page's first
 /// copies (first copy wins, within [`DEDUP_BUDGET_KEYS`]: `export/first.rs`); a formatting
-/// thread writes them. Each page is one buffer, handed back to the reader once written, so no
+/// thread writes them. Each page is one buffer, handed back to the readers once written, so no
 /// row and, after the first few, no page is allocated.
 async fn export_pages<W: Write + Send + 'static>(
     store: std::sync::Arc<dyn EventStore>,
@@ -211,24 +217,49 @@ async fn export_pages<W: Write + Send + 'static>(
     mode: IngestionMode,
     columns: PageColumns,
 ) -> Result<(ScanStats, W), StoreError> {
-    export_pages_within(store, dataset_id, writer, mode, columns, DEDUP_BUDGET_KEYS).await
+    let shape = Shape { budget: DEDUP_BUDGET_KEYS, page_events: EXPORT_PAGE_EVENTS, range: EXPORT_RANGE_POSITIONS };
+    export_pages_within(store, dataset_id, writer, mode, columns, shape).await
 }
 
-/// [`export_pages`] with the filter's set holding at most `budget` keys (the conformance suite
-/// exports with a tiny one, so that evictions and their scans run).
+/// The sizes [`export_pages`] works with; the conformance suite shrinks them, so that evictions,
+/// their scans and the readers' range boundaries all happen on a few hundred events.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    /// Keys the first-copy-wins set holds at most.
+    pub budget: usize,
+    /// Events per page read.
+    pub page_events: usize,
+    /// Positions per reader's range.
+    pub range: i64,
+}
+
+/// What a reader of [`export_pages_within`] hands the filter, in position order.
+enum Piece {
+    Page(EventPage),
+    /// The reader's current range is read: the filter turns to the other reader's next range.
+    RangeDone,
+    /// Nothing after this range (or the filter's end is passed): the export is complete.
+    End,
+}
+
+/// [`export_pages`] with its sizes given.
 pub(crate) async fn export_pages_within<W: Write + Send + 'static>(
     store: std::sync::Arc<dyn EventStore>,
     dataset_id: i64,
     mut writer: ExportWriter<W>,
     mode: IngestionMode,
     columns: PageColumns,
-    budget: usize,
+    shape: Shape,
 ) -> Result<(ScanStats, W), StoreError> {
     use std::sync::atomic::{AtomicI64, Ordering};
-    let (to_filter, mut filter_in) = tokio::sync::mpsc::channel::<EventPage>(1);
+    let limit = shape.page_events.max(1);
+    let width = shape.range.max(1);
+    let (to_filter_a, filter_a) = tokio::sync::mpsc::channel::<Piece>(1);
+    let (to_filter_b, filter_b) = tokio::sync::mpsc::channel::<Piece>(1);
     let (to_format, mut format_in) = tokio::sync::mpsc::channel::<(EventPage, Vec<u32>)>(1);
-    let (recycle, mut recycled) = tokio::sync::mpsc::unbounded_channel::<EventPage>();
-    // Where the filter will stop (an evicted class's scan read the log up to there): the reader
+    let (recycle, recycled) = tokio::sync::mpsc::unbounded_channel::<EventPage>();
+    let recycled = std::sync::Mutex::new(recycled);
+    // Where the filter will stop (an evicted class's scan read the log up to there): the readers
     // need not read past it.
     let end = std::sync::Arc::new(AtomicI64::new(i64::MAX));
 
@@ -248,12 +279,25 @@ pub(crate) async fn export_pages_within<W: Write + Send + 'static>(
     let ids = store.clone();
     let filter_end = end.clone();
     let filter = tokio::task::spawn_blocking(move || -> Result<ScanStats, StoreError> {
-        let mut copies = first::FirstCopies::new(mode, budget);
+        let mut copies = first::FirstCopies::new(mode, shape.budget);
         let mut scan = |after: i64| {
-            let page = EventPage::new(PageColumns::EVENT_ID, EXPORT_PAGE_EVENTS);
-            runtime.block_on(ids.read_page(dataset_id, after, EXPORT_PAGE_EVENTS, page))
+            let page = EventPage::new(PageColumns::EVENT_ID, limit);
+            runtime.block_on(ids.read_page(dataset_id, after, i64::MAX, limit, page))
         };
-        while let Some(page) = filter_in.blocking_recv() {
+        // Ranges alternate between the readers: the one whose range is next is read from, so
+        // pages come in position order whichever reader was quicker.
+        let mut inputs = [filter_a, filter_b];
+        let mut turn = 0;
+        // `None`: a reader failed (its error is the one to report) or stopped.
+        while let Some(piece) = inputs[turn].blocking_recv() {
+            let page = match piece {
+                Piece::Page(page) => page,
+                Piece::RangeDone => {
+                    turn ^= 1;
+                    continue;
+                }
+                Piece::End => break,
+            };
             let mut kept = Vec::with_capacity(page.len());
             let mut past_end = false;
             for (n, row) in page.iter().enumerate() {
@@ -274,29 +318,63 @@ pub(crate) async fn export_pages_within<W: Write + Send + 'static>(
         Ok(copies.stats())
     });
 
-    let read = async {
-        let mut after = 0;
-        loop {
-            let page = match recycled.try_recv() {
-                Ok(page) => page,
-                Err(_) => EventPage::new(columns, EXPORT_PAGE_EVENTS),
-            };
-            let page = store.read_page(dataset_id, after, EXPORT_PAGE_EVENTS, page).await?;
-            let done = page.len() < EXPORT_PAGE_EVENTS;
-            let Some(last) = page.last_seq() else { break };
-            after = last;
-            if to_filter.send(page).await.is_err() || done || last >= end.load(Ordering::Acquire) {
-                break; // at the end, or the filter stopped
+    // Reader `k` reads the ranges `k`, `k + 2`, `k + 4`…: range `r` is the positions
+    // `r * width < seq <= (r + 1) * width`, read page after page until it is exhausted.
+    let read = |k: i64, to_filter: tokio::sync::mpsc::Sender<Piece>| {
+        let (store, end, recycled) = (&store, &end, &recycled);
+        async move {
+            let mut range = k;
+            // A page read empty, kept for the next read rather than dropped.
+            let mut own: Option<EventPage> = None;
+            loop {
+                let lo = range.saturating_mul(width);
+                if lo >= end.load(Ordering::Acquire) || lo == i64::MAX {
+                    let _ = to_filter.send(Piece::End).await;
+                    break;
+                }
+                let hi = lo.saturating_add(width);
+                let (mut after, mut rows) = (lo, 0);
+                while after < hi {
+                    let spare =
+                        own.take().or_else(|| recycled.lock().unwrap_or_else(|p| p.into_inner()).try_recv().ok());
+                    let page = spare.unwrap_or_else(|| EventPage::new(columns, limit));
+                    let page = store.read_page(dataset_id, after, hi, limit, page).await?;
+                    let full = page.len() >= limit;
+                    let Some(last) = page.last_seq() else {
+                        own = Some(page);
+                        break;
+                    };
+                    (after, rows) = (last, rows + page.len());
+                    if to_filter.send(Piece::Page(page)).await.is_err() {
+                        return Ok(()); // the filter stopped
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+                // An empty range ends the export if nothing comes after it (a gap in the
+                // dataset's positions, other datasets' rows, does not).
+                if rows == 0 {
+                    let probe = EventPage::new(PageColumns::EVENT_ID, 1);
+                    if store.read_page(dataset_id, hi, i64::MAX, 1, probe).await?.is_empty() {
+                        let _ = to_filter.send(Piece::End).await;
+                        break;
+                    }
+                }
+                if to_filter.send(Piece::RangeDone).await.is_err() {
+                    break;
+                }
+                range = range.saturating_add(2);
             }
+            Ok::<_, StoreError>(())
         }
-        drop(to_filter);
-        Ok::<_, StoreError>(())
     };
-    let read = read.await;
+    let (a, b) = tokio::join!(read(0, to_filter_a), read(1, to_filter_b));
     let stopped = |e: tokio::task::JoinError| StoreError::internal(format!("the export stopped: {e}"));
     let stats = filter.await.map_err(stopped)?;
     let out = format.await.map_err(stopped)?;
-    read?;
+    a?;
+    b?;
     let stats = stats?;
     Ok((stats, out?))
 }

@@ -43,7 +43,7 @@ macro_rules! conformance_suite {
             append_then_read_in_order, repeats_are_dropped_at_the_door, unique_events_drop_repeats_past_the_window,
             events_survive_a_reopen_and_the_window_is_warmed, flags_and_undeclared_properties_round_trip,
             concurrent_appends_land_once_each,
-            datasets_are_separate, read_pages_are_bounded, event_pages_hold_what_reads_do, insert_get_list_update_delete,
+            datasets_are_separate, read_pages_are_bounded, event_pages_hold_what_reads_do, event_pages_stop_at_until, insert_get_list_update_delete,
             names_and_arns_are_unique, already_exists_names_the_holder, quota_holds_under_concurrent_inserts,
             quota_counts_only_given_statuses, running_quota_holds_under_concurrent_inserts,
             requirements_must_hold, delete_rules, claims_with_expected_status, tags, version_grows_and_is_watched,
@@ -61,7 +61,7 @@ macro_rules! conformance_suite {
             positions_of_deleted_newest_events_are_not_given_again, compiled_schema_follows_the_catalog,
             compiled_schema_follows_another_nodes_catalog, imported_rows_are_marked_bulk,
             imported_events_bypass_the_window_and_first_copy_wins, removing_bulk_rows_spares_put_data,
-            exports_read_one_ingestion_mode, exports_within_a_dedup_budget_are_exact, deleting_users_removes_exactly_their_data,
+            exports_read_one_ingestion_mode, exports_within_a_dedup_budget_are_exact, two_readers_keep_position_order_across_ranges, deleting_users_removes_exactly_their_data,
             deleting_users_while_appending, record_positions_move_with_every_write,
             record_positions_survive_a_reopen_and_are_never_reused, nodes_give_records_positions_in_commit_order);
     };
@@ -490,15 +490,50 @@ pub async fn event_pages_hold_what_reads_do(engine: &dyn Engine) {
     assert_eq!(read.len(), 10);
     let some = PageColumns::EVENT_ID.with(Text::ItemId).with(Text::Impression);
     for columns in [PageColumns::ALL, some, PageColumns::EVENT_ID] {
-        let page = store.read_page(dataset, 0, 4, EventPage::new(columns, 0)).await.unwrap();
+        let page = store.read_page(dataset, 0, i64::MAX, 4, EventPage::new(columns, 0)).await.unwrap();
         assert_eq!(page.len(), 4, "a page holds at most its limit");
         assert_eq!(page_rows(&page), page_rows(&EventPage::from_events(&read[..4], columns)), "{columns:?}");
-        let rest = store.read_page(dataset, page.last_seq().unwrap(), 100, page.clone()).await.unwrap();
+        let rest = store.read_page(dataset, page.last_seq().unwrap(), i64::MAX, 100, page.clone()).await.unwrap();
         assert_eq!(page_rows(&rest), page_rows(&EventPage::from_events(&read[4..], columns)), "{columns:?}");
-        assert!(store.read_page(dataset, rest.last_seq().unwrap(), 100, rest.clone()).await.unwrap().is_empty());
+        assert!(store
+            .read_page(dataset, rest.last_seq().unwrap(), i64::MAX, 100, rest.clone())
+            .await
+            .unwrap()
+            .is_empty());
     }
-    let unknown = store.read_page(dataset + 1_000_000, 0, 100, EventPage::new(PageColumns::ALL, 0)).await.unwrap();
+    let unknown =
+        store.read_page(dataset + 1_000_000, 0, i64::MAX, 100, EventPage::new(PageColumns::ALL, 0)).await.unwrap();
     assert!(unknown.is_empty(), "an unknown dataset reads empty");
+}
+
+/// `read_page` with an upper bound reads exactly the positions `after < seq <= until`, at most
+/// `limit` of them; another dataset's rows between do not count.
+pub async fn event_pages_stop_at_until(engine: &dyn Engine) {
+    use crate::page::{EventPage, PageColumns};
+    let (_, store) = open(engine).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let other = dataset_of(&*store, ACCOUNT, "until-other", "INTERACTIONS").await;
+    for r in 0..4 {
+        store.append(dataset, (0..5).map(|i| bare(&format!("{r}-{i}"))).collect()).await.unwrap();
+        store.append(other, (0..3).map(|i| bare(&format!("o{r}-{i}"))).collect()).await.unwrap();
+    }
+    let read = all(&*store, dataset).await;
+    assert_eq!(read.len(), 20);
+    let seqs = |page: &EventPage| page.iter().map(|r| r.numbers().seq).collect::<Vec<_>>();
+    let want = |range: &[StoredEvent]| range.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let page = |after: i64, until: i64, limit: usize| {
+        let store = store.clone();
+        async move { store.read_page(dataset, after, until, limit, EventPage::new(PageColumns::ALL, 0)).await.unwrap() }
+    };
+    assert_eq!(seqs(&page(read[2].seq, read[9].seq, 100).await), want(&read[3..10]), "the bound is inclusive");
+    assert_eq!(seqs(&page(read[2].seq, read[9].seq, 3).await), want(&read[3..6]), "and the limit holds");
+    assert_eq!(seqs(&page(read[2].seq, read[9].seq - 1, 100).await), want(&read[3..9]));
+    // Between two of the dataset's rows (another dataset's positions): nothing.
+    assert_eq!(seqs(&page(read[4].seq, read[5].seq - 1, 100).await), Vec::<i64>::new());
+    assert!(page(read[9].seq, read[9].seq, 100).await.is_empty(), "an empty range");
+    assert!(page(read[9].seq, read[2].seq, 100).await.is_empty(), "until before after");
+    assert_eq!(seqs(&page(0, i64::MAX, 100).await), want(&read), "no bound");
+    assert_eq!(seqs(&page(read[17].seq, i64::MAX, 100).await), want(&read[18..]));
 }
 
 // ---- catalog ----
@@ -2094,7 +2129,7 @@ pub async fn exports_read_one_ingestion_mode(engine: &dyn Engine) {
 /// it writes, in each ingestion mode, the bytes a filter holding every key writes, which are the
 /// first copies of the log in order. Repeats are stored live past the window and by imports.
 pub async fn exports_within_a_dedup_budget_are_exact(engine: &dyn Engine) {
-    use crate::export::{export_pages_within, ExportWriter, Format};
+    use crate::export::{export_pages_within, ExportWriter, Format, Shape};
     use interlog_model::control::IngestionMode;
     use interlog_model::schema::{parse_schema, DEFAULT_INTERACTIONS_SCHEMA};
     let location = engine.location().await;
@@ -2130,12 +2165,66 @@ pub async fn exports_within_a_dedup_budget_are_exact(engine: &dyn Engine) {
         for budget in [usize::MAX, 64, 17, 5, 3, 2] {
             let w = writer();
             let page_columns = w.page_columns().unwrap();
-            let (stats, out) =
-                export_pages_within(store.clone(), dataset, w, mode, page_columns, budget).await.unwrap();
+            // Ranges of a few pages, so that the two readers take turns many times here.
+            let shape = Shape { budget, page_events: 7, range: 23 };
+            let (stats, out) = export_pages_within(store.clone(), dataset, w, mode, page_columns, shape).await.unwrap();
             assert_eq!(stats.events, distinct, "{mode:?} within {budget}");
             let wanted = log.iter().filter(|e| crate::export::wanted(mode, e.bulk)).count() as u64;
             assert_eq!(stats.duplicates, wanted - distinct, "{mode:?} within {budget}");
             assert!(out == expected, "{mode:?} within {budget}: the export differs from the first copies");
+        }
+    }
+}
+
+/// The export's two readers read alternate ranges of positions; the filter takes their pages in
+/// position order, so the first copy wins even when its later copies are in the other reader's
+/// ranges, whatever the page and range sizes, across gaps of another dataset's positions wider
+/// than a range (empty ranges that do not end the export) and with pages cut by range ends.
+pub async fn two_readers_keep_position_order_across_ranges(engine: &dyn Engine) {
+    use crate::export::{export_pages_within, ExportWriter, Format, Shape};
+    use interlog_model::control::IngestionMode;
+    use interlog_model::schema::{parse_schema, DEFAULT_INTERACTIONS_SCHEMA};
+    let location = engine.location().await;
+    let store = engine.open(&location, WriterOptions { window_events: 1, ..Default::default() }).await;
+    let dataset = default_dataset(&*store, ACCOUNT).await;
+    let other = dataset_of(&*store, ACCOUNT, "ranges-other", "INTERACTIONS").await;
+    // 40 eventIds sent 4 times each, each copy with its own item, spread so that a repeat is
+    // usually in a later range than its first copy; a gap of 30 other positions after each round.
+    for round in 0..4 {
+        let events: Vec<Interaction> =
+            (0..40).map(|n| event(&format!("e{}", (n * 17 + round * 11) % 40), &format!("r{round}-{n}"))).collect();
+        for chunk in events.chunks(6) {
+            store.append(dataset, chunk.to_vec()).await.unwrap();
+        }
+        store.append(other, (0..30).map(|n| bare(&format!("gap-{round}-{n}"))).collect()).await.unwrap();
+    }
+    let log = all(&*store, dataset).await;
+    assert_eq!(log.len(), 160, "repeats past the window are stored");
+    let schema = parse_schema(DEFAULT_INTERACTIONS_SCHEMA).unwrap();
+    let columns: Vec<String> = schema.field_names().iter().map(|s| s.to_string()).collect();
+    let writer =
+        || ExportWriter::new(Format::Csv, columns.clone(), Vec::new()).unwrap().with_schema(Some(schema.clone()));
+    let mut expected = writer();
+    let mut seen = std::collections::HashSet::new();
+    for e in &log {
+        if seen.insert(e.interaction.event_id.clone()) {
+            expected.write(e).unwrap();
+        }
+    }
+    let expected = expected.finish().unwrap();
+    assert_eq!(seen.len(), 40);
+    for (page_events, range) in
+        [(1, 1), (1, 2), (3, 5), (5, 3), (7, 7), (4, 16), (100, 13), (2, 1000), (16_384, 65_536)]
+    {
+        for budget in [usize::MAX, 9] {
+            let w = writer();
+            let page_columns = w.page_columns().unwrap();
+            let shape = Shape { budget, page_events, range };
+            let (stats, out) =
+                export_pages_within(store.clone(), dataset, w, IngestionMode::All, page_columns, shape).await.unwrap();
+            let what = format!("pages of {page_events}, ranges of {range}, budget {budget}");
+            assert_eq!((stats.events, stats.duplicates), (40, 120), "{what}");
+            assert!(out == expected, "{what}: the export differs from the first copies");
         }
     }
 }
