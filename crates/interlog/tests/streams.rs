@@ -688,24 +688,38 @@ fn each_dataset_group_has_its_subject_and_groups_can_be_chosen() {
 /// every event still arrives exactly once, in order.
 #[test]
 fn foreign_messages_in_the_stream_do_not_stop_delivery() {
-    let test = "foreign";
+    foreign_messages("foreign", 3, Duration::from_millis(100), 2000);
+}
+
+/// Foreign messages every few ms while pages are in flight: each one makes the page being
+/// published refused from that point on and the pages behind it refused as well, then sent
+/// again from the first refused message; the stream must still hold our events once each, in
+/// order per dataset.
+#[test]
+fn a_storm_of_foreign_messages_keeps_order_with_pages_in_flight() {
+    foreign_messages("storm", 60, Duration::from_millis(15), 20_000);
+}
+
+/// `count` messages of someone else's on the stream, `every` apart, in the middle of a load of
+/// `total` events.
+fn foreign_messages(test: &str, count: usize, every: Duration, total: usize) {
     let Some(nats_url) = nats_or_skip(test) else { return };
     let dir = tempfile::tempdir().unwrap();
     let name = unique(test);
     let setup = Setup::new(Engine::Sqlite, dir.path(), &nats_url, &name);
     let server = setup.start();
-    let load = Load::start(setup.listen.clone(), server.tracking_id.clone(), name.clone(), 2000);
+    let load = Load::start(setup.listen.clone(), server.tracking_id.clone(), name.clone(), total);
     load.wait_for(300);
     let subject = format!("{}.intruder", setup.prefix);
     runtime().block_on(async {
         let js = jetstream::new(async_nats::connect(&nats_url).await.unwrap());
-        for i in 0..3 {
+        for i in 0..count {
             let mut headers = async_nats::HeaderMap::new();
-            if i != 1 {
+            if i % 3 != 1 {
                 headers.insert("Nats-Msg-Id", format!("intruder-{i}").as_str());
             }
             js.publish_with_headers(subject.clone(), headers, "{}".into()).await.unwrap().await.unwrap();
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(every).await;
         }
     });
     let acked = load.finish();
@@ -717,7 +731,7 @@ fn foreign_messages_in_the_stream_do_not_stop_delivery() {
         sinks(&addr)
     );
     let all = consume_raw(&nats_url, &setup.stream);
-    assert_eq!(all.iter().filter(|(s, _)| *s == subject).count(), 3);
+    assert_eq!(all.iter().filter(|(s, _)| *s == subject).count(), count);
     let ours: Vec<(String, String, i64, String)> = all
         .into_iter()
         .filter(|(s, _)| *s != subject)

@@ -152,8 +152,10 @@ pub trait Destination: Send + Sync + 'static {
     /// Sends a page and hands back the wait for its confirmation ([`Destination::in_flight`]
     /// pages may be waiting at once). A page is sent only after the ones before it, so their
     /// confirmations are taken in order; after one that is not complete the task drops those
-    /// sent after it and sends them again. The default delivers the page before returning.
-    async fn send(&self, source: &Source, entries: Arc<Vec<Entry>>) -> InFlight {
+    /// sent after it and sends them again. `first`: no earlier page of this dataset is still
+    /// awaiting its confirmation (a destination that cannot keep order behind a failed page
+    /// refuses the others at once). The default delivers the page before returning.
+    async fn send(&self, source: &Source, entries: Arc<Vec<Entry>>, _first: bool) -> InFlight {
         let delivery = self.deliver(source, &entries).await;
         Box::pin(std::future::ready(delivery))
     }
@@ -649,7 +651,7 @@ async fn deliver(inner: Arc<Inner>, dest: Arc<dyn Destination>, source: Source) 
             };
             sent = last;
             let page = Arc::new(page);
-            let mut pending = dest.send(&source, page.clone()).await;
+            let mut pending = dest.send(&source, page.clone(), in_flight.is_empty()).await;
             // Already answered (the default `send`, or a destination that failed at once, such as
             // NATS unreachable): no page is sent after it before its answer is taken.
             if let Some(delivery) = futures_util::FutureExt::now_or_never(&mut pending) {
