@@ -210,6 +210,8 @@ struct Inner {
     running: Mutex<HashMap<String, bool>>,
     stop: watch::Sender<bool>,
     supervisors: Mutex<Vec<JoinHandle<()>>>,
+    /// Where the delivery tasks run: a thread of their own (see [`delivery_runtime`]).
+    deliveries: tokio::runtime::Handle,
 }
 
 /// One sink as `GET /_interlog/sinks` shows it.
@@ -287,6 +289,7 @@ impl Sinks {
     /// runs one task per wanted dataset.
     pub fn start(store: Arc<dyn Store>, destinations: Vec<Arc<dyn Destination>>, settings: SinkSettings) -> Sinks {
         let (stop, _) = watch::channel(false);
+        let deliveries = delivery_runtime(stop.subscribe());
         let inner = Arc::new(Inner {
             store,
             destinations,
@@ -294,6 +297,7 @@ impl Sinks {
             running: Mutex::new(HashMap::new()),
             stop,
             supervisors: Mutex::new(Vec::new()),
+            deliveries,
         });
         let handles: Vec<_> =
             inner.destinations.iter().map(|d| tokio::spawn(supervise(inner.clone(), d.clone()))).collect();
@@ -511,7 +515,7 @@ async fn supervise(inner: Arc<Inner>, dest: Arc<dyn Destination>) {
                     });
                     for (id, src) in wanted {
                         if let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(id) {
-                            let handle = tokio::spawn(deliver(inner.clone(), dest.clone(), src.clone()));
+                            let handle = inner.deliveries.spawn(deliver(inner.clone(), dest.clone(), src.clone()));
                             slot.insert((src, handle));
                         }
                     }
@@ -587,6 +591,36 @@ impl Progress {
         }?;
         *self = Progress::new(moved.position);
         Ok(())
+    }
+}
+
+/// A runtime on a thread of its own for the delivery tasks, ending when `stop` turns true or
+/// its sender is dropped. Why: on the server's runtime a dataset's delivery is one task among a
+/// task per connection, so at saturation it got a connection's share of the two workers and fell
+/// behind ingest; as a thread of its own it gets the OS scheduler's share, like the store's
+/// writer. Falls back to the current runtime if the thread cannot be started.
+fn delivery_runtime(mut stop: watch::Receiver<bool>) -> tokio::runtime::Handle {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let started = std::thread::Builder::new().name("interlog-sinks".into()).spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the sinks' runtime; they run on the server's");
+                return;
+            }
+        };
+        let _ = tx.send(runtime.handle().clone());
+        runtime.block_on(async move {
+            while !*stop.borrow_and_update() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    });
+    match started.ok().and_then(|_| rx.recv().ok()) {
+        Some(handle) => handle,
+        None => tokio::runtime::Handle::current(),
     }
 }
 
