@@ -366,7 +366,7 @@ impl EventStore for PostgresStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        self.shared.db.run(async |c| writer::read(c, dataset_id, after, limit).await).await
+        self.shared.db.run(async |c| writer::read_range(c, dataset_id, after, i64::MAX, limit).await).await
     }
 
     async fn read_page(

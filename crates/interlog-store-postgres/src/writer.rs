@@ -591,24 +591,9 @@ pub(crate) async fn warm(c: &tokio_postgres::Client, window: &mut Window, capaci
     Ok(())
 }
 
-/// One page of a dataset's log.
-pub(crate) async fn read(
-    c: &deadpool_postgres::ClientWrapper,
-    dataset_id: i64,
-    after: i64,
-    limit: usize,
-) -> Result<Vec<StoredEvent>, Fail> {
-    let stmt = c
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM events WHERE dataset_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-        ))
-        .await?;
-    let rows = c.query(&stmt, &[&dataset_id, &after, &(limit.min(i64::MAX as usize) as i64)]).await?;
-    rows.iter().map(stored_event).collect()
-}
-
-/// One page of a dataset's log between two positions, `after < seq <= until`: the range query an
-/// export's readers send, each for its own range, so neither reads rows the other will.
+/// One page of a dataset's log between two positions, `after < seq <= until` (`i64::MAX`: every
+/// position after `after`, what `EventStore::read` asks): an export's readers each send their own
+/// range, so neither reads rows the other will.
 pub(crate) async fn read_range(
     c: &deadpool_postgres::ClientWrapper,
     dataset_id: i64,

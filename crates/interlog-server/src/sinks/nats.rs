@@ -346,12 +346,12 @@ impl Nats {
         }
         // The next page chains onto this one's last message before its PubAck is back; if it
         // does not come back, the chain is looked up again (below).
-        if error.is_some() {
+        if let Some(error) = error {
             self.ready.store(false, Ordering::Release);
             chain.last = None;
             chain.careful = true;
             chain.failures += 1;
-            return failed(error.unwrap_or_default());
+            return failed(error);
         }
         chain.last = Some(expected.clone());
         self.unsettled.fetch_add(1, Ordering::AcqRel);
