@@ -14,7 +14,8 @@ use crate::error::{self, Fail};
 /// Tuning of the engine's connections.
 #[derive(Debug, Clone)]
 pub struct PostgresOptions {
-    /// Connections of the pool (appends, catalog, reads, background work), plus one for LISTEN.
+    /// Connections of the pool (catalog, reads, background work), plus one for LISTEN and one for
+    /// the writer's appends.
     pub pool_size: usize,
     /// How long any one operation (a commit, a catalog call, a page read) may take before it
     /// fails with `Unavailable`; also bounds connecting and waiting for a free connection.
@@ -40,6 +41,9 @@ pub enum InsertMode {
 
 pub(crate) struct Db {
     pool: Pool,
+    /// The writer's own connection: created, and so driven, on the writer's thread, never
+    /// lent to a request or a background task.
+    writer: Pool,
     /// For connections outside the pool (LISTEN).
     pub(crate) config: tokio_postgres::Config,
     pub(crate) timeout: Duration,
@@ -83,18 +87,33 @@ impl Db {
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let wait = Some(options.timeout.min(Duration::from_secs(5)));
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(2))
-            .runtime(Runtime::Tokio1)
-            .timeouts(Timeouts { wait, create: wait, recycle: wait })
-            .build()
-            .map_err(|e| StoreError::internal(e.to_string()))?;
-        Ok(Db { pool, config, timeout: options.timeout })
+        let pool = |manager: Manager, size: usize| {
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(Runtime::Tokio1)
+                .timeouts(Timeouts { wait, create: wait, recycle: wait })
+                .build()
+                .map_err(|e| StoreError::internal(e.to_string()))
+        };
+        let writer =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        Ok(Db {
+            pool: pool(manager, options.pool_size.max(2))?,
+            writer: pool(writer, 1)?,
+            config,
+            timeout: options.timeout,
+        })
     }
 
     /// A pooled connection, or `Unavailable` within the timeout.
     pub(crate) async fn conn(&self) -> Result<Conn, StoreError> {
         let obj = self.pool.get().await.map_err(error::pool)?;
+        Ok(Conn { obj: Some(obj), keep: false })
+    }
+
+    /// The writer's connection (reopened after a failure), or `Unavailable` within the timeout.
+    pub(crate) async fn writer_conn(&self) -> Result<Conn, StoreError> {
+        let obj = self.writer.get().await.map_err(error::pool)?;
         Ok(Conn { obj: Some(obj), keep: false })
     }
 
@@ -116,6 +135,7 @@ impl Db {
 
     pub(crate) fn close(&self) {
         self.pool.close();
+        self.writer.close();
     }
 }
 

@@ -5,7 +5,7 @@
 //! keys, purge records), so nodes keep no state that another node needs: what is per node is the
 //! group-commit writer, its retry window, the catalog cache and the connections. How the
 //! guarantees of `interlog_store`'s README are kept on a shared database:
-//! - durable before `append` resolves: one writer task batches every waiting request into one
+//! - durable before `append` resolves: one writer (on a thread of its own) batches every waiting request into one
 //!   transaction (binary COPY) and answers only after `COMMIT` returned, with
 //!   `synchronous_commit=on` forced on every session (`writer.rs`);
 //! - positions in commit order across nodes: taken under the dataset's `event_logs` row lock
@@ -157,7 +157,8 @@ pub struct PostgresStore {
     jobs: mpsc::Sender<writer::Job>,
     closing: AtomicBool,
     shutdown: watch::Sender<bool>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    /// Resolves when the writer's thread has committed what was queued and stopped.
+    writer: Mutex<Option<oneshot::Receiver<()>>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -217,7 +218,7 @@ impl PostgresStore {
         let (jobs, rx) = mpsc::channel(options.queue_requests.max(1));
         let history_index = options.history_index;
         let writer = writer::Writer { shared: shared.clone(), window, options, insert: pg.insert };
-        let writer = tokio::spawn(writer.run(rx, stop.clone()));
+        let writer = spawn_writer(writer, rx, stop.clone())?;
         let mut tasks = vec![
             tokio::spawn(background::listen(shared.clone(), stop.clone())),
             tokio::spawn(background::monitor(shared.clone(), stop.clone())),
@@ -438,6 +439,31 @@ impl EventStore for PostgresStore {
     fn health(&self) -> Health {
         self.shared.health()
     }
+}
+
+/// Runs the group-commit writer on a thread of its own, with a one-thread runtime that also drives
+/// its connection: every round trip of a commit (BEGIN, positions, COPY, COMMIT) is picked up
+/// as soon as PostgreSQL answers, instead of waiting its turn behind the node's request tasks on
+/// the shared workers, which lengthened each commit cycle and so every request's wait
+/// (docs/benchmarks.md, "The writer on its own thread").
+fn spawn_writer(
+    writer: writer::Writer,
+    rx: mpsc::Receiver<writer::Job>,
+    stop: watch::Receiver<bool>,
+) -> Result<oneshot::Receiver<()>, StoreError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::internal(format!("cannot start the writer's runtime: {e}")))?;
+    let (done, stopped) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("interlog-pg-writer".into())
+        .spawn(move || {
+            runtime.block_on(writer.run(rx, stop));
+            let _ = done.send(());
+        })
+        .map_err(|e| StoreError::internal(format!("cannot start the writer's thread: {e}")))?;
+    Ok(stopped)
 }
 
 #[async_trait]

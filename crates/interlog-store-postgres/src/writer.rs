@@ -1,4 +1,4 @@
-//! The write path: one group-commit writer task per node, and reads of a dataset's log.
+//! The write path: one group-commit writer per node (on its own thread, `lib.rs`), and reads of a dataset's log.
 //!
 //! Every request waiting when the writer comes round goes into one transaction (up to
 //! `max_batch_events`), so one WAL flush answers them all. Per dataset in the batch, the
@@ -185,7 +185,7 @@ impl Writer {
     async fn commit(&mut self, batch: &mut Vec<Job>) {
         let started = Instant::now();
         let shared = self.shared.clone();
-        let result = match shared.db.conn().await {
+        let result = match shared.db.writer_conn().await {
             Ok(mut conn) => {
                 match tokio::time::timeout(shared.db.timeout, self.write(&mut conn, batch)).await {
                     Ok(r) => {

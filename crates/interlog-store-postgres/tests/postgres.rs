@@ -1,6 +1,6 @@
 //! What only the PostgreSQL engine has to prove: positions in commit order across nodes (no
 //! reader ever sees a gap filled later), first copy wins across nodes, migrations (concurrent,
-//! newer layout, foreign schema, `events.flags` added to a layout-1 database), refused appends
+//! newer layout, foreign schema, `events.flags` added to a layout-1 database), the writer committing on its own thread, refused appends
 //! to a deleted dataset, values PostgreSQL text could not hold, and faults — the database unreachable, hung, or cutting connections under
 //! load — through a TCP proxy in front of the real server.
 //! Runs when `INTERLOG_TEST_DATABASE_URL` is set; otherwise every test prints `SKIPPED`.
@@ -113,6 +113,35 @@ async fn readers_never_see_a_gap_filled_later() {
     assert_eq!(stored.len(), total);
     // More than one node's writer committed to the dataset while the reader ran.
     assert!(nodes.iter().all(|n| n.stats().commits > 0));
+}
+
+/// The writer commits on a thread of its own with a connection it drives itself: while the only thread
+/// of the caller's runtime is blocked, a queued append still commits (on the caller's runtime it could
+/// not, since nothing else would poll the writer or its connection).
+#[tokio::test(flavor = "current_thread")]
+async fn the_writer_commits_while_the_callers_runtime_is_blocked() {
+    let pg = pg_or_skip!();
+    let url = url_in(&pg.url, &pg.schema().await);
+    let store = open(&url).await;
+    let dataset = dataset(&*store).await;
+    let before = store.commit_stats().commits;
+    let mut append = store.append(dataset, vec![event("e1", "i1")]);
+    // One poll queues the request for the writer.
+    std::future::poll_fn(|cx| {
+        assert!(std::future::Future::poll(append.as_mut(), cx).is_pending(), "an append answers only after its commit");
+        std::task::Poll::Ready(())
+    })
+    .await;
+    // Block this runtime's one thread (no await) until the commit is counted.
+    let started = Instant::now();
+    while store.commit_stats().commits == before {
+        assert!(started.elapsed() < Duration::from_secs(10), "no commit while the caller's runtime was blocked");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let o = append.await.unwrap();
+    assert_eq!((o.stored, o.duplicates), (1, 0));
+    assert_eq!(all(&*store, dataset).await.len(), 1);
+    store.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
