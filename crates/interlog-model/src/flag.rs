@@ -230,7 +230,11 @@ fn decode_codes(text: &str) -> Vec<Flag> {
 
 /// Flagged records counted by kind: a record carrying several flags of one kind counts once for it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FlagCounts([u64; FlagKind::ALL.len()]);
+pub struct FlagCounts {
+    kinds: [u64; FlagKind::ALL.len()],
+    /// Records carrying any flag, each once whatever its kinds.
+    records: u64,
+}
 
 impl FlagCounts {
     /// Counts one record's flags.
@@ -239,13 +243,19 @@ impl FlagCounts {
         for f in flags {
             seen[f.kind.index()] = true;
         }
-        for (count, hit) in self.0.iter_mut().zip(seen) {
+        for (count, hit) in self.kinds.iter_mut().zip(seen) {
             *count += u64::from(hit);
         }
+        self.records += u64::from(!flags.is_empty());
     }
 
     pub fn get(&self, kind: FlagKind) -> u64 {
-        self.0[kind.index()]
+        self.kinds[kind.index()]
+    }
+
+    /// How many records [`FlagCounts::add_record`] counted with at least one flag.
+    pub fn records(&self) -> u64 {
+        self.records
     }
 
     /// Every kind with its count, zeros included, in [`FlagKind::ALL`] order.
@@ -254,12 +264,13 @@ impl FlagCounts {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.iter().all(|c| *c == 0)
+        self.kinds.iter().all(|c| *c == 0)
     }
 
-    /// Adds `n` records of one kind (repeats dropped at the door carry no flags to count from).
+    /// Adds `n` records of one kind (repeats dropped at the door carry no flags to count from);
+    /// [`FlagCounts::records`] is left alone, as the records may be counted under another kind too.
     pub fn add(&mut self, kind: FlagKind, n: u64) {
-        self.0[kind.index()] += n;
+        self.kinds[kind.index()] += n;
     }
 }
 
@@ -354,10 +365,14 @@ mod tests {
         c.add_record(&two);
         c.add_record(&two[..1]);
         assert_eq!(c.get(FlagKind::UndeclaredProperty), 2);
-        assert_eq!(c.get(FlagKind::UndeclaredProperty), 2);
         assert_eq!(c.iter().filter(|(_, n)| *n > 0).count(), 1);
+        let mixed = [Flag::new(FlagKind::UndeclaredProperty, "a"), Flag::new(FlagKind::DuplicateEventId, "b")];
+        c.add_record(&mixed);
+        assert_eq!((c.get(FlagKind::UndeclaredProperty), c.get(FlagKind::DuplicateEventId)), (3, 1));
+        assert_eq!(c.records(), 3, "a record with flags of two kinds is one flagged record");
         c.add(FlagKind::DuplicateEventId, 3);
-        assert_eq!(c.get(FlagKind::DuplicateEventId), 3);
+        assert_eq!(c.get(FlagKind::DuplicateEventId), 4);
+        assert_eq!(c.records(), 3);
         assert_eq!(c.iter().count(), FlagKind::ALL.len());
     }
 }

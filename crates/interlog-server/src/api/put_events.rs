@@ -67,7 +67,6 @@ async fn handle(state: AppState, request: AwsRequest, resolved: &mut Option<Stri
         if state.flagged.warning_due() { put.events.iter().find_map(|e| e.flags.first()).cloned() } else { None };
     // The debugger's live tail gets a copy only while a page watches.
     let watched = state.debugger.feed.watched().then(|| put.events.clone());
-    let flagged = put.events.iter().filter(|e| !e.flags.is_empty()).count();
     let outcome = state.store.append(dataset.id, put.events).await.map_err(|e| match e {
         // The dataset was deleted between the lookup and the append: as if it were unknown.
         interlog_store::StoreError::NotFound(_) => ApiError::InvalidInput(format!(
@@ -85,7 +84,9 @@ async fn handle(state: AppState, request: AwsRequest, resolved: &mut Option<Stri
         watched.as_deref(),
         outcome.stored,
         outcome.duplicates,
-        flagged,
+        // The stored events that carry flags, as `/_interlog/stats` counts them: a repeat dropped at the door
+        // is not flagged again.
+        outcome.flagged.records() as usize,
     );
     tracing::debug!(stored = outcome.stored, duplicates = outcome.duplicates, "PutEvents");
     Ok(StatusCode::OK.into_response())
