@@ -445,7 +445,7 @@ impl EventStore for PostgresStore {
 /// its connection: every round trip of a commit (BEGIN, positions, COPY, COMMIT) is picked up
 /// as soon as PostgreSQL answers, instead of waiting its turn behind the node's request tasks on
 /// the shared workers, which lengthened each commit cycle and so every request's wait
-/// (docs/benchmarks.md, "The writer on its own thread").
+/// (docs/benchmarks.md, "The PostgreSQL writer on a thread of its own").
 fn spawn_writer(
     writer: writer::Writer,
     rx: mpsc::Receiver<writer::Job>,
