@@ -103,7 +103,7 @@ impl Deletion {
                 .classified()?;
             let mut delete = tx.prepare_cached("DELETE FROM events WHERE seq = ?1").classified()?;
             let mut unindex = tx
-                .prepare_cached("DELETE FROM history WHERE dataset_id = ?1 AND kind = ?2 AND who = ?3 AND seq = ?4")
+                .prepare_cached("DELETE FROM history WHERE dataset_id = ?1 AND who_key = ?2 AND seq = ?3")
                 .classified()?;
             let from = p.done_through;
             while p.done_through < head && p.done_through - from < CHUNK_SCAN && within(&p) {
@@ -124,8 +124,8 @@ impl Deletion {
                     delete.execute([seq]).classified()?;
                     // The index rows of the event (the indexer runs on this thread too, so
                     // these are all there are).
-                    unindex.execute(params![dataset, 1, user, seq]).classified()?;
-                    unindex.execute(params![dataset, 2, session, seq]).classified()?;
+                    unindex.execute(params![dataset, crate::history::key(1, user.as_bytes()), seq]).classified()?;
+                    unindex.execute(params![dataset, crate::history::key(2, session.as_bytes()), seq]).classified()?;
                 }
                 if !found.is_empty() {
                     // A dead letter points at its event in the log: with the event gone there

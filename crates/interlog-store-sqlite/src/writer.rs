@@ -761,8 +761,8 @@ impl Writer {
                 // Then its rows of the history index.
                 let h = if n < chunk {
                     tx.prepare_cached(
-                        "DELETE FROM history WHERE dataset_id = ?1 AND (kind, who, seq) IN
-                         (SELECT kind, who, seq FROM history WHERE dataset_id = ?1 LIMIT ?2)",
+                        "DELETE FROM history WHERE dataset_id = ?1 AND (who_key, seq) IN
+                         (SELECT who_key, seq FROM history WHERE dataset_id = ?1 LIMIT ?2)",
                     )
                     .classified()?
                     .execute(params![purge.dataset_id, chunk - n])

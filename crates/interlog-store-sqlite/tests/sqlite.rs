@@ -390,20 +390,124 @@ async fn a_layout_7_store_gains_the_history_index_and_indexes_its_events() {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     assert_eq!(version, interlog_store_sqlite::layout::LAYOUT);
     let user = || interlog_store::Who::User("user-1".into());
-    let ids = |events: Vec<interlog_store::StoredEvent>| -> Vec<String> {
-        events.into_iter().map(|e| e.interaction.event_id).collect()
-    };
     assert_eq!(ids(store.history(dataset, user(), 10).await.unwrap()), ["old-2", "old-1"]);
+    // A user row and a session row per event.
+    indexed_rows(&conn, 4).await;
+    assert_eq!(ids(store.history(dataset, user(), 10).await.unwrap()), ["old-2", "old-1"]);
+    store.close().await;
+}
+
+/// Waits until the history index holds `rows` rows.
+async fn indexed_rows(conn: &Connection, rows: i64) {
     let start = Instant::now();
     loop {
-        let indexed: i64 = conn.query_row("SELECT count(*) FROM history WHERE kind = 1", [], |r| r.get(0)).unwrap();
-        if indexed == 2 {
-            break;
+        let indexed: i64 = conn.query_row("SELECT count(*) FROM history", [], |r| r.get(0)).unwrap();
+        if indexed == rows {
+            return;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "the old events were not indexed");
+        assert!(start.elapsed() < Duration::from_secs(20), "{indexed} index rows, not {rows}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(ids(store.history(dataset, user(), 10).await.unwrap()), ["old-2", "old-1"]);
+}
+
+fn event_of(id: &str, user: &str, session: &str) -> Interaction {
+    Interaction { user_id: Some(user.into()), session_id: session.into(), ..event(id, "i") }
+}
+
+fn ids(events: Vec<interlog_store::StoredEvent>) -> Vec<String> {
+    events.into_iter().map(|e| e.interaction.event_id).collect()
+}
+
+/// A layout-10 file (the history index by the IDs' text) drops that index and builds layout 11's, keyed by hash,
+/// from the log: history answers whole before the indexer is through and after, and the new index holds the
+/// events stored before the upgrade.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layout_10_store_rebuilds_its_history_index_by_hash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await;
+    let dataset = bootstrap(&*store, &Bootstrap { scope: scope(), tracking_id: None }).await.unwrap().dataset.meta.id;
+    store.append(dataset, vec![event_of("a1", "alice", "s1"), event_of("b1", "bob", "s1")]).await.unwrap();
+    store.append(dataset, vec![event_of("a2", "alice", "s2")]).await.unwrap();
+    let page = store.read(dataset, 0, 10).await.unwrap();
+    let seqs: Vec<i64> = page.iter().map(|e| e.seq).collect();
+    store.close().await;
+    drop(store);
+    // Back to layout 10: its index by text, complete, with its cursor at the newest event.
+    let conn = Connection::open(dir.join("interlog.db")).unwrap();
+    conn.execute_batch(
+        "DROP TABLE history;
+         CREATE TABLE history(
+            dataset_id INTEGER NOT NULL, kind INTEGER NOT NULL, who TEXT NOT NULL, seq INTEGER NOT NULL,
+            PRIMARY KEY(dataset_id, kind, who, seq)) WITHOUT ROWID;
+         DELETE FROM sink_cursors WHERE sink = 'history';
+         PRAGMA user_version = 10;",
+    )
+    .unwrap();
+    for (who, kind, seq) in [("alice", 1, seqs[0]), ("bob", 1, seqs[1]), ("alice", 1, seqs[2])].into_iter().chain([
+        ("s1", 2, seqs[0]),
+        ("s1", 2, seqs[1]),
+        ("s2", 2, seqs[2]),
+    ]) {
+        conn.execute("INSERT INTO history VALUES (?1, ?2, ?3, ?4)", params![dataset, kind, who, seq]).unwrap();
+    }
+    conn.execute(
+        "INSERT INTO sink_cursors(sink, dataset_id, position, updated) VALUES ('history', 0, ?1, 0)",
+        [seqs[2]],
+    )
+    .unwrap();
+    drop(conn);
+    let store = open(&dir).await;
+    let conn = Connection::open(dir.join("interlog.db")).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, interlog_store_sqlite::layout::LAYOUT);
+    let alice = || interlog_store::Who::User("alice".into());
+    assert_eq!(ids(store.history(dataset, alice(), 10).await.unwrap()), ["a2", "a1"]);
+    indexed_rows(&conn, 6).await;
+    let keys: Vec<i64> = conn
+        .prepare("SELECT who_key FROM history WHERE seq = ?1 ORDER BY who_key")
+        .unwrap()
+        .query_map([seqs[0]], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut expected = [
+        interlog_store_sqlite::who_key(&alice()),
+        interlog_store_sqlite::who_key(&interlog_store::Who::Session("s1".into())),
+    ];
+    expected.sort_unstable();
+    assert_eq!(keys, expected);
+    assert_eq!(ids(store.history(dataset, alice(), 10).await.unwrap()), ["a2", "a1"]);
+    let s1 = interlog_store::Who::Session("s1".into());
+    assert_eq!(ids(store.history(dataset, s1, 10).await.unwrap()), ["b1", "a1"]);
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    store.close().await;
+}
+
+/// The index is keyed by a hash of the ID: an index row whose hash is the asked user's but whose event is another
+/// user's (two IDs of one hash) is not in the answer, and does not take a place of the limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn history_confirms_each_indexed_event_against_its_own_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await;
+    let dataset = bootstrap(&*store, &Bootstrap { scope: scope(), tracking_id: None }).await.unwrap().dataset.meta.id;
+    store.append(dataset, vec![event_of("a1", "alice", "s1")]).await.unwrap();
+    store.append(dataset, vec![event_of("b1", "bob", "s2"), event_of("b2", "bob", "s2")]).await.unwrap();
+    let conn = Connection::open(dir.join("interlog.db")).unwrap();
+    indexed_rows(&conn, 6).await;
+    let alice = interlog_store::Who::User("alice".into());
+    // Bob's events under Alice's key, as a collision of the two IDs' hashes would file them.
+    conn.execute(
+        "INSERT INTO history(dataset_id, who_key, seq) SELECT dataset_id, ?1, seq FROM events WHERE user_id = 'bob'",
+        [interlog_store_sqlite::who_key(&alice)],
+    )
+    .unwrap();
+    indexed_rows(&conn, 8).await;
+    assert_eq!(ids(store.history(dataset, alice.clone(), 10).await.unwrap()), ["a1"]);
+    assert_eq!(ids(store.history(dataset, alice, 1).await.unwrap()), ["a1"], "the limit counts Alice's events only");
+    let bob = interlog_store::Who::User("bob".into());
+    assert_eq!(ids(store.history(dataset, bob, 10).await.unwrap()), ["b2", "b1"]);
     store.close().await;
 }
 
