@@ -511,6 +511,37 @@ async fn history_confirms_each_indexed_event_against_its_own_id() {
     store.close().await;
 }
 
+/// A data deletion job removes its users' rows of the history index from the file, the user rows and the session
+/// rows of their events alike (a query would hide rows left behind: their events are gone), and keeps the others'.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_users_removes_their_history_rows_from_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await;
+    let dataset = bootstrap(&*store, &Bootstrap { scope: scope(), tracking_id: None }).await.unwrap().dataset.meta.id;
+    store.append(dataset, vec![event_of("a1", "alice", "s1"), event_of("b1", "bob", "s1")]).await.unwrap();
+    store.append(dataset, vec![event_of("a2", "alice", "s2")]).await.unwrap();
+    let conn = Connection::open(dir.join("interlog.db")).unwrap();
+    indexed_rows(&conn, 6).await;
+    let users = Arc::new(["alice".to_owned()].into_iter().collect());
+    let gone = store.delete_users(interlog_store::UserDeletion { logs: vec![dataset], records: vec![], users }).await;
+    assert_eq!(gone.unwrap().events, 2);
+    let left: Vec<i64> = conn
+        .prepare("SELECT who_key FROM history ORDER BY who_key")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut bobs = [
+        interlog_store_sqlite::who_key(&interlog_store::Who::User("bob".into())),
+        interlog_store_sqlite::who_key(&interlog_store::Who::Session("s1".into())),
+    ];
+    bobs.sort_unstable();
+    assert_eq!(left, bobs, "only bob's event's rows are left");
+    store.close().await;
+}
+
 /// A layout-6 file (sinks without dead letters) keeps its cursors and gains the dead letters
 /// and their count.
 #[tokio::test(flavor = "multi_thread")]
