@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use interlog_store::window::Window;
+use interlog_store::window::{KeyMap, Window};
 use interlog_store::{AppendOutcome, BulkRemoval, Entries, Health, StoreError, WriterOptions};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -511,7 +511,7 @@ impl Writer {
         let received_at = interlog_store::now();
         let mut outcomes = Vec::with_capacity(batch.len());
         // Entries become visible to the window only once the commit succeeded.
-        let mut pending: HashMap<u64, i64> = HashMap::new();
+        let mut pending: KeyMap<i64> = KeyMap::default();
         let mut newest: HashMap<i64, i64> = HashMap::new();
         let Writer { conn, window, live, head, .. } = self;
         let conn = conn.as_mut().ok_or_else(|| StoreError::Unavailable("no connection".into()))?;

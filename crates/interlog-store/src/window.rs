@@ -14,13 +14,17 @@ pub struct Window {
     /// key as its own hash instead of hashing it again.
     seed: u64,
     capacity: usize,
-    seqs: HashMap<u64, i64, BuildHasherDefault<KeyHasher>>,
+    seqs: KeyMap<i64>,
     order: VecDeque<u64>,
 }
 
-/// The map's hasher for keys that are already keyed hashes: passes the key through.
+/// A map keyed by [`Window::key`]s, hashed by the key itself (it is a keyed hash already): for a writer's
+/// entries of a batch that join the window once committed.
+pub type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
+
+/// The hasher of [`KeyMap`]: passes a `u64` key through.
 #[derive(Default)]
-struct KeyHasher(u64);
+pub struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
