@@ -414,6 +414,19 @@ fn event_of(id: &str, user: &str, session: &str) -> Interaction {
     Interaction { user_id: Some(user.into()), session_id: session.into(), ..event(id, "i") }
 }
 
+/// The `who_key`s of the history rows `filter` (a WHERE clause, or nothing) selects, in order.
+fn history_keys(conn: &Connection, filter: &str, params: impl rusqlite::Params) -> Vec<i64> {
+    let sql = format!("SELECT who_key FROM history {filter} ORDER BY who_key");
+    conn.prepare(&sql).unwrap().query_map(params, |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+/// The index keys of `whos`, in order.
+fn sorted_keys(whos: &[interlog_store::Who]) -> Vec<i64> {
+    let mut keys: Vec<i64> = whos.iter().map(interlog_store_sqlite::who_key).collect();
+    keys.sort_unstable();
+    keys
+}
+
 fn ids(events: Vec<interlog_store::StoredEvent>) -> Vec<String> {
     events.into_iter().map(|e| e.interaction.event_id).collect()
 }
@@ -464,19 +477,8 @@ async fn a_layout_10_store_rebuilds_its_history_index_by_hash() {
     let alice = || interlog_store::Who::User("alice".into());
     assert_eq!(ids(store.history(dataset, alice(), 10).await.unwrap()), ["a2", "a1"]);
     indexed_rows(&conn, 6).await;
-    let keys: Vec<i64> = conn
-        .prepare("SELECT who_key FROM history WHERE seq = ?1 ORDER BY who_key")
-        .unwrap()
-        .query_map([seqs[0]], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let mut expected = [
-        interlog_store_sqlite::who_key(&alice()),
-        interlog_store_sqlite::who_key(&interlog_store::Who::Session("s1".into())),
-    ];
-    expected.sort_unstable();
-    assert_eq!(keys, expected);
+    let keys = history_keys(&conn, "WHERE seq = ?1", [seqs[0]]);
+    assert_eq!(keys, sorted_keys(&[alice(), interlog_store::Who::Session("s1".into())]));
     assert_eq!(ids(store.history(dataset, alice(), 10).await.unwrap()), ["a2", "a1"]);
     let s1 = interlog_store::Who::Session("s1".into());
     assert_eq!(ids(store.history(dataset, s1, 10).await.unwrap()), ["b1", "a1"]);
@@ -526,18 +528,8 @@ async fn deleting_users_removes_their_history_rows_from_the_file() {
     let users = Arc::new(["alice".to_owned()].into_iter().collect());
     let gone = store.delete_users(interlog_store::UserDeletion { logs: vec![dataset], records: vec![], users }).await;
     assert_eq!(gone.unwrap().events, 2);
-    let left: Vec<i64> = conn
-        .prepare("SELECT who_key FROM history ORDER BY who_key")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let mut bobs = [
-        interlog_store_sqlite::who_key(&interlog_store::Who::User("bob".into())),
-        interlog_store_sqlite::who_key(&interlog_store::Who::Session("s1".into())),
-    ];
-    bobs.sort_unstable();
+    let left = history_keys(&conn, "", []);
+    let bobs = sorted_keys(&[interlog_store::Who::User("bob".into()), interlog_store::Who::Session("s1".into())]);
     assert_eq!(left, bobs, "only bob's event's rows are left");
     store.close().await;
 }
