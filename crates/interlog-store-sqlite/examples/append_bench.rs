@@ -4,6 +4,7 @@
 //! `cargo run --release -p interlog-store-sqlite --example append_bench -- [EVENTS] [CONCURRENCY] [DUP%] [RECORDS]`
 //! (data in a temporary dir under `$BENCH_DIR`, default the current dir). With RECORDS, it then
 //! writes that many ~1 KB-properties records (the PutItems baseline) into another dataset.
+//! `HISTORY_INDEX=off` runs the writer without the history indexer (the reference for its cost).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,10 +50,11 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let path = dir.path().to_owned();
-        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, WriterOptions::default()))
-            .await
-            .unwrap()
-            .unwrap();
+        let options = WriterOptions {
+            history_index: std::env::var("HISTORY_INDEX").map_or(true, |v| v != "off"),
+            ..WriterOptions::default()
+        };
+        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, options)).await.unwrap().unwrap();
         let spec = Bootstrap {
             scope: Scope { region: "us-east-1".into(), account: "000000000000".into() },
             tracking_id: None,

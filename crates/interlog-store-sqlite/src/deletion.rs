@@ -124,8 +124,12 @@ impl Deletion {
                     delete.execute([seq]).classified()?;
                     // The index rows of the event (the indexer runs on this thread too, so
                     // these are all there are).
-                    unindex.execute(params![dataset, crate::history::key(1, user.as_bytes()), seq]).classified()?;
-                    unindex.execute(params![dataset, crate::history::key(2, session.as_bytes()), seq]).classified()?;
+                    unindex
+                        .execute(params![dataset, crate::history::key(1, user.as_bytes(), *seq), seq])
+                        .classified()?;
+                    unindex
+                        .execute(params![dataset, crate::history::key(2, session.as_bytes(), *seq), seq])
+                        .classified()?;
                 }
                 if !found.is_empty() {
                     // A dead letter points at its event in the log: with the event gone there

@@ -33,7 +33,9 @@ const APPLICATION_ID: i64 = 0x494C_4F47;
 ///     reused), and the index `records_by_position` the sinks read records changed after their cursor by.
 /// 11: the `history` index keyed by a 62-bit hash of the user or session ID instead of the ID's text, rebuilt by
 ///     the indexer from the log (`history.rs`).
-pub const LAYOUT: i64 = 11;
+/// 12: the same table, its keys led by the bucket of the event's position before the hash (`history.rs`), rebuilt
+///     from the log again.
+pub const LAYOUT: i64 = 12;
 pub const DB_FILE: &str = "interlog.db";
 pub const LOCK_FILE: &str = "interlog.lock";
 
@@ -166,6 +168,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             Some(8) => from_8_to_9,
             Some(9) => from_9_to_10,
             Some(10) => from_10_to_11,
+            Some(11) => from_11_to_12,
             Some(other) => return Err(foreign(path, format!("unknown interlog layout {other}"))),
         };
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).classified()?;
@@ -307,11 +310,12 @@ const HISTORY_8: &str = "
         PRIMARY KEY(dataset_id, kind, who, seq)) WITHOUT ROWID;
 ";
 
-/// The history index of layout 11 (`interlog_store::history`): one row per (event, user) and (event, session),
-/// written by the writer thread's background indexer, never by an append. `who_key` is
-/// [`crate::history::who_key`]: the kind and 62 bits of the ID's hash, so a row is three integers (~17 bytes, against
-/// 22-25 for layout 8's rows with 11-14-character IDs and ~47 with a UUID) and compares as integers; a query confirms
-/// each event's ID, so two IDs of one hash never mix. WITHOUT ROWID: the key is the whole row.
+/// The history index of layouts 11 and 12 (`interlog_store::history`): one row per (event, user) and (event,
+/// session), written by the writer thread's background indexer, never by an append. `who_key` is
+/// [`crate::history::who_key`]: in layout 12 the kind, the bucket of the position and 30 bits of the ID's hash (in
+/// layout 11 the kind and 62 bits of the hash), so a row is three integers (~17 bytes, against 22-25 for layout 8's
+/// rows with 11-14-character IDs and ~47 with a UUID) and compares as integers; a query confirms each event's ID, so
+/// two IDs of one hash never mix. WITHOUT ROWID: the key is the whole row.
 const HISTORY: &str = "
     CREATE TABLE history(
         dataset_id INTEGER NOT NULL, who_key INTEGER NOT NULL, seq INTEGER NOT NULL,
@@ -330,6 +334,18 @@ fn from_7_to_8(tx: &Transaction<'_>) -> Result<(), StoreError> {
 /// scanning the log after the cursor); rebuilding costs the writer about 3 µs per stored event, in its idle time
 /// or, once more than `INDEX_MAX_LAG` events wait, a chunk after each append batch.
 fn from_10_to_11(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    rebuild_history(tx, 11)
+}
+
+/// Layout 11 to 12: the history index's keys led by the bucket of the position. The keys change meaning, not the
+/// table's shape: the rows are removed and the cursor with them, and the indexer builds the index again from the log
+/// in the background, as after layout 11 (queries answer whole meanwhile).
+fn from_11_to_12(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    rebuild_history(tx, 12)
+}
+
+/// An empty history index of today's shape without its cursor, at layout `to`: the indexer fills it from the log.
+fn rebuild_history(tx: &Transaction<'_>, to: i64) -> Result<(), StoreError> {
     tx.execute_batch("DROP TABLE history;").classified()?;
     tx.execute_batch(HISTORY).classified()?;
     tx.execute(
@@ -337,7 +353,7 @@ fn from_10_to_11(tx: &Transaction<'_>) -> Result<(), StoreError> {
         [interlog_store::history::HISTORY_CURSOR],
     )
     .classified()?;
-    tx.execute_batch("PRAGMA user_version = 11;").classified()
+    tx.execute_batch(&format!("PRAGMA user_version = {to};")).classified()
 }
 
 /// Layout 9's marker of imported rows: the id of the dataset import job that stored an event, or wrote the record

@@ -42,7 +42,7 @@ use catalog::{Write, Written};
 use reader::ReadPool;
 use writer::{AppendJob, Control, Shared, Writer};
 
-pub use history::who_key;
+pub use history::{who_key, BUCKET_SHIFT as HISTORY_BUCKET_SHIFT};
 pub use writer::MAX_REOPEN_ATTEMPTS;
 
 /// The answer of every write to a store opened with [`SqliteStore::open_read_only`].

@@ -420,9 +420,9 @@ fn history_keys(conn: &Connection, filter: &str, params: impl rusqlite::Params) 
     conn.prepare(&sql).unwrap().query_map(params, |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
 }
 
-/// The index keys of `whos`, in order.
-fn sorted_keys(whos: &[interlog_store::Who]) -> Vec<i64> {
-    let mut keys: Vec<i64> = whos.iter().map(interlog_store_sqlite::who_key).collect();
+/// The index keys of `whos` at their events' positions, in order.
+fn sorted_keys(whos: &[(interlog_store::Who, i64)]) -> Vec<i64> {
+    let mut keys: Vec<i64> = whos.iter().map(|(who, seq)| interlog_store_sqlite::who_key(who, *seq)).collect();
     keys.sort_unstable();
     keys
 }
@@ -478,7 +478,7 @@ async fn a_layout_10_store_rebuilds_its_history_index_by_hash() {
     assert_eq!(ids(store.history(dataset, alice(), 10).await.unwrap()), ["a2", "a1"]);
     indexed_rows(&conn, 6).await;
     let keys = history_keys(&conn, "WHERE seq = ?1", [seqs[0]]);
-    assert_eq!(keys, sorted_keys(&[alice(), interlog_store::Who::Session("s1".into())]));
+    assert_eq!(keys, sorted_keys(&[(alice(), seqs[0]), (interlog_store::Who::Session("s1".into()), seqs[0])]));
     assert_eq!(ids(store.history(dataset, alice(), 10).await.unwrap()), ["a2", "a1"]);
     let s1 = interlog_store::Who::Session("s1".into());
     assert_eq!(ids(store.history(dataset, s1, 10).await.unwrap()), ["b1", "a1"]);
@@ -500,11 +500,20 @@ async fn history_confirms_each_indexed_event_against_its_own_id() {
     indexed_rows(&conn, 6).await;
     let alice = interlog_store::Who::User("alice".into());
     // Bob's events under Alice's key, as a collision of the two IDs' hashes would file them.
-    conn.execute(
-        "INSERT INTO history(dataset_id, who_key, seq) SELECT dataset_id, ?1, seq FROM events WHERE user_id = 'bob'",
-        [interlog_store_sqlite::who_key(&alice)],
-    )
-    .unwrap();
+    let bobs: Vec<i64> = conn
+        .prepare("SELECT seq FROM events WHERE user_id = 'bob'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for seq in bobs {
+        conn.execute(
+            "INSERT INTO history(dataset_id, who_key, seq) VALUES (?1, ?2, ?3)",
+            params![dataset, interlog_store_sqlite::who_key(&alice, seq), seq],
+        )
+        .unwrap();
+    }
     indexed_rows(&conn, 8).await;
     assert_eq!(ids(store.history(dataset, alice.clone(), 10).await.unwrap()), ["a1"]);
     assert_eq!(ids(store.history(dataset, alice, 1).await.unwrap()), ["a1"], "the limit counts Alice's events only");
@@ -529,8 +538,123 @@ async fn deleting_users_removes_their_history_rows_from_the_file() {
     let gone = store.delete_users(interlog_store::UserDeletion { logs: vec![dataset], records: vec![], users }).await;
     assert_eq!(gone.unwrap().events, 2);
     let left = history_keys(&conn, "", []);
-    let bobs = sorted_keys(&[interlog_store::Who::User("bob".into()), interlog_store::Who::Session("s1".into())]);
+    let b1: i64 = conn.query_row("SELECT seq FROM events WHERE event_id = 'b1'", [], |r| r.get(0)).unwrap();
+    let bobs =
+        sorted_keys(&[(interlog_store::Who::User("bob".into()), b1), (interlog_store::Who::Session("s1".into()), b1)]);
     assert_eq!(left, bobs, "only bob's event's rows are left");
+    store.close().await;
+}
+
+/// A layout-11 file (the history index keyed by the hash alone) drops those rows and builds layout 12's, keyed by
+/// bucket and hash, from the log; history answers whole before the indexer is through and after.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layout_11_store_rebuilds_its_history_index_by_bucket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let store = open(&dir).await;
+    let dataset = bootstrap(&*store, &Bootstrap { scope: scope(), tracking_id: None }).await.unwrap().dataset.meta.id;
+    store.append(dataset, vec![event_of("a1", "alice", "s1"), event_of("b1", "bob", "s1")]).await.unwrap();
+    store.append(dataset, vec![event_of("a2", "alice", "s2")]).await.unwrap();
+    let conn = Connection::open(dir.join("interlog.db")).unwrap();
+    indexed_rows(&conn, 6).await;
+    store.close().await;
+    drop(store);
+    // Back to layout 11: the same rows under layout 11's keys (kind bit and 62 bits of the hash), cursor kept.
+    let layout_11 = |kind: i64, id: &str| {
+        ((xxhash_rust::xxh3::xxh3_64(id.as_bytes()) & ((1 << 62) - 1)) | (u64::from(kind == 2) << 62)) as i64
+    };
+    let rows: Vec<(i64, String, String)> = conn
+        .prepare("SELECT seq, user_id, session_id FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    conn.execute_batch("DELETE FROM history; PRAGMA user_version = 11;").unwrap();
+    for (seq, user, session) in &rows {
+        for key in [layout_11(1, user), layout_11(2, session)] {
+            conn.execute("INSERT INTO history VALUES (?1, ?2, ?3)", params![dataset, key, seq]).unwrap();
+        }
+    }
+    drop(conn);
+    let store = open(&dir).await;
+    let conn = Connection::open(dir.join("interlog.db")).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, interlog_store_sqlite::layout::LAYOUT);
+    let alice = || interlog_store::Who::User("alice".into());
+    assert_eq!(ids(store.history(dataset, alice(), 10).await.unwrap()), ["a2", "a1"]);
+    indexed_rows(&conn, 6).await;
+    let whos: Vec<(interlog_store::Who, i64)> = rows
+        .iter()
+        .flat_map(|(seq, user, session)| {
+            [(interlog_store::Who::User(user.clone()), *seq), (interlog_store::Who::Session(session.clone()), *seq)]
+        })
+        .collect();
+    assert_eq!(history_keys(&conn, "", []), sorted_keys(&whos), "every row under layout 12's key");
+    assert_eq!(ids(store.history(dataset, alice(), 10).await.unwrap()), ["a2", "a1"]);
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    store.close().await;
+}
+
+/// Positions past `seq` for the next event of a closed store: the writer gives out no position at or below the
+/// newest it ever gave (`highest_seq`), so this moves the log into a later bucket of the history index.
+fn skip_positions_to(dir: &Path, seq: i64) {
+    Connection::open(dir.join("interlog.db"))
+        .unwrap()
+        .execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('highest_seq', ?1)", [seq])
+        .unwrap();
+}
+
+/// The index is read one bucket of positions at a time, newest first: a user's events in several buckets, with
+/// empty buckets between them and other users' events in them, come back whole, newest first, cut at the limit,
+/// from the index and from the unindexed tail alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn history_reads_every_bucket_of_the_index_newest_first() {
+    let bucket = 1i64 << interlog_store_sqlite::HISTORY_BUCKET_SHIFT;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let mut store = open(&dir).await;
+    let dataset = bootstrap(&*store, &Bootstrap { scope: scope(), tracking_id: None }).await.unwrap().dataset.meta.id;
+    store.append(dataset, vec![event_of("a1", "alice", "s1"), event_of("b1", "bob", "s1")]).await.unwrap();
+    for (at, batch) in [
+        (2 * bucket + 5, vec![event_of("b2", "bob", "s2")]),
+        (
+            3 * bucket - 2,
+            vec![event_of("a2", "alice", "s2"), event_of("a3", "alice", "s2"), event_of("b3", "bob", "s3")],
+        ),
+        (7 * bucket, vec![event_of("a4", "alice", "s3")]),
+    ] {
+        store.close().await;
+        drop(store);
+        skip_positions_to(&dir, at);
+        let reopened = open(&dir).await;
+        reopened.append(dataset, batch).await.unwrap();
+        store = reopened;
+    }
+    let seqs: Vec<i64> = store.read(dataset, 0, 10).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs.iter().map(|s| s / bucket).collect::<Vec<_>>(), [0, 0, 2, 2, 3, 3, 7], "{seqs:?}");
+    let alice = || interlog_store::Who::User("alice".into());
+    let s2 = || interlog_store::Who::Session("s2".into());
+    let check = |phase: &'static str| {
+        let store = store.clone();
+        async move {
+            assert_eq!(ids(store.history(dataset, alice(), 10).await.unwrap()), ["a4", "a3", "a2", "a1"], "{phase}");
+            assert_eq!(ids(store.history(dataset, alice(), 2).await.unwrap()), ["a4", "a3"], "{phase}");
+            assert_eq!(ids(store.history(dataset, alice(), 3).await.unwrap()), ["a4", "a3", "a2"], "{phase}");
+            let bob = interlog_store::Who::User("bob".into());
+            assert_eq!(ids(store.history(dataset, bob, 10).await.unwrap()), ["b3", "b2", "b1"], "{phase}");
+            assert_eq!(ids(store.history(dataset, s2(), 10).await.unwrap()), ["a3", "a2", "b2"], "{phase}");
+            assert_eq!(ids(store.history(dataset, s2(), 1).await.unwrap()), ["a3"], "{phase}");
+            let nobody = interlog_store::Who::User("carol".into());
+            assert!(store.history(dataset, nobody, 10).await.unwrap().is_empty(), "{phase}");
+        }
+    };
+    let conn = Connection::open(dir.join("interlog.db")).unwrap();
+    indexed_rows(&conn, 14).await;
+    check("indexed").await;
+    // The same answers with part of the log after the cursor: the tail first, then the buckets below it.
+    conn.execute("UPDATE sink_cursors SET position = ?1 WHERE sink = 'history' AND dataset_id = 0", [seqs[3]]).unwrap();
+    check("a tail after the cursor").await;
     store.close().await;
 }
 
