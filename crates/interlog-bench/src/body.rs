@@ -16,6 +16,10 @@ use std::fmt::Write as _;
 const TEMPLATES: usize = 64;
 /// Width of the decimal counter in an eventId.
 const COUNTER_DIGITS: usize = 16;
+/// The users (and sessions) of the bodies unless [`BodyFactory::with_users`] says: one per template.
+pub const DEFAULT_USERS: u64 = TEMPLATES as u64;
+/// Width of the user's and the session's number (`user-000042`, `session-000042`).
+const WHO_DIGITS: usize = 6;
 /// The documented example of `Event.properties`, as a JSON string member of the body.
 pub const DOCUMENTED_PROPERTIES: &str = r#","properties":"{\"numberOfRatings\": \"12\"}""#;
 /// Three keys that [`TYPED_SCHEMA`] declares (an int, a float, a categorical string), typed by the
@@ -45,6 +49,9 @@ pub const ITEMS_SCHEMA: &str = r#"{"type": "record", "name": "Items", "namespace
 pub struct BodyFactory {
     events_per_request: usize,
     templates: Vec<Template>,
+    /// Distinct users (each with a session of the same number) the requests cycle through:
+    /// request `r` is user `r % users`'s.
+    users: u64,
     /// The operation's path: `/events` or `/items`.
     path: &'static str,
 }
@@ -54,6 +61,8 @@ struct Template {
     bytes: Vec<u8>,
     /// Offsets of the `COUNTER_DIGITS` digits of each event's id.
     slots: Vec<usize>,
+    /// Offsets of the `WHO_DIGITS` digits of the user's and the session's number (events only).
+    who: Vec<usize>,
 }
 
 impl BodyFactory {
@@ -76,6 +85,10 @@ impl BodyFactory {
                     r#"{{"trackingId":"{tracking_id}","sessionId":"session-{t:06}","userId":"user-{t:06}","eventList":["#
                 )
                 .unwrap();
+                let who = [r#""sessionId":"session-"#, r#""userId":"user-"#]
+                    .iter()
+                    .map(|member| s.find(member).expect("the header names both") + member.len())
+                    .collect();
                 for i in 0..events_per_request {
                     if i > 0 {
                         s.push(',');
@@ -100,10 +113,17 @@ impl BodyFactory {
                     }
                 }
                 s.push_str("]}");
-                Template { bytes: s.into_bytes(), slots }
+                Template { bytes: s.into_bytes(), slots, who }
             })
             .collect();
-        BodyFactory { events_per_request, templates, path: "/events" }
+        BodyFactory { events_per_request, templates, users: DEFAULT_USERS, path: "/events" }
+    }
+
+    /// Requests cycle through `users` distinct users and sessions (1 to 1,000,000) instead of
+    /// [`TEMPLATES`]: what the history index sees of a tracker with many users.
+    pub fn with_users(mut self, users: u64) -> Self {
+        self.users = users.clamp(1, 10u64.pow(WHO_DIGITS as u32));
+        self
     }
 
     /// PutItems bodies into `dataset_arn`: `items_per_request` items of about 1 KB of
@@ -135,10 +155,10 @@ impl BodyFactory {
                     write!(s, r#"","properties":{}}}"#, serde_json::to_string(&properties).unwrap()).unwrap();
                 }
                 s.push_str("]}");
-                Template { bytes: s.into_bytes(), slots }
+                Template { bytes: s.into_bytes(), slots, who: Vec::new() }
             })
             .collect();
-        BodyFactory { events_per_request: items_per_request, templates, path: "/items" }
+        BodyFactory { events_per_request: items_per_request, templates, users: DEFAULT_USERS, path: "/items" }
     }
 
     /// Records (events or items) per request.
@@ -158,6 +178,10 @@ impl BodyFactory {
         let first = r * self.events_per_request as u64;
         for (i, &at) in template.slots.iter().enumerate() {
             write_counter(&mut bytes[at..at + COUNTER_DIGITS], first + i as u64);
+        }
+        // With the default number of users this writes the template's own number back.
+        for &at in &template.who {
+            write_counter(&mut bytes[at..at + WHO_DIGITS], r % self.users);
         }
         bytes
     }
@@ -189,6 +213,20 @@ mod tests {
         }
         assert_eq!(items[0]["itemId"], "abcd1234-0000000000000000");
         assert_eq!(b["items"][0]["itemId"], "abcd1234-0000000000000010");
+    }
+
+    #[test]
+    fn bodies_cycle_through_the_users_asked_for() {
+        let ids = |f: &BodyFactory, r: u64| {
+            let v: serde_json::Value = serde_json::from_slice(&f.body(r)).unwrap();
+            (v["userId"].as_str().unwrap().to_owned(), v["sessionId"].as_str().unwrap().to_owned())
+        };
+        let default = BodyFactory::new("tid", 2, "abcd0123", 1, None);
+        assert_eq!(ids(&default, 65), ("user-000001".into(), "session-000001".into()));
+        let many = default.clone().with_users(100_000);
+        assert_eq!(ids(&many, 65), ("user-000065".into(), "session-000065".into()));
+        assert_eq!(ids(&many, 100_042), ("user-000042".into(), "session-000042".into()));
+        assert_eq!(default.body(7).len(), many.body(7).len(), "the same bytes but the numbers");
     }
 
     #[test]

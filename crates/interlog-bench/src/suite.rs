@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use crate::baseline::Work;
-use crate::body::BodyFactory;
+use crate::body::{BodyFactory, DEFAULT_USERS};
 use crate::load::{self, LoadSpec, Requests};
 use crate::procfs::{self, SyncCounter};
 use crate::report::{
@@ -181,6 +181,10 @@ pub struct LoadArgs {
     /// Record a CPU profile of the interlog server during each window (perf record -g).
     #[arg(long)]
     perf_record: Option<PathBuf>,
+    /// Distinct users (and sessions) the PutEvents requests cycle through; the suite's 64 unless
+    /// given (a production tracker has many more, which is what the history index feels).
+    #[arg(long, default_value_t = DEFAULT_USERS)]
+    users: u64,
 }
 
 /// One load shape.
@@ -198,6 +202,8 @@ struct Scenario {
     rate: Option<f64>,
     /// interlog started with `INTERLOG_AUTH=off` (requests are still signed; nothing checks).
     auth_off: bool,
+    /// Distinct users of the PutEvents bodies (`BodyFactory::with_users`).
+    users: u64,
 }
 
 struct Ctx {
@@ -307,6 +313,7 @@ impl Ctx {
                     _ => TRACKING_ID.to_owned(),
                 };
                 BodyFactory::new(&tracking_id, sc.events_per_request, &self.next_tag(), sent_at, self.properties())
+                    .with_users(sc.users)
             }
             // The no-op baseline answers any body: the dataset is only made on interlog.
             Operation::Items => {
@@ -490,6 +497,7 @@ impl Ctx {
             repeat_pool: 0,
             rate: None,
             auth_off: false,
+            users: DEFAULT_USERS,
         };
         let requests = self.requests(server, &sc)?;
         let spec = LoadSpec {
@@ -591,6 +599,7 @@ pub fn run_load(args: LoadArgs) -> anyhow::Result<()> {
         repeat_pool: args.repeat_pool,
         rate: args.rate.map(|r| r / args.events_per_request as f64),
         auth_off: args.auth_off,
+        users: args.users,
     };
     if let Some(total) = args.total_events {
         let (server, data) = ctx.start(Target::Interlog, "fill")?;
@@ -632,6 +641,7 @@ pub fn run_suite(mut args: SuiteArgs) -> anyhow::Result<()> {
         repeat_pool: 1000,
         rate,
         auth_off: false,
+        users: DEFAULT_USERS,
     };
 
     let mut scenarios = Vec::new();
@@ -1052,6 +1062,7 @@ pub fn run_history(args: HistoryArgs) -> anyhow::Result<()> {
         repeat_pool: 0,
         rate: None,
         auth_off: false,
+        users: DEFAULT_USERS,
     };
     let servers = HistoryServer {
         bin: &ctx.common.server_bin,
