@@ -410,6 +410,16 @@ async fn indexed_rows(conn: &Connection, rows: i64) {
     }
 }
 
+/// A new store whose default dataset holds Alice's `a1` (session `s1`), Bob's `b1` (`s1`) and Alice's `a2` (`s2`),
+/// in that order.
+async fn alice_and_bob(dir: &Path) -> (Arc<SqliteStore>, i64) {
+    let store = open(dir).await;
+    let dataset = bootstrap(&*store, &Bootstrap { scope: scope(), tracking_id: None }).await.unwrap().dataset.meta.id;
+    store.append(dataset, vec![event_of("a1", "alice", "s1"), event_of("b1", "bob", "s1")]).await.unwrap();
+    store.append(dataset, vec![event_of("a2", "alice", "s2")]).await.unwrap();
+    (store, dataset)
+}
+
 fn event_of(id: &str, user: &str, session: &str) -> Interaction {
     Interaction { user_id: Some(user.into()), session_id: session.into(), ..event(id, "i") }
 }
@@ -438,10 +448,7 @@ fn ids(events: Vec<interlog_store::StoredEvent>) -> Vec<String> {
 async fn a_layout_10_store_rebuilds_its_history_index_by_hash() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let store = open(&dir).await;
-    let dataset = bootstrap(&*store, &Bootstrap { scope: scope(), tracking_id: None }).await.unwrap().dataset.meta.id;
-    store.append(dataset, vec![event_of("a1", "alice", "s1"), event_of("b1", "bob", "s1")]).await.unwrap();
-    store.append(dataset, vec![event_of("a2", "alice", "s2")]).await.unwrap();
+    let (store, dataset) = alice_and_bob(&dir).await;
     let page = store.read(dataset, 0, 10).await.unwrap();
     let seqs: Vec<i64> = page.iter().map(|e| e.seq).collect();
     store.close().await;
@@ -528,10 +535,7 @@ async fn history_confirms_each_indexed_event_against_its_own_id() {
 async fn deleting_users_removes_their_history_rows_from_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let store = open(&dir).await;
-    let dataset = bootstrap(&*store, &Bootstrap { scope: scope(), tracking_id: None }).await.unwrap().dataset.meta.id;
-    store.append(dataset, vec![event_of("a1", "alice", "s1"), event_of("b1", "bob", "s1")]).await.unwrap();
-    store.append(dataset, vec![event_of("a2", "alice", "s2")]).await.unwrap();
+    let (store, dataset) = alice_and_bob(&dir).await;
     let conn = Connection::open(dir.join("interlog.db")).unwrap();
     indexed_rows(&conn, 6).await;
     let users = Arc::new(["alice".to_owned()].into_iter().collect());
@@ -551,10 +555,7 @@ async fn deleting_users_removes_their_history_rows_from_the_file() {
 async fn a_layout_11_store_rebuilds_its_history_index_by_bucket() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let store = open(&dir).await;
-    let dataset = bootstrap(&*store, &Bootstrap { scope: scope(), tracking_id: None }).await.unwrap().dataset.meta.id;
-    store.append(dataset, vec![event_of("a1", "alice", "s1"), event_of("b1", "bob", "s1")]).await.unwrap();
-    store.append(dataset, vec![event_of("a2", "alice", "s2")]).await.unwrap();
+    let (store, dataset) = alice_and_bob(&dir).await;
     let conn = Connection::open(dir.join("interlog.db")).unwrap();
     indexed_rows(&conn, 6).await;
     store.close().await;
