@@ -420,6 +420,19 @@ async fn alice_and_bob(dir: &Path) -> (Arc<SqliteStore>, i64) {
     (store, dataset)
 }
 
+/// Opens [`alice_and_bob`]'s store after its file was taken back to an older layout: migrated to today's, history
+/// answers whole before the indexer has rebuilt the index, and the index is rebuilt (six rows).
+async fn rebuilt_history(dir: &Path, dataset: i64) -> (Arc<SqliteStore>, Connection) {
+    let store = open(dir).await;
+    let conn = Connection::open(dir.join("interlog.db")).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, interlog_store_sqlite::layout::LAYOUT);
+    let alice = interlog_store::Who::User("alice".into());
+    assert_eq!(ids(store.history(dataset, alice, 10).await.unwrap()), ["a2", "a1"]);
+    indexed_rows(&conn, 6).await;
+    (store, conn)
+}
+
 fn event_of(id: &str, user: &str, session: &str) -> Interaction {
     Interaction { user_id: Some(user.into()), session_id: session.into(), ..event(id, "i") }
 }
@@ -477,13 +490,8 @@ async fn a_layout_10_store_rebuilds_its_history_index_by_hash() {
     )
     .unwrap();
     drop(conn);
-    let store = open(&dir).await;
-    let conn = Connection::open(dir.join("interlog.db")).unwrap();
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, interlog_store_sqlite::layout::LAYOUT);
+    let (store, conn) = rebuilt_history(&dir, dataset).await;
     let alice = || interlog_store::Who::User("alice".into());
-    assert_eq!(ids(store.history(dataset, alice(), 10).await.unwrap()), ["a2", "a1"]);
-    indexed_rows(&conn, 6).await;
     let keys = history_keys(&conn, "WHERE seq = ?1", [seqs[0]]);
     assert_eq!(keys, sorted_keys(&[(alice(), seqs[0]), (interlog_store::Who::Session("s1".into()), seqs[0])]));
     assert_eq!(ids(store.history(dataset, alice(), 10).await.unwrap()), ["a2", "a1"]);
@@ -578,13 +586,8 @@ async fn a_layout_11_store_rebuilds_its_history_index_by_bucket() {
         }
     }
     drop(conn);
-    let store = open(&dir).await;
-    let conn = Connection::open(dir.join("interlog.db")).unwrap();
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, interlog_store_sqlite::layout::LAYOUT);
+    let (store, conn) = rebuilt_history(&dir, dataset).await;
     let alice = || interlog_store::Who::User("alice".into());
-    assert_eq!(ids(store.history(dataset, alice(), 10).await.unwrap()), ["a2", "a1"]);
-    indexed_rows(&conn, 6).await;
     let whos: Vec<(interlog_store::Who, i64)> = rows
         .iter()
         .flat_map(|(seq, user, session)| {
