@@ -72,6 +72,27 @@ fn key_of(p: Probe, bucket: u64) -> i64 {
     (p.kind | (bucket << HASH_BITS) | p.hash) as i64
 }
 
+/// The bucket a key was made for ([`key_of`] read back).
+fn bucket_of_key(key: i64) -> u64 {
+    (key as u64 >> HASH_BITS) & BUCKET_MASK
+}
+
+/// The oldest bucket holding a row of `probe`'s kind in the dataset (its smallest key: the bucket leads the hash),
+/// `None` when there is no such row.
+fn oldest_bucket(tx: &Connection, dataset_id: i64, probe: Probe) -> Result<Option<u64>, StoreError> {
+    let kind = probe.kind as i64;
+    let smallest: Option<i64> = tx
+        .prepare_cached(
+            "SELECT who_key FROM history WHERE dataset_id = ?1 AND who_key BETWEEN ?2 AND ?3
+             ORDER BY who_key LIMIT 1",
+        )
+        .classified()?
+        .query_row(params![dataset_id, kind, kind + ((1 << 62) - 1)], |r| r.get(0))
+        .optional()
+        .classified()?;
+    Ok(smallest.map(bucket_of_key))
+}
+
 /// How far the index reaches: every event at or below this position is in it.
 pub fn indexed(conn: &Connection) -> Result<i64, StoreError> {
     let found: Option<i64> = conn
@@ -157,22 +178,8 @@ pub fn query(conn: &Connection, dataset_id: i64, who: &Who, limit: usize) -> Res
         let rows = tail.query_map(params![cursor, dataset_id, who.id(), limit], stored_event).classified()?;
         events.extend(rows.collect::<Result<Vec<_>, _>>().classified()?);
     }
-    let probe = Probe::new(who.kind(), who.id().as_bytes());
-    // The oldest bucket holding a row of this kind in this dataset: where the seeks end.
-    let lowest: Option<i64> = if (events.len() as i64) < limit {
-        let kind = probe.kind as i64;
-        tx.prepare_cached(
-            "SELECT who_key FROM history WHERE dataset_id = ?1 AND who_key BETWEEN ?2 AND ?3
-             ORDER BY who_key LIMIT 1",
-        )
-        .classified()?
-        .query_row(params![dataset_id, kind, kind + ((1 << 62) - 1)], |r| r.get(0))
-        .optional()
-        .classified()?
-    } else {
-        None
-    };
-    if let Some(lowest) = lowest {
+    if (events.len() as i64) < limit {
+        let probe = Probe::new(who.kind(), who.id().as_bytes());
         // The event's own ID confirms each index row (`who_key` holds a hash), before the limit counts it.
         let mut indexed = tx
             .prepare_cached(&format!(
@@ -183,10 +190,10 @@ pub fn query(conn: &Connection, dataset_id: i64, who: &Who, limit: usize) -> Res
                 who.column()
             ))
             .classified()?;
-        let lowest = (lowest as u64 >> HASH_BITS) & BUCKET_MASK;
-        let mut b = bucket(cursor);
-        // Newest bucket first, until the limit is reached or the oldest bucket was read.
-        while (events.len() as i64) < limit {
+        // Newest bucket first, until the limit is reached or the oldest bucket was read; where that is, only a
+        // query that reads past the cursor's bucket looks up.
+        let (mut b, mut oldest) = (bucket(cursor), None);
+        loop {
             let rows = indexed
                 .query_map(
                     params![dataset_id, key_of(probe, b), who.id(), cursor, limit - events.len() as i64],
@@ -194,7 +201,15 @@ pub fn query(conn: &Connection, dataset_id: i64, who: &Who, limit: usize) -> Res
                 )
                 .classified()?;
             events.extend(rows.collect::<Result<Vec<_>, _>>().classified()?);
-            if b <= lowest {
+            if events.len() as i64 >= limit {
+                break;
+            }
+            // No row of this kind in the dataset: nothing older to read (every bucket is at or below u64::MAX).
+            let last = match oldest {
+                Some(o) => o,
+                None => *oldest.insert(oldest_bucket(&tx, dataset_id, probe)?.unwrap_or(u64::MAX)),
+            };
+            if b <= last {
                 break;
             }
             b -= 1;
